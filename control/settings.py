@@ -1,0 +1,50 @@
+"""Where things live: the state dir, the inventory, the database (CONTRACT.md, Environment)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_HOME = "CONTENTCTL_HOME"
+ENV_INVENTORY = "CONTENTCTL_INVENTORY"
+ENV_DATABASE_URL = "CONTENTCTL_DATABASE_URL"
+
+
+def state_dir() -> Path:
+    """`$CONTENTCTL_HOME`, default `~/.local/share/contentctl`; created on first use."""
+    raw = os.environ.get(ENV_HOME)
+    home = Path(raw).expanduser() if raw else Path.home() / ".local" / "share" / "contentctl"
+    home.mkdir(parents=True, exist_ok=True)
+    return home.resolve()
+
+
+def inventory_path(explicit: str | None = None) -> Path | None:
+    """The inventory file to read, or None when there is none anywhere."""
+    if explicit:
+        return Path(explicit).expanduser()
+    raw = os.environ.get(ENV_INVENTORY)
+    if raw:
+        return Path(raw).expanduser()
+    local = Path("inventory.yaml")
+    if local.is_file():
+        return local.resolve()
+    home_inv = state_dir() / "inventory.yaml"
+    return home_inv if home_inv.is_file() else None
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """An external server (url set) or the embedded one in the state dir (url None)."""
+
+    url: str | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+
+def database_target(explicit: str | None = None, inventory_url: str | None = None) -> DatabaseTarget:
+    """`--db` beats `CONTENTCTL_DATABASE_URL` beats the inventory's `database:`; else embedded."""
+    url = explicit or os.environ.get(ENV_DATABASE_URL) or inventory_url
+    return DatabaseTarget(url=url or None)

@@ -1,0 +1,213 @@
+-- The queue's queries, one named block each (`-- name: NAME`), loaded once by control/sql.py.
+-- Parameters are psycopg's named placeholders; nothing here is built by string formatting.
+
+-- name: insert_task
+INSERT INTO tasks (type, payload, priority, state, run_at, max_attempts, timeout_s, unique_key, media_id)
+VALUES (%(type)s, %(payload)s, %(priority)s,
+        CASE WHEN %(delay_s)s > 0 THEN 'scheduled' ELSE 'queued' END,
+        now() + make_interval(secs => %(delay_s)s),
+        %(max_attempts)s, %(timeout_s)s, %(unique_key)s, %(media_id)s)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'scheduled', 'running')
+DO NOTHING
+RETURNING id;
+
+-- name: insert_tasks_bulk
+INSERT INTO tasks (type, payload, priority, state, run_at, max_attempts, timeout_s, media_id)
+SELECT t.type, t.payload, t.priority,
+       CASE WHEN t.delay_s > 0 THEN 'scheduled' ELSE 'queued' END,
+       now() + make_interval(secs => t.delay_s),
+       t.max_attempts, t.timeout_s, t.media_id
+FROM unnest(%(types)s::text[], %(payloads)s::jsonb[], %(priorities)s::int[], %(delays)s::float8[],
+            %(max_attempts)s::int[], %(timeouts)s::float8[], %(media_ids)s::bigint[])
+     AS t(type, payload, priority, delay_s, max_attempts, timeout_s, media_id)
+RETURNING id;
+
+-- name: live_task_by_unique_key
+SELECT id FROM tasks
+WHERE unique_key = %(unique_key)s AND state IN ('queued', 'scheduled', 'running');
+
+-- name: notify
+SELECT pg_notify('contentctl_tasks', %(payload)s);
+
+-- name: claim
+-- Expired leases first (their agent died or lost the network: the same path re-claims them,
+-- there is no reaper), then pending work by priority and age. One statement, SKIP LOCKED.
+WITH expired AS (
+    SELECT id FROM tasks
+    WHERE state = 'running' AND lease_expires_at < now()
+      AND cancel_requested_at IS NULL AND attempts < max_attempts
+      AND type = ANY(%(types)s)
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT id FROM tasks
+    WHERE state IN ('queued', 'scheduled') AND run_at <= now()
+      AND type = ANY(%(types)s)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM ready) AS both_kinds
+    LIMIT %(limit)s
+)
+UPDATE tasks AS t
+SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
+    attempt_token = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+    started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
+    updated_at = now()
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.id, t.type, t.payload, t.priority, t.attempts, t.max_attempts, t.timeout_s,
+          t.attempt_token, t.media_id;
+
+-- name: sweep_expired
+-- Expired leases that must not run again: cancelled while their agent was gone, or out of
+-- attempts (an agent that keeps dying on a task must not take the fleet down with it).
+UPDATE tasks
+SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'failed' END,
+    error_type = CASE WHEN cancel_requested_at IS NOT NULL THEN error_type ELSE 'LeaseExpired' END,
+    error_message = CASE WHEN cancel_requested_at IS NOT NULL THEN error_message
+        ELSE 'lease expired on host ' || coalesce(host, '?') || ' after ' || attempts || ' attempts' END,
+    finished_at = now(), lease_expires_at = NULL, updated_at = now()
+WHERE state = 'running' AND lease_expires_at < now()
+  AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts)
+RETURNING id, state;
+
+-- name: complete
+UPDATE tasks
+SET state = 'succeeded', result = %(result)s, progress = 1.0, finished_at = now(),
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
+RETURNING id;
+
+-- name: fail
+UPDATE tasks
+SET state = CASE
+        WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN %(retryable)s AND attempts < max_attempts THEN 'scheduled'
+        ELSE 'failed' END,
+    run_at = CASE
+        WHEN cancel_requested_at IS NULL AND %(retryable)s AND attempts < max_attempts
+        THEN now() + make_interval(secs => %(backoff_s)s) ELSE run_at END,
+    finished_at = CASE
+        WHEN cancel_requested_at IS NULL AND %(retryable)s AND attempts < max_attempts
+        THEN NULL ELSE now() END,
+    error_type = %(error_type)s, error_message = %(error_message)s,
+    error_traceback = %(error_traceback)s,
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
+RETURNING id, state, run_at;
+
+-- name: release
+-- Hand a running task back without burning an attempt (agent shutdown, drain deadline).
+UPDATE tasks
+SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested_at IS NOT NULL THEN now() END,
+    attempts = greatest(attempts - 1, 0), run_at = now(), host = NULL,
+    lease_expires_at = NULL, attempt_token = NULL, started_at = NULL,
+    progress = NULL, progress_stage = NULL, updated_at = now()
+WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
+RETURNING id, state;
+
+-- name: acknowledge_cancel
+UPDATE tasks
+SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, updated_at = now()
+WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
+RETURNING id;
+
+-- name: progress
+UPDATE tasks
+SET progress = %(progress)s, progress_stage = %(stage)s, progress_at = now(), updated_at = now()
+WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
+RETURNING cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: renew_leases
+-- The heartbeat renews the leases it still holds; a token that does not come back was taken
+-- over (the agent must abandon that attempt).
+UPDATE tasks
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE state = 'running' AND attempt_token = ANY(%(tokens)s::uuid[])
+RETURNING id, attempt_token, cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: cancel
+WITH target AS (
+    SELECT id, state FROM tasks
+    WHERE id = ANY(%(ids)s) AND state IN ('queued', 'scheduled', 'running')
+    FOR UPDATE
+)
+UPDATE tasks AS t
+SET state = CASE WHEN target.state = 'running' THEN 'running' ELSE 'cancelled' END,
+    finished_at = CASE WHEN target.state = 'running' THEN NULL ELSE now() END,
+    cancel_requested_at = now(), updated_at = now()
+FROM target
+WHERE t.id = target.id
+RETURNING t.id, t.state, t.host;
+
+-- name: lock_stats_meta_shared
+SELECT watermark FROM task_stats_meta FOR SHARE;
+
+-- name: retry_failed
+-- Failed tasks back to the queue with a fresh set of attempts; the last error stays for the
+-- record until the next attempt. Rows already rolled up leave the rollup in the same statement.
+WITH target AS (
+    SELECT id, type, finished_at AS old_finished_at FROM tasks
+    WHERE state = 'failed'
+      AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+      AND (%(type)s::text IS NULL OR type = %(type)s::text)
+    FOR UPDATE
+), moved AS (
+    UPDATE tasks AS t
+    SET state = 'queued', run_at = now(), attempts = 0, finished_at = NULL, host = NULL,
+        attempt_token = NULL, lease_expires_at = NULL, cancel_requested_at = NULL,
+        progress = NULL, progress_stage = NULL, updated_at = now()
+    FROM target
+    WHERE t.id = target.id
+    RETURNING t.id, t.type, target.old_finished_at
+), unrolled AS (
+    UPDATE task_stats AS s
+    SET count = s.count - d.n
+    FROM (SELECT moved.type, count(*) AS n
+          FROM moved, task_stats_meta AS m
+          WHERE moved.old_finished_at < m.watermark
+          GROUP BY moved.type) AS d
+    WHERE s.type = d.type AND s.state = 'failed'
+)
+SELECT id FROM moved ORDER BY id;
+
+-- name: stats_live
+SELECT type,
+       CASE WHEN state = 'scheduled' AND run_at <= now() THEN 'queued' ELSE state END AS state,
+       count(*) AS n
+FROM tasks
+WHERE state IN ('queued', 'scheduled', 'running')
+GROUP BY 1, 2;
+
+-- name: stats_finished
+-- Rolled-up counts plus the tail after the watermark, in one snapshot.
+WITH m AS (SELECT watermark FROM task_stats_meta)
+SELECT type, state, sum(n)::bigint AS n, sum(tail)::bigint AS tail FROM (
+    SELECT type, state, count AS n, 0 AS tail FROM task_stats
+    UNION ALL
+    SELECT type, state, count(*) AS n, count(*) AS tail
+    FROM tasks, m
+    WHERE finished_at >= m.watermark AND state IN ('succeeded', 'failed', 'cancelled')
+    GROUP BY type, state
+) AS parts
+GROUP BY type, state;
+
+-- name: lock_stats_meta_nowait
+SELECT watermark, now() - make_interval(secs => %(margin_s)s) AS new_watermark
+FROM task_stats_meta FOR UPDATE NOWAIT;
+
+-- name: rollup
+INSERT INTO task_stats (type, state, count)
+SELECT type, state, count(*) FROM tasks
+WHERE finished_at >= %(old)s AND finished_at < %(new)s
+  AND state IN ('succeeded', 'failed', 'cancelled')
+GROUP BY type, state
+ON CONFLICT (type, state) DO UPDATE SET count = task_stats.count + excluded.count;
+
+-- name: set_watermark
+UPDATE task_stats_meta SET watermark = %(new)s;

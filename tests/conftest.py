@@ -1,0 +1,98 @@
+"""Real PostgreSQL for every test: one embedded server per test session, the schema built once
+in a template database, and a fresh `CREATE DATABASE ... TEMPLATE` per test (procrastinate)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from control import db
+from control.embedded import EmbeddedServer
+from control.queue import Queue
+
+TEMPLATE = "contentctl_template"
+_counter = itertools.count()
+
+
+def _with_database(url: str, name: str) -> str:
+    head, _, query = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The state dir of the session's embedded server; the server is stopped by pid at the end."""
+    home = tmp_path_factory.mktemp("pg-home")
+    server = EmbeddedServer(home)
+    server.ensure_running()
+    pid = server.pid()
+    try:
+        yield home
+    finally:
+        try:
+            server.stop()
+        finally:
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture(scope="session")
+def admin_url(pg_home: Path) -> str:
+    return _with_database(EmbeddedServer(pg_home).ensure_running(), "postgres")
+
+
+@pytest.fixture(scope="session")
+def template_url(admin_url: str) -> str:
+    import asyncio
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    url = _with_database(admin_url, TEMPLATE)
+
+    async def build() -> None:
+        conn = await db.connect(url)
+        try:
+            await db.migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return url
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[db.AsyncConn]:
+    c = await db.connect(db_url)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+@pytest.fixture
+def queue(conn: db.AsyncConn) -> Queue:
+    return Queue(conn)
