@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import LiteralString, cast
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -124,7 +124,7 @@ async def migrate(conn: AsyncConn) -> list[Migration]:
             if mig.version <= current:
                 continue
             async with conn.transaction():
-                await conn.execute(cast(LiteralString, mig.sql))
+                await conn.execute(mig.sql.encode())
                 await conn.execute(
                     "INSERT INTO contentctl_schema (version, name) VALUES (%s, %s)",
                     (mig.version, mig.name),

@@ -84,7 +84,9 @@ class EmbeddedServer:
             raise ContentctlError(
                 f"{self._serve_path} is unreadable ({exc}): delete it and run `contentctl db serve`"
             ) from exc
-        return ServeConfig(listen=str(raw.get("listen", "")), port=int(raw.get("port", DEFAULT_PORT)))
+        return ServeConfig(
+            listen=str(raw.get("listen", "")), port=int(raw.get("port", DEFAULT_PORT))
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
     def ensure_running(self) -> str:
@@ -173,11 +175,24 @@ class EmbeddedServer:
             pu.ensure_prefix_permissions(socket_dir)
             socket_dir.chmod(0o777)
         opts = f"-h {shlex.quote(cfg.listen)} -p {cfg.port} -k {shlex.quote(str(socket_dir))}"
-        log.info("starting embedded postgres in %s (listen=%r port=%s)", self.pgdata, cfg.listen, cfg.port)
+        log.info(
+            "starting embedded postgres in %s (listen=%r port=%s)",
+            self.pgdata,
+            cfg.listen,
+            cfg.port,
+        )
         self._pg_ctl(server, "start", "-o", opts, "-l", str(self.pgdata / "log"))
 
     def _pg_ctl(self, server: Any, *args: str) -> None:
-        cmd = [str(server.bin_path / "pg_ctl"), "-w", "-t", str(START_TIMEOUT_S), "-D", str(self.pgdata), *args]
+        cmd = [
+            str(server.bin_path / "pg_ctl"),
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-D",
+            str(self.pgdata),
+            *args,
+        ]
         kwargs: dict[str, Any] = {}
         if server.system_user is not None:
             kwargs["user"] = server.system_user
@@ -216,7 +231,9 @@ class EmbeddedServer:
     def _ensure_database(admin_uri: str) -> None:
         try:
             with psycopg.connect(admin_uri, autocommit=True, connect_timeout=10) as conn:
-                row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+                row = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+                ).fetchone()
                 if row is None:
                     conn.execute(f"CREATE DATABASE {DATABASE}")
         except psycopg.OperationalError as exc:

@@ -43,9 +43,7 @@ class TaskSpec:
 
     def validate(self) -> None:
         if not is_known(self.type):
-            raise UsageError(
-                f"unknown task type {self.type!r}: use one of {', '.join(ALL_TYPES)}"
-            )
+            raise UsageError(f"unknown task type {self.type!r}: use one of {', '.join(ALL_TYPES)}")
         if not isinstance(self.payload, dict):
             raise UsageError(f"the payload of a {self.type} task must be a JSON object")
         if self.delay_s < 0:
@@ -115,7 +113,9 @@ class Queue:
                     results[i] = Enqueued(task_id, True)
             for i in keyed:
                 results[i] = await self._insert_keyed(specs[i])
-            created_types = sorted({specs[i].type for i, r in enumerate(results) if r and r.created})
+            created_types = sorted(
+                {specs[i].type for i, r in enumerate(results) if r and r.created}
+            )
             if created_types:
                 await self.conn.execute(q("notify"), {"payload": ",".join(created_types)})
         return [r for r in results if r is not None]
@@ -216,10 +216,17 @@ class Queue:
         cur = await self.conn.execute(q("acknowledge_cancel"), {"id": task.id, "token": task.token})
         return self._accepted(await cur.fetchone(), "cancel acknowledgement", task)
 
-    async def progress(self, task: ClaimedTask, fraction: float, stage: str | None = None) -> LeaseState:
+    async def progress(
+        self, task: ClaimedTask, fraction: float, stage: str | None = None
+    ) -> LeaseState:
         cur = await self.conn.execute(
             q("progress"),
-            {"id": task.id, "token": task.token, "progress": max(0.0, min(1.0, fraction)), "stage": stage},
+            {
+                "id": task.id,
+                "token": task.token,
+                "progress": max(0.0, min(1.0, fraction)),
+                "stage": stage,
+            },
         )
         row = await cur.fetchone()
         if not self._accepted(row, "progress", task) or row is None:
@@ -232,12 +239,14 @@ class Queue:
         """Extend the leases still held. Tokens missing from the answer were lost."""
         if not tokens:
             return {}
-        cur = await self.conn.execute(q("renew_leases"), {"tokens": list(tokens), "lease_s": lease_s})
+        cur = await self.conn.execute(
+            q("renew_leases"), {"tokens": list(tokens), "lease_s": lease_s}
+        )
         held = {
             r["attempt_token"]: LeaseState(True, bool(r["cancel_requested"]))
             for r in await cur.fetchall()
         }
-        return {t: held.get(t, LeaseState(False, False)) for t in tokens}  # type: ignore[call-overload]
+        return {t: held.get(t, LeaseState(False, False)) for t in tokens}
 
     async def sweep_expired(self) -> int:
         """Finish expired tasks that must not run again. Any agent may call it; none must."""
@@ -252,7 +261,10 @@ class Queue:
         if row is None:
             log.warning(
                 "task %s: %s refused: attempt %s no longer holds the task (lease taken over, "
-                "cancelled or finished)", task.id, what, task.attempts,
+                "cancelled or finished)",
+                task.id,
+                what,
+                task.attempts,
             )
             return False
         return True
@@ -267,12 +279,15 @@ class Queue:
                 await self.conn.execute(q("notify"), {"payload": "cancel"})
         return [dict(r) for r in rows]
 
-    async def retry(self, ids: Sequence[int] | None = None, task_type: str | None = None) -> list[int]:
+    async def retry(
+        self, ids: Sequence[int] | None = None, task_type: str | None = None
+    ) -> list[int]:
         """Move failed tasks back to the queue (by id, or every failed task [of a type])."""
         async with self.conn.transaction():
             await self.conn.execute(q("lock_stats_meta_shared"))
             cur = await self.conn.execute(
-                q("retry_failed"), {"ids": list(ids) if ids is not None else None, "type": task_type}
+                q("retry_failed"),
+                {"ids": list(ids) if ids is not None else None, "type": task_type},
             )
             moved = [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
             if moved:
@@ -341,8 +356,10 @@ def parse_payload(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--payload is not valid JSON ({exc.msg} at column {exc.colno}): "
-                         "pass an object such as '{\"seconds\": 2}'") from exc
+        raise UsageError(
+            f"--payload is not valid JSON ({exc.msg} at column {exc.colno}): "
+            "pass an object such as '{\"seconds\": 2}'"
+        ) from exc
     if not isinstance(value, dict):
         raise UsageError("--payload must be a JSON object such as '{\"seconds\": 2}'")
     return value

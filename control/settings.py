@@ -44,7 +44,9 @@ class DatabaseTarget:
         return self.url is None
 
 
-def database_target(explicit: str | None = None, inventory_url: str | None = None) -> DatabaseTarget:
+def database_target(
+    explicit: str | None = None, inventory_url: str | None = None
+) -> DatabaseTarget:
     """`--db` beats `CONTENTCTL_DATABASE_URL` beats the inventory's `database:`; else embedded."""
     url = explicit or os.environ.get(ENV_DATABASE_URL) or inventory_url
     return DatabaseTarget(url=url or None)

@@ -33,8 +33,9 @@ class TypePolicy:
 
     def backoff_s(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before the retry that follows failed attempt number `attempt` (1-based)."""
-        base = min(self.backoff_base_s * 2 ** max(attempt - 1, 0), self.backoff_max_s)
-        return base * (1 + (rng or random).uniform(0, self.jitter))
+        base = min(self.backoff_base_s * 2.0 ** max(attempt - 1, 0), self.backoff_max_s)
+        jitter: float = (rng or random).uniform(0, self.jitter)
+        return base * (1 + jitter)
 
 
 DEFAULT_POLICY = TypePolicy()

@@ -3,6 +3,7 @@ in a template database, and a fresh `CREATE DATABASE ... TEMPLATE` per test (pro
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -40,10 +41,8 @@ def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             server.stop()
         finally:
             if pid is not None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture(scope="session")

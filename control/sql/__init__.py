@@ -14,7 +14,9 @@ def queries() -> dict[str, str]:
     text = resources.files(__package__).joinpath("queries.sql").read_text()
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
-    return {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return {
+        name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
 
 
 def q(name: str) -> str:

@@ -211,3 +211,42 @@ ON CONFLICT (type, state) DO UPDATE SET count = task_stats.count + excluded.coun
 
 -- name: set_watermark
 UPDATE task_stats_meta SET watermark = %(new)s;
+
+-- name: heartbeat
+INSERT INTO hosts (name, address, agent_state, agent_version, code_hash, pid, started_at,
+                   last_heartbeat_at, enabled_tasks, declared, heartbeat)
+VALUES (%(name)s, %(address)s, %(agent_state)s, %(agent_version)s, %(code_hash)s, %(pid)s,
+        %(started_at)s, now(), %(enabled_tasks)s, %(declared)s, %(heartbeat)s)
+ON CONFLICT (name) DO UPDATE SET
+    address = excluded.address, agent_state = excluded.agent_state,
+    agent_version = excluded.agent_version, code_hash = excluded.code_hash, pid = excluded.pid,
+    started_at = excluded.started_at, last_heartbeat_at = now(),
+    enabled_tasks = excluded.enabled_tasks, declared = excluded.declared,
+    heartbeat = excluded.heartbeat;
+
+-- name: hosts_snapshot
+SELECT name, address, agent_state, agent_version, code_hash, pid, started_at, enabled_tasks,
+       declared, heartbeat, last_heartbeat_at,
+       extract(epoch FROM now() - last_heartbeat_at)::float8 AS heartbeat_age_s
+FROM hosts
+ORDER BY name;
+
+-- name: running_tasks
+SELECT id, type, host, progress, progress_stage FROM tasks WHERE state = 'running' ORDER BY id;
+
+-- name: task_by_id
+SELECT * FROM tasks WHERE id = %(id)s;
+
+-- name: list_tasks
+-- A page of tasks, newest first. `state` filters on what the operator sees: a scheduled task
+-- whose time has come reads (and filters) as queued.
+SELECT * FROM tasks
+WHERE (%(state)s::text IS NULL
+       OR (%(state)s::text = 'queued' AND (state = 'queued' OR (state = 'scheduled' AND run_at <= now())))
+       OR (%(state)s::text = 'scheduled' AND state = 'scheduled' AND run_at > now())
+       OR (%(state)s::text NOT IN ('queued', 'scheduled') AND state = %(state)s::text))
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(host)s::text IS NULL OR host = %(host)s::text)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s;

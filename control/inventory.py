@@ -1,0 +1,264 @@
+"""inventory.yaml: the fleet as the operator declares it (CONTRACT.md, inventory.yaml).
+
+Validated when loaded: an unknown key, a wrong type, a task type that does not exist or a
+duplicate address is a one-line error naming the file, the line and the key. A `defaults:` block
+gives every host its values unless the host says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from control.errors import UsageError
+from control.tasktypes import ALL_TYPES, TypePolicy
+
+HOST_KEYS = {
+    "address": str,
+    "transport": str,
+    "user": str,
+    "port": int,
+    "identity_file": str,
+    "enabled": bool,
+    "enabled_tasks": list,
+    "max_concurrent_tasks": int,
+    "base_dir": str,
+    "env": dict,
+}
+TOP_KEYS = {
+    "database": str,
+    "storage_root": str,
+    "nas": dict,
+    "known_hosts": str,
+    "defaults": dict,
+    "worker_limits": dict,
+    "task_types": dict,
+    "hosts": dict,
+}
+LIMIT_KEYS = {
+    "tasks_per_run": int,
+    "cooldown": (int, float),
+    "daily_limit": int,
+    "window": dict,
+    "delay": dict,
+    "stall_after": (int, float),
+    "rss_limit_mb": (int, float),
+}
+POLICY_KEYS = {
+    "max_attempts": int,
+    "timeout_s": (int, float),
+    "backoff_base_s": (int, float),
+    "backoff_max_s": (int, float),
+}
+NAS_KEYS = {"url": str, "user": str, "mount_point": str}
+ENV_KEYS = {"manager": str, "name": str}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: str = "127.0.0.1"
+    transport: str = "ssh"
+    user: str | None = None
+    port: int = 22
+    identity_file: str | None = None
+    enabled: bool = True
+    enabled_tasks: tuple[str, ...] = ALL_TYPES
+    max_concurrent_tasks: int = 1
+    base_dir: str = "~/contentctl"
+    env: dict[str, str] = field(default_factory=lambda: {"manager": "uv"})
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path | None
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
+    database: str | None = None
+    storage_root: str | None = None
+    nas: dict[str, str] = field(default_factory=dict)
+    known_hosts: str | None = None
+    worker_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_types: dict[str, TypePolicy] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostSpec | None:
+        return self.hosts.get(name)
+
+
+class _Marks:
+    """Line numbers of mapping keys, by path, from the YAML node tree."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+
+    def build(self, node: yaml.Node, path: tuple[str, ...] = ()) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, (*path, str(i))) for i, v in enumerate(node.value)]
+        return yaml.safe_load(yaml.serialize(node))
+
+
+def load(path: Path | None) -> Inventory:
+    """The inventory at `path`; an empty one when there is none."""
+    if path is None:
+        return Inventory(path=None)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read inventory {path} ({exc.strerror}): check --inventory"
+        ) from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Inventory:
+    marks = _Marks()
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{where}: not valid YAML ({problem}): fix the syntax") from exc
+    data = marks.build(node) if node is not None else {}
+    return _Validator(path, marks).inventory(data)
+
+
+class _Validator:
+    def __init__(self, path: Path, marks: _Marks) -> None:
+        self.path = path
+        self.marks = marks
+
+    def error(self, keypath: tuple[str, ...], message: str) -> UsageError:
+        line = None
+        for n in range(len(keypath), -1, -1):
+            line = self.marks.lines.get(keypath[:n])
+            if line is not None:
+                break
+        key = ".".join(keypath) or "(top level)"
+        return UsageError(f"{self.path}:{line or 1}: {key}: {message}")
+
+    def mapping(self, value: Any, keypath: tuple[str, ...], spec: dict[str, Any]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(keypath, "must be a mapping")
+        for key, item in value.items():
+            if key not in spec:
+                raise self.error((*keypath, key), f"unknown key: use one of {', '.join(spec)}")
+            expected = spec[key]
+            ok = isinstance(item, expected) and not (
+                isinstance(item, bool) and expected is not bool
+            )
+            if expected is bool:
+                ok = isinstance(item, bool)
+            if not ok:
+                names = (expected,) if isinstance(expected, type) else expected
+                want = " or ".join(t.__name__ for t in names)
+                raise self.error((*keypath, key), f"must be {want}, not {type(item).__name__}")
+        return value
+
+    def task_types(self, value: list[Any], keypath: tuple[str, ...]) -> tuple[str, ...]:
+        for i, item in enumerate(value):
+            if item not in ALL_TYPES:
+                raise self.error(
+                    (*keypath, str(i)),
+                    f"unknown task type {item!r}: use one of {', '.join(ALL_TYPES)}",
+                )
+        return tuple(value)
+
+    def limits(self, value: Any, keypath: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for task_type, limits in self.mapping(
+            value, keypath, dict.fromkeys(ALL_TYPES, dict)
+        ).items():
+            out[task_type] = self.mapping(limits, (*keypath, task_type), LIMIT_KEYS)
+        return out
+
+    def inventory(self, data: Any) -> Inventory:
+        top = self.mapping(data, (), TOP_KEYS)
+        defaults = self.mapping(top.get("defaults"), ("defaults",), HOST_KEYS)
+        hosts: dict[str, HostSpec] = {}
+        seen_addresses: dict[tuple[str, int], str] = {}
+        for name, raw in (self.mapping(top.get("hosts"), ("hosts",), _AnyKeys(dict)) or {}).items():
+            merged = {**defaults, **self.mapping(raw, ("hosts", name), HOST_KEYS)}
+            host = self.host(name, merged)
+            addr = (host.address, host.port)
+            if host.transport == "ssh" and addr in seen_addresses:
+                raise self.error(
+                    ("hosts", name, "address"),
+                    f"duplicate address {host.address}:{host.port} (also host "
+                    f"{seen_addresses[addr]!r}): give each host its own address",
+                )
+            seen_addresses[addr] = name
+            hosts[name] = host
+        policies = {
+            t: TypePolicy(**self.mapping(v, ("task_types", t), POLICY_KEYS))
+            for t, v in self.mapping(
+                top.get("task_types"), ("task_types",), dict.fromkeys(ALL_TYPES, dict)
+            ).items()
+        }
+        nas = self.mapping(top.get("nas"), ("nas",), NAS_KEYS)
+        return Inventory(
+            path=self.path,
+            hosts=hosts,
+            database=top.get("database"),
+            storage_root=top.get("storage_root"),
+            nas={str(k): str(v) for k, v in nas.items()},
+            known_hosts=top.get("known_hosts"),
+            worker_limits=self.limits(top.get("worker_limits"), ("worker_limits",)),
+            task_types=policies,
+        )
+
+    def host(self, name: str, raw: dict[str, Any]) -> HostSpec:
+        kp = ("hosts", name)
+        transport = raw.get("transport", "ssh")
+        if transport not in ("ssh", "local"):
+            raise self.error((*kp, "transport"), f"must be ssh or local, not {transport!r}")
+        env = self.mapping(raw.get("env", {"manager": "uv"}), (*kp, "env"), ENV_KEYS)
+        if env.get("manager", "uv") not in ("uv", "conda"):
+            raise self.error((*kp, "env", "manager"), "must be uv or conda")
+        if env.get("manager") == "conda" and not env.get("name"):
+            raise self.error((*kp, "env"), "a conda env needs a name: {manager: conda, name: ...}")
+        max_conc = raw.get("max_concurrent_tasks", 1)
+        if max_conc < 1:
+            raise self.error((*kp, "max_concurrent_tasks"), "must be at least 1")
+        tasks = raw.get("enabled_tasks")
+        return HostSpec(
+            name=name,
+            address=raw.get("address", "127.0.0.1"),
+            transport=transport,
+            user=raw.get("user"),
+            port=raw.get("port", 22),
+            identity_file=raw.get("identity_file"),
+            enabled=raw.get("enabled", True),
+            enabled_tasks=ALL_TYPES
+            if tasks is None
+            else self.task_types(tasks, (*kp, "enabled_tasks")),
+            max_concurrent_tasks=max_conc,
+            base_dir=raw.get("base_dir", "~/contentctl"),
+            env={str(k): str(v) for k, v in env.items()},
+        )
+
+
+class _AnyKeys(dict[str, Any]):
+    """A spec that accepts any key with values of one type (host names)."""
+
+    def __init__(self, value_type: type) -> None:
+        super().__init__()
+        self.value_type = value_type
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> Any:
+        return self.value_type

@@ -1,0 +1,72 @@
+"""`contentctl status`: one snapshot of the database, the queue and the fleet (CONTRACT.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from control import fleet
+from control.db import AsyncConn, schema_version
+from control.inventory import Inventory
+from control.queue import Queue
+from control.tasktypes import STATES
+
+
+async def snapshot(conn: AsyncConn, inventory: Inventory) -> dict[str, Any]:
+    by_type = await Queue(conn).stats()
+    totals = dict.fromkeys(STATES, 0)
+    for counts in by_type.values():
+        for state, n in counts.items():
+            totals[state] += n
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": {"reachable": True, "schema_version": str(await schema_version(conn))},
+        "queue": {"by_type": dict(sorted(by_type.items())), "totals": totals},
+        "hosts": await hosts(conn, inventory),
+    }
+
+
+async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
+    """Every host the inventory declares plus every host that has heartbeated, by name."""
+    rows = {r["name"]: r for r in await fleet.hosts_rows(conn)}
+    running: dict[str, list[dict[str, Any]]] = {}
+    for t in await fleet.running_rows(conn):
+        running.setdefault(str(t["host"]), []).append(
+            {
+                "id": t["id"],
+                "type": t["type"],
+                "progress": t["progress"],
+                "stage": t["progress_stage"],
+            }
+        )
+    out = []
+    for name in sorted(set(rows) | set(inventory.hosts)):
+        row = rows.get(name)
+        spec = inventory.hosts.get(name)
+        body: dict[str, Any] = dict(row["heartbeat"]) if row else {}
+        age = row["heartbeat_age_s"] if row else None
+        state = fleet.host_state(
+            row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
+        )
+        if spec is not None:
+            enabled_tasks = list(spec.enabled_tasks)
+        else:
+            enabled_tasks = list(row["enabled_tasks"]) if row else []
+        out.append(
+            {
+                "name": name,
+                "address": spec.address if spec else (row["address"] if row else None),
+                "state": state,
+                "declared": spec is not None,
+                "heartbeat_age_s": None if age is None else round(float(age), 1),
+                "load": body.get("load", {}),
+                "running": running.get(name, []),
+                "enabled_tasks": enabled_tasks,
+                "idle_reason": body.get("idle_reason")
+                if state in ("online", "draining", "drained")
+                else None,
+                "agent_version": row["agent_version"] if row else None,
+                "code_hash": row["code_hash"] if row else None,
+            }
+        )
+    return out
