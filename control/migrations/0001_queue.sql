@@ -54,7 +54,7 @@ CREATE TABLE task_stats (
 );
 CREATE TABLE task_stats_meta (
     only_row  boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
-    watermark timestamptz NOT NULL DEFAULT '-infinity'
+    watermark timestamptz NOT NULL DEFAULT 'epoch'
 );
 INSERT INTO task_stats_meta DEFAULT VALUES;
 

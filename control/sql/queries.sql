@@ -50,17 +50,19 @@ WITH expired AS (
 ), picked AS (
     SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM ready) AS both_kinds
     LIMIT %(limit)s
+), claimed AS (
+    UPDATE tasks AS t
+    SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
+        attempt_token = gen_random_uuid(),
+        lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+        started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
+        updated_at = now()
+    FROM picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.type, t.payload, t.priority, t.run_at, t.attempts, t.max_attempts,
+              t.timeout_s, t.attempt_token, t.media_id
 )
-UPDATE tasks AS t
-SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
-    attempt_token = gen_random_uuid(),
-    lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-    started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
-    updated_at = now()
-FROM picked
-WHERE t.id = picked.id
-RETURNING t.id, t.type, t.payload, t.priority, t.attempts, t.max_attempts, t.timeout_s,
-          t.attempt_token, t.media_id;
+SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: sweep_expired
 -- Expired leases that must not run again: cancelled while their agent was gone, or out of

@@ -1,0 +1,38 @@
+"""Small helpers shared by tests: poll with a deadline (never sleep on a guess), read rows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from control import db
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.05
+) -> T:
+    """Call `probe` until it returns something truthy; fail the test at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+async def fetch_task(conn: db.AsyncConn, task_id: int) -> dict[str, Any]:
+    cur = await conn.execute("SELECT * FROM tasks WHERE id = %s", (task_id,))
+    row = await cur.fetchone()
+    assert row is not None, f"task {task_id} does not exist"
+    return dict(row)
+
+
+async def make_due(conn: db.AsyncConn, task_id: int) -> None:
+    """Time passes: a scheduled task's run_at arrives."""
+    await conn.execute("UPDATE tasks SET run_at = now() WHERE id = %s", (task_id,))

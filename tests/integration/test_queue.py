@@ -1,0 +1,275 @@
+"""The queue's guarantees, asserted on rows in a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from control import db
+from control.queue import Failure, Queue, TaskSpec
+from tests.helpers import fetch_task, make_due, wait_for
+
+
+async def test_claim_respects_priority_then_age_then_types(queue: Queue) -> None:
+    low_old, high, low_new, sleep_t = await queue.enqueue(
+        [
+            TaskSpec("noop", priority=0),
+            TaskSpec("noop", priority=5),
+            TaskSpec("noop", priority=0),
+            TaskSpec("sleep", priority=9),
+        ]
+    )
+    claimed = [t.id for t in await queue.claim("h", ["noop"], limit=3)]
+    assert claimed == [high.id, low_old.id, low_new.id]
+    assert sleep_t.id not in claimed  # not an enabled type for this host
+
+
+async def test_delayed_task_is_scheduled_until_due(queue: Queue, conn: db.AsyncConn) -> None:
+    [e] = await queue.enqueue([TaskSpec("noop", delay_s=60)])
+    assert (await fetch_task(conn, e.id))["state"] == "scheduled"
+    assert await queue.claim("h", ["noop"]) == []
+    await make_due(conn, e.id)
+    [t] = await queue.claim("h", ["noop"])
+    assert t.id == e.id
+
+
+async def test_unique_key_is_a_noop_while_live(queue: Queue) -> None:
+    [a] = await queue.enqueue([TaskSpec("noop", unique_key="episode-1")])
+    [b] = await queue.enqueue([TaskSpec("noop", unique_key="episode-1")])
+    assert a.created and not b.created and b.id == a.id
+    [t] = await queue.claim("h", ["noop"])
+    [c] = await queue.enqueue([TaskSpec("noop", unique_key="episode-1")])  # running: still live
+    assert c.id == a.id and not c.created
+    assert await queue.complete(t)
+    [d] = await queue.enqueue([TaskSpec("noop", unique_key="episode-1")])  # finished: new task
+    assert d.created and d.id != a.id
+
+
+async def test_concurrent_enqueue_of_one_unique_key_makes_one_task(db_url: str) -> None:
+    conns = [await db.connect(db_url) for _ in range(8)]
+    try:
+        results = await asyncio.gather(
+            *(Queue(c).enqueue([TaskSpec("noop", unique_key="same")]) for c in conns)
+        )
+    finally:
+        for c in conns:
+            await c.close()
+    ids = {r[0].id for r in results}
+    assert len(ids) == 1
+    assert sum(r[0].created for r in results) == 1
+
+
+async def test_retryable_failures_back_off_2_4_8_then_fail(queue: Queue, conn: db.AsyncConn) -> None:
+    [e] = await queue.enqueue([TaskSpec("fail")])
+    expected = [2.0, 4.0, 8.0]
+    for attempt, base in enumerate(expected, start=1):
+        [t] = await queue.claim("h", ["fail"])
+        assert t.attempts == attempt
+        assert await queue.fail(t, Failure("Boom", f"boom {attempt}")) == "scheduled"
+        row = await fetch_task(conn, e.id)
+        delay = (row["run_at"] - row["updated_at"]).total_seconds()
+        assert base <= delay <= base * 1.25 + 0.01, (attempt, delay)
+        assert row["state"] == "scheduled" and row["error_message"] == f"boom {attempt}"
+        await make_due(conn, e.id)
+    [t] = await queue.claim("h", ["fail"])
+    assert t.attempts == 4
+    assert await queue.fail(t, Failure("Boom", "boom 4")) == "failed"
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "failed" and row["finished_at"] is not None
+    assert row["error_type"] == "Boom" and row["error_message"] == "boom 4"
+
+
+async def test_non_retryable_failure_fails_at_once_and_keeps_the_reason(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("fail")])
+    [t] = await queue.claim("h", ["fail"])
+    tb = "Traceback (most recent call last):\n" + "x" * 10_000
+    state = await queue.fail(t, Failure("ValueError", "corrupt input", tb, retryable=False))
+    assert state == "failed"
+    row = await fetch_task(conn, e.id)
+    assert row["attempts"] == 1 and row["error_message"] == "corrupt input"
+    assert len(row["error_traceback"]) <= 4000 and row["error_traceback"].endswith("x")
+
+
+async def test_expired_lease_goes_to_another_claimer_and_the_late_answer_is_refused(
+    queue: Queue, conn: db.AsyncConn, caplog: pytest.LogCaptureFixture
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("noop")])
+    [first] = await queue.claim("dead-host", ["noop"], lease_s=0.3)
+    assert await queue.claim("other", ["noop"]) == []  # lease still live
+
+    async def taken() -> list[Any]:
+        return await queue.claim("other", ["noop"])
+
+    second = await wait_for(taken, timeout_s=5)
+    [second_task] = second
+    assert second_task.id == e.id and second_task.attempts == 2
+    assert second_task.token != first.token
+
+    # The first agent comes back from the dead: everything it says is refused.
+    assert not (await queue.progress(first, 0.5)).held
+    assert not await queue.complete(first, {"who": "first"})
+    assert await queue.fail(first, Failure("X", "late")) is None
+    assert not await queue.release(first)
+    assert "refused" in caplog.text
+
+    assert await queue.complete(second_task, {"who": "second"})
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "succeeded" and row["result"] == {"who": "second"}
+    assert row["host"] == "other"
+
+
+async def test_heartbeat_renewal_keeps_the_lease(queue: Queue) -> None:
+    await queue.enqueue([TaskSpec("noop")])
+    [t] = await queue.claim("h", ["noop"], lease_s=0.5)
+    for _ in range(4):
+        states = await queue.renew_leases([t.token], lease_s=0.5)
+        assert states[t.token].held
+        assert await queue.claim("thief", ["noop"]) == []
+        await asyncio.sleep(0.25)
+    assert await queue.complete(t)
+
+
+async def test_expired_lease_out_of_attempts_is_swept_to_failed(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("noop", max_attempts=1)])
+    await queue.claim("dies", ["noop"], lease_s=0.1)
+    await asyncio.sleep(0.2)
+    assert await queue.claim("other", ["noop"]) == []  # no attempts left: not re-run
+    assert await queue.sweep_expired() == 1
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "failed" and row["error_type"] == "LeaseExpired"
+    assert "dies" in row["error_message"]
+
+
+async def test_release_hands_back_without_burning_an_attempt(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("noop")])
+    [t] = await queue.claim("h", ["noop"])
+    assert await queue.release(t)
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "queued" and row["attempts"] == 0 and row["host"] is None
+    [again] = await queue.claim("h2", ["noop"])
+    assert again.attempts == 1
+
+
+async def test_cancel_queued_is_immediate_and_running_is_asked(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    queued, running, done = await queue.enqueue([TaskSpec("sleep")] * 3)
+    await conn.execute("UPDATE tasks SET priority = 10 WHERE id IN (%s, %s)", (running.id, done.id))
+    t_done, t_running = sorted(await queue.claim("h", ["sleep"], limit=2), key=lambda t: t.id != done.id)
+    assert await queue.complete(t_done)
+
+    rows = await queue.cancel([queued.id, running.id, done.id])
+    by_id = {r["id"]: r["state"] for r in rows}
+    assert by_id == {queued.id: "cancelled", running.id: "running"}
+    assert (await fetch_task(conn, queued.id))["state"] == "cancelled"
+    assert (await fetch_task(conn, done.id))["state"] == "succeeded"
+
+    lease = await queue.progress(t_running, 0.5)
+    assert lease.held and lease.cancel_requested
+    assert (await queue.renew_leases([t_running.token]))[t_running.token].cancel_requested
+    assert await queue.acknowledge_cancel(t_running)
+    assert (await fetch_task(conn, running.id))["state"] == "cancelled"
+
+
+async def test_failure_after_cancel_request_ends_cancelled(queue: Queue, conn: db.AsyncConn) -> None:
+    [e] = await queue.enqueue([TaskSpec("fail")])
+    [t] = await queue.claim("h", ["fail"])
+    await queue.cancel([e.id])
+    assert await queue.fail(t, Failure("X", "aborted")) == "cancelled"
+    assert (await fetch_task(conn, e.id))["state"] == "cancelled"
+
+
+async def test_retry_moves_failed_tasks_back_with_fresh_attempts(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    a, b, ok = await queue.enqueue([TaskSpec("fail"), TaskSpec("fail"), TaskSpec("noop")])
+    for t in await queue.claim("h", ["fail", "noop"], limit=3):
+        if t.type == "fail":
+            await queue.fail(t, Failure("X", "nope", retryable=False))
+        else:
+            await queue.complete(t)
+    assert await queue.retry([a.id, ok.id]) == [a.id]  # a succeeded task is not retried
+    row = await fetch_task(conn, a.id)
+    assert row["state"] == "queued" and row["attempts"] == 0 and row["finished_at"] is None
+    assert await queue.retry(task_type="fail") == [b.id]
+    assert await queue.retry(task_type="fail") == []
+
+
+async def test_progress_is_stored(queue: Queue, conn: db.AsyncConn) -> None:
+    [e] = await queue.enqueue([TaskSpec("sleep")])
+    [t] = await queue.claim("h", ["sleep"])
+    assert (await queue.progress(t, 0.4, "chunk 2/5")).held
+    row = await fetch_task(conn, e.id)
+    assert row["progress"] == pytest.approx(0.4) and row["progress_stage"] == "chunk 2/5"
+
+
+async def test_stats_match_a_full_count_across_rollups_and_retries(
+    queue: Queue, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("control.queue.ROLLUP_MARGIN_S", 0)
+    await queue.enqueue([TaskSpec("noop")] * 30 + [TaskSpec("fail")] * 10 + [TaskSpec("sleep")] * 3)
+
+    async def drain(n: int) -> None:
+        for t in await queue.claim("h", ["noop", "fail"], limit=n):
+            if t.type == "fail":
+                await queue.fail(t, Failure("X", "no", retryable=False))
+            else:
+                await queue.complete(t)
+
+    async def truth() -> dict[str, dict[str, int]]:
+        cur = await conn.execute(
+            "SELECT type, CASE WHEN state = 'scheduled' AND run_at <= now() THEN 'queued' "
+            "ELSE state END AS state, count(*) AS n FROM tasks GROUP BY 1, 2"
+        )
+        out: dict[str, dict[str, int]] = {}
+        for r in await cur.fetchall():
+            out.setdefault(r["type"], {})[r["state"]] = r["n"]
+        return out
+
+    def nonzero(stats: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        return {t: {s: n for s, n in c.items() if n} for t, c in stats.items()}
+
+    await drain(20)
+    await asyncio.sleep(0.01)
+    assert await queue.rollup()
+    await drain(30)
+    assert nonzero(await queue.stats()) == await truth()
+    cur = await conn.execute("SELECT sum(count) AS n FROM task_stats")
+    assert (await cur.fetchone())["n"] > 0  # some counts come from the rollup
+    await queue.retry(task_type="fail")  # some of these were rolled up
+    assert nonzero(await queue.stats()) == await truth()
+    await asyncio.sleep(0.01)
+    assert await queue.rollup()
+    assert nonzero(await queue.stats()) == await truth()
+
+
+async def test_one_notification_per_enqueue_transaction(db_url: str, queue: Queue) -> None:
+    listener = await db.connect(db_url)
+    try:
+        await Queue(listener).listen()
+        await queue.enqueue([TaskSpec("noop")] * 100 + [TaskSpec("sleep")] * 5)
+        notes = [n async for n in listener.notifies(timeout=1.0)]
+    finally:
+        await listener.close()
+    assert len(notes) == 1
+    assert notes[0].payload == "noop,sleep"
+
+
+async def test_bad_specs_are_refused_before_anything_is_written(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    from control.errors import UsageError
+
+    for bad in (TaskSpec("nope"), TaskSpec("noop", delay_s=-1), TaskSpec("noop", max_attempts=0)):
+        with pytest.raises(UsageError):
+            await queue.enqueue([TaskSpec("noop"), bad])
+    cur = await conn.execute("SELECT count(*) AS n FROM tasks")
+    assert (await cur.fetchone())["n"] == 0
