@@ -12,7 +12,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from control import __version__, db, output
 from control.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ContentctlError, UsageError
@@ -294,8 +294,15 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (the contract) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--inventory",
         metavar="PATH",
@@ -315,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show tracebacks and debug logs",
     )
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="contentctl",
         parents=[common],
         description="Control plane for a media-to-text processing fleet. "
