@@ -281,6 +281,7 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
         address=spec.address if spec else None,
         declared=spec is not None,
         burst=args.burst,
+        grace_s=args.grace,
         policies=s.inventory.task_types,
     )
     url = await asyncio.to_thread(db.resolve_url, s.target)
@@ -403,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive("--concurrency"),
         default=None,
         help="override max_concurrent_tasks",
+    )
+    sp.add_argument(
+        "--grace",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running tasks may finish before they go back to the queue",
     )
     sp.set_defaults(func=cmd_agent_run)
 

@@ -27,8 +27,9 @@ hosts:
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Run:
+def cli(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Run:
     inv = tmp_path / "inventory.yaml"
     inv.write_text(INVENTORY)
     monkeypatch.setenv("CONTENTCTL_HOME", str(tmp_path / "home"))
@@ -60,8 +61,17 @@ def one_line(err: str) -> str:
 
 
 def test_enqueue_then_list_and_show(cli: Run) -> None:
-    code, out, _ = cli("enqueue", "sleep", "--payload", '{"seconds": 2}', "--count", "3",
-                       "--priority", "4", "--json")
+    code, out, _ = cli(
+        "enqueue",
+        "sleep",
+        "--payload",
+        '{"seconds": 2}',
+        "--count",
+        "3",
+        "--priority",
+        "4",
+        "--json",
+    )
     assert code == 0
     ids = [r["id"] for r in json.loads(out)]
     assert len(ids) == 3
@@ -73,9 +83,23 @@ def test_enqueue_then_list_and_show(cli: Run) -> None:
 
     code, out, _ = cli("task", str(ids[0]), "--json")
     task: dict[str, Any] = json.loads(out)
-    contract_keys = {"id", "type", "state", "priority", "attempts", "max_attempts", "host",
-                     "payload", "result", "error", "progress", "media_id", "created_at",
-                     "started_at", "finished_at"}
+    contract_keys = {
+        "id",
+        "type",
+        "state",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "host",
+        "payload",
+        "result",
+        "error",
+        "progress",
+        "media_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+    }
     assert contract_keys <= task.keys()
     assert task["payload"] == {"seconds": 2} and task["priority"] == 4
     assert task["state"] == "queued"
@@ -107,8 +131,16 @@ def test_status_json_follows_the_contract(cli: Run) -> None:
     assert hosts["mac-1"]["enabled_tasks"] == ["transcribe", "noop"]
     assert hosts["nas-box"]["state"] == "disabled"
     for h in snap["hosts"]:
-        assert {"name", "address", "state", "heartbeat_age_s", "load", "running",
-                "enabled_tasks", "idle_reason"} <= h.keys()
+        assert {
+            "name",
+            "address",
+            "state",
+            "heartbeat_age_s",
+            "load",
+            "running",
+            "enabled_tasks",
+            "idle_reason",
+        } <= h.keys()
     code, out, _ = cli("status")
     assert code == 0 and "mac-1" in out and "disabled" in out
 
@@ -142,7 +174,7 @@ def test_cancel_and_retry(cli: Run, db_url: str) -> None:
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     cli: Run, db_url: str, args: tuple[str, ...], needle: str
 ) -> None:
-    code, out, err = cli(*args)
+    code, _, err = cli(*args)
     assert code == 2
     assert needle in one_line(err)
     assert "Traceback" not in err
@@ -152,8 +184,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 def test_unreachable_database_is_one_line_exit_2_without_the_password(
     cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CONTENTCTL_DATABASE_URL",
-                       "postgresql://agent:hunter2secret@127.0.0.1:1/contentctl")
+    monkeypatch.setenv(
+        "CONTENTCTL_DATABASE_URL", "postgresql://agent:hunter2secret@127.0.0.1:1/contentctl"
+    )
     code, _, err = cli("status")
     assert code == 2
     line = one_line(err)

@@ -61,7 +61,9 @@ async def test_concurrent_enqueue_of_one_unique_key_makes_one_task(db_url: str) 
     assert sum(r[0].created for r in results) == 1
 
 
-async def test_retryable_failures_back_off_2_4_8_then_fail(queue: Queue, conn: db.AsyncConn) -> None:
+async def test_retryable_failures_back_off_2_4_8_then_fail(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
     [e] = await queue.enqueue([TaskSpec("fail")])
     expected = [2.0, 4.0, 8.0]
     for attempt, base in enumerate(expected, start=1):
@@ -163,7 +165,9 @@ async def test_cancel_queued_is_immediate_and_running_is_asked(
 ) -> None:
     queued, running, done = await queue.enqueue([TaskSpec("sleep")] * 3)
     await conn.execute("UPDATE tasks SET priority = 10 WHERE id IN (%s, %s)", (running.id, done.id))
-    t_done, t_running = sorted(await queue.claim("h", ["sleep"], limit=2), key=lambda t: t.id != done.id)
+    t_done, t_running = sorted(
+        await queue.claim("h", ["sleep"], limit=2), key=lambda t: t.id != done.id
+    )
     assert await queue.complete(t_done)
 
     rows = await queue.cancel([queued.id, running.id, done.id])
@@ -179,7 +183,9 @@ async def test_cancel_queued_is_immediate_and_running_is_asked(
     assert (await fetch_task(conn, running.id))["state"] == "cancelled"
 
 
-async def test_failure_after_cancel_request_ends_cancelled(queue: Queue, conn: db.AsyncConn) -> None:
+async def test_failure_after_cancel_request_ends_cancelled(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
     [e] = await queue.enqueue([TaskSpec("fail")])
     [t] = await queue.claim("h", ["fail"])
     await queue.cancel([e.id])

@@ -1,0 +1,163 @@
+"""The agent in its simplest form: real processes, a real queue."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.runner import Agent, AgentConfig
+from control import db
+from control.queue import Queue, TaskSpec
+from control.tasktypes import ALL_TYPES
+from tests.helpers import fetch_task, wait_for
+
+
+@pytest.fixture
+def agent_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CONTENTCTL_DATABASE_URL"] = db_url
+    env["CONTENTCTL_HOME"] = str(tmp_path / "home")
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("hosts:\n  declared-1:\n    address: 127.0.0.5\n    enabled_tasks: [noop]\n")
+    env["CONTENTCTL_INVENTORY"] = str(inv)
+    return env
+
+
+@pytest.fixture
+def spawn(agent_env: dict[str, str]) -> Iterator[object]:
+    """Start `contentctl agent run ...` processes; every one is killed by pid at the end."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tui.launcher", "agent", "run", *args],
+            env=agent_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def _agent(url: str, **kw: object) -> Agent:
+    cfg = AgentConfig(host=str(kw.pop("host", "inproc")), enabled_tasks=ALL_TYPES, **kw)  # type: ignore[arg-type]
+    return Agent(cfg, url)
+
+
+async def test_burst_agent_runs_everything_and_exits(
+    spawn: object, queue: Queue, conn: db.AsyncConn
+) -> None:
+    ok = await queue.enqueue([TaskSpec("noop")] * 20 + [TaskSpec("sleep", {"seconds": 0.3})] * 2)
+    [bad] = await queue.enqueue([TaskSpec("fail", {"retryable": False})])
+    p = spawn("--host", "worker-x", "--burst", "--concurrency", "3")  # type: ignore[operator]
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "not in the inventory" in err  # undeclared, and said so
+    for e in ok:
+        assert (await fetch_task(conn, e.id))["state"] == "succeeded"
+    assert (await fetch_task(conn, bad.id))["state"] == "failed"
+
+    from control import status
+    from control.inventory import Inventory
+
+    snap = await status.hosts(conn, Inventory(path=None))
+    [host] = [h for h in snap if h["name"] == "worker-x"]
+    assert host["declared"] is False and host["state"] == "offline"  # it stopped
+    assert set(host["enabled_tasks"]) == set(ALL_TYPES)
+
+
+async def test_declared_host_claims_only_its_types(
+    spawn: object, queue: Queue, conn: db.AsyncConn
+) -> None:
+    [n] = await queue.enqueue([TaskSpec("noop")])
+    [s] = await queue.enqueue([TaskSpec("sleep", {"seconds": 0})])
+    p = spawn("--host", "declared-1", "--burst")  # type: ignore[operator]
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert (await fetch_task(conn, n.id))["state"] == "succeeded"
+    assert (await fetch_task(conn, s.id))["state"] == "queued"
+
+
+async def test_notify_wakes_an_idle_agent_at_once(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    agent = _agent(db_url, poll_s=60.0)  # polling alone would take a minute
+    runner = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
+        await asyncio.sleep(0.1)  # the agent is idle, waiting
+        t0 = time.monotonic()
+        [e] = await queue.enqueue([TaskSpec("noop")])
+        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(runner, 15)
+
+
+async def test_polling_is_the_fallback_without_notifications(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    agent = _agent(db_url, listen=False, poll_s=0.3)
+    runner = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
+        [e] = await queue.enqueue([TaskSpec("noop")])
+        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), timeout_s=5)
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(runner, 15)
+
+
+async def test_sigterm_hands_the_running_task_back_without_burning_an_attempt(
+    spawn: object, queue: Queue, conn: db.AsyncConn
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
+    p = spawn("--host", "term-me", "--grace", "0.5")  # type: ignore[operator]
+    await wait_for(lambda: _state_is(conn, e.id, "running"), timeout_s=20)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=20)
+    assert p.returncode == 0
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "queued" and row["attempts"] == 0 and row["host"] is None
+
+
+async def test_cancel_reaches_the_running_agent(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    agent = _agent(db_url, poll_s=60.0, heartbeat_s=60.0)  # only NOTIFY can tell it in time
+    runner = asyncio.create_task(agent.run())
+    try:
+        [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
+        await wait_for(lambda: _state_is(conn, e.id, "running"), timeout_s=10)
+        t0 = time.monotonic()
+        await queue.cancel([e.id])
+        await wait_for(lambda: _state_is(conn, e.id, "cancelled"), timeout_s=5)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(runner, 15)
+
+
+async def _host_seen(conn: db.AsyncConn, name: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM hosts WHERE name = %s", (name,))
+    return await cur.fetchone() is not None
+
+
+async def _state_is(conn: db.AsyncConn, task_id: int, state: str) -> bool:
+    return (await fetch_task(conn, task_id))["state"] == state

@@ -1,0 +1,34 @@
+"""The agent stays light: importing it pulls in no dashboard, no SSH, no ORM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_agent_imports_no_heavy_or_forbidden_modules() -> None:
+    code = (
+        "import sys, json, agent.runner, agent.handlers;"
+        "print(json.dumps(sorted(m for m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
+    for forbidden in (
+        "textual",
+        "asyncssh",
+        "tui",
+        "provisioning",
+        "sqlmodel",
+        "sqlalchemy",
+        "pydantic",
+    ):
+        assert forbidden not in loaded, f"the agent imports {forbidden}"
+
+
+def test_import_contracts_hold() -> None:
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    out = subprocess.run([str(lint_imports), "--no-cache"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert " 0 broken" in out.stdout and " kept" in out.stdout
