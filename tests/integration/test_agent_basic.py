@@ -55,7 +55,7 @@ def spawn(agent_env: dict[str, str]) -> Iterator[object]:
 
 
 def _agent(url: str, **kw: object) -> Agent:
-    cfg = AgentConfig(host=str(kw.pop("host", "inproc")), enabled_tasks=ALL_TYPES, **kw)  # type: ignore[arg-type]
+    cfg = AgentConfig(host=str(kw.pop("host", "inproc")), enabled_tasks=ALL_TYPES, **kw)
     return Agent(cfg, url)
 
 
@@ -64,7 +64,7 @@ async def test_burst_agent_runs_everything_and_exits(
 ) -> None:
     ok = await queue.enqueue([TaskSpec("noop")] * 20 + [TaskSpec("sleep", {"seconds": 0.3})] * 2)
     [bad] = await queue.enqueue([TaskSpec("fail", {"retryable": False})])
-    p = spawn("--host", "worker-x", "--burst", "--concurrency", "3")  # type: ignore[operator]
+    p = spawn("--host", "worker-x", "--burst", "--concurrency", "3")
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert "not in the inventory" in err  # undeclared, and said so
@@ -86,7 +86,7 @@ async def test_declared_host_claims_only_its_types(
 ) -> None:
     [n] = await queue.enqueue([TaskSpec("noop")])
     [s] = await queue.enqueue([TaskSpec("sleep", {"seconds": 0})])
-    p = spawn("--host", "declared-1", "--burst")  # type: ignore[operator]
+    p = spawn("--host", "declared-1", "--burst")
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert (await fetch_task(conn, n.id))["state"] == "succeeded"
@@ -128,7 +128,7 @@ async def test_sigterm_hands_the_running_task_back_without_burning_an_attempt(
     spawn: object, queue: Queue, conn: db.AsyncConn
 ) -> None:
     [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
-    p = spawn("--host", "term-me", "--grace", "0.5")  # type: ignore[operator]
+    p = spawn("--host", "term-me", "--grace", "0.5")
     await wait_for(lambda: _state_is(conn, e.id, "running"), timeout_s=20)
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=20)

@@ -10,7 +10,7 @@ from control.models import Host, Task
 
 @pytest.mark.parametrize("model", [Task, Host])
 async def test_models_match_the_migrated_tables(conn: db.AsyncConn, model: type) -> None:
-    table = model.__table__  # type: ignore[attr-defined]
+    table = model.__table__
     cur = await conn.execute(
         "SELECT column_name, is_nullable FROM information_schema.columns "
         "WHERE table_name = %s ORDER BY ordinal_position",
