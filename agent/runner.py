@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from agent.completion import GroupCommitter
 from agent.handlers import HANDLERS, Handler, TaskError
 from control import __version__, db, fleet
 from control.queue import ClaimedTask, Failure, Queue
@@ -98,17 +99,21 @@ class Agent:
         self._done_this_run = 0
         self._idle_reason: str | None = None
         self.queue: Queue
+        self._committer: GroupCommitter
         self._listen_conn: db.AsyncConn | None = None
 
     # -- public ---------------------------------------------------------------------------
     async def run(self) -> int:
         conn = await db.open_database(DatabaseTarget(self.url))
         self.queue = Queue(conn, self.config.policies)
+        self._committer = GroupCommitter(self.queue)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        side: list[asyncio.Task[None]] = []
+        side: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._committer.run(), name="committer")
+        ]
         try:
             if self.config.listen:
                 self._listen_conn = await db.connect(self.url)
@@ -189,8 +194,12 @@ class Agent:
         except Exception as exc:
             await self._fail(task, Failure(type(exc).__name__, str(exc), traceback.format_exc()))
         else:
-            if await self.queue.complete(task, result):
-                self._done_this_run += 1
+            try:
+                if await self._committer.complete(task, result):
+                    self._done_this_run += 1
+            except Exception:
+                # The lease will expire and the task run again: at-least-once, never lost.
+                log.exception("task %s: could not record its completion", task.id)
         finally:
             self._running.pop(task.id, None)
 

@@ -190,6 +190,26 @@ class Queue:
         )
         return self._accepted(await cur.fetchone(), "completion", task)
 
+    async def complete_many(
+        self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
+    ) -> set[int]:
+        """Record several completions in one statement; returns the ids accepted."""
+        if not done:
+            return set()
+        cur = await self.conn.execute(
+            q("complete_many"),
+            {
+                "ids": [t.id for t, _ in done],
+                "tokens": [t.token for t, _ in done],
+                "results": [Jsonb(r or {}) for _, r in done],
+            },
+        )
+        accepted = {int(r["id"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+        for t, _ in done:
+            if t.id not in accepted:
+                self._accepted(None, "completion", t)
+        return accepted
+
     async def fail(self, task: ClaimedTask, failure: Failure) -> str | None:
         """Record a failed attempt. Returns the new state, or None if the answer was refused."""
         cur = await self.conn.execute(

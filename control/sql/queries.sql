@@ -84,6 +84,15 @@ SET state = 'succeeded', result = %(result)s, progress = 1.0, finished_at = now(
 WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
 RETURNING id;
 
+-- name: complete_many
+-- Group commit: the completions that piled up while the previous one was being written.
+UPDATE tasks AS t
+SET state = 'succeeded', result = c.result, progress = 1.0, finished_at = now(),
+    lease_expires_at = NULL, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::jsonb[]) AS c(id, token, result)
+WHERE t.id = c.id AND t.attempt_token = c.token AND t.state = 'running'
+RETURNING t.id;
+
 -- name: fail
 UPDATE tasks
 SET state = CASE
