@@ -1,6 +1,6 @@
-"""Queue benchmark: contentctl against pgqueuer and procrastinate on the same PostgreSQL, in one run.
+"""Queue benchmark: contentctl vs pgqueuer and procrastinate on one PostgreSQL, in one run.
 
-    uv run python bench/queue.py [--jobs 10000] [--workers 2] [--rounds 2]
+    uv run python bench/queue.py [--jobs N] [--workers N] [--rounds N]
                                  [--latency-samples 1000] [--status-tasks 1000000] [--no-peers]
 
 1. Drain throughput: JOBS noop jobs enqueued, then WORKERS worker processes drain them; wall time
@@ -39,10 +39,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from control import db, status  # noqa: E402
-from control.embedded import EmbeddedServer  # noqa: E402
-from control.inventory import Inventory  # noqa: E402
-from control.queue import Queue, TaskSpec  # noqa: E402
+from control import db, status
+from control.embedded import EmbeddedServer
+from control.inventory import Inventory
+from control.queue import Queue, TaskSpec
 
 # Jobs in flight per worker process: 50, as pgqueuer's 5 dequeuers x batch 10.
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
@@ -75,14 +75,17 @@ def fresh_database(admin_url: str, name: str) -> str:
     return with_db(admin_url, name)
 
 
-def run_workers(cmds: list[list[str]], url: str, done_sql: str,
-                env: dict[str, str] | None = None) -> float:
+def run_workers(
+    cmds: list[list[str]], url: str, done_sql: str, env: dict[str, str] | None = None
+) -> float:
     """Start the worker processes together; the wall time until `done_sql` says all jobs are
     done (start-up included; how long a worker takes to notice the queue is empty and exit is
     not, since the systems differ there by design)."""
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for c in cmds]
+    procs = [
+        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in cmds
+    ]
     wall = None
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -128,8 +131,21 @@ def drain_contentctl(admin_url: str, jobs: int, workers: int) -> float:
     url = fresh_database(admin_url, "bench_contentctl")
     asyncio.run(contentctl_setup(url, jobs))
     env = dict(os.environ, CONTENTCTL_DATABASE_URL=url, CONTENTCTL_INVENTORY=os.devnull)
-    cmds = [[sys.executable, "-m", "tui.launcher", "agent", "run", "--host", f"bench-{i}",
-             "--burst", "--concurrency", str(CONCURRENCY)] for i in range(workers)]
+    cmds = [
+        [
+            sys.executable,
+            "-m",
+            "tui.launcher",
+            "agent",
+            "run",
+            "--host",
+            f"bench-{i}",
+            "--burst",
+            "--concurrency",
+            str(CONCURRENCY),
+        ]
+        for i in range(workers)
+    ]
     done_sql = f"SELECT count(*) = {jobs} FROM tasks WHERE state = 'succeeded'"
     return run_workers(cmds, url, done_sql, env)
 
@@ -145,8 +161,9 @@ def drain_pgqueuer(admin_url: str, py: Path, jobs: int, workers: int) -> float:
 def drain_procrastinate(admin_url: str, py: Path, jobs: int, workers: int) -> float:
     url = fresh_database(admin_url, "bench_procrastinate")
     script = str(ROOT / "bench" / "peers" / "procrastinate_peer.py")
-    subprocess.run([str(py), script, "setup", url, str(jobs)], check=True,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(py), script, "setup", url, str(jobs)], check=True, stderr=subprocess.DEVNULL
+    )
     cmds = [[str(py), script, "work", url, "10"] for _ in range(workers)]
     done_sql = f"SELECT count(*) = {jobs} FROM procrastinate_jobs WHERE status = 'succeeded'"
     return run_workers(cmds, url, done_sql)
@@ -158,8 +175,11 @@ async def latency(admin_url: str, samples: int) -> list[float]:
     conn = await db.connect(url)
     await db.migrate(conn)
     env = dict(os.environ, CONTENTCTL_DATABASE_URL=url, CONTENTCTL_INVENTORY=os.devnull)
-    agent = subprocess.Popen([sys.executable, "-m", "tui.launcher", "agent", "run", "--host",
-                              "bench-idle"], env=env, stderr=subprocess.DEVNULL)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "tui.launcher", "agent", "run", "--host", "bench-idle"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while not count(url, "SELECT count(*) FROM hosts"):
             await asyncio.sleep(0.05)
@@ -192,7 +212,8 @@ def pct(sorted_values: list[float], p: float) -> float:
 FILL_SQL = """
 INSERT INTO tasks (type, payload, priority, state, run_at, attempts, host, created_at,
                    started_at, finished_at, updated_at, result, progress)
-SELECT (ARRAY['download_youtube','extract_audio','transcribe','stitch','translate','noop'])[1 + i % 6],
+SELECT (ARRAY['download_youtube', 'extract_audio', 'transcribe', 'stitch', 'translate',
+               'noop'])[1 + i % 6],
        '{}'::jsonb, 0,
        CASE WHEN i %% 100 = 0 THEN (ARRAY['queued','scheduled','running'])[1 + (i / 100) %% 3]
             WHEN i %% 67 = 0 THEN 'failed' WHEN i %% 200 = 1 THEN 'cancelled'
@@ -207,18 +228,22 @@ FROM generate_series(1, %(n)s) AS i
 """
 
 
-async def status_time(admin_url: str, n: int, hosts: int = 500, repeat: int = 30) -> dict[str, float]:
+async def status_time(
+    admin_url: str, n: int, hosts: int = 500, repeat: int = 30
+) -> dict[str, float]:
     url = fresh_database(admin_url, "bench_status")
     conn = await db.connect(url)
     await db.migrate(conn)
     t0 = time.perf_counter()
     await conn.execute(FILL_SQL.replace("%%", "%").replace("%(n)s", str(n)).encode())
     await conn.execute(
-        "UPDATE tasks SET lease_expires_at = now() + interval '1 hour', attempt_token = gen_random_uuid()"
+        "UPDATE tasks SET lease_expires_at = now() + interval '1 hour',"
+        " attempt_token = gen_random_uuid()"
         " WHERE state = 'running'"
     )
     await conn.execute(
-        "INSERT INTO hosts (name, address, agent_state, last_heartbeat_at, heartbeat, enabled_tasks) "
+        "INSERT INTO hosts (name, address, agent_state, last_heartbeat_at, heartbeat,"
+        " enabled_tasks) "
         "SELECT 'host-' || i, '10.0.' || (i / 250) || '.' || (i %% 250), 'online', now(), "
         "jsonb_build_object('load', jsonb_build_object('cpu_percent', 12.5, 'mem_percent', 40.0,"
         " 'load_avg', jsonb_build_array(0.5, 0.4, 0.3)), 'idle_reason', NULL),"
@@ -242,12 +267,18 @@ async def status_time(admin_url: str, n: int, hosts: int = 500, repeat: int = 30
     assert len(snap["hosts"]) == hosts
     await conn.close()
     times.sort()
-    return {"fill_s": fill_s, "first_ms": first_ms, "p50_ms": statistics.median(times),
-            "p95_ms": pct(times, 95)}
+    return {
+        "fill_s": fill_s,
+        "first_ms": first_ms,
+        "p50_ms": statistics.median(times),
+        "p95_ms": pct(times, 95),
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
@@ -268,23 +299,29 @@ def main() -> int:
     results: dict[str, float | None] = {}
     try:
         py = None if args.no_peers else peer_python()
-        print(f"drain: {args.jobs} noop jobs, {args.workers} worker processes, "
-              f"{args.rounds} rounds, start-up included")
+        print(
+            f"drain: {args.jobs} noop jobs, {args.workers} worker processes, "
+            f"{args.rounds} rounds, start-up included"
+        )
         walls: dict[str, list[float]] = {"contentctl": [], "pgqueuer": [], "procrastinate": []}
         for r in range(args.rounds):
             walls["contentctl"].append(drain_contentctl(admin_url, args.jobs, args.workers))
             if py is not None:
                 walls["pgqueuer"].append(drain_pgqueuer(admin_url, py, args.jobs, args.workers))
                 walls["procrastinate"].append(
-                    drain_procrastinate(admin_url, py, args.jobs, args.workers))
-            print(f"  round {r + 1}: " + "  ".join(
-                f"{k} {v[-1]:.2f}s" for k, v in walls.items() if v))
+                    drain_procrastinate(admin_url, py, args.jobs, args.workers)
+                )
+            print(
+                f"  round {r + 1}: " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items() if v)
+            )
         for name, v in walls.items():
             rate = args.jobs / min(v) if v else None
             results[f"{name}_jobs_per_s"] = None if rate is None else round(rate)
             if rate:
                 print(f"  {name:>14}: {rate:7.0f} jobs/s (best wall {min(v):.2f}s)")
-        peers = [results[k] for k in ("pgqueuer_jobs_per_s", "procrastinate_jobs_per_s") if results[k]]
+        peers = [
+            results[k] for k in ("pgqueuer_jobs_per_s", "procrastinate_jobs_per_s") if results[k]
+        ]
         best_peer = max(peers) if peers else None  # type: ignore[type-var]
         results["ratio_vs_best_peer"] = (
             round(results["contentctl_jobs_per_s"] / best_peer, 2) if best_peer else None  # type: ignore[operator]
@@ -294,16 +331,21 @@ def main() -> int:
         lat = asyncio.run(latency(admin_url, args.latency_samples))
         results["latency_p50_ms"] = round(pct(lat, 50), 2)
         results["latency_p99_ms"] = round(pct(lat, 99), 2)
-        print(f"enqueue-to-start latency over {len(lat)} samples: p50 {results['latency_p50_ms']} ms, "
-              f"p99 {results['latency_p99_ms']} ms (targets 5 / 25)")
+        print(
+            f"enqueue-to-start latency over {len(lat)} samples: "
+            f"p50 {results['latency_p50_ms']} ms, "
+            f"p99 {results['latency_p99_ms']} ms (targets 5 / 25)"
+        )
 
         st = asyncio.run(status_time(admin_url, args.status_tasks))
         results["status_p50_ms"] = round(st["p50_ms"], 1)
         results["status_p95_ms"] = round(st["p95_ms"], 1)
         results["status_first_ms"] = round(st["first_ms"], 1)
-        print(f"status with {args.status_tasks} tasks (99% finished), 500 hosts: p50 "
-              f"{st['p50_ms']:.1f} ms, p95 {st['p95_ms']:.1f} ms (target 50); first call "
-              f"{st['first_ms']:.0f} ms (rolls up the finished tail); fill {st['fill_s']:.0f} s")
+        print(
+            f"status with {args.status_tasks} tasks (99% finished), 500 hosts: p50 "
+            f"{st['p50_ms']:.1f} ms, p95 {st['p95_ms']:.1f} ms (target 50); first call "
+            f"{st['first_ms']:.0f} ms (rolls up the finished tail); fill {st['fill_s']:.0f} s"
+        )
     finally:
         if server is not None:
             server.stop()

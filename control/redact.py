@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
@@ -19,3 +20,10 @@ def scrub(text: str, extra: tuple[str, ...] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter that masks secrets in the message and in any traceback it prints."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
