@@ -188,22 +188,30 @@ WITH target AS (
 SELECT id FROM moved ORDER BY id;
 
 -- name: stats_live
+-- Two parts, each matching one partial index's predicate exactly (claimable, running), so
+-- neither reads the finished rows.
 SELECT type,
        CASE WHEN state = 'scheduled' AND run_at <= now() THEN 'queued' ELSE state END AS state,
        count(*) AS n
 FROM tasks
-WHERE state IN ('queued', 'scheduled', 'running')
-GROUP BY 1, 2;
+WHERE state IN ('queued', 'scheduled')
+GROUP BY 1, 2
+UNION ALL
+SELECT type, 'running' AS state, count(*) AS n
+FROM tasks
+WHERE state = 'running'
+GROUP BY 1;
 
 -- name: stats_finished
--- Rolled-up counts plus the tail after the watermark, in one snapshot.
-WITH m AS (SELECT watermark FROM task_stats_meta)
+-- Rolled-up counts plus the tail after the watermark, in one snapshot. The watermark is a
+-- scalar subquery (evaluated once), so the tail is an index range scan, not a join.
 SELECT type, state, sum(n)::bigint AS n, sum(tail)::bigint AS tail FROM (
     SELECT type, state, count AS n, 0 AS tail FROM task_stats
     UNION ALL
     SELECT type, state, count(*) AS n, count(*) AS tail
-    FROM tasks, m
-    WHERE finished_at >= m.watermark AND state IN ('succeeded', 'failed', 'cancelled')
+    FROM tasks
+    WHERE finished_at >= (SELECT watermark FROM task_stats_meta)
+      AND state IN ('succeeded', 'failed', 'cancelled')
     GROUP BY type, state
 ) AS parts
 GROUP BY type, state;
