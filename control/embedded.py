@@ -36,6 +36,7 @@ DATABASE = "contentctl"
 SUPERUSER = "postgres"
 AGENT_ROLE = "contentctl"
 DEFAULT_PORT = 5432
+MAX_CONNECTIONS = 500
 START_TIMEOUT_S = 60
 
 
@@ -143,13 +144,27 @@ class EmbeddedServer:
             conn.execute(f"{verb} ROLE {AGENT_ROLE} LOGIN PASSWORD '{verifier}'")
             conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO {AGENT_ROLE}")
             conn.execute(f"GRANT pg_read_all_data, pg_write_all_data TO {AGENT_ROLE}")
+            # Two connections per agent (work + LISTEN): the default 100 is too few for a fleet.
+            row = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
+            if row is not None and row[0] < MAX_CONNECTIONS:
+                conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
         self._write_hba()
+        previous = self._serve_path.read_text() if self._serve_path.exists() else None
         self._serve_path.write_text(json.dumps({"listen": listen, "port": port}))
         with _file_lock(self._lock_path):
             server = self._handle()
             if self._running_info() is not None:
                 self._pg_ctl(server, "stop", "-m", "fast")
-            self._start(server)
+            try:
+                self._start(server)
+            except DatabaseUnavailable:
+                # Port taken, address not ours...: come back up as before, then say why.
+                if previous is None:
+                    self._serve_path.unlink()
+                else:
+                    self._serve_path.write_text(previous)
+                self._start(server)
+                raise
 
     # -- internals -----------------------------------------------------------------------
     def _handle(self) -> Any:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "contentctl_tasks"
 ROLLUP_TAIL = 20_000  # roll finished rows into task_stats once the live tail is this long
 ROLLUP_MARGIN_S = 30  # never roll up the last seconds: a slow commit may still land there
+BULK_CHUNK = 5000  # rows per INSERT when enqueueing many tasks at once
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ class Queue:
         plain = [i for i, s in enumerate(specs) if s.unique_key is None]
         keyed = [i for i, s in enumerate(specs) if s.unique_key is not None]
         async with self.conn.transaction():
-            if plain:
-                rows = await self._insert_bulk([specs[i] for i in plain])
-                for i, task_id in zip(plain, rows, strict=True):
+            for start in range(0, len(plain), BULK_CHUNK):
+                chunk = plain[start : start + BULK_CHUNK]
+                rows = await self._insert_bulk([specs[i] for i in chunk])
+                for i, task_id in zip(chunk, rows, strict=True):
                     results[i] = Enqueued(task_id, True)
             for i in keyed:
                 results[i] = await self._insert_keyed(specs[i])

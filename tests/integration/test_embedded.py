@@ -119,3 +119,27 @@ def test_db_url_before_serve_says_what_to_do(
 ) -> None:
     assert main(["db", "url"]) == 1
     assert "run `contentctl db serve`" in capsys.readouterr().err
+
+
+def test_db_serve_on_a_taken_port_fails_clearly_and_keeps_the_server_up(
+    fresh_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status"]) == 0
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)])
+        err = capsys.readouterr().err
+    assert code == 2
+    assert "pg_ctl start" in err and len(err.strip().splitlines()) == 1
+    assert not (fresh_home / "serve.json").exists()  # the old (socket-only) config stands
+    assert main(["status"]) == 0  # and the server is back up
+
+
+def test_db_serve_raises_max_connections_for_a_fleet(fresh_home: Path) -> None:
+    port = _free_port()
+    assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
+    url = EmbeddedServer(fresh_home).ensure_running()
+    with psycopg.connect(url) as c:
+        assert c.execute("SHOW max_connections").fetchone() == ("500",)

@@ -28,7 +28,8 @@ def test_the_log_formatter_masks_messages_and_tracebacks() -> None:
     except RuntimeError:
         import sys
 
-        rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "token=%s", ("zzz999",),
-                                sys.exc_info())
+        rec = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "token=%s", ("zzz999",), sys.exc_info()
+        )
     out = fmt.format(rec)
     assert "topsecret" not in out and "zzz999" not in out and "RuntimeError" in out
