@@ -103,3 +103,4 @@ class Host(SQLModel, table=True):
     )
     declared: bool = True
     heartbeat: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    drain_requested: bool = False

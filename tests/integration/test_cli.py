@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from control import db
 from tui.launcher import main
 
 Run = Callable[..., tuple[int, str, str]]
@@ -123,7 +124,8 @@ def test_status_json_follows_the_contract(cli: Run) -> None:
     code, out, _ = cli("status", "--json")
     assert code == 0
     snap = json.loads(out)
-    assert snap["database"] == {"reachable": True, "schema_version": "1"}
+    version = str(db.code_schema_version())
+    assert snap["database"] == {"reachable": True, "schema_version": version}
     assert snap["queue"]["by_type"]["noop"]["queued"] == 2
     assert snap["queue"]["totals"]["queued"] == 2
     hosts = {h["name"]: h for h in snap["hosts"]}
@@ -216,15 +218,18 @@ def test_unknown_schema_versions_are_named(cli: Run, db_url: str) -> None:
     code, _, err = cli("status")
     assert code == 2
     line = one_line(err)
-    assert "version 99" in line and "up to 1" in line and "upgrade contentctl" in line
+    known = db.code_schema_version()
+    assert "version 99" in line and f"up to {known}" in line and "upgrade contentctl" in line
 
 
 def test_an_older_schema_asks_for_migrate(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("control.db.code_schema_version", lambda: 2)
+    known = db.code_schema_version()
+    monkeypatch.setattr("control.db.code_schema_version", lambda: known + 1)
     code, _, err = cli("status")
     assert code == 2
     line = one_line(err)
-    assert "version 1" in line and "needs version 2" in line and "contentctl db migrate" in line
+    assert f"version {known}" in line and f"needs version {known + 1}" in line
+    assert "contentctl db migrate" in line
 
 
 def test_malformed_inventory_names_file_line_and_key(
