@@ -1,9 +1,18 @@
-"""Task handlers the agent runs. The diagnostic types live here; pipeline stages join them."""
+"""Task handlers: what runs inside a task's child process.
+
+A handler is a plain (blocking) function `handler(payload, ctx) -> result dict`, run in a child
+process the agent can time out and kill, so it may block, call tools or load models freely.
+Handlers are looked up by type through `HANDLERS` (module paths), so a child that only ever runs
+`noop` never imports the transcription stack.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import importlib
+import os
+import signal
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -18,37 +27,66 @@ class TaskError(Exception):
 class Context(Protocol):
     """What a handler may do while it runs."""
 
-    async def progress(self, fraction: float, stage: str | None = None) -> None: ...
+    task_id: int
+    attempt: int
+
+    def progress(self, fraction: float, stage: str | None = None) -> None: ...
 
 
-Handler = Callable[[dict[str, Any], Context], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any], Context], dict[str, Any]]
 
 
-async def noop(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def noop(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {}
 
 
-async def sleep(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def sleep(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Sleep `seconds`, reporting progress (unless `progress` is false). `allocate_mb` holds
+    that much memory meanwhile (to exercise the memory watchdog). Answers with its pid, which
+    shows whether task processes are reused."""
     try:
         seconds = float(payload.get("seconds", 1))
+        allocate_mb = float(payload.get("allocate_mb", 0))
     except (TypeError, ValueError) as exc:
         raise TaskError(
             f"sleep: seconds must be a number, not {payload.get('seconds')!r}", retryable=False
         ) from exc
     if seconds < 0:
         raise TaskError(f"sleep: seconds must not be negative, not {seconds}", retryable=False)
+    ballast = bytearray(int(allocate_mb * 1024 * 1024))
+    for i in range(len(ballast) // 4096):
+        ballast[i * 4096] = 1  # touch every page so it counts as resident
+    report = bool(payload.get("progress", True))  # false: a task that looks stuck
     steps = max(1, min(100, int(seconds * 4)))
     for i in range(steps):
-        await asyncio.sleep(seconds / steps)
-        await ctx.progress((i + 1) / steps, "sleeping")
-    return {"slept_s": seconds}
+        time.sleep(seconds / steps)
+        if report:
+            ctx.progress((i + 1) / steps, "sleeping")
+    return {"slept_s": seconds, "pid": os.getpid()}
 
 
-async def fail(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+def fail(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Fail on purpose. `{"crash": true}` kills the child process instead of raising."""
+    if payload.get("crash"):
+        os.kill(os.getpid(), signal.SIGKILL)
     retryable = bool(payload.get("retryable", True))
     raise TaskError(
         str(payload.get("message", "failed on purpose (fail task)")), retryable=retryable
     )
 
 
-HANDLERS: dict[str, Handler] = {"noop": noop, "sleep": sleep, "fail": fail}
+# type -> "module:function"; imported in the child on first use.
+HANDLERS: dict[str, str] = {
+    "noop": "agent.handlers:noop",
+    "sleep": "agent.handlers:sleep",
+    "fail": "agent.handlers:fail",
+}
+
+
+def resolve(task_type: str) -> Handler:
+    target = HANDLERS.get(task_type)
+    if target is None:
+        raise TaskError(f"this agent has no handler for {task_type} tasks", retryable=True)
+    module, _, name = target.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler

@@ -1,9 +1,10 @@
-"""The agent's main loop: claim, run, heartbeat, stop (procrastinate's worker shape).
+"""The agent's main loop: claim within limits, run in child processes, heartbeat, obey.
 
-One asyncio loop with named side tasks (heartbeat, notification listener, claim loop) and one
-stop event; signals set it. Shutdown is a state, not an exception: claiming stops, running
-tasks get a grace period, then whatever still runs is handed back to the queue without
-burning an attempt.
+One asyncio loop with named side tasks (heartbeat, notification listener, outbox, log shipper)
+and one stop event; signals set it. Shutdown is a state, not an exception: claiming stops,
+running tasks get a grace period, then whatever still runs is handed back to the queue without
+burning an attempt. When PostgreSQL goes away the tasks keep running, their answers wait in the
+outbox, and everything resumes when it is back.
 """
 
 from __future__ import annotations
@@ -14,22 +15,31 @@ import hashlib
 import logging
 import os
 import signal
+import sys
+import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psycopg
 
-from agent.completion import GroupCommitter
-from agent.handlers import HANDLERS, Handler, TaskError
-from control import __version__, db, fleet
-from control.queue import ClaimedTask, Failure, Queue
-from control.settings import DatabaseTarget
+from agent.dbconn import AgentDb, DbDown
+from agent.executor import Executor, Outcome
+from agent.limits import Clock, Limiter, TypeLimits, local_now
+from agent.load import LoadSampler
+from agent.logs import DatabaseBuffer
+from agent.outbox import Outbox
+from control import __version__, fleet
+from control.queue import CHANNEL, ClaimedTask, Failure, Queue
 from control.tasktypes import TypePolicy
 
 log = logging.getLogger(__name__)
+
+LOG_SHIP_INTERVAL_S = 1.0
+LOG_PRUNE_EVERY = 60  # shipments
 
 
 @dataclass
@@ -45,34 +55,30 @@ class AgentConfig:
     poll_s: float = 2.0  # the fallback when a notification is lost (or LISTEN is off)
     listen: bool = True
     grace_s: float = 10.0
+    progress_interval_s: float = 0.5
     policies: dict[str, TypePolicy] = field(default_factory=dict)
+    limits: dict[str, TypeLimits] = field(default_factory=dict)
+    clock: Clock = local_now
+    storage_root: Path = field(default_factory=Path.home)
+    restart_argv: list[str] | None = None  # how to start again on `restart`
 
 
-class _Cancelled(Exception):
-    """The operator cancelled the task, or its lease was taken over."""
+class _Abort(Exception):
+    """Stop running this task: cancelled by the operator, or its lease was taken over."""
 
 
 @dataclass
 class _Running:
     task: ClaimedTask
     job: asyncio.Task[None]
-    lost: bool = False  # the lease went to another attempt: say nothing more about it
+    started: float = field(default_factory=time.monotonic)
+    progress: float | None = None
+    stage: str | None = None
+    progress_moved_at: float = field(default_factory=time.monotonic)
+    progress_sent_at: float = 0.0
+    lost: bool = False
     cancel_requested: bool = False
-
-
-class _Context:
-    def __init__(self, queue: Queue, entry: _Running) -> None:
-        self._queue = queue
-        self._entry = entry
-
-    async def progress(self, fraction: float, stage: str | None = None) -> None:
-        state = await self._queue.progress(self._entry.task, fraction, stage)
-        if not state.held:
-            self._entry.lost = True
-            raise _Cancelled("lease lost")
-        if state.cancel_requested:
-            self._entry.cancel_requested = True
-            raise _Cancelled("cancelled by the operator")
+    handed_back: bool = False
 
 
 def code_hash() -> str:
@@ -88,196 +94,505 @@ def code_hash() -> str:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, url: str) -> None:
+    def __init__(
+        self, config: AgentConfig, url: str, log_buffer: DatabaseBuffer | None = None
+    ) -> None:
         self.config = config
+        self.db = AgentDb(url, config.policies)
         self.url = url
+        self.limiter = Limiter(config.host, config.limits, config.clock)
+        self.executor = Executor()
+        self.outbox = Outbox(self.db)
         self.stop_event = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the claim loop: work may be there
+        self._poke = asyncio.Event()  # the heartbeat loop: renew/commands now
         self._running: dict[int, _Running] = {}
+        self._log_buffer = log_buffer
+        self._load = LoadSampler(config.storage_root)
+        self._started = time.monotonic()
         self._started_at = datetime.now(UTC)
         self._code_hash = code_hash()
         self._done_this_run = 0
+        self._done_today = 0
+        self._today = config.clock().date()
         self._idle_reason: str | None = None
-        self.queue: Queue
-        self._committer: GroupCommitter
-        self._listen_conn: db.AsyncConn | None = None
+        self._idle_until: datetime | None = None
+        self._draining = False
+        self._drain_deadline: float | None = None
+        self._drain_commands: list[int] = []
+        self._restart = False
+        self._exit_commands: list[int] = []
+        self._background: set[asyncio.Task[None]] = set()
 
-    # -- public ---------------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
-        conn = await db.open_database(DatabaseTarget(self.url))
-        self.queue = Queue(conn, self.config.policies)
-        self._committer = GroupCommitter(self.queue)
+        await self.db.open()
+        await self._load_state()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        side: list[asyncio.Task[None]] = [
-            asyncio.create_task(self._committer.run(), name="committer")
+        side = [
+            asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
+        if self.config.listen:
+            side.append(asyncio.create_task(self._listener(), name="listener"))
+        if self._log_buffer is not None:
+            side.append(asyncio.create_task(self._ship_logs_loop(), name="logs"))
+        log.info(
+            "agent %s started (pid %s, code %s, types %s, concurrency %s)",
+            self.config.host,
+            os.getpid(),
+            self._code_hash,
+            ",".join(self.config.enabled_tasks),
+            self.config.max_concurrent,
+        )
         try:
-            if self.config.listen:
-                self._listen_conn = await db.connect(self.url)
-                await Queue(self._listen_conn).listen()
-                side.append(asyncio.create_task(self._listener(), name="listener"))
             await self._heartbeat_once()
-            side.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
             await self._claim_loop()
             await self._shutdown()
         finally:
             for t in side:
                 t.cancel()
             await asyncio.gather(*side, return_exceptions=True)
+            await self.executor.close()
             with contextlib.suppress(Exception):
                 await self._heartbeat_once(state="stopped")
-            await conn.close()
-            if self._listen_conn is not None:
-                await self._listen_conn.close()
+                await self.db.sql(fleet.command_done, self._exit_commands)
+                await self._ship_logs()
+            await self.db.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+        if self._restart and self.config.restart_argv:
+            log.info("restarting: %s", " ".join(self.config.restart_argv))
+            logging.shutdown()
+            os.execv(sys.executable, [sys.executable, *self.config.restart_argv])
         return 0
 
     def request_stop(self) -> None:
-        log.info("stop requested: no new claims, %d task(s) running", len(self._running))
+        if not self.stop_event.is_set():
+            log.info("stop requested: no new claims, %d task(s) running", len(self._running))
         self.stop_event.set()
         self._wake.set()
+
+    async def _load_state(self) -> None:
+        cfg = self.config
+        day = cfg.clock().date()
+        midnight = cfg.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+
+        async def read(q: Queue) -> tuple[dict[str, int], int, bool, datetime]:
+            counts = await fleet.daily_counts(q.conn, cfg.host, day)
+            done = await fleet.done_since(q.conn, cfg.host, midnight)
+            drained = await fleet.drain_requested(q.conn, cfg.host)
+            cur = await q.conn.execute("SELECT now() AS now")
+            row = await cur.fetchone()
+            return counts, done, drained, row["now"] if row else datetime.now(UTC)  # type: ignore[return-value]
+
+        counts, self._done_today, drained, self._started_at = await self.db.run(read)
+        self.limiter.load_daily(counts, day)
+        if drained:
+            log.info("this host is drained (contentctl agent undrain %s to resume)", cfg.host)
+            self._draining = True
 
     # -- claiming -------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         cfg = self.config
         while not self.stop_event.is_set():
-            free = cfg.max_concurrent - len(self._running)
-            if free > 0:
-                self._wake.clear()
-                claimed = await self.queue.claim(
-                    cfg.host, cfg.enabled_tasks, limit=free, lease_s=cfg.lease_s
-                )
-                for task in claimed:
-                    self._start(task)
-                if claimed:
-                    self._idle_reason = None
-                    continue
-                self._idle_reason = "no_work" if not self._running else None
-                if cfg.burst and not self._running:
-                    log.info("burst: no claimable work left")
-                    return
-            else:
+            self._wake.clear()
+            timeout = cfg.poll_s
+            if self._draining:
+                self._idle_reason = "draining" if self._running else "drained"
+                self._check_drain_deadline()
+                timeout = 1.0 if self._drain_deadline else cfg.poll_s
+            elif not self.db.up.is_set():
+                self._idle_reason = None
+                timeout = 1.0
+            elif cfg.max_concurrent - len(self._running) <= 0:
                 self._idle_reason = "max_concurrency"
-                self._wake.clear()
+            else:
+                decision = self.limiter.decide(cfg.enabled_tasks)
+                self._idle_until = decision.until
+                if decision.reason is not None:
+                    self._idle_reason = decision.reason
+                    if decision.until is not None:
+                        wait = (decision.until - cfg.clock()).total_seconds()
+                        timeout = max(0.05, min(timeout, wait))
+                else:
+                    free = cfg.max_concurrent - len(self._running)
+                    limit = min(free, decision.budget or free)
+                    try:
+                        claimed = await self.db.run(
+                            Queue.claim,
+                            cfg.host,
+                            decision.allowed,
+                            limit=limit,
+                            lease_s=cfg.lease_s,
+                        )
+                    except DbDown:
+                        continue
+                    if claimed:
+                        self._on_claimed(claimed)
+                        self._idle_reason = None
+                        continue
+                    self._idle_reason = None if self._running else "no_work"
+                if cfg.burst and not self._running and self._idle_reason is not None:
+                    log.info("burst: no claimable work left (%s)", self._idle_reason)
+                    return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=cfg.poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
-    def _start(self, task: ClaimedTask) -> None:
-        job = asyncio.create_task(self._run_one(task), name=f"task-{task.id}")
-        self._running[task.id] = _Running(task, job)
-        job.add_done_callback(lambda _: self._wake.set())
+    def _on_claimed(self, claimed: list[ClaimedTask]) -> None:
+        counts: dict[str, int] = {}
+        for task in claimed:
+            self.limiter.claimed(task.type)
+            counts[task.type] = counts.get(task.type, 0) + 1
+            job = asyncio.create_task(self._run_one(task), name=f"task-{task.id}")
+            self._running[task.id] = _Running(task, job)
+            job.add_done_callback(lambda _: self._wake.set())
+        day = self.config.clock().date()
+        bump = asyncio.create_task(self._bump_daily(day, counts))
+        self._background.add(bump)
+        bump.add_done_callback(self._background.discard)
 
+    async def _bump_daily(self, day: date, counts: dict[str, int]) -> None:
+        with contextlib.suppress(DbDown):
+            await self.db.sql(fleet.bump_daily, self.config.host, day, counts)
+
+    # -- running --------------------------------------------------------------------------
     async def _run_one(self, task: ClaimedTask) -> None:
         entry = self._running[task.id]
-        handler: Handler | None = HANDLERS.get(task.type)
+        limits = self.config.limits.get(task.type)
+        extra = {"task_id": task.id}
+        log.info(
+            "task %s (%s) started, attempt %s/%s",
+            task.id,
+            task.type,
+            task.attempts,
+            task.max_attempts,
+            extra=extra,
+        )
         try:
-            if handler is None:
-                raise TaskError(f"this agent has no handler for {task.type} tasks", retryable=True)
-            result = await asyncio.wait_for(
-                handler(task.payload, _Context(self.queue, entry)), task.timeout_s
+            outcome = await self.executor.run(
+                task,
+                timeout_s=task.timeout_s,
+                rss_limit_mb=limits.rss_limit_mb if limits else None,
+                on_progress=lambda f, s: self._progress(entry, f, s),
             )
-        except (_Cancelled, asyncio.CancelledError):
-            if entry.cancel_requested and not entry.lost:
-                await self.queue.acknowledge_cancel(task)
-            elif not entry.lost and self.stop_event.is_set():
-                await self.queue.release(task)
-            return
-        except TimeoutError:
-            await self._fail(task, Failure("Timeout", f"timed out after {task.timeout_s:g} s"))
-        except TaskError as exc:
-            await self._fail(task, Failure("TaskError", str(exc), None, exc.retryable))
+        except (asyncio.CancelledError, _Abort):
+            if entry.lost:
+                log.warning(
+                    "task %s abandoned: its lease went to another attempt", task.id, extra=extra
+                )
+            elif entry.cancel_requested:
+                self.outbox.ack_cancel(task)
+            else:
+                entry.handed_back = True
+                self.outbox.release(task)
         except Exception as exc:
-            await self._fail(task, Failure(type(exc).__name__, str(exc), traceback.format_exc()))
+            log.exception("task %s could not run", task.id, extra=extra)
+            self.outbox.fail(task, Failure(type(exc).__name__, str(exc), traceback.format_exc()))
         else:
-            try:
-                if await self._committer.complete(task, result):
-                    self._done_this_run += 1
-            except Exception:
-                # The lease will expire and the task run again: at-least-once, never lost.
-                log.exception("task %s: could not record its completion", task.id)
+            self._record(task, outcome)
         finally:
             self._running.pop(task.id, None)
+            self.limiter.finished(task.type)
+            self._wake.set()
 
-    async def _fail(self, task: ClaimedTask, failure: Failure) -> None:
-        state = await self.queue.fail(task, failure)
-        log.warning("task %s (%s) failed: %s -> %s", task.id, task.type, failure.message, state)
+    def _record(self, task: ClaimedTask, outcome: Outcome) -> None:
+        if outcome.kind == "done":
+            self.outbox.complete(task, outcome.result)
+            self._done_this_run += 1
+            self._count_done_today()
+            log.info("task %s (%s) succeeded", task.id, task.type, extra={"task_id": task.id})
+            return
+        retryable = outcome.retryable
+        self.outbox.fail(
+            task,
+            Failure(
+                outcome.error_type or outcome.kind,
+                outcome.message or outcome.kind,
+                outcome.traceback,
+                retryable,
+            ),
+        )
+
+    def _count_done_today(self) -> None:
+        today = self.config.clock().date()
+        if today != self._today:
+            self._today, self._done_today = today, 0
+        self._done_today += 1
+
+    async def _progress(self, entry: _Running, fraction: float, stage: str | None) -> None:
+        now = time.monotonic()
+        if fraction != entry.progress or stage != entry.stage:
+            entry.progress_moved_at = now
+        entry.progress, entry.stage = fraction, stage
+        if fraction < 1.0 and now - entry.progress_sent_at < self.config.progress_interval_s:
+            return
+        entry.progress_sent_at = now
+        try:
+            state = await self.db.run(Queue.progress, entry.task, fraction, stage)
+        except DbDown:
+            return  # keep running; the next report or the heartbeat will tell
+        if not state.held:
+            entry.lost = True
+            raise _Abort("lease lost")
+        if state.cancel_requested:
+            entry.cancel_requested = True
+            raise _Abort("cancelled by the operator")
+
+    # -- obeying --------------------------------------------------------------------------
+    async def _check_commands(self) -> None:
+        rows = await self.db.sql(fleet.pending_commands, self.config.host)
+        for row in rows:
+            cid, command, args = int(row["id"]), str(row["command"]), dict(row["args"] or {})
+            outcome = self._obey(cid, command, args, row["created_at"])
+            await self.db.sql(fleet.ack_command, cid, outcome)
+            log.info("command %s: %s", command, outcome)
+
+    def _obey(self, cid: int, command: str, args: dict[str, Any], created_at: datetime) -> str:
+        if command in ("stop", "restart") and created_at < self._started_at:
+            return "ignored: sent before this agent started"
+        deadline_s = args.get("deadline_s")
+        if command == "drain":
+            self._start_drain(deadline_s)
+            self._drain_commands.append(cid)
+            return "draining" + (f" (deadline {deadline_s:g} s)" if deadline_s else "")
+        if command == "undrain":
+            self._draining = False
+            self._drain_deadline = None
+            self._wake.set()
+            self._exit_commands.append(cid)
+            return "online"
+        if command == "restart":
+            self._restart = True
+            self._exit_commands.append(cid)
+            self.config.grace_s = float(deadline_s) if deadline_s else self.config.grace_s
+            self.request_stop()
+            return "restarting"
+        if command == "stop":
+            self._exit_commands.append(cid)
+            self.request_stop()
+            return "stopping"
+        return f"ignored: unknown command {command!r}"
+
+    def _start_drain(self, deadline_s: float | None) -> None:
+        self._draining = True
+        self._drain_deadline = time.monotonic() + float(deadline_s) if deadline_s else None
+        self._wake.set()
+
+    def _check_drain_deadline(self) -> None:
+        if self._drain_deadline is None or time.monotonic() < self._drain_deadline:
+            return
+        self._drain_deadline = None
+        if self._running:
+            log.warning(
+                "drain deadline passed: handing %d running task(s) back to the queue",
+                len(self._running),
+            )
+            for entry in list(self._running.values()):
+                entry.job.cancel()
 
     # -- side tasks -----------------------------------------------------------------------
     async def _listener(self) -> None:
-        assert self._listen_conn is not None
-        async for note in self._listen_conn.notifies():
-            if note.payload == "cancel":
-                await self._renew()
-            self._wake.set()
+        """LISTEN for new work, cancels and commands; reconnects on its own after an outage."""
+        delay = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            except psycopg.Error:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.5
+            try:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                await conn.execute(f"LISTEN {fleet.COMMAND_CHANNEL}")
+                self._wake.set()  # anything enqueued while we were not listening
+                async for note in conn.notifies():
+                    if note.channel == fleet.COMMAND_CHANNEL:
+                        if note.payload == self.config.host:
+                            self._poke.set()
+                    elif note.payload == "cancel":
+                        self._poke.set()
+                    else:
+                        self._wake.set()
+            except psycopg.Error:
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
 
     async def _heartbeat_loop(self) -> None:
+        last_beat = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.config.heartbeat_s)
+            poked = self._poke.is_set()
+            self._poke.clear()
             try:
                 await self._renew()
-                await self._heartbeat_once()
-                await self.queue.sweep_expired()
+                await self._check_commands()
+                if not poked or time.monotonic() - last_beat >= self.config.heartbeat_s:
+                    await self._heartbeat_once()
+                    await self.db.run(Queue.sweep_expired)
+                    self._wake.set()  # expired leases elsewhere are claimable: look now
+                    await self.executor.reap_idle()
+                    last_beat = time.monotonic()
+                if self._draining and not self._running and self._drain_commands:
+                    done, self._drain_commands = self._drain_commands, []
+                    await self.db.sql(fleet.command_done, done)
+            except DbDown:
+                continue
             except Exception:
                 log.exception("heartbeat failed")
 
     async def _renew(self) -> None:
         entries = list(self._running.values())
-        states = await self.queue.renew_leases(
-            [e.task.token for e in entries], lease_s=self.config.lease_s
-        )
+        tokens = [e.task.token for e in entries] + self.outbox.pending_tokens()
+        if not tokens:
+            return
+        states = await self.db.run(Queue.renew_leases, tokens, lease_s=self.config.lease_s)
         for e in entries:
             st = states.get(e.task.token)
             if st is None:
                 continue
             if not st.held and not e.lost:
-                log.warning("task %s: lease lost; abandoning this attempt", e.task.id)
+                log.warning(
+                    "task %s: lease lost; abandoning this attempt",
+                    e.task.id,
+                    extra={"task_id": e.task.id},
+                )
                 e.lost = True
                 e.job.cancel()
             elif st.cancel_requested and not e.cancel_requested:
-                log.info("task %s: cancelled by the operator", e.task.id)
+                log.info(
+                    "task %s: cancelled by the operator", e.task.id, extra={"task_id": e.task.id}
+                )
                 e.cancel_requested = True
                 e.job.cancel()
 
+    def _state(self) -> str:
+        if self._draining:
+            return "draining" if self._running else "drained"
+        return "draining" if self.stop_event.is_set() else "online"
+
     async def _heartbeat_once(self, state: str | None = None) -> None:
         cfg = self.config
-        mem = psutil.virtual_memory()
+        load = await asyncio.to_thread(self._load.sample)
+        now = time.monotonic()
         body: dict[str, Any] = {
-            "load": {
-                "cpu_percent": psutil.cpu_percent(interval=None),
-                "mem_percent": mem.percent,
-                "load_avg": [round(x, 2) for x in os.getloadavg()],
-            },
-            "counters": {"done_this_run": self._done_this_run},
-            "idle_reason": self._idle_reason,
+            "load": load,
+            "counters": {"done_this_run": self._done_this_run, "done_today": self._done_today},
+            "idle_reason": None
+            if self._running and self._idle_reason == "no_work"
+            else self._idle_reason,
+            "idle_until": self._idle_until.isoformat() if self._idle_until else None,
+            "uptime_s": round(now - self._started),
+            "running": [
+                {
+                    "id": e.task.id,
+                    "type": e.task.type,
+                    "progress": e.progress,
+                    "stage": e.stage,
+                    "stalled": self._stalled(e, now),
+                }
+                for e in self._running.values()
+            ],
+            "outbox": len(self.outbox),
+            "task_processes": len(self.executor.children()),
+            "db_outages": self.db.outages,
         }
-        await fleet.send_heartbeat(
-            self.queue.conn,
-            fleet.Heartbeat(
-                name=cfg.host,
-                address=cfg.address,
-                agent_state=state or ("draining" if self.stop_event.is_set() else "online"),
-                agent_version=__version__,
-                code_hash=self._code_hash,
-                pid=os.getpid(),
-                started_at=self._started_at,
-                enabled_tasks=list(cfg.enabled_tasks),
-                declared=cfg.declared,
-                body=body,
-            ),
+        hb = fleet.Heartbeat(
+            name=cfg.host,
+            address=cfg.address,
+            agent_state=state or self._state(),
+            agent_version=__version__,
+            code_hash=self._code_hash,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            enabled_tasks=list(cfg.enabled_tasks),
+            declared=cfg.declared,
+            body=body,
         )
+        await self.db.sql(fleet.send_heartbeat, hb)
+
+    def _stalled(self, entry: _Running, now: float) -> bool:
+        limits = self.config.limits.get(entry.task.type)
+        if limits is None or not limits.stall_after_s:
+            return False
+        return now - entry.progress_moved_at > limits.stall_after_s
+
+    async def _ship_logs_loop(self) -> None:
+        shipments = 0
+        while True:
+            await asyncio.sleep(LOG_SHIP_INTERVAL_S)
+            try:
+                if await self._ship_logs():
+                    shipments += 1
+                    if shipments % LOG_PRUNE_EVERY == 1:
+                        await self.db.sql(fleet.prune_logs, self.config.host)
+            except DbDown:
+                continue
+            except Exception:
+                logging.getLogger("agent.logs").debug("log shipping failed", exc_info=True)
+
+    async def _ship_logs(self) -> bool:
+        if self._log_buffer is None:
+            return False
+        records = self._log_buffer.take()
+        if not records:
+            return False
+        try:
+            await self.db.sql(fleet.insert_logs, self.config.host, records)
+        except DbDown:
+            self._log_buffer.give_back(records)
+            raise
+        return True
 
     # -- shutdown -------------------------------------------------------------------------
     async def _shutdown(self) -> None:
         jobs = [e.job for e in self._running.values()]
-        if not jobs:
-            return
-        log.info("waiting up to %.0f s for %d running task(s)", self.config.grace_s, len(jobs))
-        _, pending = await asyncio.wait(jobs, timeout=self.config.grace_s)
-        for job in pending:
-            job.cancel()  # _run_one hands the task back (stop is set)
-        await asyncio.gather(*pending, return_exceptions=True)
+        if jobs:
+            log.info("waiting up to %.0f s for %d running task(s)", self.config.grace_s, len(jobs))
+            _, pending = await asyncio.wait(jobs, timeout=self.config.grace_s)
+            for job in pending:
+                job.cancel()  # _run_one hands the task back
+            await asyncio.gather(*pending, return_exceptions=True)
+        if len(self.outbox) and not await self.outbox.flushed(
+            timeout_s=max(5.0, self.config.grace_s)
+        ):
+            log.error(
+                "%d answer(s) could not be delivered before exit; their leases will expire "
+                "and the tasks run again",
+                len(self.outbox),
+            )
+
+
+def config_from_inventory(
+    host: str,
+    inventory: Any,
+    *,
+    overrides: dict[str, Any] | None = None,
+    types: Iterable[str] | None = None,
+) -> AgentConfig:
+    """The agent's settings from the inventory (its host entry and `worker_limits`)."""
+    from control.tasktypes import ALL_TYPES
+
+    spec = inventory.host(host)
+    limits = {t: TypeLimits.from_config(raw) for t, raw in inventory.worker_limits.items()}
+    cfg = AgentConfig(
+        host=host,
+        enabled_tasks=tuple(types) if types else (spec.enabled_tasks if spec else ALL_TYPES),
+        max_concurrent=spec.max_concurrent_tasks if spec else 1,
+        address=spec.address if spec else None,
+        declared=spec is not None,
+        policies=dict(inventory.task_types),
+        limits=limits,
+    )
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg

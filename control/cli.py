@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from control import __version__, db, output
@@ -66,6 +67,23 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"seconds must be a number, not {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"seconds must not be negative, not {value:g}")
+    return value
+
+
+def _duration(text: str) -> float:
+    """90, 90s, 30m, 2h -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    scale = units.get(t[-1:])
+    number = t[:-1] if scale else t
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a duration is a number with s, m or h (90s, 30m, 2h), not {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, not {text!r}")
     return value
 
 
@@ -262,7 +280,9 @@ async def cmd_db_stop(args: argparse.Namespace) -> int:
 
 
 async def cmd_agent_run(args: argparse.Namespace) -> int:
-    from agent.runner import Agent, AgentConfig
+    from agent.logs import setup as setup_logs
+    from agent.runner import Agent, config_from_inventory
+    from control.settings import ENV_DATABASE_URL, state_dir
 
     s = Session(args)
     name = args.host or socket.gethostname()
@@ -271,22 +291,126 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"host {name!r} is disabled in {s.inventory.path}: set enabled: true to run it"
         )
+    url = await asyncio.to_thread(db.resolve_url, s.target)
+    buffer = setup_logs(name, state_dir() / "logs", debug=bool(getattr(args, "debug", False)))
     if spec is None:
         log.warning(
             "host %r is not in the inventory: running undeclared, with every task type", name
         )
-    cfg = AgentConfig(
-        host=name,
-        enabled_tasks=spec.enabled_tasks if spec else ALL_TYPES,
-        max_concurrent=args.concurrency or (spec.max_concurrent_tasks if spec else 1),
-        address=spec.address if spec else None,
-        declared=spec is not None,
-        burst=args.burst,
-        grace_s=args.grace,
-        policies=s.inventory.task_types,
+    cfg = config_from_inventory(
+        name,
+        s.inventory,
+        overrides={
+            "max_concurrent": args.concurrency,
+            "burst": args.burst,
+            "grace_s": args.grace,
+            "lease_s": args.lease,
+            "heartbeat_s": args.heartbeat,
+        },
     )
-    url = await asyncio.to_thread(db.resolve_url, s.target)
-    return await Agent(cfg, url).run()
+    storage = s.inventory.storage_root
+    cfg.storage_root = Path(storage).expanduser() if storage else state_dir() / "storage"
+    # `restart` re-executes the agent as it was started, keeping its host name. The database
+    # URL travels in the environment, never in argv (it may carry a password).
+    os.environ[ENV_DATABASE_URL] = url
+    cfg.restart_argv = ["-m", "tui.launcher", "agent", "run", "--host", name]
+    for flag, value in (
+        ("--concurrency", args.concurrency),
+        ("--grace", args.grace),
+        ("--lease", args.lease),
+        ("--heartbeat", args.heartbeat),
+        ("--inventory", getattr(args, "inventory", None)),
+    ):
+        if value is not None:
+            cfg.restart_argv += [flag, str(value)]
+    return await Agent(cfg, url, buffer).run()
+
+
+async def cmd_agent_command(args: argparse.Namespace) -> int:
+    from control import agents, fleet
+
+    command = args.agent_command
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        known = {r["name"]: r for r in await fleet.hosts_rows(conn)}
+        if args.all:
+            hosts = sorted(set(known) | set(s.inventory.hosts))
+        else:
+            hosts = list(dict.fromkeys(args.hosts))
+            unknown = [h for h in hosts if h not in known and h not in s.inventory.hosts]
+            if unknown:
+                raise UsageError(
+                    f"unknown host {unknown[0]!r}: not in the inventory and never heartbeated "
+                    "(see `contentctl status`)"
+                )
+        if not hosts:
+            raise UsageError("no hosts: name some, or declare them in the inventory")
+        online: list[str] = []
+        offline: list[str] = []
+        for h in hosts:
+            row = known.get(h)
+            state = fleet.host_state(
+                row["agent_state"] if row else None, row["heartbeat_age_s"] if row else None
+            )
+            (offline if state == "offline" else online).append(h)
+        cmd_args = {"deadline_s": args.deadline} if getattr(args, "deadline", None) else {}
+        results = (
+            await agents.send_and_wait(conn, online, command, cmd_args, timeout_s=args.timeout)
+            if online
+            else []
+        )
+        if command in ("drain", "undrain"):
+            # Remembered for when they come back: a drained host starts drained.
+            for h in offline:
+                await fleet.send_command(conn, h, command, cmd_args)
+    finally:
+        await conn.close()
+    failed = 0
+    for r in results:
+        if r.acknowledged:
+            print(f"{r.host}: {r.outcome}")
+        else:
+            failed += 1
+            print(
+                f"{r.host}: no acknowledgement within {args.timeout:g} s: is its agent "
+                "running and reaching the database? (contentctl status)",
+                file=sys.stderr,
+            )
+    for h in offline:
+        if command in ("drain", "undrain"):
+            print(f"{h}: offline; it will start {command}ed")
+        else:
+            print(f"{h}: offline, skipped (no agent to {command})", file=sys.stderr)
+            if not args.all:
+                failed += 1  # named on purpose, and nothing happened
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    from control import fleet
+
+    s = Session(args)
+    conn = await s.connect()
+    host = None if args.host == "all" else args.host
+    try:
+        rows = await fleet.recent_logs(conn, host, limit=args.lines)
+        if host is not None and not rows and host not in s.inventory.hosts:
+            known = {r["name"] for r in await fleet.hosts_rows(conn)}
+            if host not in known:
+                raise UsageError(f"unknown host {host!r}: see `contentctl status`")
+        last = 0
+        while True:
+            for r in rows:
+                output.print_log(r, with_host=host is None)
+                last = max(last, int(r["id"]))
+            sys.stdout.flush()
+            if not args.follow:
+                return EXIT_OK
+            await asyncio.sleep(0.5)
+            rows = await fleet.recent_logs(conn, host, after_id=last, limit=1000)
+    finally:
+        await conn.close()
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -413,7 +537,51 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM, how long running tasks may finish before they go back to the queue",
     )
+    sp.add_argument(
+        "--lease",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="task lease (default 30); the heartbeat renews it",
+    )
+    sp.add_argument(
+        "--heartbeat",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="heartbeat interval (default 5)",
+    )
     sp.set_defaults(func=cmd_agent_run)
+    for action, text in (
+        ("drain", "finish running tasks, claim nothing new (until undrain)"),
+        ("undrain", "claim again after a drain"),
+        ("restart", "drain, then restart the agent process (same host name)"),
+        ("stop", "stop the agent (running tasks get a grace period, then go back to the queue)"),
+    ):
+        sp = ags.add_parser(action, parents=[common], help=text, description=text)
+        sp.add_argument("hosts", nargs="*", metavar="HOST")
+        sp.add_argument("--all", action="store_true", help="every host")
+        sp.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=20.0,
+            metavar="SECONDS",
+            help="how long to wait for the acknowledgement (default 20)",
+        )
+        if action in ("drain", "restart"):
+            sp.add_argument(
+                "--deadline",
+                type=_duration,
+                default=None,
+                metavar="DURATION",
+                help="hand running tasks back to the queue after this long (e.g. 90s, 30m, 2h)",
+            )
+        sp.set_defaults(func=cmd_agent_command)
+
+    sp = add("logs", cmd_logs, "recent agent log lines (from the database)")
+    sp.add_argument("host", metavar="HOST", help="a host name, or `all`")
+    sp.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    sp.add_argument("--lines", type=_positive("--lines"), default=50)
 
     sp = add("demo", cmd_demo, "embedded Postgres + local agents + sample work")
     sp.add_argument(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -15,6 +15,7 @@ HEARTBEAT_INTERVAL_S = 5.0
 STALE_AFTER_S = 3 * HEARTBEAT_INTERVAL_S  # three missed heartbeats
 OFFLINE_AFTER_S = 60.0
 AGENT_STATES = ("online", "draining", "drained", "stopped")
+COMMAND_CHANNEL = "contentctl_commands"
 HOST_STATES = ("online", "stale", "offline", "draining", "drained", "disabled")
 
 
@@ -70,4 +71,97 @@ async def hosts_rows(conn: AsyncConn) -> list[dict[str, Any]]:
 
 async def running_rows(conn: AsyncConn) -> list[dict[str, Any]]:
     cur = await conn.execute(q("running_tasks"))
+    return [dict(r) for r in await cur.fetchall()]
+
+
+# -- daily counters ---------------------------------------------------------------------------
+async def daily_counts(conn: AsyncConn, host: str, day: date) -> dict[str, int]:
+    cur = await conn.execute(q("count_daily"), {"host": host, "day": day})
+    return {str(r["type"]): int(r["count"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+
+
+async def bump_daily(conn: AsyncConn, host: str, day: date, counts: dict[str, int]) -> None:
+    if counts:
+        await conn.execute(
+            q("bump_daily"),
+            {"host": host, "day": day, "types": list(counts), "counts": list(counts.values())},
+        )
+
+
+async def done_since(conn: AsyncConn, host: str, since: datetime) -> int:
+    cur = await conn.execute(q("done_since"), {"host": host, "since": since})
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0  # type: ignore[call-overload]
+
+
+# -- commands ---------------------------------------------------------------------------------
+COMMANDS = ("drain", "undrain", "restart", "stop")
+
+
+async def drain_requested(conn: AsyncConn, host: str) -> bool:
+    cur = await conn.execute(q("drain_requested"), {"host": host})
+    row = await cur.fetchone()
+    return bool(row and row["drain_requested"])
+
+
+async def pending_commands(conn: AsyncConn, host: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("pending_commands"), {"host": host})
+    return [dict(r) for r in await cur.fetchall()]
+
+
+async def ack_command(conn: AsyncConn, command_id: int, outcome: str) -> None:
+    await conn.execute(q("ack_command"), {"id": command_id, "outcome": outcome})
+
+
+async def command_done(conn: AsyncConn, ids: list[int]) -> None:
+    if ids:
+        await conn.execute(q("command_done"), {"ids": ids})
+
+
+async def send_command(conn: AsyncConn, host: str, command: str, args: dict[str, Any]) -> int:
+    """Record a command for a host's agent and wake it (NOTIFY in the same transaction)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            q("send_command"), {"host": host, "command": command, "args": Jsonb(args)}
+        )
+        row = await cur.fetchone()
+        await conn.execute("SELECT pg_notify(%s, %s)", (COMMAND_CHANNEL, host))
+    assert row is not None
+    return int(row["id"])  # type: ignore[call-overload,no-any-return]
+
+
+async def command_states(conn: AsyncConn, ids: list[int]) -> dict[int, dict[str, Any]]:
+    cur = await conn.execute(q("command_state"), {"ids": ids})
+    return {int(r["id"]): dict(r) for r in await cur.fetchall()}  # type: ignore[call-overload]
+
+
+# -- logs -------------------------------------------------------------------------------------
+LOGS_KEPT_PER_HOST = 5000
+
+
+async def insert_logs(conn: AsyncConn, host: str, records: list[dict[str, Any]]) -> None:
+    if not records:
+        return
+    await conn.execute(
+        q("insert_logs"),
+        {
+            "host": host,
+            "ts": [r["ts"] for r in records],
+            "levels": [r["level"] for r in records],
+            "loggers": [r["logger"] for r in records],
+            "messages": [r["message"] for r in records],
+            "task_ids": [r.get("task_id") for r in records],
+            "extras": [Jsonb(r.get("extra") or {}) for r in records],
+        },
+    )
+
+
+async def prune_logs(conn: AsyncConn, host: str, keep: int = LOGS_KEPT_PER_HOST) -> None:
+    await conn.execute(q("prune_logs"), {"host": host, "keep": keep})
+
+
+async def recent_logs(
+    conn: AsyncConn, host: str | None, *, after_id: int = 0, limit: int = 100
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("recent_logs"), {"host": host, "after_id": after_id, "limit": limit})
     return [dict(r) for r in await cur.fetchall()]

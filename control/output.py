@@ -101,3 +101,10 @@ def print_task(t: Task) -> None:
         if error["traceback"]:
             print("traceback (tail):")
             print(error["traceback"])
+
+
+def print_log(row: dict[str, Any], *, with_host: bool) -> None:
+    ts = row["ts"].astimezone().strftime("%H:%M:%S")
+    host = f"{row['host']} " if with_host else ""
+    task = f"[task {row['task_id']}] " if row.get("task_id") else ""
+    print(f"{ts} {host}{row['level']:<7} {task}{row['message']}")

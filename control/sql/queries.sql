@@ -269,3 +269,67 @@ WHERE (%(state)s::text IS NULL
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s;
+
+-- name: count_daily
+SELECT type, count FROM host_daily_counts WHERE host = %(host)s AND day = %(day)s;
+
+-- name: bump_daily
+INSERT INTO host_daily_counts (host, type, day, count)
+SELECT %(host)s, t.type, %(day)s, t.n
+FROM unnest(%(types)s::text[], %(counts)s::int[]) AS t(type, n)
+ON CONFLICT (host, type, day) DO UPDATE SET count = host_daily_counts.count + excluded.count;
+
+-- name: done_since
+SELECT count(*) AS n FROM tasks
+WHERE host = %(host)s AND state = 'succeeded' AND finished_at >= %(since)s;
+
+-- name: drain_requested
+SELECT drain_requested FROM hosts WHERE name = %(host)s;
+
+-- name: pending_commands
+SELECT id, command, args, created_at FROM agent_commands
+WHERE host = %(host)s AND acked_at IS NULL
+ORDER BY id;
+
+-- name: ack_command
+UPDATE agent_commands SET acked_at = now(), outcome = %(outcome)s WHERE id = %(id)s;
+
+-- name: command_done
+UPDATE agent_commands SET done_at = now() WHERE id = ANY(%(ids)s) AND done_at IS NULL;
+
+-- name: send_command
+-- The drain flag is the host's lasting state (an agent that restarts comes back drained);
+-- the command row is the event the running agent acknowledges.
+WITH flag AS (
+    INSERT INTO hosts (name, drain_requested, agent_state)
+    VALUES (%(host)s, %(command)s IN ('drain', 'restart'), 'stopped')
+    ON CONFLICT (name) DO UPDATE SET drain_requested = CASE
+        WHEN %(command)s = 'drain' THEN true
+        WHEN %(command)s = 'undrain' THEN false
+        ELSE hosts.drain_requested END
+)
+INSERT INTO agent_commands (host, command, args) VALUES (%(host)s, %(command)s, %(args)s)
+RETURNING id;
+
+-- name: command_state
+SELECT id, host, command, acked_at, done_at, outcome FROM agent_commands WHERE id = ANY(%(ids)s);
+
+-- name: insert_logs
+INSERT INTO agent_logs (host, ts, level, logger, message, task_id, extra)
+SELECT %(host)s, t.ts, t.level, t.logger, t.message, t.task_id, t.extra
+FROM unnest(%(ts)s::timestamptz[], %(levels)s::text[], %(loggers)s::text[],
+            %(messages)s::text[], %(task_ids)s::bigint[], %(extras)s::jsonb[])
+     AS t(ts, level, logger, message, task_id, extra);
+
+-- name: prune_logs
+DELETE FROM agent_logs
+WHERE host = %(host)s
+  AND id <= (SELECT id FROM agent_logs WHERE host = %(host)s ORDER BY id DESC
+             OFFSET %(keep)s LIMIT 1);
+
+-- name: recent_logs
+SELECT id, host, ts, level, logger, message, task_id FROM (
+    SELECT * FROM agent_logs
+    WHERE (%(host)s::text IS NULL OR host = %(host)s::text) AND id > %(after_id)s
+    ORDER BY id DESC LIMIT %(limit)s
+) AS recent ORDER BY id;

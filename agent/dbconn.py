@@ -1,0 +1,119 @@
+"""The agent's database connection. When PostgreSQL goes away, operations raise `DbDown` at once
+(the agent keeps its tasks running and its results in memory) while a background task reconnects
+with backoff; `up` is set again when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+import psycopg
+
+from control import db
+from control.errors import ContentctlError
+from control.queue import Queue
+from control.settings import DatabaseTarget
+from control.tasktypes import TypePolicy
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+
+class DbDown(Exception):
+    """The database is not reachable right now."""
+
+
+class AgentDb:
+    def __init__(self, url: str, policies: dict[str, TypePolicy] | None = None) -> None:
+        self.url = url
+        self._policies = policies or {}
+        self.up = asyncio.Event()
+        self._conn: db.AsyncConn | None = None
+        self._queue: Queue | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self.outages = 0
+
+    async def open(self) -> None:
+        """First connection: errors here are the operator's to fix (one line, exit 2)."""
+        conn = await db.open_database(DatabaseTarget(self.url), migrate_fresh=True)
+        self._set(conn)
+
+    def _set(self, conn: db.AsyncConn) -> None:
+        self._conn = conn
+        self._queue = Queue(conn, self._policies)
+        self.up.set()
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None or not self.up.is_set():
+            raise DbDown("the database is away")
+        return self._queue
+
+    async def run(
+        self, op: Callable[Concatenate[Queue, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`op(queue, *args, **kwargs)`; DbDown if the connection is lost (or already down)."""
+        queue = self.queue
+        try:
+            return await op(queue, *args, **kwargs)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if self._conn is not None and not self._conn.broken and not self._conn.closed:
+                raise  # a real error on a healthy connection (a timeout, a bad query)
+            self._lost(exc)
+            raise DbDown(str(exc)) from exc
+
+    async def sql(
+        self,
+        op: Callable[Concatenate[db.AsyncConn, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`op(connection, *args, **kwargs)` for the fleet functions, with the same care."""
+
+        async def on_conn(queue: Queue) -> T:
+            return await op(queue.conn, *args, **kwargs)
+
+        return await self.run(on_conn)
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self.up.is_set():
+            return
+        self.up.clear()
+        self.outages += 1
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("database connection lost (%s): tasks keep running, retrying", reason)
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.create_task(self._reconnect(), name="db-reconnect")
+
+    async def _reconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                conn = await db.connect(self.url, timeout_s=5)
+            except ContentctlError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            self._set(conn)
+            log.info("database connection back")
+            return
+
+    async def close(self) -> None:
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self.up.clear()

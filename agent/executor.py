@@ -1,0 +1,292 @@
+"""Task processes: every task runs in a child process (`agent.child`) the agent can time out and
+kill. Children are kept per task type between tasks, so a handler's loaded model stays warm, and
+a child that crashed or was killed is simply replaced by a fresh one for the next task.
+
+Each child leads its own process group, so killing it also kills what it started (ffmpeg...).
+A watchdog samples the resident memory of that process tree and kills it above the type's limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from control.queue import ClaimedTask
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60.0
+WATCHDOG_INTERVAL_S = 0.5
+DEFAULT_IDLE_TTL_S = 60.0  # light types: an idle child goes after a minute
+WARM_TYPES_IDLE_TTL_S = 3600.0  # model-heavy types keep their model loaded for an hour
+WARM_TYPES = ("transcribe", "translate")
+
+ProgressCallback = Callable[[float, str | None], Awaitable[None]]
+
+
+@dataclass
+class Outcome:
+    """How a task's run ended, as the queue needs to know it."""
+
+    kind: str  # done | error | crashed | timeout | memory
+    result: dict[str, Any] | None = None
+    error_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    retryable: bool = True
+
+
+@dataclass
+class _Child:
+    task_type: str
+    proc: asyncio.subprocess.Process
+    idle_since: float = field(default_factory=time.monotonic)
+    current_task: int | None = None
+    kill_reason: str | None = None
+    tasks_run: int = 0
+    stderr_reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def rss_mb(self) -> float:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total / (1024 * 1024)
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+class Executor:
+    def __init__(self, idle_ttl_s: Mapping[str, float] | None = None) -> None:
+        self._idle: dict[str, list[_Child]] = {}
+        self._busy: dict[int, _Child] = {}
+        self._idle_ttl = dict(idle_ttl_s or {})
+
+    # -- public ---------------------------------------------------------------------------
+    async def run(
+        self,
+        task: ClaimedTask,
+        *,
+        timeout_s: float | None,
+        rss_limit_mb: float | None,
+        on_progress: ProgressCallback,
+    ) -> Outcome:
+        """Run one task in a child. Cancelling the caller kills the child (cancel, lost lease,
+        drain deadline) and re-raises."""
+        child = await self._checkout(task.type)
+        child.current_task = task.id
+        self._busy[task.id] = child
+        watchdog = asyncio.create_task(self._watch(child, rss_limit_mb), name=f"watchdog-{task.id}")
+        outcome: Outcome | None = None
+        try:
+            msg = {
+                "id": task.id,
+                "type": task.type,
+                "payload": task.payload,
+                "attempt": task.attempts,
+            }
+            assert child.proc.stdin is not None
+            child.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            await child.proc.stdin.drain()
+            try:
+                outcome = await asyncio.wait_for(
+                    self._converse(child, task, on_progress), timeout_s
+                )
+            except TimeoutError:
+                child.kill("timeout")
+                await child.proc.wait()
+                outcome = Outcome(
+                    "timeout",
+                    error_type="Timeout",
+                    message=f"timed out after {timeout_s:g} s; the task process was killed",
+                )
+            return outcome
+        except (ConnectionError, BrokenPipeError):
+            outcome = await self._crashed(child)
+            return outcome
+        finally:
+            watchdog.cancel()
+            self._busy.pop(task.id, None)
+            child.current_task = None
+            if outcome is not None and outcome.kind in ("done", "error") and child.alive():
+                child.tasks_run += 1
+                child.idle_since = time.monotonic()
+                self._idle.setdefault(task.type, []).append(child)
+            else:
+                await self._dispose(child, "task ended without an answer")
+
+    def kill_task(self, task_id: int, reason: str) -> None:
+        child = self._busy.get(task_id)
+        if child is not None:
+            child.kill(reason)
+
+    def child_pid(self, task_id: int) -> int | None:
+        child = self._busy.get(task_id)
+        return child.pid if child else None
+
+    async def reap_idle(self) -> int:
+        """Stop children idle longer than their type's time to live."""
+        now = time.monotonic()
+        reaped = 0
+        for task_type, children in self._idle.items():
+            ttl = self._idle_ttl.get(
+                task_type, WARM_TYPES_IDLE_TTL_S if task_type in WARM_TYPES else DEFAULT_IDLE_TTL_S
+            )
+            keep = []
+            for c in children:
+                if now - c.idle_since > ttl or not c.alive():
+                    await self._dispose(c, "idle")
+                    reaped += 1
+                else:
+                    keep.append(c)
+            children[:] = keep
+        return reaped
+
+    async def close(self) -> None:
+        for c in [*self._busy.values(), *(c for cs in self._idle.values() for c in cs)]:
+            await self._dispose(c, "agent stopping")
+        self._busy.clear()
+        self._idle.clear()
+
+    def children(self) -> list[int]:
+        return [
+            c.pid for c in [*self._busy.values(), *(c for cs in self._idle.values() for c in cs)]
+        ]
+
+    # -- internals ------------------------------------------------------------------------
+    async def _checkout(self, task_type: str) -> _Child:
+        pool = self._idle.get(task_type, [])
+        while pool:
+            child = pool.pop()
+            if child.alive():
+                return child
+            await self._dispose(child, "died while idle")
+        return await self._spawn(task_type)
+
+    async def _spawn(self, task_type: str) -> _Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent.child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        child = _Child(task_type, proc)
+        child.stderr_reader = asyncio.create_task(self._forward_stderr(child))
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+            if json.loads(line or b"{}").get("event") != "ready":
+                raise RuntimeError("no ready message")
+        except (TimeoutError, RuntimeError, ValueError) as exc:
+            await self._dispose(child, "failed to start")
+            raise RuntimeError(f"the task process for {task_type} did not start ({exc})") from exc
+        log.debug("started task process %s for %s", child.pid, task_type)
+        return child
+
+    async def _converse(
+        self, child: _Child, task: ClaimedTask, on_progress: ProgressCallback
+    ) -> Outcome:
+        assert child.proc.stdout is not None
+        while True:
+            line = await child.proc.stdout.readline()
+            if not line:
+                return await self._crashed(child)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.warning("task %s: unreadable line from its process: %r", task.id, line[:200])
+                continue
+            kind = event.get("event")
+            if kind == "progress":
+                await on_progress(float(event.get("fraction", 0)), event.get("stage"))
+            elif kind == "done":
+                return Outcome("done", result=dict(event.get("result") or {}))
+            elif kind == "error":
+                return Outcome(
+                    "error",
+                    error_type=str(event.get("error_type") or "Error"),
+                    message=str(event.get("message") or ""),
+                    traceback=event.get("traceback"),
+                    retryable=bool(event.get("retryable", True)),
+                )
+
+    async def _crashed(self, child: _Child) -> Outcome:
+        code = await child.proc.wait()
+        if child.kill_reason and child.kill_reason.startswith("memory"):
+            return Outcome("memory", error_type="MemoryLimit", message=child.kill_reason)
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return Outcome(
+            "crashed",
+            error_type="ProcessCrashed",
+            message=f"the task process {how} before answering",
+        )
+
+    async def _watch(self, child: _Child, limit_mb: float | None) -> None:
+        if not limit_mb:
+            return
+        while child.alive():
+            rss = await asyncio.to_thread(child.rss_mb)
+            if rss > limit_mb:
+                log.warning(
+                    "task %s: %.0f MB resident, above the %.0f MB limit: killing it",
+                    child.current_task,
+                    rss,
+                    limit_mb,
+                )
+                child.kill(
+                    f"memory: the task process used {rss:.0f} MB, above the "
+                    f"{limit_mb:.0f} MB limit (worker_limits.{child.task_type}.rss_limit_mb)"
+                )
+                return
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+
+    async def _forward_stderr(self, child: _Child) -> None:
+        assert child.proc.stderr is not None
+        while True:
+            line = await child.proc.stderr.readline()
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                log.info("%s", text, extra={"task_id": child.current_task, "child_pid": child.pid})
+
+    async def _dispose(self, child: _Child, why: str) -> None:
+        if child.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            await child.proc.wait()
+        if child.stderr_reader is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(child.stderr_reader, 2)
+        log.debug("task process %s (%s) gone: %s", child.pid, child.task_type, why)

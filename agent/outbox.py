@@ -1,0 +1,124 @@
+"""What the agent has to tell the queue about its tasks, kept until the database takes it.
+
+Completions are group-committed: one statement carries every completion that piled up while
+the previous write was in flight (no timer: a lone completion is written at once). Failures,
+hand-backs and cancel acknowledgements go one by one. While the database is away nothing is
+dropped; delivery resumes when it is back. An answer the queue refuses (the attempt lost its
+lease meanwhile) is logged by the queue and let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from agent.dbconn import AgentDb, DbDown
+from control.queue import ClaimedTask, Failure, Queue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Item:
+    kind: str  # complete | fail | release | ack_cancel
+    task: ClaimedTask
+    result: dict[str, Any] | None = None
+    failure: Failure | None = None
+
+
+class Outbox:
+    def __init__(self, db: AgentDb) -> None:
+        self._db = db
+        self._items: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.delivered_completions = 0
+
+    def complete(self, task: ClaimedTask, result: dict[str, Any] | None) -> None:
+        self._put(_Item("complete", task, result=result))
+
+    def fail(self, task: ClaimedTask, failure: Failure) -> None:
+        self._put(_Item("fail", task, failure=failure))
+
+    def release(self, task: ClaimedTask) -> None:
+        self._put(_Item("release", task))
+
+    def ack_cancel(self, task: ClaimedTask) -> None:
+        self._put(_Item("ack_cancel", task))
+
+    def _put(self, item: _Item) -> None:
+        self._items.append(item)
+        self._idle.clear()
+        self._wake.set()
+
+    def pending_tokens(self) -> list[uuid.UUID]:
+        """Tokens of answers not yet delivered: their leases must still be renewed."""
+        return [i.task.token for i in self._items]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def flushed(self, timeout_s: float) -> bool:
+        """Wait until everything was delivered (True) or the timeout passed (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._items:
+                if not self._db.up.is_set():
+                    await self._db.up.wait()
+                batch, self._items = self._items, []
+                left = await self._deliver(batch)
+                self._items[:0] = left  # kept, in order, for when the database is back
+            self._idle.set()
+
+    async def _deliver(self, batch: list[_Item]) -> list[_Item]:
+        """Deliver what can be; return what could not (the database went away)."""
+        completions = [i for i in batch if i.kind == "complete"]
+        others = [i for i in batch if i.kind != "complete"]
+        try:
+            if completions:
+                accepted = await self._db.run(
+                    Queue.complete_many, [(i.task, i.result) for i in completions]
+                )
+                self.delivered_completions += len(accepted)
+        except DbDown:
+            return batch
+        for n, item in enumerate(others):
+            try:
+                await self._deliver_one(item)
+            except DbDown:
+                return others[n:]
+        return []
+
+    async def _deliver_one(self, item: _Item) -> None:
+        task = item.task
+        extra = {"task_id": task.id}
+        if item.kind == "fail":
+            failure = item.failure
+            assert failure is not None
+            state = await self._db.run(Queue.fail, task, failure)
+            log.warning(
+                "task %s (%s) failed: %s -> %s",
+                task.id,
+                task.type,
+                failure.message,
+                state,
+                extra=extra,
+            )
+        elif item.kind == "release":
+            await self._db.run(Queue.release, task)
+            log.info("task %s handed back to the queue", task.id, extra=extra)
+        elif item.kind == "ack_cancel":
+            await self._db.run(Queue.acknowledge_cancel, task)
+            log.info("task %s cancelled", task.id, extra=extra)
