@@ -33,6 +33,7 @@ class Outbox:
     def __init__(self, db: AgentDb) -> None:
         self._db = db
         self._items: list[_Item] = []
+        self._in_flight: list[_Item] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -57,10 +58,11 @@ class Outbox:
 
     def pending_tokens(self) -> list[uuid.UUID]:
         """Tokens of answers not yet delivered: their leases must still be renewed."""
-        return [i.task.token for i in self._items]
+        return [i.task.token for i in (*self._in_flight, *self._items)]
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Answers not yet delivered, including those being written now."""
+        return len(self._items) + len(self._in_flight)
 
     async def flushed(self, timeout_s: float) -> bool:
         """Wait until everything was delivered (True) or the timeout passed (False)."""
@@ -77,8 +79,9 @@ class Outbox:
             while self._items:
                 if not self._db.up.is_set():
                     await self._db.up.wait()
-                batch, self._items = self._items, []
-                left = await self._deliver(batch)
+                self._in_flight, self._items = self._items, []
+                left = await self._deliver(self._in_flight)
+                self._in_flight = []
                 self._items[:0] = left  # kept, in order, for when the database is back
             self._idle.set()
 

@@ -561,9 +561,7 @@ class Agent:
             for job in pending:
                 job.cancel()  # _run_one hands the task back
             await asyncio.gather(*pending, return_exceptions=True)
-        if len(self.outbox) and not await self.outbox.flushed(
-            timeout_s=max(5.0, self.config.grace_s)
-        ):
+        if not await self.outbox.flushed(timeout_s=max(5.0, self.config.grace_s)):
             log.error(
                 "%d answer(s) could not be delivered before exit; their leases will expire "
                 "and the tasks run again",

@@ -44,6 +44,9 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
         row = rows.get(name)
         spec = inventory.hosts.get(name)
         body: dict[str, Any] = dict(row["heartbeat"]) if row else {}
+        stalled = {r.get("id") for r in body.get("running") or [] if r.get("stalled")}
+        for task in running.get(name, []):
+            task["stalled"] = task["id"] in stalled
         age = row["heartbeat_age_s"] if row else None
         state = fleet.host_state(
             row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
@@ -62,11 +65,20 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
                 "load": body.get("load", {}),
                 "running": running.get(name, []),
                 "enabled_tasks": enabled_tasks,
-                "idle_reason": body.get("idle_reason")
-                if state in ("online", "draining", "drained")
-                else None,
+                "idle_reason": _idle_reason(state, body),
+                "idle_until": body.get("idle_until") if state == "online" else None,
+                "counters": body.get("counters", {}),
                 "agent_version": row["agent_version"] if row else None,
                 "code_hash": row["code_hash"] if row else None,
             }
         )
     return out
+
+
+def _idle_reason(state: str, body: dict[str, Any]) -> str | None:
+    if state in ("draining", "drained"):
+        return state
+    if state == "online":
+        reason = body.get("idle_reason")
+        return str(reason) if reason else None
+    return None

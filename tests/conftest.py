@@ -7,9 +7,12 @@ import contextlib
 import itertools
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 
@@ -95,3 +98,54 @@ async def conn(db_url: str) -> AsyncIterator[db.AsyncConn]:
 @pytest.fixture
 def queue(conn: db.AsyncConn) -> Queue:
     return Queue(conn)
+
+
+@pytest.fixture
+def agent_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for agent processes: this test's database, its own state dir and inventory
+    (`tests_inventory` writes it; empty by default)."""
+    env = dict(os.environ)
+    env["CONTENTCTL_DATABASE_URL"] = db_url
+    env["CONTENTCTL_HOME"] = str(tmp_path / "home")
+    inv = tmp_path / "inventory.yaml"
+    if not inv.exists():
+        inv.write_text("hosts: {}\n")
+    env["CONTENTCTL_INVENTORY"] = str(inv)
+    return env
+
+
+@pytest.fixture
+def spawn_agent(agent_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `contentctl agent run ARGS...`; every agent (and its task processes) is killed by
+    pid when the test ends."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tui.launcher", "agent", "run", *args],
+            env=env or agent_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            kill_tree(p.pid)
+        p.communicate(timeout=30)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything below it (task processes lead their own groups)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()

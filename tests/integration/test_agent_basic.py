@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,37 +19,10 @@ from tests.helpers import fetch_task, wait_for
 
 
 @pytest.fixture
-def agent_env(db_url: str, tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["CONTENTCTL_DATABASE_URL"] = db_url
-    env["CONTENTCTL_HOME"] = str(tmp_path / "home")
-    inv = tmp_path / "inventory.yaml"
-    inv.write_text("hosts:\n  declared-1:\n    address: 127.0.0.5\n    enabled_tasks: [noop]\n")
-    env["CONTENTCTL_INVENTORY"] = str(inv)
-    return env
-
-
-@pytest.fixture
-def spawn(agent_env: dict[str, str]) -> Iterator[object]:
-    """Start `contentctl agent run ...` processes; every one is killed by pid at the end."""
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "tui.launcher", "agent", "run", *args],
-            env=agent_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+def declared_inventory(agent_env: dict[str, str]) -> None:
+    Path(agent_env["CONTENTCTL_INVENTORY"]).write_text(
+        "hosts:\n  declared-1:\n    address: 127.0.0.5\n    enabled_tasks: [noop]\n"
+    )
 
 
 def _agent(url: str, **kw: object) -> Agent:
@@ -60,11 +31,11 @@ def _agent(url: str, **kw: object) -> Agent:
 
 
 async def test_burst_agent_runs_everything_and_exits(
-    spawn: object, queue: Queue, conn: db.AsyncConn
+    spawn_agent: Callable[..., subprocess.Popen[str]], queue: Queue, conn: db.AsyncConn
 ) -> None:
     ok = await queue.enqueue([TaskSpec("noop")] * 20 + [TaskSpec("sleep", {"seconds": 0.3})] * 2)
     [bad] = await queue.enqueue([TaskSpec("fail", {"retryable": False})])
-    p = spawn("--host", "worker-x", "--burst", "--concurrency", "3")
+    p = spawn_agent("--host", "worker-x", "--burst", "--concurrency", "3")
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert "not in the inventory" in err  # undeclared, and said so
@@ -82,11 +53,14 @@ async def test_burst_agent_runs_everything_and_exits(
 
 
 async def test_declared_host_claims_only_its_types(
-    spawn: object, queue: Queue, conn: db.AsyncConn
+    spawn_agent: Callable[..., subprocess.Popen[str]],
+    queue: Queue,
+    conn: db.AsyncConn,
+    declared_inventory: None,
 ) -> None:
     [n] = await queue.enqueue([TaskSpec("noop")])
     [s] = await queue.enqueue([TaskSpec("sleep", {"seconds": 0})])
-    p = spawn("--host", "declared-1", "--burst")
+    p = spawn_agent("--host", "declared-1", "--burst")
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     assert (await fetch_task(conn, n.id))["state"] == "succeeded"
@@ -125,10 +99,10 @@ async def test_polling_is_the_fallback_without_notifications(
 
 
 async def test_sigterm_hands_the_running_task_back_without_burning_an_attempt(
-    spawn: object, queue: Queue, conn: db.AsyncConn
+    spawn_agent: Callable[..., subprocess.Popen[str]], queue: Queue, conn: db.AsyncConn
 ) -> None:
     [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
-    p = spawn("--host", "term-me", "--grace", "0.5")
+    p = spawn_agent("--host", "term-me", "--grace", "0.5")
     await wait_for(lambda: _state_is(conn, e.id, "running"), timeout_s=20)
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=20)
