@@ -115,6 +115,17 @@ class Decision:
     budget: int | None  # the most tasks one claim may take without overshooting a limit
     reason: str | None  # why nothing may be claimed (None when something may)
     until: datetime | None  # when the reason ends (the agent wakes up then)
+    blocked: tuple[tuple[str, str, datetime | None], ...] = ()  # (type, reason, until)
+
+    def blocked_reason(self, types_with_work: Iterable[str]) -> tuple[str, datetime | None] | None:
+        """Why the agent idles when the only work there is belongs to blocked types."""
+        have = set(types_with_work)
+        hits = [(r, u) for t, r, u in self.blocked if t in have]
+        if not hits:
+            return None
+        reason = min((r for r, _ in hits), key=REASON_ORDER.index)
+        untils = [u for r, u in hits if r == reason and u is not None]
+        return reason, (min(untils) if untils else None)
 
 
 class Limiter:
@@ -143,7 +154,7 @@ class Limiter:
         now = self.clock()
         allowed: list[str] = []
         budgets: list[int] = []
-        blocked: list[tuple[str, datetime | None]] = []
+        blocked: list[tuple[str, str, datetime | None]] = []
         for t in types:
             lim = self.limits.get(t)
             if lim is None:
@@ -154,14 +165,15 @@ class Limiter:
                 allowed.append(t)
                 budgets += self._budgets(t, lim, now)
             else:
-                blocked.append(why)
+                blocked.append((t, *why))
         if allowed:
-            return Decision(tuple(allowed), min(budgets) if budgets else None, None, None)
+            budget = min(budgets) if budgets else None
+            return Decision(tuple(allowed), budget, None, None, tuple(blocked))
         if not blocked:
             return Decision((), None, None, None)
-        reason = min((r for r, _ in blocked), key=REASON_ORDER.index)
-        untils = [u for r, u in blocked if u is not None]
-        return Decision((), None, reason, min(untils) if untils else None)
+        reason = min((r for _, r, _ in blocked), key=REASON_ORDER.index)
+        untils = [u for _, _, u in blocked if u is not None]
+        return Decision((), None, reason, min(untils) if untils else None, tuple(blocked))
 
     def _blocked(
         self, t: str, lim: TypeLimits, now: datetime

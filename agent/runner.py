@@ -28,7 +28,7 @@ import psycopg
 
 from agent.dbconn import AgentDb, DbDown
 from agent.executor import Executor, Outcome
-from agent.limits import Clock, Limiter, TypeLimits, local_now
+from agent.limits import Clock, Decision, Limiter, TypeLimits, local_now
 from agent.load import LoadSampler
 from agent.logs import DatabaseBuffer
 from agent.outbox import Outbox
@@ -237,11 +237,23 @@ class Agent:
                         self._idle_reason = None
                         continue
                     self._idle_reason = None if self._running else "no_work"
+                    if decision.blocked and not self._running:
+                        await self._explain_idle(decision)
                 if cfg.burst and not self._running and self._idle_reason is not None:
                     log.info("burst: no claimable work left (%s)", self._idle_reason)
                     return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _explain_idle(self, decision: Decision) -> None:
+        """Nothing to do among the allowed types: is the work waiting behind a limit?"""
+        try:
+            have = await self.db.run(Queue.types_with_work, [t for t, _, _ in decision.blocked])
+        except DbDown:
+            return
+        why = decision.blocked_reason(have)
+        if why is not None:
+            self._idle_reason, self._idle_until = why
 
     def _on_claimed(self, claimed: list[ClaimedTask]) -> None:
         counts: dict[str, int] = {}

@@ -186,6 +186,11 @@ class Queue:
             for r in rows
         ]
 
+    async def types_with_work(self, types: Iterable[str]) -> set[str]:
+        """Which of these types have claimable tasks now (the agent explaining its idleness)."""
+        cur = await self.conn.execute(q("types_with_work"), {"types": list(types)})
+        return {str(r["type"]) for r in await cur.fetchall()}
+
     async def complete(self, task: ClaimedTask, result: dict[str, Any] | None = None) -> bool:
         cur = await self.conn.execute(
             q("complete"), {"id": task.id, "token": task.token, "result": Jsonb(result or {})}

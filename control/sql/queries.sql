@@ -333,3 +333,7 @@ SELECT id, host, ts, level, logger, message, task_id FROM (
     WHERE (%(host)s::text IS NULL OR host = %(host)s::text) AND id > %(after_id)s
     ORDER BY id DESC LIMIT %(limit)s
 ) AS recent ORDER BY id;
+
+-- name: types_with_work
+SELECT DISTINCT type FROM tasks
+WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s);

@@ -1,0 +1,362 @@
+"""The worker agent against a real queue: real agent processes, real task processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+
+from control import db
+from control.queue import Queue, TaskSpec
+from control.settings import DatabaseTarget
+from tests.helpers import fetch_task, wait_for
+
+pytestmark = pytest.mark.slow
+
+Spawn = Callable[..., subprocess.Popen[str]]
+FAST = ("--heartbeat", "0.5", "--lease", "2")
+
+
+async def _state(conn: db.AsyncConn, task_id: int) -> str:
+    return str((await fetch_task(conn, task_id))["state"])
+
+
+async def _host(conn: db.AsyncConn, name: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        "SELECT *, extract(epoch FROM now() - last_heartbeat_at) AS age FROM hosts WHERE name = %s",
+        (name,),
+    )
+    row = await cur.fetchone()
+    return dict(row) if row else None
+
+
+async def _heartbeating(conn: db.AsyncConn, name: str) -> bool:
+    row = await _host(conn, name)
+    return bool(
+        row and row["agent_state"] != "stopped" and row["age"] is not None and row["age"] < 2
+    )
+
+
+def write_inventory(env: dict[str, str], text: str) -> None:
+    Path(env["CONTENTCTL_INVENTORY"]).write_text(text)
+
+
+async def test_kill_9_mid_task_the_other_agent_finishes_it_exactly_once(
+    spawn_agent: Spawn, queue: Queue, conn: db.AsyncConn
+) -> None:
+    a = spawn_agent("--host", "agent-a", *FAST)
+    await wait_for(lambda: _heartbeating(conn, "agent-a"), 20)
+    [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 2})])
+    await wait_for(lambda: _running_on(conn, e.id, "agent-a"), 10)
+    b = spawn_agent("--host", "agent-b", *FAST)
+    await wait_for(lambda: _heartbeating(conn, "agent-b"), 20)
+
+    child_pids = [c.pid for c in psutil.Process(a.pid).children(recursive=True)]
+    os.kill(a.pid, signal.SIGKILL)  # nothing to hand back: the lease must do the work
+    row = await fetch_task(conn, e.id)
+    lease_expires = row["lease_expires_at"]
+
+    await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 20)
+    row = await fetch_task(conn, e.id)
+    assert row["host"] == "agent-b" and row["attempts"] == 2
+    # claimed again within two heartbeat intervals plus a second after the lease ran out
+    assert (row["started_at"] - lease_expires).total_seconds() < 2 * 0.5 + 1
+    # the dead agent's task process did not outlive it
+    await wait_for(lambda: _all_gone(child_pids), 10)
+    assert b.poll() is None
+
+
+async def _running_on(conn: db.AsyncConn, task_id: int, host: str) -> bool:
+    row = await fetch_task(conn, task_id)
+    return row["state"] == "running" and row["host"] == host
+
+
+async def _state_is(conn: db.AsyncConn, task_id: int, state: str) -> bool:
+    return await _state(conn, task_id) == state
+
+
+async def _all_gone(pids: list[int]) -> bool:
+    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+
+
+async def test_sigterm_hands_back_and_the_next_agent_finishes_without_a_burned_attempt(
+    spawn_agent: Spawn, queue: Queue, conn: db.AsyncConn
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 3})])
+    a = spawn_agent("--host", "term-a", "--grace", "0.2", *FAST)
+    await wait_for(lambda: _running_on(conn, e.id, "term-a"), 20)
+    a.send_signal(signal.SIGTERM)
+    a.communicate(timeout=30)
+    assert a.returncode == 0
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "queued" and row["attempts"] == 0
+    b = spawn_agent("--host", "term-b", "--burst", *FAST)
+    b.communicate(timeout=60)
+    row = await fetch_task(conn, e.id)
+    assert row["state"] == "succeeded" and row["attempts"] == 1 and row["host"] == "term-b"
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "tui.launcher", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(
+    spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    a = spawn_agent("--host", "obey-1", *FAST)
+    await wait_for(lambda: _heartbeating(conn, "obey-1"), 20)
+
+    res = cli(agent_env, "agent", "drain", "obey-1")
+    assert res.returncode == 0, res.stderr
+    assert "obey-1: draining" in res.stdout
+    await wait_for(lambda: _agent_state(conn, "obey-1", "drained"), 10)
+    [e] = await queue.enqueue([TaskSpec("noop")])
+    await asyncio.sleep(1.5)  # three heartbeats: a drained agent claims nothing
+    assert await _state(conn, e.id) == "queued"
+    status = json.loads(cli(agent_env, "status", "--json").stdout)
+    [h] = [h for h in status["hosts"] if h["name"] == "obey-1"]
+    assert h["state"] == "drained" and h["idle_reason"] == "drained"
+
+    res = cli(agent_env, "agent", "undrain", "obey-1")
+    assert res.returncode == 0 and "obey-1: online" in res.stdout
+    await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 10)
+
+    before = (await _host(conn, "obey-1"))["started_at"]
+    res = cli(agent_env, "agent", "restart", "obey-1")
+    assert res.returncode == 0 and "restarting" in res.stdout, res.stderr
+    await wait_for(lambda: _restarted(conn, "obey-1", before), 30)
+    assert a.poll() is None  # the same process, re-executed, same host name
+    [e2] = await queue.enqueue([TaskSpec("noop")])
+    await wait_for(lambda: _state_is(conn, e2.id, "succeeded"), 15)
+
+    res = cli(agent_env, "agent", "stop", "obey-1")
+    assert res.returncode == 0 and "stopping" in res.stdout
+    a.communicate(timeout=30)
+    assert a.returncode == 0
+    assert (await _host(conn, "obey-1"))["agent_state"] == "stopped"
+    cur = await conn.execute(
+        "SELECT command, acked_at IS NOT NULL AS acked FROM agent_commands "
+        "WHERE host = 'obey-1' ORDER BY id"
+    )
+    assert [(r["command"], r["acked"]) for r in await cur.fetchall()] == [
+        ("drain", True),
+        ("undrain", True),
+        ("restart", True),
+        ("stop", True),
+    ]
+
+
+async def _agent_state(conn: db.AsyncConn, name: str, state: str) -> bool:
+    row = await _host(conn, name)
+    return bool(row and row["agent_state"] == state)
+
+
+async def _restarted(conn: db.AsyncConn, name: str, before: Any) -> bool:
+    row = await _host(conn, name)
+    return bool(row and row["started_at"] != before and row["agent_state"] == "online")
+
+
+async def test_commands_to_a_silent_agent_time_out_with_a_clear_message(
+    agent_env: dict[str, str], conn: db.AsyncConn
+) -> None:
+    # A host whose heartbeat is fresh but whose agent does not answer (it is wedged).
+    await conn.execute(
+        "INSERT INTO hosts (name, agent_state, last_heartbeat_at) "
+        "VALUES ('wedged', 'online', now())"
+    )
+    res = cli(agent_env, "agent", "drain", "wedged", "--timeout", "1")
+    assert res.returncode == 1
+    assert "wedged: no acknowledgement within 1 s" in res.stderr
+    res = cli(agent_env, "agent", "stop", "no-such-host")
+    assert res.returncode == 2 and "unknown host 'no-such-host'" in res.stderr
+
+
+async def test_drain_deadline_hands_running_tasks_back_and_stays_drained(
+    spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
+    spawn_agent("--host", "deadline-1", *FAST)
+    await wait_for(lambda: _running_on(conn, e.id, "deadline-1"), 20)
+    res = cli(agent_env, "agent", "drain", "deadline-1", "--deadline", "1s")
+    assert res.returncode == 0, res.stderr
+    await wait_for(lambda: _state_is(conn, e.id, "queued"), 10)
+    row = await fetch_task(conn, e.id)
+    assert row["attempts"] == 0  # handed back, not failed
+    await wait_for(lambda: _agent_state(conn, "deadline-1", "drained"), 5)
+    await asyncio.sleep(1.0)
+    assert await _state(conn, e.id) == "queued"  # and it does not take it again
+
+
+async def test_postgres_restarted_under_a_running_agent_loses_nothing(
+    tmp_path: Path, spawn_agent: Spawn, agent_env: dict[str, str]
+) -> None:
+    from control.embedded import EmbeddedServer
+
+    home = tmp_path / "own-pg"
+    home.mkdir()
+    server = EmbeddedServer(home)
+    url = server.ensure_running()
+    pid = server.pid()
+    try:
+        conn = await db.open_database(DatabaseTarget(url))
+        ids = [
+            e.id
+            for e in await Queue(conn).enqueue(
+                [TaskSpec("sleep", {"seconds": 3})] * 3 + [TaskSpec("noop")] * 5
+            )
+        ]
+        await conn.close()
+        env = dict(agent_env, CONTENTCTL_DATABASE_URL=url)
+        agent = spawn_agent("--host", "survivor", "--concurrency", "3", *FAST, env=env)
+
+        def running() -> int:
+            with psycopg.connect(url) as c:
+                row = c.execute("SELECT count(*) FROM tasks WHERE state = 'running'").fetchone()
+                return int(row[0]) if row else 0
+
+        deadline = time.monotonic() + 20
+        while running() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running() == 3
+        server.stop()  # under the agent, tasks in flight
+        time.sleep(2.0)
+        server.ensure_running()
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with psycopg.connect(url) as c:
+                rows = c.execute(
+                    "SELECT state, attempts FROM tasks WHERE id = ANY(%s)", (ids,)
+                ).fetchall()
+                beat = c.execute(
+                    "SELECT last_heartbeat_at > now() - interval '2 seconds' "
+                    "FROM hosts WHERE name = 'survivor'"
+                ).fetchone()
+            if all(r[0] == "succeeded" for r in rows) and beat and beat[0]:
+                break
+            time.sleep(0.2)
+        assert [r[0] for r in rows] == ["succeeded"] * len(ids)
+        assert all(r[1] == 1 for r in rows)  # nothing ran twice
+        assert beat and beat[0]  # heartbeats resumed
+        assert agent.poll() is None
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=30)
+        assert agent.returncode == 0
+    finally:
+        server.stop()
+        if pid is not None and psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_timeout_crash_and_memory_limit_fail_the_task_not_the_agent(
+    spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    write_inventory(agent_env, "worker_limits:\n  sleep: {rss_limit_mb: 150}\n")
+    [slow] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60}, timeout_s=1, max_attempts=1)])
+    [crash] = await queue.enqueue([TaskSpec("fail", {"crash": True}, max_attempts=1)])
+    [hog] = await queue.enqueue(
+        [TaskSpec("sleep", {"seconds": 30, "allocate_mb": 400}, max_attempts=1)]
+    )
+    [ok] = await queue.enqueue([TaskSpec("noop")])
+    agent = spawn_agent("--host", "tough", "--burst", "--concurrency", "4", *FAST)
+    _, err = agent.communicate(timeout=60)
+    assert agent.returncode == 0, err
+
+    row = await fetch_task(conn, slow.id)
+    assert row["state"] == "failed" and row["error_type"] == "Timeout"
+    assert "timed out after 1 s" in row["error_message"]
+    row = await fetch_task(conn, crash.id)
+    assert row["state"] == "failed" and row["error_type"] == "ProcessCrashed"
+    assert "signal 9" in row["error_message"]
+    row = await fetch_task(conn, hog.id)
+    assert row["state"] == "failed" and row["error_type"] == "MemoryLimit"
+    assert "above the 150 MB limit" in row["error_message"]
+    assert (await fetch_task(conn, ok.id))["state"] == "succeeded"
+
+
+async def test_task_processes_stay_warm_and_a_crash_gets_a_fresh_one(
+    spawn_agent: Spawn, queue: Queue, conn: db.AsyncConn
+) -> None:
+    [a] = await queue.enqueue([TaskSpec("sleep", {"seconds": 0}, priority=3)])
+    [b] = await queue.enqueue([TaskSpec("sleep", {"seconds": 0}, priority=2)])
+    agent = spawn_agent("--host", "warm", "--burst", *FAST)
+    agent.communicate(timeout=60)
+    pid_a = (await fetch_task(conn, a.id))["result"]["pid"]
+    pid_b = (await fetch_task(conn, b.id))["result"]["pid"]
+    assert pid_a == pid_b  # the same task process ran both
+
+
+async def test_progress_reaches_the_database_and_stalls_are_flagged(
+    spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    write_inventory(agent_env, "worker_limits:\n  sleep: {stall_after: 1}\n")
+    [moving] = await queue.enqueue([TaskSpec("sleep", {"seconds": 6})])
+    [stuck] = await queue.enqueue([TaskSpec("sleep", {"seconds": 6, "progress": False})])
+    spawn_agent("--host", "prog", "--concurrency", "2", *FAST)
+
+    async def progressed() -> bool:
+        row = await fetch_task(conn, moving.id)
+        return bool(row["progress"] and row["progress"] > 0 and row["progress_stage"] == "sleeping")
+
+    await wait_for(progressed, 15)
+
+    async def flagged() -> bool:
+        res = cli(agent_env, "status", "--json")
+        hosts = {h["name"]: h for h in json.loads(res.stdout)["hosts"]}
+        running = {r["id"]: r for r in hosts.get("prog", {}).get("running", [])}
+        return (
+            bool(running.get(stuck.id, {}).get("stalled"))
+            and not running.get(moving.id, {"stalled": True})["stalled"]
+        )
+
+    await wait_for(flagged, 10, interval_s=0.3)
+
+
+async def test_logs_reach_the_database_redacted_and_the_cli_shows_them(
+    spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    await queue.enqueue(
+        [TaskSpec("fail", {"retryable": False, "message": "login failed, password=hunter2"})]
+    )
+    agent = spawn_agent("--host", "talker", "--burst", *FAST)
+    agent.communicate(timeout=60)
+    res = cli(agent_env, "logs", "talker", "--lines", "100")
+    assert res.returncode == 0
+    assert "failed" in res.stdout and "password=***" in res.stdout
+    assert "hunter2" not in res.stdout
+    log_file = Path(agent_env["CONTENTCTL_HOME"]) / "logs" / "agent-talker.jsonl"
+    lines = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert any("password=***" in x["message"] for x in lines)
+    assert "hunter2" not in log_file.read_text()
+
+
+async def test_claims_respect_daily_limits_across_restarts(
+    spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    write_inventory(agent_env, "worker_limits:\n  noop: {daily_limit: 3}\n")
+    ids = [e.id for e in await queue.enqueue([TaskSpec("noop")] * 5)]
+    for _ in range(2):  # the second run remembers the first run's claims
+        agent = spawn_agent("--host", "capped", "--burst", *FAST)
+        _, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0
+    states = [await _state(conn, i) for i in ids]
+    assert states.count("succeeded") == 3 and states.count("queued") == 2
+    assert "daily_limit" in err
