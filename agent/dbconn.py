@@ -46,6 +46,9 @@ class AgentDb:
         self._set(conn)
 
     def _set(self, conn: db.AsyncConn) -> None:
+        # An agent runs the same few statements all day: prepare them on first use, so the
+        # server plans each once per connection (planning was most of a heartbeat's cost).
+        conn.prepare_threshold = 0
         self._conn = conn
         self._queue = Queue(conn, self._policies)
         self.up.set()

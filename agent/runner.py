@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LOG_SHIP_INTERVAL_S = 1.0
 LOG_PRUNE_EVERY = 60  # shipments
+SWEEP_EVERY = 6  # heartbeats between two sweeps of expired leases (any agent may sweep)
 
 
 @dataclass
@@ -52,7 +53,7 @@ class AgentConfig:
     burst: bool = False
     lease_s: float = 30.0
     heartbeat_s: float = fleet.HEARTBEAT_INTERVAL_S
-    poll_s: float = 2.0  # the fallback when a notification is lost (or LISTEN is off)
+    poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # the fallback when a notification is lost
     listen: bool = True
     grace_s: float = 10.0
     progress_interval_s: float = 0.5
@@ -438,40 +439,33 @@ class Agent:
                     await conn.close()
 
     async def _heartbeat_loop(self) -> None:
-        last_beat = time.monotonic()
+        """Every heartbeat_s, or at once when poked (a cancel or a command was announced)."""
+        beats = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.config.heartbeat_s)
-            poked = self._poke.is_set()
             self._poke.clear()
             try:
-                await self._renew()
-                await self._check_commands()
-                if not poked or time.monotonic() - last_beat >= self.config.heartbeat_s:
-                    await self._heartbeat_once()
-                    await self.db.run(Queue.sweep_expired)
-                    self._wake.set()  # expired leases elsewhere are claimable: look now
-                    await self.executor.reap_idle()
-                    last_beat = time.monotonic()
+                answer = await self._heartbeat_once()
+                if answer is not None and answer.commands_waiting:
+                    await self._check_commands()
                 if self._draining and not self._running and self._drain_commands:
                     done, self._drain_commands = self._drain_commands, []
                     await self.db.sql(fleet.command_done, done)
+                beats += 1
+                if beats % SWEEP_EVERY == 1:
+                    await self.db.run(Queue.sweep_expired)
+                    await self.executor.reap_idle()
+                self._wake.set()  # expired leases elsewhere may be claimable: look now
             except DbDown:
                 continue
             except Exception:
                 log.exception("heartbeat failed")
 
-    async def _renew(self) -> None:
-        entries = list(self._running.values())
-        tokens = [e.task.token for e in entries] + self.outbox.pending_tokens()
-        if not tokens:
-            return
-        states = await self.db.run(Queue.renew_leases, tokens, lease_s=self.config.lease_s)
+    def _apply_leases(self, entries: list[_Running], answer: fleet.BeatAnswer) -> None:
         for e in entries:
-            st = states.get(e.task.token)
-            if st is None:
-                continue
-            if not st.held and not e.lost:
+            token = e.task.token
+            if token not in answer.held and not e.lost and e.task.id in self._running:
                 log.warning(
                     "task %s: lease lost; abandoning this attempt",
                     e.task.id,
@@ -479,7 +473,7 @@ class Agent:
                 )
                 e.lost = True
                 e.job.cancel()
-            elif st.cancel_requested and not e.cancel_requested:
+            elif token in answer.cancel_requested and not e.cancel_requested:
                 log.info(
                     "task %s: cancelled by the operator", e.task.id, extra={"task_id": e.task.id}
                 )
@@ -491,7 +485,7 @@ class Agent:
             return "draining" if self._running else "drained"
         return "draining" if self.stop_event.is_set() else "online"
 
-    async def _heartbeat_once(self, state: str | None = None) -> None:
+    async def _heartbeat_once(self, state: str | None = None) -> fleet.BeatAnswer | None:
         cfg = self.config
         load = await asyncio.to_thread(self._load.sample)
         now = time.monotonic()
@@ -529,7 +523,14 @@ class Agent:
             declared=cfg.declared,
             body=body,
         )
-        await self.db.sql(fleet.send_heartbeat, hb)
+        if state is not None:  # the last word: no leases left to renew
+            await self.db.sql(fleet.send_heartbeat, hb)
+            return None
+        entries = list(self._running.values())
+        tokens = [e.task.token for e in entries] + self.outbox.pending_tokens()
+        answer = await self.db.sql(fleet.beat, hb, tokens, self.config.lease_s)
+        self._apply_leases(entries, answer)
+        return answer
 
     def _stalled(self, entry: _Running, now: float) -> bool:
         limits = self.config.limits.get(entry.task.type)

@@ -37,6 +37,7 @@ SUPERUSER = "postgres"
 AGENT_ROLE = "contentctl"
 DEFAULT_PORT = 5432
 MAX_CONNECTIONS = 500
+TUNING_MARK = "# -- contentctl settings --"
 START_TIMEOUT_S = 60
 
 
@@ -144,10 +145,6 @@ class EmbeddedServer:
             conn.execute(f"{verb} ROLE {AGENT_ROLE} LOGIN PASSWORD '{verifier}'")
             conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO {AGENT_ROLE}")
             conn.execute(f"GRANT pg_read_all_data, pg_write_all_data TO {AGENT_ROLE}")
-            # Two connections per agent (work + LISTEN): the default 100 is too few for a fleet.
-            row = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
-            if row is not None and row[0] < MAX_CONNECTIONS:
-                conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
         self._write_hba()
         previous = self._serve_path.read_text() if self._serve_path.exists() else None
         self._serve_path.write_text(json.dumps({"listen": listen, "port": port}))
@@ -184,6 +181,7 @@ class EmbeddedServer:
 
     def _start(self, server: Any) -> None:
         _, ps, pu = _pgserver()
+        self._tune()
         cfg = self.serve_config()
         socket_dir = pu.find_suitable_socket_dir(self.pgdata, ps.PostgresServer.runtime_path)
         if server.system_user is not None and socket_dir != self.pgdata:
@@ -197,6 +195,19 @@ class EmbeddedServer:
             cfg.port,
         )
         self._pg_ctl(server, "start", "-o", opts, "-l", str(self.pgdata / "log"))
+
+    def _tune(self) -> None:
+        """Settings a fleet needs, written once into postgresql.conf (read at start)."""
+        conf = self.pgdata / "postgresql.conf"
+        text = conf.read_text()
+        if TUNING_MARK in text:
+            return
+        with conf.open("a") as fh:  # appending keeps the file's owner (the server's user)
+            fh.write(
+                f"\n{TUNING_MARK}\n"
+                # Two connections per agent (work + LISTEN): the default 100 is a small fleet.
+                f"max_connections = {MAX_CONNECTIONS}\n"
+            )
 
     def _pg_ctl(self, server: Any, *args: str) -> None:
         cmd = [

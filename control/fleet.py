@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -33,22 +34,46 @@ class Heartbeat:
     body: dict[str, Any] = field(default_factory=dict)  # load, counters, idle_reason
 
 
-async def send_heartbeat(conn: AsyncConn, hb: Heartbeat) -> None:
-    await conn.execute(
-        q("heartbeat"),
-        {
-            "name": hb.name,
-            "address": hb.address,
-            "agent_state": hb.agent_state,
-            "agent_version": hb.agent_version,
-            "code_hash": hb.code_hash,
-            "pid": hb.pid,
-            "started_at": hb.started_at,
-            "enabled_tasks": hb.enabled_tasks,
-            "declared": hb.declared,
-            "heartbeat": Jsonb(hb.body),
-        },
+@dataclass(frozen=True)
+class BeatAnswer:
+    held: set[uuid.UUID]  # leases renewed; a running token missing here was lost
+    cancel_requested: set[uuid.UUID]
+    commands_waiting: bool
+
+
+async def beat(
+    conn: AsyncConn, hb: Heartbeat, tokens: list[uuid.UUID], lease_s: float
+) -> BeatAnswer:
+    """Renew leases, record the heartbeat, look for commands: one statement."""
+    cur = await conn.execute(
+        q("beat"), {**_heartbeat_params(hb), "tokens": tokens, "lease_s": lease_s}
     )
+    row = await cur.fetchone()
+    assert row is not None
+    return BeatAnswer(
+        held=set(row["held"]),  # type: ignore[call-overload]
+        cancel_requested=set(row["cancel_requested"]),  # type: ignore[call-overload]
+        commands_waiting=bool(row["commands_waiting"]),
+    )
+
+
+async def send_heartbeat(conn: AsyncConn, hb: Heartbeat) -> None:
+    await conn.execute(q("heartbeat"), _heartbeat_params(hb))
+
+
+def _heartbeat_params(hb: Heartbeat) -> dict[str, Any]:
+    return {
+        "name": hb.name,
+        "address": hb.address,
+        "agent_state": hb.agent_state,
+        "agent_version": hb.agent_version,
+        "code_hash": hb.code_hash,
+        "pid": hb.pid,
+        "started_at": hb.started_at,
+        "enabled_tasks": hb.enabled_tasks,
+        "declared": hb.declared,
+        "heartbeat": Jsonb(hb.body),
+    }
 
 
 def host_state(agent_state: str | None, heartbeat_age_s: float | None, enabled: bool = True) -> str:

@@ -7,10 +7,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.limits import TypeLimits
 from agent.runner import Agent, AgentConfig
 from control import db
 from control.queue import Queue, TaskSpec
@@ -135,3 +138,63 @@ async def _host_seen(conn: db.AsyncConn, name: str) -> bool:
 
 async def _state_is(conn: db.AsyncConn, task_id: int, state: str) -> bool:
     return (await fetch_task(conn, task_id))["state"] == state
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _heartbeat_body(conn: db.AsyncConn, name: str) -> dict[str, Any]:
+    cur = await conn.execute("SELECT heartbeat FROM hosts WHERE name = %s", (name,))
+    row = await cur.fetchone()
+    return dict(row["heartbeat"]) if row else {}
+
+
+async def test_window_closed_on_the_agents_clock_then_open(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    clock = FakeClock(datetime(2026, 3, 2, 5, 0, tzinfo=UTC))
+    limits = {"noop": TypeLimits.from_config({"window": {"start": "07:00", "end": "21:00"}})}
+    agent = _agent(db_url, limits=limits, clock=clock, heartbeat_s=0.2, poll_s=0.2)
+    runner = asyncio.create_task(agent.run())
+    try:
+        [e] = await queue.enqueue([TaskSpec("noop")])
+
+        async def says_outside() -> bool:
+            body = await _heartbeat_body(conn, "inproc")
+            return body.get("idle_reason") == "outside_window" and body.get("idle_until") == (
+                "2026-03-02T07:00:00+00:00"
+            )
+
+        await wait_for(says_outside, 10)
+        assert (await fetch_task(conn, e.id))["state"] == "queued"
+        clock.now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 10)
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(runner, 15)
+
+
+async def test_max_concurrency_is_never_exceeded(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    ids = [e.id for e in await queue.enqueue([TaskSpec("sleep", {"seconds": 0.6})] * 5)]
+    agent = _agent(db_url, max_concurrent=2, burst=True, heartbeat_s=0.2)
+    runner = asyncio.create_task(agent.run())
+    peak = 0
+    saw_reason = False
+    while not runner.done():
+        cur = await conn.execute("SELECT count(*) AS n FROM tasks WHERE state = 'running'")
+        peak = max(peak, (await cur.fetchone())["n"])
+        saw_reason |= (await _heartbeat_body(conn, "inproc")).get(
+            "idle_reason"
+        ) == "max_concurrency"
+        await asyncio.sleep(0.05)
+    await runner
+    assert peak == 2
+    assert saw_reason
+    assert all([await _state_is(conn, i, "succeeded") for i in ids])

@@ -137,7 +137,7 @@ def test_db_serve_on_a_taken_port_fails_clearly_and_keeps_the_server_up(
     assert main(["status"]) == 0  # and the server is back up
 
 
-def test_db_serve_raises_max_connections_for_a_fleet(fresh_home: Path) -> None:
+def test_the_embedded_server_allows_connections_for_a_fleet(fresh_home: Path) -> None:
     port = _free_port()
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
     url = EmbeddedServer(fresh_home).ensure_running()

@@ -1,0 +1,212 @@
+"""Agent footprint: idle RSS and CPU of a real agent process, and what 200 agents' heartbeats
+cost PostgreSQL.
+
+    uv run python bench/agent.py [--idle-seconds 20] [--agents 200] [--window 30]
+
+1. One `contentctl agent run` on an empty queue: resident memory after start-up, and CPU over
+   the idle window (heartbeats, LISTEN, polling included).
+2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
+   every 5 s (one statement renewing its running task's lease, writing the heartbeat and
+   looking for commands; an expired-lease sweep every sixth beat), staggered; PostgreSQL's
+   CPU over the window, as a share of one core.
+
+Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
+of one core of PostgreSQL. The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# bench/queue.py is named after the stdlib's queue: keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if not p or not p.rstrip("/").endswith("/bench")]
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.load import LoadSampler
+from agent.runner import SWEEP_EVERY
+from control import db, fleet
+from control.embedded import EmbeddedServer
+from control.queue import Queue, TaskSpec
+
+
+def with_db(url: str, name: str) -> str:
+    head, _, query = url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    """CPU time of a process: nanoseconds from /proc/PID/schedstat where Linux has it (psutil's
+    cpu_times tick at 10 ms, too coarse for 200 backends that each run a few ms), else psutil."""
+    try:
+        return int(Path(f"/proc/{proc.pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+
+
+def postgres_cpu(pgdata: Path) -> float:
+    """CPU seconds used so far by the server's processes (postmaster and backends)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] != "postgres":
+                continue
+            parent = proc if str(pgdata) in " ".join(proc.info["cmdline"] or []) else None
+            if parent is None:
+                pp = proc.parent()
+                if pp is None or str(pgdata) not in " ".join(pp.cmdline()):
+                    continue
+            total += _cpu_seconds(proc)
+        except psutil.Error:
+            continue
+    return total
+
+
+def idle_agent(url: str, seconds: float) -> tuple[float, float]:
+    env = dict(
+        os.environ,
+        CONTENTCTL_DATABASE_URL=url,
+        CONTENTCTL_INVENTORY=os.devnull,
+        CONTENTCTL_HOME=tempfile.mkdtemp(prefix="bench-agent-"),
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "tui.launcher", "agent", "run", "--host", "bench-idle"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        proc = psutil.Process(agent.pid)
+        time.sleep(3.0)  # start-up done, first heartbeats sent
+        t0 = _cpu_seconds(proc)
+        w0 = time.monotonic()
+        time.sleep(seconds)
+        cpu = (_cpu_seconds(proc) - t0) / (time.monotonic() - w0) * 100
+        rss = proc.memory_info().rss / (1024 * 1024)
+        return rss, cpu
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+        shutil.rmtree(env["CONTENTCTL_HOME"], ignore_errors=True)
+
+
+async def fake_agent(url: str, name: str, offset: float, until: float, interval: float) -> int:
+    conn = await db.connect(url)
+    conn.prepare_threshold = 0  # as the agent's connection does (agent/dbconn.py)
+    q = Queue(conn)
+    [task] = await q.claim(name, ["noop"], lease_s=60)
+    sampler = LoadSampler(Path.home())
+    beats = 0
+    await asyncio.sleep(offset)
+    started = datetime.now(UTC)
+    while time.monotonic() < until:
+        hb = fleet.Heartbeat(
+            name=name,
+            address="10.0.0.1",
+            agent_state="online",
+            agent_version="bench",
+            code_hash="0" * 12,
+            pid=1,
+            started_at=started,
+            enabled_tasks=["noop"],
+            declared=True,
+            body={
+                "load": sampler.sample(),
+                "idle_reason": None,
+                "running": [{"id": task.id, "progress": 0.5}],
+            },
+        )
+        answer = await fleet.beat(conn, hb, [task.token], 60)
+        if answer.commands_waiting:
+            await fleet.pending_commands(conn, name)
+        beats += 1
+        if beats % SWEEP_EVERY == 1:
+            await q.sweep_expired()
+        await asyncio.sleep(interval)
+    await conn.close()
+    return beats
+
+
+async def heartbeat_cost(url: str, pgdata: Path, agents: int, window: float) -> tuple[float, int]:
+    conn = await db.connect(url)
+    await Queue(conn).enqueue([TaskSpec("noop")] * agents)
+    await conn.close()
+    interval = 5.0
+    until = time.monotonic() + window + interval
+    jobs = [
+        fake_agent(url, f"sim-{i}", interval * i / agents, until, interval) for i in range(agents)
+    ]
+    await asyncio.sleep(0)
+    runner = asyncio.gather(*jobs)
+    await asyncio.sleep(interval)  # everybody connected and beating
+    c0, w0 = postgres_cpu(pgdata), time.monotonic()
+    await asyncio.sleep(window)
+    c1, w1 = postgres_cpu(pgdata), time.monotonic()
+    beats = sum(await runner)
+    return (c1 - c0) / (w1 - w0) * 100, beats
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--idle-seconds", type=float, default=20)
+    ap.add_argument("--agents", type=int, default=200)
+    ap.add_argument("--window", type=float, default=30)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="contentctl-bench-agent-"))
+    server = EmbeddedServer(tmp)
+    url = server.ensure_running()
+    try:
+        conn = asyncio.run(_migrate(url))
+        del conn
+        rss, cpu = idle_agent(url, args.idle_seconds)
+        print(
+            f"idle agent: {rss:.1f} MB resident (target 80), {cpu:.2f}% of a core over "
+            f"{args.idle_seconds:g} s (target 1)"
+        )
+        pg_cpu, beats = asyncio.run(heartbeat_cost(url, server.pgdata, args.agents, args.window))
+        print(
+            f"{args.agents} agents heartbeating every 5 s: {beats} heartbeats, PostgreSQL at "
+            f"{pg_cpu:.2f}% of one core over {args.window:g} s (target 1)"
+        )
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "idle_rss_mb": round(rss, 1),
+                "idle_cpu_percent": round(cpu, 2),
+                "agents": args.agents,
+                "heartbeat_pg_cpu_percent": round(pg_cpu, 2),
+            }
+        )
+    )
+    return 0
+
+
+async def _migrate(url: str) -> None:
+    conn = await db.connect(url)
+    await db.migrate(conn)
+    await conn.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
