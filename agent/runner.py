@@ -80,6 +80,7 @@ class _Running:
     lost: bool = False
     cancel_requested: bool = False
     handed_back: bool = False
+    renewed_at: float = field(default_factory=time.monotonic)  # the claim set the first lease
 
 
 def code_hash() -> str:
@@ -150,7 +151,8 @@ class Agent:
             self.config.max_concurrent,
         )
         try:
-            await self._heartbeat_once()
+            load = await asyncio.to_thread(self._load.sample)
+            await self.db.sql(fleet.register, self._heartbeat(self._state(), load))
             await self._claim_loop()
             await self._shutdown()
         finally:
@@ -444,10 +446,10 @@ class Agent:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.config.heartbeat_s)
+            poked = self._poke.is_set()
             self._poke.clear()
             try:
-                answer = await self._heartbeat_once()
-                if answer is not None and answer.commands_waiting:
+                if await self._heartbeat_once(renew_all=poked):
                     await self._check_commands()
                 if self._draining and not self._running and self._drain_commands:
                     done, self._drain_commands = self._drain_commands, []
@@ -462,39 +464,19 @@ class Agent:
             except Exception:
                 log.exception("heartbeat failed")
 
-    def _apply_leases(self, entries: list[_Running], answer: fleet.BeatAnswer) -> None:
-        for e in entries:
-            token = e.task.token
-            if token not in answer.held and not e.lost and e.task.id in self._running:
-                log.warning(
-                    "task %s: lease lost; abandoning this attempt",
-                    e.task.id,
-                    extra={"task_id": e.task.id},
-                )
-                e.lost = True
-                e.job.cancel()
-            elif token in answer.cancel_requested and not e.cancel_requested:
-                log.info(
-                    "task %s: cancelled by the operator", e.task.id, extra={"task_id": e.task.id}
-                )
-                e.cancel_requested = True
-                e.job.cancel()
-
     def _state(self) -> str:
         if self._draining:
             return "draining" if self._running else "drained"
         return "draining" if self.stop_event.is_set() else "online"
 
-    async def _heartbeat_once(self, state: str | None = None) -> fleet.BeatAnswer | None:
+    def _heartbeat(self, state: str, load: dict[str, Any]) -> fleet.Heartbeat:
         cfg = self.config
-        load = await asyncio.to_thread(self._load.sample)
         now = time.monotonic()
+        idle = self._idle_reason
         body: dict[str, Any] = {
             "load": load,
             "counters": {"done_this_run": self._done_this_run, "done_today": self._done_today},
-            "idle_reason": None
-            if self._running and self._idle_reason == "no_work"
-            else self._idle_reason,
+            "idle_reason": None if self._running and idle == "no_work" else idle,
             "idle_until": self._idle_until.isoformat() if self._idle_until else None,
             "uptime_s": round(now - self._started),
             "running": [
@@ -511,10 +493,10 @@ class Agent:
             "task_processes": len(self.executor.children()),
             "db_outages": self.db.outages,
         }
-        hb = fleet.Heartbeat(
+        return fleet.Heartbeat(
             name=cfg.host,
             address=cfg.address,
-            agent_state=state or self._state(),
+            agent_state=state,
             agent_version=__version__,
             code_hash=self._code_hash,
             pid=os.getpid(),
@@ -523,14 +505,51 @@ class Agent:
             declared=cfg.declared,
             body=body,
         )
-        if state is not None:  # the last word: no leases left to renew
+
+    async def _heartbeat_once(self, state: str | None = None, *, renew_all: bool = False) -> bool:
+        """Renew the leases that are due, then beat; True if commands wait for this host."""
+        if state is None:
+            await self._renew(renew_all)
+        load = await asyncio.to_thread(self._load.sample)
+        hb = self._heartbeat(state or self._state(), load)
+        if state is not None:  # the last word
             await self.db.sql(fleet.send_heartbeat, hb)
-            return None
-        entries = list(self._running.values())
-        tokens = [e.task.token for e in entries] + self.outbox.pending_tokens()
-        answer = await self.db.sql(fleet.beat, hb, tokens, self.config.lease_s)
-        self._apply_leases(entries, answer)
-        return answer
+            return False
+        return await self.db.sql(fleet.beat, hb)
+
+    async def _renew(self, renew_all: bool) -> None:
+        """Leases are renewed once a third of them has passed (or at once when a cancel was
+        announced), not at every beat: renewals are logged writes, heartbeats are not."""
+        now = time.monotonic()
+        due = [
+            e
+            for e in self._running.values()
+            if renew_all or now - e.renewed_at >= self.config.lease_s / 3
+        ]
+        tokens = [e.task.token for e in due] + self.outbox.pending_tokens()
+        if not tokens:
+            return
+        states = await self.db.run(Queue.renew_leases, tokens, lease_s=self.config.lease_s)
+        for e in due:
+            st = states.get(e.task.token)
+            if st is None:
+                continue
+            if st.held:
+                e.renewed_at = now
+            if not st.held and not e.lost and e.task.id in self._running:
+                log.warning(
+                    "task %s: lease lost; abandoning this attempt",
+                    e.task.id,
+                    extra={"task_id": e.task.id},
+                )
+                e.lost = True
+                e.job.cancel()
+            elif st.cancel_requested and not e.cancel_requested:
+                log.info(
+                    "task %s: cancelled by the operator", e.task.id, extra={"task_id": e.task.id}
+                )
+                e.cancel_requested = True
+                e.job.cancel()
 
     def _stalled(self, entry: _Running, now: float) -> bool:
         limits = self.config.limits.get(entry.task.type)

@@ -6,9 +6,9 @@ cost PostgreSQL.
 1. One `contentctl agent run` on an empty queue: resident memory after start-up, and CPU over
    the idle window (heartbeats, LISTEN, polling included).
 2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
-   every 5 s (one statement renewing its running task's lease, writing the heartbeat and
-   looking for commands; an expired-lease sweep every sixth beat), staggered; PostgreSQL's
-   CPU over the window, as a share of one core.
+   every 5 s (the heartbeat row, which also tells whether commands wait; its running task's
+   lease renewed every other beat; an expired-lease sweep every sixth beat), staggered;
+   PostgreSQL's CPU over the window, as a share of one core.
 
 Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
 of one core of PostgreSQL. The last line printed is one JSON object with the figures.
@@ -109,11 +109,25 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
     conn = await db.connect(url)
     conn.prepare_threshold = 0  # as the agent's connection does (agent/dbconn.py)
     q = Queue(conn)
-    [task] = await q.claim(name, ["noop"], lease_s=60)
+    [task] = await q.claim(name, ["noop"], lease_s=30)
     sampler = LoadSampler(Path.home())
     beats = 0
-    await asyncio.sleep(offset)
     started = datetime.now(UTC)
+    await fleet.register(
+        conn,
+        fleet.Heartbeat(
+            name=name,
+            address="10.0.0.1",
+            agent_state="online",
+            agent_version="bench",
+            code_hash="0" * 12,
+            pid=1,
+            started_at=started,
+            enabled_tasks=["noop"],
+            declared=True,
+        ),
+    )
+    await asyncio.sleep(offset)
     while time.monotonic() < until:
         hb = fleet.Heartbeat(
             name=name,
@@ -131,8 +145,10 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
                 "running": [{"id": task.id, "progress": 0.5}],
             },
         )
-        answer = await fleet.beat(conn, hb, [task.token], 60)
-        if answer.commands_waiting:
+        # as the agent does: renew a lease once a third of it (30 s) has passed, then beat
+        if beats % 2 == 1:
+            await q.renew_leases([task.token], lease_s=30)
+        if await fleet.beat(conn, hb):
             await fleet.pending_commands(conn, name)
         beats += 1
         if beats % SWEEP_EVERY == 1:
@@ -140,6 +156,35 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
         await asyncio.sleep(interval)
     await conn.close()
     return beats
+
+
+async def _select_one(url: str, offset: float, until: float, interval: float) -> int:
+    conn = await db.connect(url)
+    conn.prepare_threshold = 0
+    n = 0
+    await asyncio.sleep(offset)
+    while time.monotonic() < until:
+        await conn.execute("SELECT 1")
+        n += 1
+        await asyncio.sleep(interval)
+    await conn.close()
+    return n
+
+
+async def floor_cost(pgdata: Path, url: str, agents: int, window: float) -> float:
+    """The same connections doing nothing but `SELECT 1` at the same pace: what this machine
+    charges for a round trip at all, the floor under any heartbeat."""
+    interval = 5.0
+    until = time.monotonic() + window + interval
+    runner = asyncio.gather(
+        *(_select_one(url, interval * i / agents, until, interval) for i in range(agents))
+    )
+    await asyncio.sleep(interval)
+    c0, w0 = postgres_cpu(pgdata), time.monotonic()
+    await asyncio.sleep(window)
+    c1, w1 = postgres_cpu(pgdata), time.monotonic()
+    await runner
+    return (c1 - c0) / (w1 - w0) * 100
 
 
 async def heartbeat_cost(url: str, pgdata: Path, agents: int, window: float) -> tuple[float, int]:
@@ -167,7 +212,7 @@ def main() -> int:
     )
     ap.add_argument("--idle-seconds", type=float, default=20)
     ap.add_argument("--agents", type=int, default=200)
-    ap.add_argument("--window", type=float, default=30)
+    ap.add_argument("--window", type=float, default=60)
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="contentctl-bench-agent-"))
@@ -186,6 +231,12 @@ def main() -> int:
             f"{args.agents} agents heartbeating every 5 s: {beats} heartbeats, PostgreSQL at "
             f"{pg_cpu:.2f}% of one core over {args.window:g} s (target 1)"
         )
+        floor = asyncio.run(floor_cost(server.pgdata, url, args.agents, args.window))
+        print(
+            f"  floor: the same {args.agents} connections sending only `SELECT 1` every 5 s: "
+            f"{floor:.2f}% (a heartbeat costs {pg_cpu / floor if floor else 0:.1f}x a bare "
+            "round trip on this machine)"
+        )
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -196,6 +247,7 @@ def main() -> int:
                 "idle_cpu_percent": round(cpu, 2),
                 "agents": args.agents,
                 "heartbeat_pg_cpu_percent": round(pg_cpu, 2),
+                "select1_floor_pg_cpu_percent": round(floor, 2),
             }
         )
     )

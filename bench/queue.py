@@ -242,12 +242,17 @@ async def status_time(
         " WHERE state = 'running'"
     )
     await conn.execute(
-        "INSERT INTO hosts (name, address, agent_state, last_heartbeat_at, heartbeat,"
-        " enabled_tasks) "
-        "SELECT 'host-' || i, '10.0.' || (i / 250) || '.' || (i %% 250), 'online', now(), "
+        "INSERT INTO hosts (name, address, enabled_tasks) "
+        "SELECT 'host-' || i, '10.0.' || (i / 250) || '.' || (i %% 250), ARRAY['transcribe'] "
+        "FROM generate_series(0, %s) AS i",
+        (hosts - 1,),
+    )
+    await conn.execute(
+        "INSERT INTO host_beats (name, agent_state, heartbeat) "
+        "SELECT 'host-' || i, 'online', "
         "jsonb_build_object('load', jsonb_build_object('cpu_percent', 12.5, 'mem_percent', 40.0,"
-        " 'load_avg', jsonb_build_array(0.5, 0.4, 0.3)), 'idle_reason', NULL),"
-        " ARRAY['transcribe'] FROM generate_series(0, %s) AS i",
+        " 'load_avg', jsonb_build_array(0.5, 0.4, 0.3)), 'idle_reason', NULL) "
+        "FROM generate_series(0, %s) AS i",
         (hosts - 1,),
     )
     await conn.execute("VACUUM ANALYZE tasks")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -34,27 +33,23 @@ class Heartbeat:
     body: dict[str, Any] = field(default_factory=dict)  # load, counters, idle_reason
 
 
-@dataclass(frozen=True)
-class BeatAnswer:
-    held: set[uuid.UUID]  # leases renewed; a running token missing here was lost
-    cancel_requested: set[uuid.UUID]
-    commands_waiting: bool
-
-
-async def beat(
-    conn: AsyncConn, hb: Heartbeat, tokens: list[uuid.UUID], lease_s: float
-) -> BeatAnswer:
-    """Renew leases, record the heartbeat, look for commands: one statement."""
-    cur = await conn.execute(
-        q("beat"), {**_heartbeat_params(hb), "tokens": tokens, "lease_s": lease_s}
-    )
+async def beat(conn: AsyncConn, hb: Heartbeat) -> bool:
+    """Record a heartbeat; True if commands wait for this host."""
+    params = _heartbeat_params(hb)
+    cur = await conn.execute(q("beat"), params)
     row = await cur.fetchone()
-    assert row is not None
-    return BeatAnswer(
-        held=set(row["held"]),  # type: ignore[call-overload]
-        cancel_requested=set(row["cancel_requested"]),  # type: ignore[call-overload]
-        commands_waiting=bool(row["commands_waiting"]),
-    )
+    if row is None:  # the unlogged row is gone (server crash): write it again
+        await conn.execute(q("heartbeat"), params)
+        cur = await conn.execute(q("commands_waiting"), params)
+        row = await cur.fetchone()
+    return bool(row and row["commands_waiting"])
+
+
+async def register(conn: AsyncConn, hb: Heartbeat) -> None:
+    """An agent's identity (version, code, pid, types), once when it starts."""
+    params = _heartbeat_params(hb)
+    await conn.execute(q("register"), params)
+    await conn.execute(q("heartbeat"), params)
 
 
 async def send_heartbeat(conn: AsyncConn, hb: Heartbeat) -> None:

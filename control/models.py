@@ -88,19 +88,29 @@ class Task(SQLModel, table=True):
 
 
 class Host(SQLModel, table=True):
+    """A host as its agent registered it (lasting); liveness is in `HostBeat`."""
+
     __tablename__ = "hosts"
 
     name: str = Field(primary_key=True)
     address: str | None = None
-    agent_state: str = "online"
     agent_version: str | None = None
     code_hash: str | None = None
     pid: int | None = None
     started_at: datetime | None = None
-    last_heartbeat_at: datetime | None = None
     enabled_tasks: list[str] = Field(
         default_factory=list, sa_column=Column(ARRAY(Text), nullable=False)
     )
     declared: bool = True
-    heartbeat: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     drain_requested: bool = False
+
+
+class HostBeat(SQLModel, table=True):
+    """The last heartbeat of a host's agent (an UNLOGGED table: ephemeral by design)."""
+
+    __tablename__ = "host_beats"
+
+    name: str = Field(primary_key=True)
+    agent_state: str
+    last_heartbeat_at: datetime
+    heartbeat: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))

@@ -37,3 +37,14 @@ CREATE TABLE host_daily_counts (
 );
 
 ALTER TABLE hosts ADD COLUMN drain_requested boolean NOT NULL DEFAULT false;
+
+-- Liveness is ephemeral, so it lives in an UNLOGGED table: heartbeats write no WAL (200 agents
+-- every 5 s would otherwise log gigabytes a day) and commit cheaply. After a server crash the
+-- table comes back empty and every agent refills its row within one heartbeat.
+CREATE UNLOGGED TABLE host_beats (
+    name              text PRIMARY KEY,
+    agent_state       text        NOT NULL,
+    last_heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat         jsonb       NOT NULL DEFAULT '{}'::jsonb
+);
+ALTER TABLE hosts DROP COLUMN agent_state, DROP COLUMN last_heartbeat_at, DROP COLUMN heartbeat;

@@ -33,7 +33,8 @@ async def _state(conn: db.AsyncConn, task_id: int) -> str:
 
 async def _host(conn: db.AsyncConn, name: str) -> dict[str, Any] | None:
     cur = await conn.execute(
-        "SELECT *, extract(epoch FROM now() - last_heartbeat_at) AS age FROM hosts WHERE name = %s",
+        "SELECT h.*, b.agent_state, extract(epoch FROM now() - b.last_heartbeat_at) AS age "
+        "FROM hosts h LEFT JOIN host_beats b USING (name) WHERE h.name = %s",
         (name,),
     )
     row = await cur.fetchone()
@@ -178,10 +179,8 @@ async def test_commands_to_a_silent_agent_time_out_with_a_clear_message(
     agent_env: dict[str, str], conn: db.AsyncConn
 ) -> None:
     # A host whose heartbeat is fresh but whose agent does not answer (it is wedged).
-    await conn.execute(
-        "INSERT INTO hosts (name, agent_state, last_heartbeat_at) "
-        "VALUES ('wedged', 'online', now())"
-    )
+    await conn.execute("INSERT INTO hosts (name) VALUES ('wedged')")
+    await conn.execute("INSERT INTO host_beats (name, agent_state) VALUES ('wedged', 'online')")
     res = cli(agent_env, "agent", "drain", "wedged", "--timeout", "1")
     assert res.returncode == 1
     assert "wedged: no acknowledgement within 1 s" in res.stderr
@@ -248,7 +247,7 @@ async def test_postgres_restarted_under_a_running_agent_loses_nothing(
                 ).fetchall()
                 beat = c.execute(
                     "SELECT last_heartbeat_at > now() - interval '2 seconds' "
-                    "FROM hosts WHERE name = 'survivor'"
+                    "FROM host_beats WHERE name = 'survivor'"
                 ).fetchone()
             if all(r[0] == "succeeded" for r in rows) and beat and beat[0]:
                 break

@@ -149,7 +149,7 @@ class FakeClock:
 
 
 async def _heartbeat_body(conn: db.AsyncConn, name: str) -> dict[str, Any]:
-    cur = await conn.execute("SELECT heartbeat FROM hosts WHERE name = %s", (name,))
+    cur = await conn.execute("SELECT heartbeat FROM host_beats WHERE name = %s", (name,))
     row = await cur.fetchone()
     return dict(row["heartbeat"]) if row else {}
 
