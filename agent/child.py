@@ -18,9 +18,10 @@ from agent.handlers import TaskError, resolve
 
 
 class ChildContext:
-    def __init__(self, task_id: int, attempt: int, out: IO[str]) -> None:
+    def __init__(self, task_id: int, attempt: int, out: IO[str], settings: dict[str, Any]) -> None:
         self.task_id = task_id
         self.attempt = attempt
+        self.settings = settings
         self._out = out
 
     def progress(self, fraction: float, stage: str | None = None) -> None:
@@ -37,7 +38,7 @@ def _send(out: IO[str], msg: dict[str, Any]) -> None:
 
 def run_one(msg: dict[str, Any], out: IO[str]) -> None:
     task_id = int(msg["id"])
-    ctx = ChildContext(task_id, int(msg.get("attempt", 1)), out)
+    ctx = ChildContext(task_id, int(msg.get("attempt", 1)), out, dict(msg.get("settings") or {}))
     try:
         result = resolve(str(msg["type"]))(dict(msg.get("payload") or {}), ctx)
         encoded = json.dumps({"event": "done", "id": task_id, "result": result or {}})
@@ -51,6 +52,7 @@ def run_one(msg: dict[str, Any], out: IO[str]) -> None:
                 "message": str(exc),
                 "traceback": None,
                 "retryable": exc.retryable,
+                "retry_after_s": exc.retry_after_s,
             },
         )
         return

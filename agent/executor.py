@@ -45,6 +45,7 @@ class Outcome:
     message: str | None = None
     traceback: str | None = None
     retryable: bool = True
+    retry_after_s: float | None = None
 
 
 @dataclass
@@ -84,10 +85,15 @@ class _Child:
 
 
 class Executor:
-    def __init__(self, idle_ttl_s: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        idle_ttl_s: Mapping[str, float] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         self._idle: dict[str, list[_Child]] = {}
         self._busy: dict[int, _Child] = {}
         self._idle_ttl = dict(idle_ttl_s or {})
+        self.settings = dict(settings or {})  # handed to handlers with every task
 
     # -- public ---------------------------------------------------------------------------
     async def run(
@@ -111,6 +117,7 @@ class Executor:
                 "type": task.type,
                 "payload": task.payload,
                 "attempt": task.attempts,
+                "settings": self.settings,
             }
             assert child.proc.stdin is not None
             child.proc.stdin.write((json.dumps(msg) + "\n").encode())
@@ -238,6 +245,7 @@ class Executor:
                     message=str(event.get("message") or ""),
                     traceback=event.get("traceback"),
                     retryable=bool(event.get("retryable", True)),
+                    retry_after_s=event.get("retry_after_s"),
                 )
 
     async def _crashed(self, child: _Child) -> Outcome:

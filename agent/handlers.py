@@ -19,9 +19,12 @@ from typing import Any, Protocol
 class TaskError(Exception):
     """A failure the handler understands: its message is kept, `retryable` decides the path."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class Context(Protocol):
@@ -29,6 +32,7 @@ class Context(Protocol):
 
     task_id: int
     attempt: int
+    settings: dict[str, Any]  # storage_root, transcribe, translate: from the agent's inventory
 
     def progress(self, fraction: float, stage: str | None = None) -> None: ...
 
@@ -80,6 +84,12 @@ HANDLERS: dict[str, str] = {
     "noop": "agent.handlers:noop",
     "sleep": "agent.handlers:sleep",
     "fail": "agent.handlers:fail",
+    "download_youtube": "agent.stages.download:download_youtube",
+    "download_podcast": "agent.stages.download:download_podcast",
+    "extract_audio": "agent.stages.audio:extract_audio",
+    "transcribe": "agent.stages.transcribe:transcribe",
+    "stitch": "agent.stages.stitch:stitch",
+    "translate": "agent.stages.translate:translate",
 }
 
 

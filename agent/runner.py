@@ -61,6 +61,7 @@ class AgentConfig:
     limits: dict[str, TypeLimits] = field(default_factory=dict)
     clock: Clock = local_now
     storage_root: Path = field(default_factory=Path.home)
+    task_settings: dict[str, Any] = field(default_factory=dict)  # for handlers (pipeline)
     restart_argv: list[str] | None = None  # how to start again on `restart`
 
 
@@ -103,7 +104,9 @@ class Agent:
         self.db = AgentDb(url, config.policies)
         self.url = url
         self.limiter = Limiter(config.host, config.limits, config.clock)
-        self.executor = Executor()
+        self.executor = Executor(
+            settings={**config.task_settings, "storage_root": str(config.storage_root)}
+        )
         self.outbox = Outbox(self.db)
         self.stop_event = asyncio.Event()
         self._wake = asyncio.Event()  # the claim loop: work may be there
@@ -243,6 +246,10 @@ class Agent:
                     if decision.blocked and not self._running:
                         await self._explain_idle(decision)
                 if cfg.burst and not self._running and self._idle_reason is not None:
+                    if len(self.outbox):
+                        # a success still on its way may enqueue the next stage: look again
+                        await self.outbox.flushed(cfg.lease_s)
+                        continue
                     log.info("burst: no claimable work left (%s)", self._idle_reason)
                     return
             with contextlib.suppress(TimeoutError):
@@ -330,6 +337,7 @@ class Agent:
                 outcome.message or outcome.kind,
                 outcome.traceback,
                 retryable,
+                outcome.retry_after_s,
             ),
         )
 
@@ -621,8 +629,18 @@ def config_from_inventory(
         declared=spec is not None,
         policies=dict(inventory.task_types),
         limits=limits,
+        task_settings=task_settings(inventory.pipeline, spec.transcribe if spec else {}),
     )
     for key, value in (overrides or {}).items():
         if value is not None:
             setattr(cfg, key, value)
     return cfg
+
+
+def task_settings(pipeline: dict[str, Any], host_transcribe: dict[str, Any]) -> dict[str, Any]:
+    """What the pipeline handlers need from the inventory: the fleet's `pipeline` block with
+    this host's `transcribe` overrides (a bigger model on a GPU box)."""
+    return {
+        "transcribe": {**(pipeline.get("transcribe") or {}), **host_transcribe},
+        "translate": dict(pipeline.get("translate") or {}),
+    }

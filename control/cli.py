@@ -282,7 +282,7 @@ async def cmd_db_stop(args: argparse.Namespace) -> int:
 async def cmd_agent_run(args: argparse.Namespace) -> int:
     from agent.logs import setup as setup_logs
     from agent.runner import Agent, config_from_inventory
-    from control.settings import ENV_DATABASE_URL, state_dir
+    from control.settings import ENV_DATABASE_URL, state_dir, storage_root
 
     s = Session(args)
     name = args.host or socket.gethostname()
@@ -308,8 +308,7 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
             "heartbeat_s": args.heartbeat,
         },
     )
-    storage = s.inventory.storage_root
-    cfg.storage_root = Path(storage).expanduser() if storage else state_dir() / "storage"
+    cfg.storage_root = storage_root(s.inventory.storage_root)
     # `restart` re-executes the agent as it was started, keeping its host name. The database
     # URL travels in the environment, never in argv (it may carry a password).
     os.environ[ENV_DATABASE_URL] = url
@@ -411,6 +410,121 @@ async def cmd_logs(args: argparse.Namespace) -> int:
             rows = await fleet.recent_logs(conn, host, after_id=last, limit=1000)
     finally:
         await conn.close()
+
+
+def _langs(text: str | None, default: list[str]) -> list[str]:
+    if text is None:
+        return default
+    langs = [p.strip().lower() for p in text.split(",") if p.strip()]
+    bad = [p for p in langs if not p.isalpha()]
+    if bad:
+        raise UsageError(f"--lang: {bad[0]!r} is not a language code: use e.g. --lang en,de,he")
+    return langs
+
+
+async def cmd_add(args: argparse.Namespace) -> int:
+    from control import media
+    from control.settings import storage_root
+
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root)
+    opts = media.options(
+        _langs(args.lang, list(s.inventory.pipeline.get("langs") or [])),
+        s.inventory.pipeline,
+        args.priority,
+    )
+    kind = media.classify(args.source, args.podcast)
+    episodes = await asyncio.to_thread(media.fetch_feed, args.source) if kind == "podcast" else []
+    conn = await s.connect()
+    try:
+        if kind == "podcast":
+            added = await media.add_podcast(conn, args.source, episodes, opts)
+        elif kind == "youtube":
+            added = [await media.add_url(conn, args.source, opts)]
+        else:
+            added = [await media.add_file(conn, Path(args.source).expanduser(), root, opts)]
+        if args.wait:
+            return await _wait_media(conn, root, [a.id for a in added], args.json)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json([{"id": a.id, "created": a.created, "title": a.title} for a in added])
+    else:
+        for a in added:
+            what = "added" if a.created else "already known"
+            print(f"media {a.id} {what}{f': {a.title}' if a.title else ''}")
+        if kind == "podcast" and not added:
+            print(f"no episodes with audio in {args.source}")
+    return EXIT_OK
+
+
+async def _wait_media(conn: db.AsyncConn, root: Path, ids: list[int], as_json: bool) -> int:
+    from control import media
+
+    shown: dict[int, str] = {}
+    while True:
+        views = [await media.item(conn, root, i) for i in ids]
+        for v in views:
+            line = output.media_line(v)
+            if shown.get(v["id"]) != line and not as_json:
+                print(line, flush=True)
+                shown[v["id"]] = line
+        if all(v["state"] in ("succeeded", "failed", "cancelled") for v in views):
+            break
+        await asyncio.sleep(0.5)
+    if as_json:
+        output.emit_json(views)
+    failed = [v for v in views if v["state"] != "succeeded"]
+    for v in failed:
+        print(
+            f"media {v['id']} {v['state']}: {v['error'] or 'see contentctl media'}", file=sys.stderr
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_media(args: argparse.Namespace) -> int:
+    from control import media
+    from control.settings import storage_root
+
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root)
+    words = list(args.words)
+    retry = bool(words) and words[0] == "retry"
+    if retry:
+        words = words[1:]
+    if len(words) > 1 or (retry and not words):
+        raise UsageError("usage: contentctl media [ID] | media retry ID [--from STAGE]")
+    media_id = _task_id(words[0]) if words else None
+    if args.from_stage and not retry:
+        raise UsageError("--from goes with `media retry ID`")
+    conn = await s.connect()
+    try:
+        if retry:
+            assert media_id is not None
+            done = await media.retry(conn, media_id, args.from_stage)
+            if args.json:
+                output.emit_json(done)
+            else:
+                print(
+                    f"media {media_id}: re-running from {done['from']} "
+                    f"(generation {done['generation']}, {done['tasks']} task(s))"
+                )
+            return EXIT_OK
+        if media_id is not None:
+            one = await media.item(conn, root, media_id)
+            if args.json:
+                output.emit_json(one)
+            else:
+                output.print_media_item(one)
+            return EXIT_OK
+        many = await media.items(conn, root, limit=args.limit)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json(many)
+    else:
+        output.print_media_list(many)
+    return EXIT_OK
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -582,6 +696,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("host", metavar="HOST", help="a host name, or `all`")
     sp.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     sp.add_argument("--lines", type=_positive("--lines"), default=50)
+
+    sp = add("add", cmd_add, "add a video URL, a podcast feed (--podcast) or a local file")
+    sp.add_argument("source", metavar="SOURCE", help="a video URL, a feed URL, or a file")
+    sp.add_argument("--podcast", action="store_true", help="SOURCE is a podcast feed")
+    sp.add_argument("--lang", metavar="LANGS", help="translate into these, e.g. en,de,he")
+    sp.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    sp.add_argument("--wait", action="store_true", help="show progress until done or failed")
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("media", cmd_media, "media items and their stages; `media retry ID [--from S]`")
+    sp.add_argument("words", nargs="*", metavar="[retry] ID")
+    sp.add_argument(
+        "--from",
+        dest="from_stage",
+        metavar="STAGE",
+        help="with retry: download, extract_audio, transcribe, stitch or translate",
+    )
+    sp.add_argument("--limit", type=_positive("--limit"), default=50)
+    sp.add_argument("--json", action="store_true")
 
     sp = add("demo", cmd_demo, "embedded Postgres + local agents + sample work")
     sp.add_argument(

@@ -27,6 +27,7 @@ HOST_KEYS = {
     "max_concurrent_tasks": int,
     "base_dir": str,
     "env": dict,
+    "transcribe": dict,
 }
 TOP_KEYS = {
     "database": str,
@@ -36,8 +37,35 @@ TOP_KEYS = {
     "defaults": dict,
     "worker_limits": dict,
     "task_types": dict,
+    "pipeline": dict,
     "hosts": dict,
 }
+PIPELINE_KEYS = {
+    "chunk_s": (int, float),
+    "overlap_s": (int, float),
+    "langs": list,
+    "transcribe": dict,
+    "translate": dict,
+}
+TRANSCRIBE_KEYS = {
+    "backend": str,  # auto | faster-whisper | mlx
+    "model": str,  # a model directory or name; default: the bundled tiny.en
+    "compute_type": str,
+    "device": str,
+    "cpu_threads": int,
+    "language": str,
+    "beam_size": int,
+}
+TRANSLATE_KEYS = {
+    "backend": str,  # deepl | openai
+    "url": str,
+    "model": str,
+    "rate_per_min": (int, float),
+    "key_name": str,  # the keychain entry holding the API key
+    "timeout_s": (int, float),
+}
+TRANSCRIBE_BACKENDS = ("auto", "faster-whisper", "mlx")
+TRANSLATE_BACKENDS = ("deepl", "openai")
 LIMIT_KEYS = {
     "tasks_per_run": int,
     "cooldown": (int, float),
@@ -70,6 +98,7 @@ class HostSpec:
     max_concurrent_tasks: int = 1
     base_dir: str = "~/contentctl"
     env: dict[str, str] = field(default_factory=lambda: {"manager": "uv"})
+    transcribe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,7 @@ class Inventory:
     known_hosts: str | None = None
     worker_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_types: dict[str, TypePolicy] = field(default_factory=dict)
+    pipeline: dict[str, Any] = field(default_factory=dict)
 
     def host(self, name: str) -> HostSpec | None:
         return self.hosts.get(name)
@@ -208,6 +238,7 @@ class _Validator:
             ).items()
         }
         nas = self.mapping(top.get("nas"), ("nas",), NAS_KEYS)
+        pipeline = self.pipeline(top.get("pipeline"))
         return Inventory(
             path=self.path,
             hosts=hosts,
@@ -217,7 +248,34 @@ class _Validator:
             known_hosts=top.get("known_hosts"),
             worker_limits=self.limits(top.get("worker_limits"), ("worker_limits",)),
             task_types=policies,
+            pipeline=pipeline,
         )
+
+    def pipeline(self, value: Any) -> dict[str, Any]:
+        kp = ("pipeline",)
+        out = dict(self.mapping(value, kp, PIPELINE_KEYS))
+        if "transcribe" in out:
+            out["transcribe"] = self.transcribe(out["transcribe"], (*kp, "transcribe"))
+        tr = self.mapping(out.get("translate"), (*kp, "translate"), TRANSLATE_KEYS)
+        if tr.get("backend", "deepl") not in TRANSLATE_BACKENDS:
+            raise self.error((*kp, "translate", "backend"), "must be deepl or openai")
+        for key in ("chunk_s", "overlap_s"):
+            if key in out and out[key] < 0:
+                raise self.error((*kp, key), "must not be negative")
+        if out.get("chunk_s") == 0:
+            raise self.error((*kp, "chunk_s"), "must be more than 0 seconds")
+        for i, lang in enumerate(out.get("langs") or []):
+            if not isinstance(lang, str) or not lang.isalpha():
+                raise self.error((*kp, "langs", str(i)), f"not a language code: {lang!r}")
+        return out
+
+    def transcribe(self, value: Any, keypath: tuple[str, ...]) -> dict[str, Any]:
+        out = self.mapping(value, keypath, TRANSCRIBE_KEYS)
+        if out.get("backend", "auto") not in TRANSCRIBE_BACKENDS:
+            raise self.error(
+                (*keypath, "backend"), f"must be one of {', '.join(TRANSCRIBE_BACKENDS)}"
+            )
+        return dict(out)
 
     def host(self, name: str, raw: dict[str, Any]) -> HostSpec:
         kp = ("hosts", name)
@@ -247,6 +305,7 @@ class _Validator:
             max_concurrent_tasks=max_conc,
             base_dir=raw.get("base_dir", "~/contentctl"),
             env={str(k): str(v) for k, v in env.items()},
+            transcribe=self.transcribe(raw.get("transcribe"), (*kp, "transcribe")),
         )
 
 

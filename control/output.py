@@ -108,3 +108,66 @@ def print_log(row: dict[str, Any], *, with_host: bool) -> None:
     host = f"{row['host']} " if with_host else ""
     task = f"[task {row['task_id']}] " if row.get("task_id") else ""
     print(f"{ts} {host}{row['level']:<7} {task}{row['message']}")
+
+
+def _short(state: str) -> str:
+    return {"succeeded": "done", "pending": "-", "scheduled": "queued"}.get(state, state)
+
+
+def media_line(item: dict[str, Any]) -> str:
+    """One line per item: its stages in order, for `add --wait` and `media`."""
+    stages = []
+    for stage, state in item["stages"].items():
+        label = _short(state)
+        if stage == "transcribe" and item["progress"]["chunks"] > 1:
+            label += f" {item['progress']['chunks_done']}/{item['progress']['chunks']}"
+        stages.append(f"{stage}:{label}")
+    running = item["progress"]["running"]
+    if running and running[0].get("progress") is not None:
+        r = running[0]
+        stages.append(f"[{r['type']} {round(100 * float(r['progress']))}% on {r['host']}]")
+    return f"media {item['id']} {item['state']}: " + " ".join(stages)
+
+
+def print_media_list(items: Sequence[dict[str, Any]]) -> None:
+    if not items:
+        print("no media items: add one with `contentctl add SOURCE`")
+        return
+    rows = [
+        [
+            i["id"],
+            i["state"],
+            *(
+                _short(i["stages"].get(s, "")) or ""
+                for s in ("download", "extract_audio", "transcribe", "stitch", "translate")
+            ),
+            (i["title"] or i["source"])[:50],
+        ]
+        for i in items
+    ]
+    print(
+        table(
+            ["id", "state", "download", "extract", "transcribe", "stitch", "translate", "title"],
+            rows,
+        )
+    )
+
+
+def print_media_item(item: dict[str, Any]) -> None:
+    print(f"media {item['id']}  {item['state']}  ({item['kind']}, generation {item['generation']})")
+    print(f"  source: {item['source']}")
+    if item.get("title"):
+        print(
+            f"  title:  {item['title']}" + (f"  ({item['channel']})" if item.get("channel") else "")
+        )
+    if item.get("duration_s"):
+        print(f"  length: {item['duration_s']:.1f} s")
+    print("  stages: " + media_line(item).split(": ", 1)[1])
+    if item.get("error"):
+        print(f"  error:  {item['error']}")
+    outs = item["outputs"]
+    for key in ("audio", "transcript_json", "srt", "vtt", "txt"):
+        if outs.get(key):
+            print(f"  {key + ':':16} {outs[key]}")
+    for lang, p in (outs.get("translations") or {}).items():
+        print(f"  {'translation ' + lang + ':':16} {p}")

@@ -80,6 +80,7 @@ class Failure:
     message: str
     traceback: str | None = None
     retryable: bool = True
+    retry_after_s: float | None = None  # the service said when to come back (429 Retry-After)
 
 
 @dataclass(frozen=True)
@@ -192,17 +193,28 @@ class Queue:
         return {str(r["type"]) for r in await cur.fetchall()}
 
     async def complete(self, task: ClaimedTask, result: dict[str, Any] | None = None) -> bool:
-        cur = await self.conn.execute(
-            q("complete"), {"id": task.id, "token": task.token, "result": Jsonb(result or {})}
-        )
-        return self._accepted(await cur.fetchone(), "completion", task)
+        return task.id in await self.complete_many([(task, result)])
 
     async def complete_many(
         self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
     ) -> set[int]:
-        """Record several completions in one statement; returns the ids accepted."""
+        """Record several completions in one statement; returns the ids accepted. A pipeline
+        stage's success enqueues the item's next stage in the same transaction."""
         if not done:
             return set()
+        if not any(t.media_id is not None for t, _ in done):
+            return await self._complete_many(done)
+        from control import pipeline
+
+        async with self.conn.transaction():
+            accepted = await self._complete_many(done)
+            chained = [(t, r) for t, r in done if t.id in accepted and t.media_id is not None]
+            await pipeline.advance(self, chained)
+        return accepted
+
+    async def _complete_many(
+        self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
+    ) -> set[int]:
         cur = await self.conn.execute(
             q("complete_many"),
             {
@@ -225,7 +237,9 @@ class Queue:
                 "id": task.id,
                 "token": task.token,
                 "retryable": failure.retryable,
-                "backoff_s": self.policy(task.type).backoff_s(task.attempts),
+                "backoff_s": max(
+                    self.policy(task.type).backoff_s(task.attempts), failure.retry_after_s or 0
+                ),
                 "error_type": failure.error_type,
                 "error_message": failure.message,
                 "error_traceback": (failure.traceback or "")[-TRACEBACK_TAIL_CHARS:] or None,

@@ -50,3 +50,10 @@ def database_target(
     """`--db` beats `CONTENTCTL_DATABASE_URL` beats the inventory's `database:`; else embedded."""
     url = explicit or os.environ.get(ENV_DATABASE_URL) or inventory_url
     return DatabaseTarget(url=url or None)
+
+
+def storage_root(configured: str | None) -> Path:
+    """The inventory's `storage_root`, else `$CONTENTCTL_HOME/storage`."""
+    root = Path(configured).expanduser() if configured else state_dir() / "storage"
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()

@@ -77,13 +77,6 @@ WHERE state = 'running' AND lease_expires_at < now()
   AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts)
 RETURNING id, state;
 
--- name: complete
-UPDATE tasks
-SET state = 'succeeded', result = %(result)s, progress = 1.0, finished_at = now(),
-    lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
-RETURNING id;
-
 -- name: complete_many
 -- Group commit: the completions that piled up while the previous one was being written.
 UPDATE tasks AS t
@@ -364,3 +357,63 @@ SELECT id, host, ts, level, logger, message, task_id FROM (
 -- name: types_with_work
 SELECT DISTINCT type FROM tasks
 WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s);
+
+-- name: lock_media_item
+-- Serialises the stage completions of one item (chunks finishing on several hosts at once).
+SELECT * FROM media_items WHERE id = %(id)s FOR UPDATE;
+
+-- name: chunk_results
+SELECT DISTINCT ON ((payload->>'chunk')::int) result
+FROM tasks
+WHERE media_id = %(media_id)s AND type = 'transcribe' AND state = 'succeeded'
+  AND coalesce((payload->>'generation')::int, 1) = %(generation)s
+ORDER BY (payload->>'chunk')::int, finished_at DESC;
+
+-- name: update_media_item
+UPDATE media_items
+SET title = coalesce(%(title)s, title), channel = coalesce(%(channel)s, channel),
+    duration_s = coalesce(%(duration_s)s::float8, duration_s),
+    upload_date = coalesce(%(upload_date)s, upload_date),
+    metadata = coalesce(%(metadata)s, metadata), outputs = coalesce(%(outputs)s, outputs),
+    updated_at = now()
+WHERE id = %(id)s;
+
+-- name: insert_media_item
+-- A known unique key (the same video, the same episode) returns nothing: the caller reads the
+-- existing item.
+INSERT INTO media_items (kind, source, unique_key, feed_url, title, channel, duration_s,
+                         upload_date, metadata, options)
+VALUES (%(kind)s, %(source)s, %(unique_key)s, %(feed_url)s, %(title)s, %(channel)s,
+        %(duration_s)s, %(upload_date)s, %(metadata)s, %(options)s)
+ON CONFLICT (unique_key) DO NOTHING
+RETURNING *;
+
+-- name: media_item_by_key
+SELECT * FROM media_items WHERE unique_key = %(unique_key)s;
+
+-- name: media_items
+SELECT * FROM media_items
+WHERE (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: media_tasks
+-- The tasks of the items' current generation: their stage states are read from these.
+SELECT t.id, t.media_id, t.type, t.state, t.progress, t.progress_stage, t.host, t.payload,
+       t.error_message, t.attempts, t.run_at
+FROM tasks t JOIN media_items m ON m.id = t.media_id
+WHERE t.media_id = ANY(%(ids)s)
+  AND coalesce((t.payload->>'generation')::int, 1) = m.generation
+ORDER BY t.id;
+
+-- name: set_media_paths
+UPDATE media_items SET outputs = %(outputs)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: bump_generation
+-- Retry from a stage: a new generation (the caller cancels the old one's live tasks).
+UPDATE media_items SET generation = generation + 1, outputs = %(outputs)s, updated_at = now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: live_media_tasks
+SELECT id FROM tasks WHERE media_id = %(id)s AND state IN ('queued', 'scheduled', 'running');
