@@ -527,6 +527,32 @@ async def cmd_media(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_reconcile(args: argparse.Namespace) -> int:
+    from control import reconcile
+    from control.settings import storage_root
+
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root)
+    conn = await s.connect()
+    try:
+        findings = await reconcile.run(conn, root, fix=args.fix)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json(findings)
+    elif not findings:
+        print(f"database and storage ({root}) agree")
+    else:
+        for f in findings:
+            how = f": {f['fix']}" if f.get("fix") else ""
+            done = f" [fixed{how}]" if f.get("fixed") else (f" [{f['fix']}]" if how else "")
+            print(f"{f['kind']:16} {f['detail']}{done}")
+        if not args.fix:
+            print(f"{len(findings)} finding(s); `contentctl reconcile --fix` repairs them")
+    unfixed = [f for f in findings if not f.get("fixed") and f["kind"] != "orphan_dir"]
+    return EXIT_FAILED if unfixed else EXIT_OK
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from control import demo
 
@@ -714,6 +740,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with retry: download, extract_audio, transcribe, stitch or translate",
     )
     sp.add_argument("--limit", type=_positive("--limit"), default=50)
+    sp.add_argument("--json", action="store_true")
+
+    sp = add("reconcile", cmd_reconcile, "compare the database with the storage root")
+    sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")
     sp.add_argument("--json", action="store_true")
 
     sp = add("demo", cmd_demo, "embedded Postgres + local agents + sample work")

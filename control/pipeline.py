@@ -49,7 +49,8 @@ def plan_chunks(duration_s: float, chunk_s: float, overlap_s: float) -> list[Chu
         return [Chunk(0, 0.0, max(duration_s, 0.0))]
     step = chunk_s - overlap_s
     count = max(1, math.ceil((duration_s - overlap_s) / step))
-    if duration_s - (count - 1) * step <= overlap_s * 2 and count > 1:
+    sliver = max(2 * overlap_s, 0.1 * chunk_s)
+    if count > 1 and duration_s - (count - 1) * step <= sliver:
         count -= 1  # fold a sliver into the previous window
     chunks = []
     for i in range(count):

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+FILE_MODE = 0o644
+
 
 class PathEscapes(ValueError):
     """A relative path that points outside the storage root."""
@@ -44,6 +46,7 @@ def atomic_path(dest: Path) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
+    os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; other users of the share must read it
     try:
         yield Path(tmp)
         os.replace(tmp, dest)

@@ -417,3 +417,22 @@ RETURNING *;
 
 -- name: live_media_tasks
 SELECT id FROM tasks WHERE media_id = %(id)s AND state IN ('queued', 'scheduled', 'running');
+
+-- name: expired_running
+SELECT id, type, host, media_id, lease_expires_at FROM tasks
+WHERE state = 'running' AND lease_expires_at < now()
+ORDER BY id;
+
+-- name: requeue_expired
+-- reconcile --fix: expired leases with attempts left back to `queued` (the claim would take
+-- them anyway; this makes the queue say so). The dead attempt stays counted.
+UPDATE tasks
+SET state = 'queued', run_at = now(), host = NULL, attempt_token = NULL, lease_expires_at = NULL,
+    started_at = NULL, progress = NULL, progress_stage = NULL, updated_at = now(),
+    error_type = 'LeaseExpired', error_message = 'lease expired on host ' || coalesce(host, '?')
+WHERE state = 'running' AND lease_expires_at < now()
+  AND cancel_requested_at IS NULL AND attempts < max_attempts
+RETURNING id;
+
+-- name: all_media_items
+SELECT id, kind, generation, outputs FROM media_items ORDER BY id;
