@@ -556,7 +556,14 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from control import demo
 
-    return await demo.run(Session(args).target, agents=args.agents, headless=args.headless)
+    s = Session(args)
+    return await demo.run(
+        s.target, s.inventory, agents=args.agents, headless=args.headless, dashboard=DASHBOARD
+    )
+
+
+# The dashboard, when tui/ provides it (tui.launcher sets this; control/ never imports tui/).
+DASHBOARD: Callable[[], Coroutine[Any, Any, int]] | None = None
 
 
 # -- parser -------------------------------------------------------------------------------

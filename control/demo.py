@@ -1,54 +1,63 @@
-"""`contentctl demo`: the embedded database, real local agents, and a batch of work to watch.
+"""`contentctl demo`: the whole pipeline on this machine, offline.
 
-Until the media pipeline lands, the batch is the diagnostic task types (noop, sleep, fail),
-and the demo says so: it shows a real queue moving through real agent processes.
+It starts (or reuses) the embedded database, serves the bundled speech sample from a loopback
+HTTP server, adds it like any video URL, and starts local agents: yt-dlp downloads it, ffmpeg
+extracts the audio, faster-whisper transcribes it with the bundled tiny.en model in overlapping
+chunks (so both agents take part), and the chunks are stitched. A few diagnostic tasks ride along
+so the queue has something to show. `--headless` prints the transcript and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import http.server
 import os
 import signal
 import sys
+import threading
 import time
-import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
-from control import db
+from control import db, media
+from control.inventory import Inventory
 from control.queue import Queue, TaskSpec
-from control.settings import ENV_DATABASE_URL, DatabaseTarget
-from control.sql import q
+from control.settings import ENV_DATABASE_URL, DatabaseTarget, storage_root
 
-DEMO_TIMEOUT_S = 120
-
-
-def _batch(tag: str) -> list[TaskSpec]:
-    specs = [TaskSpec("noop", {"demo": tag}) for _ in range(20)]
-    specs += [
-        TaskSpec("sleep", {"demo": tag, "seconds": s}, priority=1) for s in (1, 1.5, 2, 2.5, 3, 3)
-    ]
-    specs.append(
-        TaskSpec(
-            "fail", {"demo": tag, "retryable": True, "message": "flaky on purpose"}, max_attempts=2
-        )
-    )
-    specs.append(
-        TaskSpec("fail", {"demo": tag, "retryable": False, "message": "broken on purpose"})
-    )
-    return specs
+DEMO_TIMEOUT_S = 300
+SAMPLE = "speech.ogg"
+DEMO_CHUNK_S = 10.0  # the 18 s sample in two chunks, to show them spread over the agents
+DEMO_OVERLAP_S = 3.0
 
 
-async def _counts(conn: db.AsyncConn, ids: list[int]) -> dict[str, int]:
-    cur = await conn.execute(
-        "SELECT state, count(*) AS n FROM tasks WHERE id = ANY(%(ids)s) GROUP BY state",
-        {"ids": ids},
-    )
-    return {str(r["state"]): int(r["n"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
-async def _spawn_agent(name: str, url: str) -> asyncio.subprocess.Process:
+@contextlib.contextmanager
+def serve_sample() -> Iterator[str]:
+    """The bundled sample on a loopback HTTP server; yields its URL."""
+    directory = Path(str(resources.files("control.assets")))
+    handler = functools.partial(_Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{SAMPLE}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _spawn_agent(name: str, url: str, inventory: Path | None) -> asyncio.subprocess.Process:
     env = dict(os.environ)
     env[ENV_DATABASE_URL] = url  # the environment, never argv: a URL may carry a password
+    extra = ["--inventory", str(inventory)] if inventory else []
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -59,6 +68,7 @@ async def _spawn_agent(name: str, url: str) -> asyncio.subprocess.Process:
         name,
         "--concurrency",
         "2",
+        *extra,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
@@ -66,53 +76,89 @@ async def _spawn_agent(name: str, url: str) -> asyncio.subprocess.Process:
     )
 
 
-async def run(target: DatabaseTarget, *, agents: int, headless: bool) -> int:
+def _side_work() -> list[TaskSpec]:
+    specs = [TaskSpec("noop", {"demo": True}) for _ in range(10)]
+    specs += [TaskSpec("sleep", {"demo": True, "seconds": s}) for s in (2, 3, 4)]
+    specs.append(TaskSpec("fail", {"retryable": False, "message": "broken on purpose"}))
+    return specs
+
+
+Dashboard = Callable[[], Awaitable[int]]
+
+
+async def run(
+    target: DatabaseTarget,
+    inventory: Inventory,
+    *,
+    agents: int,
+    headless: bool,
+    dashboard: Dashboard | None = None,
+) -> int:
+    """Run the demo; without `headless`, `dashboard` (given by tui/, which control/ never
+    imports) runs while the agents work, and the demo ends when it is closed."""
     url = await asyncio.to_thread(db.resolve_url, target)
     conn = await db.open_database(DatabaseTarget(url))
-    tag = uuid.uuid4().hex[:8]
+    root = storage_root(inventory.storage_root)
     procs: list[asyncio.subprocess.Process] = []
     try:
-        ids = [e.id for e in await Queue(conn).enqueue(_batch(tag))]
-        print(
-            f"demo {tag}: {len(ids)} diagnostic tasks (noop, sleep, fail) "
-            f"on {agents} local agent(s)"
-        )
-        print("(the media pipeline demo arrives with the pipeline; this is the queue itself)")
-        for i in range(agents):
-            procs.append(await _spawn_agent(f"demo-agent-{i + 1}", url))
-        start = time.monotonic()
-        last = ""
-        while True:
-            counts = await _counts(conn, ids)
-            line = "  ".join(f"{s}={counts[s]}" for s in sorted(counts))
-            if line != last:
-                print(f"  {time.monotonic() - start:5.1f}s  {line}", flush=True)
-                last = line
-            if not {"queued", "scheduled", "running"} & counts.keys():
-                break
-            if time.monotonic() - start > DEMO_TIMEOUT_S:
-                print("demo: work did not finish in time; see `contentctl tasks`", file=sys.stderr)
-                return 1
-            await asyncio.sleep(0.5)
-        cur = await conn.execute(q("task_by_id"), {"id": ids[-1]})
-        row = await cur.fetchone()
-        print(
-            f"done in {time.monotonic() - start:.1f}s: {counts.get('succeeded', 0)} succeeded, "
-            f"{counts.get('failed', 0)} failed as designed "
-            f"(e.g. task {ids[-1]}: {row['error_message'] if row else '?'})"
-        )
-        print("see them with `contentctl tasks` and `contentctl status`")
-        if not headless:
-            print("(the dashboard arrives with issue 6)")
-        return 0
+        with serve_sample() as sample_url:
+            opts = media.options([], inventory.pipeline, priority=1)
+            opts.update(chunk_s=DEMO_CHUNK_S, overlap_s=DEMO_OVERLAP_S)
+            added = await media.add_url(conn, sample_url, opts)
+            await Queue(conn).enqueue(_side_work())
+            print(f"demo: media {added.id} <- {sample_url} (bundled speech sample)")
+            print(f"demo: {agents} local agent(s); storage {root}")
+            for i in range(agents):
+                procs.append(await _spawn_agent(f"demo-agent-{i + 1}", url, inventory.path))
+            if not headless:
+                if dashboard is None:
+                    print("demo: the dashboard is not built yet; use --headless", file=sys.stderr)
+                    return 1
+                return await dashboard()
+            return await _follow(conn, root, added.id)
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), 15)
-            except TimeoutError:
-                p.kill()
-                await p.wait()
+        await _stop(procs)
         await conn.close()
+
+
+async def _follow(conn: db.AsyncConn, root: Path, media_id: int) -> int:
+    from control import output
+
+    start = time.monotonic()
+    last = ""
+    while True:
+        view = await media.item(conn, root, media_id)
+        line = output.media_line(view)
+        if line != last:
+            print(f"  {time.monotonic() - start:5.1f}s  {line}", flush=True)
+            last = line
+        if view["state"] in ("succeeded", "failed", "cancelled"):
+            break
+        if time.monotonic() - start > DEMO_TIMEOUT_S:
+            print(
+                f"demo: media {media_id} did not finish in {DEMO_TIMEOUT_S} s; see "
+                f"`contentctl media {media_id}`",
+                file=sys.stderr,
+            )
+            return 1
+        await asyncio.sleep(0.5)
+    if view["state"] != "succeeded":
+        print(f"demo: media {media_id} {view['state']}: {view['error']}", file=sys.stderr)
+        return 1
+    txt = view["outputs"]["txt"]
+    print(f"done in {time.monotonic() - start:.1f}s")
+    print(f"transcript: {txt}")
+    print(Path(txt).read_text().strip())
+    return 0
+
+
+async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            await asyncio.wait_for(p.wait(), 15)
+        except TimeoutError:
+            p.kill()
+            await p.wait()

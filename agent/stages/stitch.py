@@ -1,15 +1,18 @@
 """`stitch`: the chunks of an item merged into one transcript.
 
-Chunks overlap; each seam is cut in the middle of the overlap, on word times: a word belongs to
-the chunk whose share of the timeline holds the word's midpoint. Words near a chunk's edge (often
-cut in half by the window) are the ones dropped, and no word is kept twice. Segments keep their
-speaker label where the backend gave one.
+Chunks overlap, and Whisper is least reliable at a window's edges (a word cut in half, a phrase
+without its context). At each seam the words both chunks heard in the overlap are aligned by
+text; the cut is made at the shared word nearest the middle of the overlap, so each word is kept
+once. When the two sides share no word, the cut falls back to word times: the earlier chunk is
+trusted up to shortly before its end, the later one from there. Segments keep their speaker
+label where the backend gave one.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +21,83 @@ from agent.stages import out_dir, rel
 from agent.stages.formats import write_all
 from control.storage import PathEscapes, resolve
 
+EDGE_MARGIN_S = 1.0  # at most this much of a window's end is distrusted
+SLACK_S = 0.5  # word times of two chunks differ by about this much for the same word
+_Item = tuple[dict[str, Any], tuple[int, int], dict[str, Any]]  # word, segment key, segment
 
-def _mid(item: dict[str, Any]) -> float:
-    return (float(item["start"]) + float(item["end"])) / 2
+
+def _items(k: int, chunk: dict[str, Any]) -> list[_Item]:
+    out: list[_Item] = []
+    for i, seg in enumerate(chunk["segments"]):
+        words = seg.get("words") or [
+            {"start": seg["start"], "end": seg["end"], "word": " " + seg["text"]}
+        ]
+        out += [(w, (k, i), seg) for w in words]
+    return sorted(out, key=lambda it: float(it[0]["start"]))
+
+
+def _norm(item: _Item) -> str:
+    return re.sub(r"\W", "", str(item[0]["word"]).lower())
+
+
+def _start(item: _Item) -> float:
+    return float(item[0]["start"])
+
+
+def _seam(kept: list[_Item], nxt: list[_Item], lo: float, hi: float) -> list[_Item]:
+    """`kept` (up to the earlier chunk) joined with the next chunk over the overlap [lo, hi]."""
+    tail = [i for i, it in enumerate(kept) if _start(it) >= lo - SLACK_S]
+    head = [j for j, it in enumerate(nxt) if _start(it) <= hi + SLACK_S]
+    a = [_norm(kept[i]) for i in tail]
+    b = [_norm(nxt[j]) for j in head]
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    blocks = [m for m in matcher.get_matching_blocks() if m.size]
+    runs = [m for m in blocks if m.size >= 2] or blocks  # a run of words is a surer anchor
+    pairs = [(tail[m.a + t], head[m.b + t]) for m in runs for t in range(m.size) if a[m.a + t]]
+    # the same word heard at the same moment, not the same word twice in a row of speech
+    pairs = [(i, j) for i, j in pairs if abs(_start(kept[i]) - _start(nxt[j])) <= SLACK_S]
+    if pairs:
+        middle = (lo + hi) / 2
+        ai, bj = min(pairs, key=lambda p: abs(_start(kept[p[0]]) - middle))
+        return kept[: ai + 1] + nxt[bj + 1 :]
+    limit = hi - min(EDGE_MARGIN_S, (hi - lo) / 4)
+    trusted = [it for it in kept if float(it[0]["end"]) <= limit or _start(it) < lo]
+    last_end = float(trusted[-1][0]["end"]) if trusted else lo
+    return trusted + [it for it in nxt if _start(it) >= last_end - SLACK_S / 10]
 
 
 def merge(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Segments of all chunks (absolute times) with the overlaps de-duplicated."""
     chunks = sorted(chunks, key=lambda c: float(c["start_s"]))
-    merged: list[dict[str, Any]] = []
+    kept: list[_Item] = []
     for k, chunk in enumerate(chunks):
-        lo = -math.inf if k == 0 else (chunk["start_s"] + chunks[k - 1]["end_s"]) / 2
-        hi = math.inf if k == len(chunks) - 1 else (chunks[k + 1]["start_s"] + chunk["end_s"]) / 2
-        for seg in chunk["segments"]:
-            words = seg.get("words") or []
-            if not words:  # no word times: the segment goes where its middle is
-                if lo <= _mid(seg) < hi:
-                    merged.append(_segment(seg, seg["start"], seg["end"], seg["text"], []))
-                continue
-            kept = [w for w in words if lo <= _mid(w) < hi]
-            if kept:
-                text = "".join(w["word"] for w in kept).strip()
-                merged.append(_segment(seg, kept[0]["start"], kept[-1]["end"], text, kept))
-    merged.sort(key=lambda s: s["start"])
-    return merged
-
-
-def _segment(
-    seg: dict[str, Any], start: float, end: float, text: str, words: list[dict[str, Any]]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "text": text.strip()}
-    if seg.get("speaker"):
-        out["speaker"] = seg["speaker"]
-    if words:
-        out["words"] = words
-    return out
+        items = _items(k, chunk)
+        if k == 0:
+            kept = items
+            continue
+        lo, hi = float(chunk["start_s"]), float(chunks[k - 1]["end_s"])
+        kept = _seam(kept, items, lo, hi) if hi > lo else kept + items
+    segments: list[dict[str, Any]] = []
+    group: list[_Item] = []
+    for it in [*kept, None]:
+        if group and (it is None or it[1] != group[-1][1]):
+            words = [w for w, _, _ in group]
+            text = "".join(str(w["word"]) for w in words).strip()
+            seg = group[0][2]
+            out: dict[str, Any] = {
+                "start": round(float(words[0]["start"]), 3),
+                "end": round(float(words[-1]["end"]), 3),
+                "text": text,
+            }
+            if seg.get("speaker"):
+                out["speaker"] = seg["speaker"]
+            if seg.get("words"):
+                out["words"] = words
+            segments.append(out)
+            group = []
+        if it is not None:
+            group.append(it)
+    return segments
 
 
 def stitch(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from tests.helpers import fetch_task, wait_for
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent.parent / "control" / "assets"
 SCRIPT = (  # what espeak-ng said in fixtures/speech.ogg
     "The quick brown fox jumps over the lazy dog. A control plane watches every worker in the "
     "fleet. Seven machines transcribe podcasts while the database keeps the queue. Green tea is "
