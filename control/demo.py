@@ -110,10 +110,7 @@ async def run(
             print(f"demo: {agents} local agent(s); storage {root}")
             for i in range(agents):
                 procs.append(await _spawn_agent(f"demo-agent-{i + 1}", url, inventory.path))
-            if not headless:
-                if dashboard is None:
-                    print("demo: the dashboard is not built yet; use --headless", file=sys.stderr)
-                    return 1
+            if not headless and dashboard is not None:
                 return await dashboard()
             return await _follow(conn, root, added.id)
     finally:
