@@ -93,6 +93,7 @@ class EmbeddedServer:
     # -- lifecycle -----------------------------------------------------------------------
     def ensure_running(self) -> str:
         """Start the server if it is not running; return the superuser URI of our database."""
+        self.home.mkdir(parents=True, exist_ok=True)
         with _file_lock(self._lock_path):
             server = self._handle()
             try:

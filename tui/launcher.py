@@ -8,19 +8,49 @@ import sys
 from collections.abc import Sequence
 
 from control import cli
+from control.api import ControlPlane
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     commands = {a for a in args if not a.startswith("-")}
+    cli.DASHBOARD = _dashboard_for_demo
     if not commands and not {"-h", "--help", "--version"} & set(args):
-        print(
-            "contentctl: the dashboard is not built yet (issue 6); meanwhile use "
-            "`contentctl status`, `contentctl tasks` and `contentctl --help`",
-            file=sys.stderr,
-        )
-        return 1
+        return dashboard(args)
     return cli.main(args)
+
+
+def _plane(args: list[str]) -> ControlPlane:
+    from control.inventory import load
+    from control.settings import database_target, inventory_path
+
+    inv_path = db_url = None
+    for flag, value in zip(args, [*args[1:], None], strict=True):
+        if flag == "--inventory":
+            inv_path = value
+        elif flag == "--db":
+            db_url = value
+    inventory = load(inventory_path(inv_path))
+    return ControlPlane(database_target(db_url, inventory.database), inventory)
+
+
+def dashboard(args: list[str]) -> int:
+    """`contentctl` alone: the dashboard (`--inventory`, `--db` as for every command)."""
+    from control.errors import EXIT_USAGE, ContentctlError
+    from tui.app import main as run
+
+    try:
+        plane = _plane(args)
+    except ContentctlError as exc:
+        print(f"contentctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(plane)
+
+
+async def _dashboard_for_demo() -> int:
+    from tui.app import run_dashboard
+
+    return await run_dashboard(_plane(sys.argv[1:]))
 
 
 if __name__ == "__main__":

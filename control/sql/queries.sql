@@ -436,3 +436,34 @@ RETURNING id;
 
 -- name: all_media_items
 SELECT id, kind, generation, outputs FROM media_items ORDER BY id;
+
+-- name: throughput
+-- Tasks that succeeded per minute over the last minutes (0 = this minute), for the sparkline.
+SELECT floor(extract(epoch FROM now() - finished_at) / 60)::int AS ago, count(*) AS n
+FROM tasks
+WHERE finished_at > now() - make_interval(mins => %(minutes)s) AND state = 'succeeded'
+GROUP BY 1;
+
+-- name: tasks_page
+-- The dashboard's task table: filters, a text search (payload, error, host), three orders,
+-- and a page of it.
+SELECT id, type, state, priority, attempts, max_attempts, host, progress, progress_stage,
+       error_message, media_id, created_at, started_at, finished_at, run_at, payload
+FROM tasks
+WHERE (%(state)s::text IS NULL
+       OR (%(state)s::text = 'queued' AND (state = 'queued' OR (state = 'scheduled' AND run_at <= now())))
+       OR (%(state)s::text = 'scheduled' AND state = 'scheduled' AND run_at > now())
+       OR (%(state)s::text NOT IN ('queued', 'scheduled') AND state = %(state)s::text))
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(host)s::text IS NULL OR host = %(host)s::text)
+  AND (%(text)s::text IS NULL OR payload::text ILIKE %(text)s::text
+       OR error_message ILIKE %(text)s::text OR host ILIKE %(text)s::text)
+ORDER BY CASE WHEN %(sort)s::text = 'priority' THEN priority END DESC NULLS LAST,
+         CASE WHEN %(sort)s::text = 'oldest' THEN id END ASC,
+         id DESC
+OFFSET %(offset)s LIMIT %(limit)s;
+
+-- name: raise_priority
+UPDATE tasks SET priority = priority + %(by)s, updated_at = now()
+WHERE id = %(id)s AND state IN ('queued', 'scheduled')
+RETURNING priority;

@@ -1,0 +1,198 @@
+"""What the dashboard asks of the control plane, in one object: `ControlPlane`.
+
+The dashboard (tui/) holds no SQL and no SSH: it calls these methods from its async workers.
+Every method either answers or raises `Unavailable` with a one-line reason when the database
+cannot be reached; the next call reconnects, so the dashboard just keeps asking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from control import agents, db, fleet, media, status, views
+from control.errors import ContentctlError
+from control.inventory import Inventory
+from control.queue import Queue
+from control.settings import DatabaseTarget, storage_root
+from control.sql import q
+
+log = logging.getLogger(__name__)
+
+THROUGHPUT_MINUTES = 15
+COMMAND_TIMEOUT_S = 10.0
+
+
+class Unavailable(ContentctlError):
+    """The database cannot be reached right now."""
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    state: str | None = None
+    type: str | None = None
+    host: str | None = None
+    text: str | None = None
+    sort: str = "newest"  # newest | oldest | priority
+    offset: int = 0
+    limit: int = 100
+
+
+def head_code_hash() -> str:
+    """The code hash this machine's agent would report (hosts that differ run stale code)."""
+    from agent.runner import code_hash
+
+    return code_hash()
+
+
+class ControlPlane:
+    def __init__(self, target: DatabaseTarget, inventory: Inventory) -> None:
+        self.target = target
+        self.inventory = inventory
+        self.storage_root: Path | None = None
+        self._conn: db.AsyncConn | None = None
+        self._lock = asyncio.Lock()
+        self.label = target.url or "embedded"
+
+    async def _connection(self) -> db.AsyncConn:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            self._conn = await db.open_database(self.target)
+        except (psycopg.Error, OSError, ContentctlError) as exc:
+            raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+        return self._conn
+
+    async def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Call `fn(conn, ...)`; a broken connection is dropped and reported as Unavailable."""
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                return await fn(conn, *args, **kw)
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                await self._drop()
+                raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:  # already broken
+                log.debug("closing a broken connection", exc_info=True)
+        self._conn = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()
+
+    # -- reading -------------------------------------------------------------------------
+    async def fleet(self) -> dict[str, Any]:
+        """The fleet screen: status snapshot plus throughput per minute (oldest first)."""
+
+        async def read(conn: db.AsyncConn) -> dict[str, Any]:
+            snap = await status.snapshot(conn, self.inventory)
+            cur = await conn.execute(q("throughput"), {"minutes": THROUGHPUT_MINUTES})
+            per_minute = {int(r["ago"]): int(r["n"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+            snap["throughput"] = [
+                per_minute.get(m, 0) for m in range(THROUGHPUT_MINUTES - 1, -1, -1)
+            ]
+            return snap
+
+        result: dict[str, Any] = await self._run(read)
+        return result
+
+    async def tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
+        async def read(conn: db.AsyncConn) -> list[dict[str, Any]]:
+            cur = await conn.execute(
+                q("tasks_page"),
+                {
+                    "state": query.state,
+                    "type": query.type,
+                    "host": query.host,
+                    "text": f"%{query.text}%" if query.text else None,
+                    "sort": query.sort,
+                    "offset": query.offset,
+                    "limit": query.limit,
+                },
+            )
+            return [dict(r) for r in await cur.fetchall()]
+
+        rows: list[dict[str, Any]] = await self._run(read)
+        return rows
+
+    async def task(self, task_id: int) -> dict[str, Any] | None:
+        async def read(conn: db.AsyncConn) -> dict[str, Any] | None:
+            t = await views.task(conn, task_id)
+            if t is None:
+                return None
+            out = t.public()
+            out.update(
+                error_type=t.error_type,
+                error_traceback=t.error_traceback,
+                progress_stage=t.progress_stage,
+                run_at=t.run_at.isoformat(),
+                timeout_s=t.timeout_s,
+            )
+            return out
+
+        found: dict[str, Any] | None = await self._run(read)
+        return found
+
+    async def logs(
+        self, host: str | None, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._run(
+            fleet.recent_logs, host, after_id=after_id, limit=limit
+        )
+        return rows
+
+    async def media(self, limit: int = 200) -> list[dict[str, Any]]:
+        root = self.storage_root or storage_root(self.inventory.storage_root)
+        self.storage_root = root
+        items: list[dict[str, Any]] = await self._run(media.items, root, limit=limit)
+        return items
+
+    # -- acting --------------------------------------------------------------------------
+    async def retry(self, ids: list[int]) -> list[int]:
+        moved: list[int] = await self._run(lambda c: Queue(c).retry(ids))
+        return moved
+
+    async def cancel(self, ids: list[int]) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = await self._run(lambda c: Queue(c).cancel(ids))
+        return done
+
+    async def raise_priority(self, task_id: int, by: int = 10) -> int | None:
+        async def bump(conn: db.AsyncConn) -> int | None:
+            cur = await conn.execute(q("raise_priority"), {"id": task_id, "by": by})
+            row = await cur.fetchone()
+            return int(row["priority"]) if row else None  # type: ignore[call-overload]
+
+        new: int | None = await self._run(bump)
+        return new
+
+    async def command(
+        self, host: str, command: str, args: dict[str, Any] | None = None
+    ) -> agents.CommandResult:
+        """Send drain/undrain/restart/stop and wait (briefly) for the agent's acknowledgement.
+        The wait polls without holding the connection lock, so the screen keeps refreshing."""
+        cid: int = await self._run(fleet.send_command, host, command, args or {})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMAND_TIMEOUT_S
+        while True:
+            states: dict[int, dict[str, Any]] = await self._run(fleet.command_states, [cid])
+            st = states.get(cid, {})
+            if st.get("acked_at") is not None:
+                return agents.CommandResult(host, True, st.get("outcome"))
+            if loop.time() >= deadline:
+                return agents.CommandResult(host, False, None)
+            await asyncio.sleep(0.2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

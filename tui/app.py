@@ -1,0 +1,90 @@
+"""The operator dashboard: `contentctl` with no command.
+
+Four screens (Fleet, Tasks, Logs, Media), switched with 1-4 (or f, t, l, m). Data comes from
+`control.api.ControlPlane` through async workers about once a second; tables are updated in
+place (cursor and scroll kept). When the database goes away a banner says so and the screens
+keep asking; when it is back, the banner goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from tui.screens import FleetScreen, LogsScreen, MediaScreen, Plane, TasksScreen
+
+
+class Dashboard(App[int]):
+    TITLE = "contentctl"
+    CSS_PATH = "dashboard.tcss"
+    MODES: ClassVar[dict[str, Any]] = {
+        "fleet": FleetScreen,
+        "tasks": TasksScreen,
+        "logs": LogsScreen,
+        "media": MediaScreen,
+    }
+    DEFAULT_MODE = "fleet"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1,f", "switch_mode('fleet')", "Fleet"),
+        Binding("2,t", "switch_mode('tasks')", "Tasks"),
+        Binding("3,l", "switch_mode('logs')", "Logs"),
+        Binding("4,m", "switch_mode('media')", "Media"),
+        Binding("question_mark", "toggle_help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, plane: Plane, *, refresh_s: float = 1.0) -> None:
+        super().__init__()
+        self.plane = plane
+        self.refresh_s = refresh_s
+        self.db_error: str | None = None
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def database_state(self, error: str | None) -> None:
+        """Screens report each refresh's outcome; the banner follows it."""
+        if error == self.db_error:
+            return
+        self.db_error = error
+        for screen in self.screen_stack:
+            if hasattr(screen, "show_banner"):
+                screen.show_banner(error)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, title in (
+            ("fleet", "Fleet"),
+            ("tasks", "Tasks"),
+            ("logs", "Logs"),
+            ("media", "Media"),
+        ):
+            yield SystemCommand(
+                f"Go to {title}",
+                f"the {title.lower()} screen",
+                lambda m=mode: self.switch_mode(m),
+            )
+        actions = getattr(screen, "PALETTE", ())
+        for action, title, help_text in actions:
+            yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
+
+    async def on_unmount(self) -> None:
+        await self.plane.close()
+
+
+async def run_dashboard(plane: Plane) -> int:
+    app = Dashboard(plane)
+    code = await app.run_async()
+    return int(code or 0)
+
+
+def main(plane: Plane) -> int:
+    return asyncio.run(run_dashboard(plane))

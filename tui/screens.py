@@ -1,0 +1,777 @@
+"""The dashboard's screens. Each one refreshes itself from the control plane while it is shown,
+updating its tables in place; none holds SQL or SSH (they call `control.api`)."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Protocol
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, RichLog, Static
+
+from tui import format as fmt
+
+STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
+HISTORY = 12  # heartbeats of CPU/memory kept per host for the mini sparklines
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class Plane(Protocol):
+    """What the dashboard needs from `control.api.ControlPlane`."""
+
+    label: str
+
+    async def fleet(self) -> dict[str, Any]: ...
+    async def tasks(self, query: Any) -> list[dict[str, Any]]: ...
+    async def task(self, task_id: int) -> dict[str, Any] | None: ...
+    async def logs(
+        self, host: str | None, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]: ...
+    async def media(self, limit: int = 200) -> list[dict[str, Any]]: ...
+    async def retry(self, ids: list[int]) -> list[int]: ...
+    async def cancel(self, ids: list[int]) -> list[dict[str, Any]]: ...
+    async def raise_priority(self, task_id: int, by: int = 10) -> int | None: ...
+    async def command(self, host: str, command: str, args: dict[str, Any] | None = None) -> Any: ...
+    async def close(self) -> None: ...
+
+
+class Confirm(ModalScreen[bool]):
+    """Yes/no for destructive actions: y/enter confirms, n/escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Label(self.question, id="question")
+            with Horizontal(id="buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class Base(Screen[None]):
+    """Header, database banner, footer, and a refresh loop that runs while the screen shows."""
+
+    PALETTE: ClassVar[Sequence[tuple[str, str, str]]] = ()
+
+    def compose_top(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="banner")
+
+    def on_mount(self) -> None:
+        self.show_banner(getattr(self.app, "db_error", None))
+        self.refresh_data()
+        self.set_interval(getattr(self.app, "refresh_s", 1.0), self.refresh_data)
+
+    @property
+    def plane(self) -> Plane:
+        plane: Plane = self.app.plane  # type: ignore[attr-defined]
+        return plane
+
+    def show_banner(self, error: str | None) -> None:
+        banner = self.query_one("#banner", Static)
+        banner.update(f"⚠ {error}: retrying every second" if error else "")
+        banner.display = bool(error)
+
+    def refresh_data(self) -> None:
+        if self.is_current:
+            self.load()
+
+    def load(self) -> None:  # overridden: starts the screen's refresh worker
+        pass
+
+    async def guarded(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """Run a control-plane call; report the database's state to the app."""
+        from control.api import Unavailable
+
+        try:
+            result = await call
+        except Unavailable as exc:
+            self.app.database_state(str(exc))  # type: ignore[attr-defined]
+            return None
+        self.app.database_state(None)  # type: ignore[attr-defined]
+        return result
+
+    def confirm_then(self, question: str, act: Callable[[], object]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                act()
+
+        self.app.push_screen(Confirm(question), answered)
+
+
+def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
+    """Make `table` show `rows` (key -> cells) in that order, changing only what changed, so
+    the cursor and the scroll position stay where the operator left them."""
+    columns = list(table.columns)
+    current = [str(k.value) for k in table.rows]
+    if current != list(rows):
+        keep = table.cursor_row
+        selected = current[keep] if 0 <= keep < len(current) else None
+        table.clear()
+        for key, cells in rows.items():
+            table.add_row(*cells, key=key)
+        if selected in rows:
+            table.move_cursor(row=list(rows).index(selected), animate=False)
+        elif rows:
+            table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+        return
+    for key, cells in rows.items():
+        for col, value in zip(columns, cells, strict=True):
+            if table.get_cell(key, col) != value:
+                table.update_cell(key, col, value)
+
+
+def selected_key(table: DataTable[Any]) -> str | None:
+    if table.row_count == 0 or table.cursor_row < 0:
+        return None
+    try:
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    except Exception:
+        return None
+
+
+# -- fleet ------------------------------------------------------------------------------------
+class FleetScreen(Base):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "host('drain')", "Drain"),
+        Binding("u", "host('undrain')", "Undrain"),
+        Binding("r", "host('restart')", "Restart"),
+        Binding("x", "host('stop')", "Stop"),
+        Binding("s", "ssh('start')", "Start", show=False),
+        Binding("p", "ssh('provision')", "Provision", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+    PALETTE = (
+        ("host('drain')", "Drain host", "finish running tasks, claim nothing new"),
+        ("host('undrain')", "Undrain host", "claim again"),
+        ("host('restart')", "Restart host's agent", "drain, then restart the agent"),
+        ("host('stop')", "Stop host's agent", "stop the agent on the selected host"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, tuple[deque[float], deque[float]]] = {}
+        self.host_filter = ""
+        self.head_hash: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static("", id="summary")
+        yield DataTable(id="queue", cursor_type="none", zebra_stripes=True)
+        yield Input(placeholder="filter hosts (name, state, task type)", id="filter")
+        yield DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        queue = self.query_one("#queue", DataTable)
+        queue.add_column("type", key="type")
+        for s in STATES:
+            queue.add_column(s, key=s)
+        hosts = self.query_one("#hosts", DataTable)
+        for key, label in (
+            ("name", "host"),
+            ("state", "state"),
+            ("beat", "beat"),
+            ("cpu", "cpu"),
+            ("mem", "mem"),
+            ("trend", "cpu trend"),
+            ("running", "running"),
+            ("today", "today"),
+            ("idle", "idle"),
+            ("code", "code"),
+        ):
+            hosts.add_column(label, key=key)
+        self.query_one("#filter", Input).display = False
+        hosts.focus()
+        try:
+            from control.api import head_code_hash
+
+            self.head_hash = head_code_hash()
+        except Exception:
+            self.head_hash = None
+        super().on_mount()
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="fleet")
+    async def fetch(self) -> None:
+        snap = await self.guarded(self.plane.fleet())
+        if snap is not None:
+            self.show(snap)
+
+    def show(self, snap: dict[str, Any]) -> None:
+        hosts = snap["hosts"]
+        by_state: dict[str, int] = {}
+        for h in hosts:
+            by_state[h["state"]] = by_state.get(h["state"], 0) + 1
+        per_min = snap.get("throughput") or []
+        totals = snap["queue"]["totals"]
+        summary = Text()
+        summary.append(f"db {self.plane.label} (schema v{snap['database']['schema_version']})  ")
+        summary.append(f"{len(hosts)} hosts: ")
+        for s in ("online", "draining", "drained", "stale", "offline", "disabled"):
+            if by_state.get(s):
+                summary.append(f"{by_state[s]} {s}", style=fmt.STATE_STYLES[s])
+                summary.append("  ")
+        summary.append(f"\nqueue: {totals['queued']} queued  {totals['running']} running  ")
+        summary.append(f"{totals['failed']} failed", style="red" if totals["failed"] else "")
+        rate = per_min[-2] if len(per_min) >= 2 else 0
+        summary.append(f"   {rate} tasks/min  ")
+        summary.append(fmt.spark(per_min), style="green")
+        summary.append(" (15 min)", style="dim")
+        self.query_one("#summary", Static).update(summary)
+
+        by_type = snap["queue"]["by_type"]
+        queue_rows: dict[str, Sequence[Any]] = {
+            t: [t, *(Text(str(c[s]), style=fmt.STATE_STYLES[s] if c[s] else "dim") for s in STATES)]
+            for t, c in by_type.items()
+        }
+        sync_rows(self.query_one("#queue", DataTable), queue_rows)
+
+        rows: dict[str, Sequence[Any]] = {}
+        needle = self.host_filter.lower()
+        for h in hosts:
+            load = h.get("load") or {}
+            cpu_hist, mem_hist = self.history.setdefault(
+                h["name"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
+            )
+            if load.get("cpu_percent") is not None:
+                cpu_hist.append(float(load["cpu_percent"]))
+                mem_hist.append(float(load.get("mem_percent") or 0))
+            if needle and not any(
+                needle in str(v).lower()
+                for v in (h["name"], h["state"], *(h.get("enabled_tasks") or []))
+            ):
+                continue
+            code = ""
+            if h.get("code_hash") and self.head_hash:
+                code = "ok" if h["code_hash"] == self.head_hash else "stale"
+            name = Text(h["name"], style="bold" if h["state"] in ("stale", "offline") else "")
+            rows[h["name"]] = [
+                name,
+                fmt.state(h["state"]),
+                fmt.age(h.get("heartbeat_age_s")),
+                fmt.bar(load.get("cpu_percent"), 6),
+                fmt.bar(load.get("mem_percent"), 6),
+                fmt.spark(list(cpu_hist), 100),
+                fmt.running(h),
+                str((h.get("counters") or {}).get("done_today", "")),
+                fmt.idle(h),
+                Text(code, style="bold yellow" if code == "stale" else "dim"),
+            ]
+        sync_rows(self.query_one("#hosts", DataTable), rows)
+
+    def selected_host(self) -> str | None:
+        return selected_key(self.query_one("#hosts", DataTable))
+
+    def action_host(self, command: str) -> None:
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning")
+            return
+        question = {
+            "drain": f"Drain {host}? It finishes its running tasks and claims nothing new.",
+            "restart": f"Restart the agent on {host}? It drains first.",
+            "stop": f"Stop the agent on {host}? Running tasks go back to the queue.",
+        }.get(command)
+        if question is None:
+            self.send(host, command)
+        else:
+            self.confirm_then(question, lambda: self.send(host, command))
+
+    @work(group="commands")
+    async def send(self, host: str, command: str) -> None:
+        self.notify(f"{command} → {host}…", timeout=2)
+        result = await self.guarded(self.plane.command(host, command))
+        if result is None:
+            return
+        if result.acknowledged:
+            self.notify(f"{host}: {result.outcome or command + ' acknowledged'}")
+        else:
+            self.notify(
+                f"{host}: no acknowledgement: is its agent running? (contentctl status)",
+                severity="error",
+            )
+        self.load()
+
+    def action_ssh(self, what: str) -> None:
+        self.notify(
+            f"{what} works over SSH: `contentctl {'agent start' if what == 'start' else what} "
+            "HOST` (not yet from the dashboard)",
+            severity="warning",
+        )
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.host_filter = ""
+        self.query_one("#hosts", DataTable).focus()
+        self.load()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.host_filter = event.value
+        self.load()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.query_one("#hosts", DataTable).focus()
+
+
+# -- tasks ------------------------------------------------------------------------------------
+class TasksScreen(Base):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("R", "retry", "Retry"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("plus", "priority", "Priority +10"),
+        Binding("s", "cycle_state", "State"),
+        Binding("o", "cycle_sort", "Sort"),
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+    PALETTE = (
+        ("retry", "Retry task", "move the selected failed task back to the queue"),
+        ("cancel", "Cancel task", "cancel the selected task"),
+        ("priority", "Raise priority", "priority +10 for the selected queued task"),
+    )
+    PAGE = 100
+    SORTS = ("newest", "oldest", "priority")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state_filter: str | None = None
+        self.search = ""
+        self.sort = "newest"
+        self.page_start = 0
+        self.shown_detail: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static("", id="filters")
+        yield Input(
+            placeholder="filter: text, or state:failed type:transcribe host:mac-1", id="filter"
+        )
+        with Horizontal():
+            yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="detail-pane"):
+                yield Static("", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#tasks", DataTable)
+        for key in ("id", "type", "state", "pri", "try", "host", "progress", "error"):
+            table.add_column(key, key=key)
+        self.query_one("#filter", Input).display = False
+        table.focus()
+        super().on_mount()
+
+    def task_query(self) -> Any:
+        from control.api import TaskQuery
+
+        words = {}
+        free = []
+        for part in self.search.split():
+            key, sep, value = part.partition(":")
+            if sep and key in ("state", "type", "host"):
+                words[key] = value
+            else:
+                free.append(part)
+        return TaskQuery(
+            state=words.get("state") or self.state_filter,
+            type=words.get("type"),
+            host=words.get("host"),
+            text=" ".join(free) or None,
+            sort=self.sort,
+            offset=self.page_start,
+            limit=self.PAGE,
+        )
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="tasks")
+    async def fetch(self) -> None:
+        q = self.task_query()
+        rows = await self.guarded(self.plane.tasks(q))
+        if rows is None:
+            return
+        page = self.page_start // self.PAGE + 1
+        self.query_one("#filters", Static).update(
+            f"state: {q.state or 'any'}   type: {q.type or 'any'}   host: {q.host or 'any'}   "
+            f"text: {q.text or '-'}   sort: {self.sort}   page {page}"
+        )
+        table = self.query_one("#tasks", DataTable)
+        sync_rows(
+            table,
+            {
+                str(r["id"]): [
+                    str(r["id"]),
+                    r["type"],
+                    fmt.state(r["state"]),
+                    str(r["priority"]),
+                    f"{r['attempts']}/{r['max_attempts']}",
+                    r["host"] or "",
+                    fmt.progress(r["progress"], 6) if r["state"] == "running" else "",
+                    (r["error_message"] or "")[:60],
+                ]
+                for r in rows
+            },
+        )
+        await self.show_detail()
+
+    async def show_detail(self) -> None:
+        key = selected_key(self.query_one("#tasks", DataTable))
+        if key is None:
+            self.query_one("#detail", Static).update("no tasks match")
+            return
+        t = await self.guarded(self.plane.task(int(key)))
+        if t is None:
+            return
+        text = Text()
+        text.append(f"task {t['id']}  ", style="bold")
+        text.append_text(fmt.state(t["state"]))
+        text.append(
+            f"\n{t['type']}  priority {t['priority']}  attempts {t['attempts']}/"
+            f"{t['max_attempts']}  host {t['host'] or '-'}\n"
+        )
+        for label, key2 in (
+            ("created", "created_at"),
+            ("started", "started_at"),
+            ("finished", "finished_at"),
+            ("run at", "run_at"),
+        ):
+            text.append(f"{label:>9}: {fmt.when(t.get(key2))}\n", style="dim")
+        if t.get("progress") is not None:
+            text.append(
+                f" progress: {fmt.progress(t['progress'])} {t.get('progress_stage') or ''}\n"
+            )
+        if t.get("media_id"):
+            text.append(f"    media: {t['media_id']}\n")
+        text.append("payload:\n", style="bold")
+        text.append(json.dumps(t.get("payload"), indent=1)[:1200] + "\n")
+        if t.get("result"):
+            text.append("result:\n", style="bold")
+            text.append(json.dumps(t["result"], indent=1)[:800] + "\n")
+        if t.get("error"):
+            text.append("error:\n", style="bold red")
+            text.append(f"{t.get('error_type') or ''}: {t['error']}\n", style="red")
+        if t.get("error_traceback"):
+            tail = "\n".join(str(t["error_traceback"]).strip().splitlines()[-12:])
+            text.append(tail + "\n", style="dim")
+        self.query_one("#detail", Static).update(text)
+
+    @on(DataTable.RowHighlighted, "#tasks")
+    async def highlighted(self) -> None:
+        await self.show_detail()
+
+    def selected(self) -> int | None:
+        key = selected_key(self.query_one("#tasks", DataTable))
+        return int(key) if key else None
+
+    @work(group="task-actions")
+    async def act(self, what: str, task_id: int) -> None:
+        if what == "retry":
+            moved = await self.guarded(self.plane.retry([task_id]))
+            if moved is not None:
+                self.notify(
+                    f"task {task_id} re-queued"
+                    if moved
+                    else f"task {task_id} is not failed: nothing to retry",
+                    severity="information" if moved else "warning",
+                )
+        elif what == "cancel":
+            done = await self.guarded(self.plane.cancel([task_id]))
+            if done is not None:
+                self.notify(
+                    f"task {task_id}: cancel requested"
+                    if done
+                    else f"task {task_id} already finished",
+                    severity="information",
+                )
+        elif what == "priority":
+            new = await self.guarded(self.plane.raise_priority(task_id))
+            self.notify(
+                f"task {task_id}: priority {new}"
+                if new is not None
+                else f"task {task_id} is not waiting: priority unchanged"
+            )
+        self.load()
+
+    def _act(self, what: str, task_id: int) -> None:
+        self.act(what, task_id)
+
+    def action_retry(self) -> None:
+        if (task_id := self.selected()) is not None:
+            self.act("retry", task_id)
+
+    def action_cancel(self) -> None:
+        if (task_id := self.selected()) is not None:
+            self.confirm_then(f"Cancel task {task_id}?", lambda: self._act("cancel", task_id))
+
+    def action_priority(self) -> None:
+        if (task_id := self.selected()) is not None:
+            self.act("priority", task_id)
+
+    def action_cycle_state(self) -> None:
+        order: list[str | None] = [None, *STATES]
+        self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
+        self.page_start = 0
+        self.load()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = self.SORTS[(self.SORTS.index(self.sort) + 1) % len(self.SORTS)]
+        self.page_start = 0
+        self.load()
+
+    def action_page(self, step: int) -> None:
+        self.page_start = max(0, self.page_start + step * self.PAGE)
+        self.load()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.search = ""
+        self.page_start = 0
+        self.query_one("#tasks", DataTable).focus()
+        self.load()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self, event: Input.Submitted) -> None:
+        self.search = event.value
+        self.page_start = 0
+        self.query_one("#tasks", DataTable).focus()
+        self.load()
+
+
+# -- logs -------------------------------------------------------------------------------------
+class LogsScreen(Base):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("h", "cycle_host", "Host"),
+        Binding("v", "cycle_level", "Level"),
+        Binding("space", "toggle_follow", "Follow"),
+        Binding("slash", "filter", "Search"),
+        Binding("escape", "clear_filter", "Clear search", show=False),
+    ]
+    KEEP = 3000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.host: str | None = None
+        self.hosts: list[str] = []
+        self.level = "DEBUG"
+        self.follow = True
+        self.search = ""
+        self.last_id = 0
+        self.buffer: deque[dict[str, Any]] = deque(maxlen=self.KEEP)
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static("", id="filters")
+        yield Input(placeholder="search the log lines", id="filter")
+        yield RichLog(id="log", wrap=False, markup=False, max_lines=self.KEEP)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one("#log", RichLog).focus()
+        super().on_mount()
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="logs")
+    async def fetch(self) -> None:
+        if not self.hosts:
+            snap = await self.guarded(self.plane.fleet())
+            if snap is not None:
+                self.hosts = [h["name"] for h in snap["hosts"]]
+        rows = await self.guarded(self.plane.logs(self.host, after_id=self.last_id, limit=1000))
+        self.show_filters()
+        if not rows:
+            return
+        self.last_id = max(self.last_id, *(int(r["id"]) for r in rows))
+        self.buffer.extend(rows)
+        if self.follow:
+            log = self.query_one("#log", RichLog)
+            for r in rows:
+                if self.wanted(r):
+                    log.write(self.format_line(r))
+
+    def show_filters(self) -> None:
+        self.query_one("#filters", Static).update(
+            f"host: {self.host or 'all'}   level ≥ {self.level}   search: {self.search or '-'}   "
+            f"{'following' if self.follow else 'paused'}"
+        )
+
+    def wanted(self, r: dict[str, Any]) -> bool:
+        level = str(r.get("level") or "INFO").upper()
+        rank = LEVELS.index(level) if level in LEVELS else len(LEVELS)
+        if rank < LEVELS.index(self.level):
+            return False
+        return not self.search or self.search.lower() in str(r.get("message", "")).lower()
+
+    def format_line(self, r: dict[str, Any]) -> Text:
+        level = str(r.get("level") or "")
+        style = {"ERROR": "bold red", "WARNING": "yellow", "DEBUG": "dim"}.get(level, "")
+        ts = r.get("ts")
+        stamp = fmt.when(ts)[11:] if ts is not None else ""
+        line = Text(f"{stamp} ", style="dim")
+        line.append(f"{r.get('host', ''):<12} ", style="cyan")
+        line.append(f"{level:<7} ", style=style)
+        line.append(str(r.get("message", "")), style=style)
+        return line
+
+    def redraw(self) -> None:
+        log = self.query_one("#log", RichLog)
+        log.clear()
+        for r in self.buffer:
+            if self.wanted(r) and (self.host is None or r.get("host") == self.host):
+                log.write(self.format_line(r))
+        self.show_filters()
+
+    def action_cycle_host(self) -> None:
+        order: list[str | None] = [None, *self.hosts]
+        self.host = order[(order.index(self.host) + 1) % len(order)] if self.host in order else None
+        self.buffer.clear()
+        self.last_id = 0
+        self.query_one("#log", RichLog).clear()
+        self.load()
+
+    def action_cycle_level(self) -> None:
+        self.level = LEVELS[(LEVELS.index(self.level) + 1) % len(LEVELS)]
+        self.redraw()
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        if self.follow:
+            self.redraw()
+        self.show_filters()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.search = ""
+        self.redraw()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self, event: Input.Submitted) -> None:
+        self.search = event.value
+        self.query_one("#log", RichLog).focus()
+        self.redraw()
+
+
+# -- media ------------------------------------------------------------------------------------
+class MediaScreen(Base):
+    STAGES = ("download", "extract_audio", "transcribe", "stitch", "translate")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        with Horizontal():
+            yield DataTable(id="media", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="detail-pane"):
+                yield Static("", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#media", DataTable)
+        for key in ("id", "state", *self.STAGES, "title"):
+            table.add_column("extract" if key == "extract_audio" else key, key=key)
+        table.focus()
+        super().on_mount()
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="media")
+    async def fetch(self) -> None:
+        items = await self.guarded(self.plane.media())
+        if items is None:
+            return
+        self.items = {str(i["id"]): i for i in items}
+        rows: dict[str, Sequence[Any]] = {}
+        for i in items:
+            cells: list[Any] = [str(i["id"]), fmt.state(i["state"])]
+            for s in self.STAGES:
+                st = i["stages"].get(s)
+                label = fmt.state(st) if st else Text("")
+                if s == "transcribe" and i["progress"]["chunks"] > 1:
+                    label.append(f" {i['progress']['chunks_done']}/{i['progress']['chunks']}")
+                cells.append(label)
+            cells.append((i.get("title") or i["source"])[:40])
+            rows[str(i["id"])] = cells
+        sync_rows(self.query_one("#media", DataTable), rows)
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted, "#media")
+    def show_detail(self) -> None:
+        key = selected_key(self.query_one("#media", DataTable))
+        item = self.items.get(key or "")
+        if item is None:
+            self.query_one("#detail", Static).update("no media items: `contentctl add SOURCE`")
+            return
+        text = Text()
+        text.append(f"media {item['id']}  ", style="bold")
+        text.append_text(fmt.state(item["state"]))
+        text.append(f"\n{item.get('title') or ''}\n{item['source']}\n")
+        if item.get("duration_s"):
+            text.append(f"length {item['duration_s']:.0f} s   generation {item['generation']}\n")
+        for r in item["progress"]["running"]:
+            text.append(
+                f"running: {r['type']} on {r['host']} {fmt.progress(r['progress'])}\n", style="cyan"
+            )
+        if item.get("error"):
+            text.append(f"error: {item['error']}\n", style="red")
+        outs = item["outputs"]
+        for key2 in ("audio", "transcript_json", "srt", "vtt", "txt"):
+            if outs.get(key2):
+                text.append(f"{key2}: {outs[key2]}\n", style="dim")
+        for lang, p in (outs.get("translations") or {}).items():
+            text.append(f"{lang}: {p}\n", style="dim")
+        self.query_one("#detail", Static).update(text)
