@@ -57,7 +57,8 @@ class ControlPlane:
         self.storage_root: Path | None = None
         self._conn: db.AsyncConn | None = None
         self._lock = asyncio.Lock()
-        self.label = target.url or "embedded"
+        self.label = _redacted(target.url) if target.url else "embedded"
+        self.code_hash: str | None = head_code_hash()
 
     async def _connection(self) -> db.AsyncConn:
         if self._conn is not None and not self._conn.closed:
@@ -193,6 +194,14 @@ class ControlPlane:
             await asyncio.sleep(0.2)
 
 
+def _redacted(url: str) -> str:
+    from control.redact import scrub
+
+    return scrub(url)
+
+
 def _first_line(exc: BaseException) -> str:
+    from control.redact import scrub
+
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return scrub(text[0]) if text else type(exc).__name__

@@ -101,8 +101,8 @@ def running(host: dict[str, Any]) -> Text:
     if not tasks:
         return Text("")
     t = tasks[0]
-    out = Text(f"{t['type']} #{t['id']} ")
-    out.append(progress(t.get("progress"), 6), style="cyan")
+    out = Text(f"{t['type']} ")
+    out.append(progress(t.get("progress"), 4), style="cyan")
     if t.get("stalled"):
         out.append(" STALLED", style="bold red")
     if len(tasks) > 1:

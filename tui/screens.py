@@ -27,6 +27,7 @@ class Plane(Protocol):
     """What the dashboard needs from `control.api.ControlPlane`."""
 
     label: str
+    code_hash: str | None  # the head's code: hosts reporting another one run stale code
 
     async def fleet(self) -> dict[str, Any]: ...
     async def tasks(self, query: Any) -> list[dict[str, Any]]: ...
@@ -195,22 +196,17 @@ class FleetScreen(Base):
             ("state", "state"),
             ("beat", "beat"),
             ("cpu", "cpu"),
+            ("running", "running"),
+            ("idle", "idle"),
+            ("today", "today"),
             ("mem", "mem"),
             ("trend", "cpu trend"),
-            ("running", "running"),
-            ("today", "today"),
-            ("idle", "idle"),
             ("code", "code"),
         ):
             hosts.add_column(label, key=key)
         self.query_one("#filter", Input).display = False
         hosts.focus()
-        try:
-            from control.api import head_code_hash
-
-            self.head_hash = head_code_hash()
-        except Exception:
-            self.head_hash = None
+        self.head_hash = self.plane.code_hash
         super().on_mount()
 
     def load(self) -> None:
@@ -229,19 +225,18 @@ class FleetScreen(Base):
             by_state[h["state"]] = by_state.get(h["state"], 0) + 1
         per_min = snap.get("throughput") or []
         totals = snap["queue"]["totals"]
-        summary = Text()
-        summary.append(f"db {self.plane.label} (schema v{snap['database']['schema_version']})  ")
-        summary.append(f"{len(hosts)} hosts: ")
+        label = self.plane.label if len(self.plane.label) <= 32 else self.plane.label[:31] + "…"
+        summary = Text(no_wrap=True, overflow="ellipsis")
+        summary.append(f"{label} v{snap['database']['schema_version']}", style="dim")
+        summary.append(f"  {len(hosts)} hosts ")
         for s in ("online", "draining", "drained", "stale", "offline", "disabled"):
             if by_state.get(s):
-                summary.append(f"{by_state[s]} {s}", style=fmt.STATE_STYLES[s])
-                summary.append("  ")
-        summary.append(f"\nqueue: {totals['queued']} queued  {totals['running']} running  ")
-        summary.append(f"{totals['failed']} failed", style="red" if totals["failed"] else "")
+                summary.append(f" {by_state[s]} {s}", style=fmt.STATE_STYLES[s])
         rate = per_min[-2] if len(per_min) >= 2 else 0
-        summary.append(f"   {rate} tasks/min  ")
+        summary.append(f"\n{rate}/min ")
         summary.append(fmt.spark(per_min), style="green")
-        summary.append(" (15 min)", style="dim")
+        summary.append(f"  {totals['queued']} queued  {totals['running']} running  ")
+        summary.append(f"{totals['failed']} failed", style="red" if totals["failed"] else "")
         self.query_one("#summary", Static).update(summary)
 
         by_type = snap["queue"]["by_type"]
@@ -274,12 +269,12 @@ class FleetScreen(Base):
                 name,
                 fmt.state(h["state"]),
                 fmt.age(h.get("heartbeat_age_s")),
-                fmt.bar(load.get("cpu_percent"), 6),
-                fmt.bar(load.get("mem_percent"), 6),
-                fmt.spark(list(cpu_hist), 100),
+                fmt.bar(load.get("cpu_percent"), 4),
                 fmt.running(h),
-                str((h.get("counters") or {}).get("done_today", "")),
                 fmt.idle(h),
+                str((h.get("counters") or {}).get("done_today", "")),
+                fmt.bar(load.get("mem_percent"), 4),
+                fmt.spark(list(cpu_hist), 100),
                 Text(code, style="bold yellow" if code == "stale" else "dim"),
             ]
         sync_rows(self.query_one("#hosts", DataTable), rows)

@@ -1,0 +1,141 @@
+"""The dashboard driven by keys (Textual's Pilot) against a real PostgreSQL and real agents."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, RichLog, Static
+
+from control import db
+from control.api import ControlPlane
+from control.embedded import EmbeddedServer
+from control.inventory import Inventory
+from control.queue import Failure, Queue, TaskSpec
+from control.settings import DatabaseTarget
+from tests.helpers import fetch_task
+from tui.app import Dashboard
+
+pytestmark = pytest.mark.slow
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], Any], timeout: float = 20.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"not on screen within {timeout} s")
+        await pilot.pause(0.1)
+
+
+def cell_text(table: DataTable[Any], row: str, col: str) -> str:
+    try:
+        return str(table.get_cell(row, col))
+    except Exception:
+        return ""
+
+
+def app_for(url: str) -> Dashboard:
+    return Dashboard(ControlPlane(DatabaseTarget(url), Inventory(path=None)), refresh_s=0.3)
+
+
+async def test_d_on_a_host_drains_its_agent(
+    db_url: str, spawn_agent: Callable[..., subprocess.Popen[str]], conn: db.AsyncConn
+) -> None:
+    spawn_agent("--host", "w1")
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        hosts = app.screen.query_one("#hosts", DataTable)
+        assert hosts.has_focus  # the hosts table has the focus when the fleet screen opens
+        await until(pilot, lambda: cell_text(hosts, "w1", "state") == "online")
+        await pilot.press("d")
+        await until(pilot, lambda: app.screen.query("#question"))  # asks first
+        await pilot.press("y")
+
+        async def agent_state() -> str:
+            cur = await conn.execute("SELECT agent_state FROM host_beats WHERE name = 'w1'")
+            row = await cur.fetchone()
+            return str(row["agent_state"]) if row else ""
+
+        for _ in range(100):
+            if await agent_state() == "drained":
+                break
+            await pilot.pause(0.1)
+        assert await agent_state() == "drained"
+        await until(pilot, lambda: cell_text(hosts, "w1", "state") == "drained")
+        await until(pilot, lambda: cell_text(hosts, "w1", "idle") == "drained")
+
+
+async def test_retry_and_cancel_from_the_tasks_screen(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    [failed] = await queue.enqueue([TaskSpec("fail", max_attempts=1)])
+    [claimed] = await queue.claim("gone", ["fail"], limit=1, lease_s=30)
+    await queue.fail(claimed, Failure("Boom", "it broke", retryable=False))
+    [waiting] = await queue.enqueue([TaskSpec("noop")])
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("#tasks", DataTable)
+        await until(pilot, lambda: cell_text(table, str(failed.id), "state") == "failed")
+        detail = app.screen.query_one("#detail", Static)
+        table.move_cursor(row=table.get_row_index(str(failed.id)))
+        await until(pilot, lambda: "it broke" in str(detail.render()))
+        await pilot.press("R")
+        await until(pilot, lambda: cell_text(table, str(failed.id), "state") == "queued")
+        assert (await fetch_task(conn, failed.id))["state"] == "queued"
+
+        table.move_cursor(row=table.get_row_index(str(waiting.id)))
+        await pilot.press("c")
+        await until(pilot, lambda: app.screen.query("#question"))
+        await pilot.press("y")
+        await until(pilot, lambda: cell_text(table, str(waiting.id), "state") == "cancelled")
+        assert (await fetch_task(conn, waiting.id))["state"] == "cancelled"
+
+
+async def test_log_view_shows_what_the_agent_just_logged(
+    db_url: str, spawn_agent: Callable[..., subprocess.Popen[str]], queue: Queue
+) -> None:
+    spawn_agent("--host", "logger-1")
+    [t] = await queue.enqueue([TaskSpec("noop")])
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("3")
+        log = app.screen.query_one("#log", RichLog)
+
+        def shown() -> str:
+            return "\n".join(line.text for line in log.lines)
+
+        await until(pilot, lambda: f"task {t.id} (noop) succeeded" in shown())
+        assert "logger-1" in shown()
+
+
+async def test_database_stopped_under_the_app_shows_a_banner_then_recovers() -> None:
+    home = Path(tempfile.mkdtemp(prefix="contentctl-tui-db-"))
+    server = EmbeddedServer(home)
+    url = server.ensure_running()
+    try:
+        app = app_for(url)
+        async with app.run_test(size=(100, 30)) as pilot:
+            banner = app.screen.query_one("#banner", Static)
+            summary = app.screen.query_one("#summary", Static)
+            await until(pilot, lambda: "schema v" in str(summary.render()))
+            assert not banner.display
+            await asyncio.to_thread(server.stop)
+            await until(pilot, lambda: banner.display and "unreachable" in str(banner.render()))
+            assert app.is_running  # no crash
+            await asyncio.to_thread(server.ensure_running)
+            await until(pilot, lambda: not banner.display, timeout=30)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)

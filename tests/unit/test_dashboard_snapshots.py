@@ -1,0 +1,282 @@
+"""Snapshots of each dashboard screen, with fixed data (no clock on screen, ages come with the
+data) so they are the same on every run. `pytest --snapshot-update` rewrites them after an
+intended change; look at the SVGs before committing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from control.agents import CommandResult
+from tui.app import Dashboard
+
+T0 = datetime(2026, 11, 22, 14, 5, 0)
+STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
+
+
+def _counts(**kw: int) -> dict[str, int]:
+    return {s: kw.get(s, 0) for s in STATES}
+
+
+def _host(name: str, state: str, age: float | None, **kw: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": "10.0.0.1",
+        "state": state,
+        "declared": True,
+        "heartbeat_age_s": age,
+        "load": kw.get("load", {}),
+        "running": kw.get("running", []),
+        "enabled_tasks": ["transcribe"],
+        "idle_reason": kw.get("idle"),
+        "idle_until": kw.get("until"),
+        "counters": kw.get("counters", {}),
+        "agent_version": "0.1.0",
+        "code_hash": kw.get("code", "abc"),
+    }
+
+
+class FixedPlane:
+    label = "postgresql://contentctl@head.local/contentctl"
+    code_hash = "abc"
+
+    async def fleet(self) -> dict[str, Any]:
+        return {
+            "generated_at": T0.isoformat(),
+            "database": {"reachable": True, "schema_version": "3"},
+            "queue": {
+                "by_type": {
+                    "download_youtube": _counts(queued=12, succeeded=340, failed=2),
+                    "extract_audio": _counts(running=1, succeeded=338),
+                    "transcribe": _counts(queued=40, running=3, succeeded=1200, failed=1),
+                    "stitch": _counts(succeeded=300),
+                },
+                "totals": _counts(queued=52, running=4, succeeded=2178, failed=3),
+            },
+            "throughput": [3, 5, 8, 13, 9, 7, 12, 15, 11, 10, 14, 16, 12, 9, 4],
+            "hosts": [
+                _host(
+                    "mac-1",
+                    "online",
+                    1.2,
+                    load={"cpu_percent": 87, "mem_percent": 61},
+                    running=[
+                        {
+                            "id": 4411,
+                            "type": "transcribe",
+                            "progress": 0.4,
+                            "stage": "transcribing",
+                            "stalled": False,
+                        }
+                    ],
+                    counters={"done_today": 41},
+                ),
+                _host(
+                    "mac-2",
+                    "online",
+                    3.0,
+                    load={"cpu_percent": 12, "mem_percent": 30},
+                    idle="cooldown",
+                    until="2026-11-22T14:35:00+00:00",
+                    counters={"done_today": 12},
+                    code="old",
+                ),
+                _host(
+                    "gpu-1",
+                    "draining",
+                    2.1,
+                    load={"cpu_percent": 55, "mem_percent": 70},
+                    running=[
+                        {
+                            "id": 4420,
+                            "type": "transcribe",
+                            "progress": 0.9,
+                            "stage": "transcribing",
+                            "stalled": True,
+                        }
+                    ],
+                    idle="draining",
+                ),
+                _host("nas-dl", "stale", 22.0, load={"cpu_percent": 5, "mem_percent": 20}),
+                _host("mac-3", "offline", None),
+                _host("old-vm", "disabled", None),
+            ],
+        }
+
+    async def tasks(self, query: Any) -> list[dict[str, Any]]:
+        rows = []
+        for i, (t, st, host, err) in enumerate(
+            [
+                ("transcribe", "running", "mac-1", None),
+                ("download_youtube", "failed", "nas-dl", "HTTP Error 404: Not Found"),
+                ("transcribe", "queued", None, None),
+                ("stitch", "succeeded", "mac-2", None),
+            ]
+        ):
+            rows.append(
+                {
+                    "id": 4411 - i,
+                    "type": t,
+                    "state": st,
+                    "priority": 0,
+                    "attempts": 1,
+                    "max_attempts": 4,
+                    "host": host,
+                    "progress": 0.4 if st == "running" else None,
+                    "progress_stage": None,
+                    "error_message": err,
+                    "media_id": 7,
+                }
+            )
+        return rows
+
+    async def task(self, task_id: int) -> dict[str, Any] | None:
+        return {
+            "id": task_id,
+            "type": "transcribe",
+            "state": "running",
+            "priority": 0,
+            "attempts": 1,
+            "max_attempts": 4,
+            "host": "mac-1",
+            "payload": {"media_id": 7, "chunk": 2, "start_s": 1190.0, "end_s": 1795.0},
+            "result": None,
+            "error": None,
+            "error_type": None,
+            "error_traceback": None,
+            "progress": 0.4,
+            "progress_stage": "transcribing",
+            "media_id": 7,
+            "created_at": T0,
+            "started_at": T0,
+            "finished_at": None,
+            "run_at": T0,
+        }
+
+    async def logs(
+        self, host: str | None, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        if after_id:
+            return []
+        return [
+            {"id": 1, "host": "mac-1", "ts": T0, "level": "INFO", "message": "agent mac-1 started"},
+            {
+                "id": 2,
+                "host": "mac-1",
+                "ts": T0,
+                "level": "INFO",
+                "message": "task 4411 (transcribe) started, attempt 1/4",
+            },
+            {
+                "id": 3,
+                "host": "nas-dl",
+                "ts": T0,
+                "level": "WARNING",
+                "message": "task 4410 (download_youtube) failed: HTTP Error 404",
+            },
+            {
+                "id": 4,
+                "host": "gpu-1",
+                "ts": T0,
+                "level": "ERROR",
+                "message": "database unreachable; retrying in 2 s",
+            },
+        ]
+
+    async def media(self, limit: int = 200) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": 7,
+                "source": "https://www.youtube.com/watch?v=abc",
+                "kind": "youtube",
+                "title": "Fleet operations, episode 12",
+                "channel": "Ops",
+                "duration_s": 3605.0,
+                "state": "running",
+                "generation": 1,
+                "stages": {
+                    "download": "succeeded",
+                    "extract_audio": "succeeded",
+                    "transcribe": "running",
+                    "stitch": "pending",
+                    "translate": "pending",
+                },
+                "outputs": {
+                    "audio": "/nas/media/7/audio.wav",
+                    "transcript_json": None,
+                    "srt": None,
+                    "vtt": None,
+                    "txt": None,
+                    "translations": {},
+                },
+                "progress": {
+                    "chunks_done": 4,
+                    "chunks": 7,
+                    "running": [
+                        {
+                            "id": 4411,
+                            "type": "transcribe",
+                            "host": "mac-1",
+                            "progress": 0.4,
+                            "stage": "transcribing",
+                        }
+                    ],
+                },
+                "error": None,
+            }
+        ]
+
+    async def retry(self, ids: list[int]) -> list[int]:
+        return ids
+
+    async def cancel(self, ids: list[int]) -> list[dict[str, Any]]:
+        return []
+
+    async def raise_priority(self, task_id: int, by: int = 10) -> int | None:
+        return by
+
+    async def command(self, host: str, command: str, args: Any = None) -> CommandResult:
+        return CommandResult(host, True, command)
+
+    async def close(self) -> None:
+        pass
+
+
+def _app() -> Dashboard:
+    app = Dashboard(FixedPlane(), refresh_s=3600)
+    return app
+
+
+def test_fleet_screen(snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=(140, 30))
+
+
+def test_fleet_screen_80x24(snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=(80, 24))
+
+
+def test_tasks_screen(snap_compare: Any) -> None:
+    assert snap_compare(_app(), press=["2"], terminal_size=(140, 30))
+
+
+def test_logs_screen(snap_compare: Any) -> None:
+    assert snap_compare(_app(), press=["3"], terminal_size=(120, 20))
+
+
+def test_media_screen(snap_compare: Any) -> None:
+    assert snap_compare(_app(), press=["4"], terminal_size=(140, 24))
+
+
+def test_drain_asks_first(snap_compare: Any) -> None:
+    assert snap_compare(_app(), press=["d"], terminal_size=(100, 24))
+
+
+def test_the_database_password_never_reaches_the_screen() -> None:
+    from control.api import ControlPlane
+    from control.inventory import Inventory
+    from control.settings import DatabaseTarget
+
+    plane = ControlPlane(
+        DatabaseTarget("postgresql://ops:s3cr3t-pw@head/contentctl"), Inventory(None)
+    )
+    assert "s3cr3t-pw" not in plane.label and "head/contentctl" in plane.label
