@@ -39,6 +39,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fleetdata import fill_fleet
 from control import db, status
 from control.embedded import EmbeddedServer
 from control.inventory import Inventory
@@ -209,25 +210,6 @@ def pct(sorted_values: list[float], p: float) -> float:
 
 
 # -- 3. status --------------------------------------------------------------------------------
-FILL_SQL = """
-INSERT INTO tasks (type, payload, priority, state, run_at, attempts, host, created_at,
-                   started_at, finished_at, updated_at, result, progress)
-SELECT (ARRAY['download_youtube', 'extract_audio', 'transcribe', 'stitch', 'translate',
-               'noop'])[1 + i % 6],
-       '{}'::jsonb, 0,
-       CASE WHEN i %% 100 = 0 THEN (ARRAY['queued','scheduled','running'])[1 + (i / 100) %% 3]
-            WHEN i %% 67 = 0 THEN 'failed' WHEN i %% 200 = 1 THEN 'cancelled'
-            ELSE 'succeeded' END,
-       now() - make_interval(secs => i %% 2592000), 1,
-       'host-' || (i %% 500),
-       now() - make_interval(secs => i %% 2592000 + 60),
-       now() - make_interval(secs => i %% 2592000 + 30),
-       CASE WHEN i %% 100 = 0 THEN NULL ELSE now() - make_interval(secs => i %% 2592000) END,
-       now(), '{}'::jsonb, 1.0
-FROM generate_series(1, %(n)s) AS i
-"""
-
-
 async def status_time(
     admin_url: str, n: int, hosts: int = 500, repeat: int = 30
 ) -> dict[str, float]:
@@ -235,28 +217,7 @@ async def status_time(
     conn = await db.connect(url)
     await db.migrate(conn)
     t0 = time.perf_counter()
-    await conn.execute(FILL_SQL.replace("%%", "%").replace("%(n)s", str(n)).encode())
-    await conn.execute(
-        "UPDATE tasks SET lease_expires_at = now() + interval '1 hour',"
-        " attempt_token = gen_random_uuid()"
-        " WHERE state = 'running'"
-    )
-    await conn.execute(
-        "INSERT INTO hosts (name, address, enabled_tasks) "
-        "SELECT 'host-' || i, '10.0.' || (i / 250) || '.' || (i %% 250), ARRAY['transcribe'] "
-        "FROM generate_series(0, %s) AS i",
-        (hosts - 1,),
-    )
-    await conn.execute(
-        "INSERT INTO host_beats (name, agent_state, heartbeat) "
-        "SELECT 'host-' || i, 'online', "
-        "jsonb_build_object('load', jsonb_build_object('cpu_percent', 12.5, 'mem_percent', 40.0,"
-        " 'load_avg', jsonb_build_array(0.5, 0.4, 0.3)), 'idle_reason', NULL) "
-        "FROM generate_series(0, %s) AS i",
-        (hosts - 1,),
-    )
-    await conn.execute("VACUUM ANALYZE tasks")
-    await conn.execute("VACUUM ANALYZE hosts")
+    await fill_fleet(conn, n, hosts)
     fill_s = time.perf_counter() - t0
     inv = Inventory(path=None)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ def _plane(args: list[str]) -> ControlPlane:
     from control.settings import database_target, inventory_path
 
     inv_path = db_url = None
-    for flag, value in zip(args, [*args[1:], None], strict=True):
+    for flag, value in zip(args, [*args[1:], None], strict=False):
         if flag == "--inventory":
             inv_path = value
         elif flag == "--db":

@@ -129,7 +129,7 @@ async def test_database_stopped_under_the_app_shows_a_banner_then_recovers() -> 
         async with app.run_test(size=(100, 30)) as pilot:
             banner = app.screen.query_one("#banner", Static)
             summary = app.screen.query_one("#summary", Static)
-            await until(pilot, lambda: "schema v" in str(summary.render()))
+            await until(pilot, lambda: " hosts " in str(summary.render()))
             assert not banner.display
             await asyncio.to_thread(server.stop)
             await until(pilot, lambda: banner.display and "unreachable" in str(banner.render()))
