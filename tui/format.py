@@ -53,6 +53,19 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
+BEAT_FRESH_S = 6.0  # a heartbeat every 5 s: younger than this is simply fresh
+
+
+def beat_age(seconds: float | None) -> Text:
+    """Fresh heartbeats read `ok` (the column stays still while all is well); late ones show
+    their age, in yellow, then red."""
+    if seconds is None:
+        return Text("-", style="dim")
+    if seconds < BEAT_FRESH_S:
+        return Text("ok", style="green")
+    return Text(age(seconds), style="yellow" if seconds < 60 else "bold red")
+
+
 def bar(percent: float | None, width: int = 8) -> Text:
     """`[████    ] 52%` coloured by load."""
     if percent is None:

@@ -121,6 +121,16 @@ class Base(Screen[None]):
         self.app.push_screen(Confirm(question), answered)
 
 
+def snap_clock(snap: dict[str, Any]) -> float:
+    """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(snap.get("generated_at"))).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
     """Make `table` show `rows` (key -> cells) in that order, changing only what changed, so
     the cursor and the scroll position stay where the operator left them."""
@@ -139,7 +149,8 @@ def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
         return
     for key, cells in rows.items():
         for col, value in zip(columns, cells, strict=True):
-            if table.get_cell(key, col) != value:
+            old = table.get_cell(key, col)
+            if old is not value and old != value:
                 table.update_cell(key, col, value)
 
 
@@ -174,6 +185,9 @@ class FleetScreen(Base):
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, tuple[deque[float], deque[float]]] = {}
+        self.last_beat: dict[str, tuple[str, float]] = {}
+        self.row_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}
+        self.last_summary = ""
         self.host_filter = ""
         self.head_hash: str | None = None
 
@@ -219,6 +233,10 @@ class FleetScreen(Base):
             self.show(snap)
 
     def show(self, snap: dict[str, Any]) -> None:
+        with self.app.batch_update():  # one repaint for the whole refresh
+            self._show(snap)
+
+    def _show(self, snap: dict[str, Any]) -> None:
         hosts = snap["hosts"]
         by_state: dict[str, int] = {}
         for h in hosts:
@@ -237,7 +255,9 @@ class FleetScreen(Base):
         summary.append(fmt.spark(per_min), style="green")
         summary.append(f"  {totals['queued']} queued  {totals['running']} running  ")
         summary.append(f"{totals['failed']} failed", style="red" if totals["failed"] else "")
-        self.query_one("#summary", Static).update(summary)
+        if summary.markup != self.last_summary:  # an update re-lays the screen out: only if new
+            self.last_summary = summary.markup
+            self.query_one("#summary", Static).update(summary)
 
         by_type = snap["queue"]["by_type"]
         queue_rows: dict[str, Sequence[Any]] = {
@@ -253,7 +273,12 @@ class FleetScreen(Base):
             cpu_hist, mem_hist = self.history.setdefault(
                 h["name"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
             )
-            if load.get("cpu_percent") is not None:
+            age = h.get("heartbeat_age_s")
+            beat_id = (h["name"], round(-(age or 0) + snap_clock(snap), 0))
+            fresh = age is not None and self.last_beat.get(h["name"]) != beat_id
+            if load.get("cpu_percent") is not None and fresh:
+                # one sample per heartbeat, not one per refresh
+                self.last_beat[h["name"]] = beat_id
                 cpu_hist.append(float(load["cpu_percent"]))
                 mem_hist.append(float(load.get("mem_percent") or 0))
             if needle and not any(
@@ -264,11 +289,27 @@ class FleetScreen(Base):
             code = ""
             if h.get("code_hash") and self.head_hash:
                 code = "ok" if h["code_hash"] == self.head_hash else "stale"
+            beat = fmt.beat_age(age)
+            sig = (
+                h["state"],
+                beat.plain,
+                load.get("cpu_percent"),
+                load.get("mem_percent"),
+                json.dumps(h.get("running"), sort_keys=True, default=str),
+                fmt.idle(h),
+                (h.get("counters") or {}).get("done_today"),
+                code,
+                tuple(cpu_hist),
+            )
+            cached = self.row_cache.get(h["name"])
+            if cached is not None and cached[0] == sig:
+                rows[h["name"]] = cached[1]  # unchanged: the same cell objects, nothing to do
+                continue
             name = Text(h["name"], style="bold" if h["state"] in ("stale", "offline") else "")
-            rows[h["name"]] = [
+            cells = [
                 name,
                 fmt.state(h["state"]),
-                fmt.age(h.get("heartbeat_age_s")),
+                beat,
                 fmt.bar(load.get("cpu_percent"), 4),
                 fmt.running(h),
                 fmt.idle(h),
@@ -277,6 +318,8 @@ class FleetScreen(Base):
                 fmt.spark(list(cpu_hist), 100),
                 Text(code, style="bold yellow" if code == "stale" else "dim"),
             ]
+            self.row_cache[h["name"]] = (sig, cells)
+            rows[h["name"]] = cells
         sync_rows(self.query_one("#hosts", DataTable), rows)
 
     def selected_host(self) -> str | None:
