@@ -105,13 +105,32 @@ class Base(Screen[None]):
         """Run a control-plane call; report the database's state to the app."""
         from control.api import Unavailable
 
+        error: str | None = None
+        result: Any = None
         try:
             result = await call
         except Unavailable as exc:
-            self.app.database_state(str(exc))  # type: ignore[attr-defined]
-            return None
-        self.app.database_state(None)  # type: ignore[attr-defined]
+            error = str(exc)
+        if not self.is_attached or not self.app.is_running:
+            return None  # the screen went away meanwhile (the app is closing)
+        self.app.database_state(error)  # type: ignore[attr-defined]
         return result
+
+    def action_filter(self) -> None:
+        """`/`: show the screen's filter box and type into it."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """escape: empty and hide the filter box, then let the screen show everything again."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter_cleared()
+
+    def filter_cleared(self) -> None:  # overridden by screens with a filter
+        pass
 
     def confirm_then(self, question: str, act: Callable[[], object]) -> None:
         def answered(yes: bool | None) -> None:
@@ -362,15 +381,7 @@ class FleetScreen(Base):
             severity="warning",
         )
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
+    def filter_cleared(self) -> None:
         self.host_filter = ""
         self.query_one("#hosts", DataTable).focus()
         self.load()
@@ -596,15 +607,7 @@ class TasksScreen(Base):
         self.page_start = max(0, self.page_start + step * self.PAGE)
         self.load()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
+    def filter_cleared(self) -> None:
         self.search = ""
         self.page_start = 0
         self.query_one("#tasks", DataTable).focus()
@@ -661,6 +664,8 @@ class LogsScreen(Base):
             if snap is not None:
                 self.hosts = [h["name"] for h in snap["hosts"]]
         rows = await self.guarded(self.plane.logs(self.host, after_id=self.last_id, limit=1000))
+        if rows is None:
+            return
         self.show_filters()
         if not rows:
             return
@@ -722,15 +727,7 @@ class LogsScreen(Base):
             self.redraw()
         self.show_filters()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
+    def filter_cleared(self) -> None:
         self.search = ""
         self.redraw()
 
