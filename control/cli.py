@@ -553,6 +553,46 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_FAILED if unfixed else EXIT_OK
 
 
+async def cmd_inventory(args: argparse.Namespace) -> int:
+    from control import inventory as inv_mod
+    from control import legacy
+
+    if args.inventory_command == "import":
+        source = Path(args.legacy).expanduser()
+        data, notes = legacy.convert(source)
+        text = legacy.render(data, source)
+        inv_mod.parse(text, Path(args.output or "imported.yaml"))  # what we write must load
+        if args.output:
+            out = Path(args.output).expanduser()
+            if out.exists() and not args.force:
+                raise UsageError(f"{out} exists: choose another --output or add --force")
+            out.write_text(text)
+            print(f"wrote {out}: {len(data['hosts'])} host(s)", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        return EXIT_OK
+    path = inventory_path(getattr(args, "inventory", None))
+    if path is None:
+        raise UsageError(
+            "no inventory: create ./inventory.yaml, set CONTENTCTL_INVENTORY or give --inventory"
+        )
+    inv = load_inventory(path)
+    enabled = [h for h in inv.hosts.values() if h.enabled]
+    print(f"{path}: ok, {len(inv.hosts)} host(s), {len(enabled)} enabled")
+    by_type: dict[str, list[str]] = {}
+    for h in enabled:
+        for t in h.enabled_tasks:
+            by_type.setdefault(t, []).append(h.name)
+    for t in ALL_TYPES:
+        names = by_type.get(t, [])
+        print(f"  {t:18} {len(names):3} host(s)" + (f": {', '.join(names[:6])}" if names else ""))
+    print(f"  database: {scrub(inv.database) if inv.database else 'embedded'}")
+    print(f"  storage_root: {inv.storage_root or '$CONTENTCTL_HOME/storage'}")
+    return EXIT_OK
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from control import demo
 
@@ -748,6 +788,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--limit", type=_positive("--limit"), default=50)
     sp.add_argument("--json", action="store_true")
+
+    ip = sub.add_parser("inventory", help="validate or import the inventory")
+    ips = ip.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
+    sp = ips.add_parser("check", parents=[common], help="validate and summarise")
+    sp.set_defaults(func=cmd_inventory)
+    sp = ips.add_parser(
+        "import", parents=[common], help="convert the old fleet's config.yaml to an inventory"
+    )
+    sp.add_argument("legacy", metavar="LEGACY_CONFIG_YAML")
+    sp.add_argument("--output", "-o", metavar="PATH", help="write here (default: stdout)")
+    sp.add_argument("--force", action="store_true", help="overwrite --output")
+    sp.set_defaults(func=cmd_inventory)
 
     sp = add("reconcile", cmd_reconcile, "compare the database with the storage root")
     sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")

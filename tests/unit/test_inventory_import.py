@@ -1,0 +1,53 @@
+"""`inventory import`: the old fleet's config.yaml becomes a valid, short inventory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from control import legacy
+from control.errors import UsageError
+from control.inventory import parse
+
+OLD = """
+processing:
+  distributed:
+    worker_limits:
+      transcribe: {tasks_per_run: 12, cooldown: 60}
+    workers:
+      10.0.0.209:
+        name: s4-head
+        enabled: true
+        enabled_tasks: [download_youtube, transcribe]
+        max_concurrent_tasks: 1
+      10.0.0.210:
+        enabled: true
+        enabled_tasks: [transcribe, make_coffee]
+        max_concurrent_tasks: 1
+        cooldown: {transcribe: 120}
+        tasks_per_run: {download_youtube: 50}
+"""
+
+
+def test_import_keeps_the_fleet_and_says_what_it_cannot_carry(tmp_path: Path) -> None:
+    src = tmp_path / "config.yaml"
+    src.write_text(OLD)
+    data, notes = legacy.convert(src)
+    inv = parse(legacy.render(data, src), tmp_path / "inventory.yaml")
+    assert set(inv.hosts) == {"s4-head", "worker-10-0-0-210"}
+    head = inv.hosts["s4-head"]
+    assert head.address == "10.0.0.209" and head.max_concurrent_tasks == 1
+    assert inv.hosts["worker-10-0-0-210"].enabled_tasks == ("transcribe",)
+    assert data["defaults"] == {"enabled": True, "max_concurrent_tasks": 1}  # kept short
+    assert inv.worker_limits["transcribe"] == {"tasks_per_run": 12, "cooldown": 60}
+    assert inv.worker_limits["download_youtube"] == {"tasks_per_run": 50}
+    assert any("make_coffee" in n for n in notes)
+    assert any("cooldown.transcribe: 120 differs" in n for n in notes)
+
+
+def test_not_a_fleet_config_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "other.yaml"
+    src.write_text("foo: 1\n")
+    with pytest.raises(UsageError, match=r"no processing\.distributed section"):
+        legacy.convert(src)
