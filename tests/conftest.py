@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -30,10 +32,31 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}" + (f"?{query}" if query else "")
 
 
+def pg_dir(prefix: str) -> Path:
+    """A directory for an embedded server's data, directly under the system temp dir.
+
+    Not under pytest's tmp_path: the server runs as its own system user, and every pytest that
+    starts (another run on the same machine) sets its user's temp root back to 0700, which would
+    pull the data directory from under a running server."""
+    return Path(tempfile.mkdtemp(prefix=f"contentctl-test-{prefix}-"))
+
+
+@pytest.fixture
+def own_pg_home() -> Iterator[Path]:
+    """A state dir for a test's own embedded server (stopped by the test), removed at the end."""
+    home = pg_dir("own")
+    try:
+        yield home
+    finally:
+        with contextlib.suppress(Exception):
+            EmbeddedServer(home).stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def pg_home() -> Iterator[Path]:
     """The state dir of the session's embedded server; the server is stopped by pid at the end."""
-    home = tmp_path_factory.mktemp("pg-home")
+    home = pg_dir("session")
     server = EmbeddedServer(home)
     server.ensure_running()
     pid = server.pid()
@@ -46,6 +69,7 @@ def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

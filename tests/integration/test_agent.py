@@ -205,12 +205,11 @@ async def test_drain_deadline_hands_running_tasks_back_and_stays_drained(
 
 
 async def test_postgres_restarted_under_a_running_agent_loses_nothing(
-    tmp_path: Path, spawn_agent: Spawn, agent_env: dict[str, str]
+    own_pg_home: Path, spawn_agent: Spawn, agent_env: dict[str, str]
 ) -> None:
     from control.embedded import EmbeddedServer
 
-    home = tmp_path / "own-pg"
-    home.mkdir()
+    home = own_pg_home
     server = EmbeddedServer(home)
     url = server.ensure_running()
     pid = server.pid()

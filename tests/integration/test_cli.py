@@ -198,11 +198,10 @@ def test_unreachable_database_is_one_line_exit_2_without_the_password(
     assert code == 2 and "cannot reach the database" in one_line(err)
 
 
-def test_a_stopped_server_is_one_line_exit_2(cli: Run, tmp_path: Path) -> None:
+def test_a_stopped_server_is_one_line_exit_2(cli: Run, own_pg_home: Path) -> None:
     from control.embedded import EmbeddedServer
 
-    server = EmbeddedServer(tmp_path / "other")
-    (tmp_path / "other").mkdir()
+    server = EmbeddedServer(own_pg_home)
     url = server.ensure_running()
     try:
         assert cli("status", "--db", url)[0] == 0

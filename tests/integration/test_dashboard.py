@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,8 +118,10 @@ async def test_log_view_shows_what_the_agent_just_logged(
         assert "logger-1" in shown()
 
 
-async def test_database_stopped_under_the_app_shows_a_banner_then_recovers() -> None:
-    home = Path(tempfile.mkdtemp(prefix="contentctl-tui-db-"))
+async def test_database_stopped_under_the_app_shows_a_banner_then_recovers(
+    own_pg_home: Path,
+) -> None:
+    home = own_pg_home
     server = EmbeddedServer(home)
     url = server.ensure_running()
     try:
@@ -138,4 +138,3 @@ async def test_database_stopped_under_the_app_shows_a_banner_then_recovers() -> 
             await until(pilot, lambda: not banner.display, timeout=30)
     finally:
         server.stop()
-        shutil.rmtree(home, ignore_errors=True)

@@ -22,10 +22,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def fresh_home(
+    tmp_path: Path, own_pg_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A state dir of its own; whatever server starts in it is stopped by pid afterwards."""
-    home = tmp_path / "home"
-    home.mkdir()
+    home = own_pg_home
     monkeypatch.setenv("CONTENTCTL_HOME", str(home))
     monkeypatch.delenv("CONTENTCTL_DATABASE_URL", raising=False)
     monkeypatch.setenv("CONTENTCTL_INVENTORY", str(tmp_path / "none.yaml"))
