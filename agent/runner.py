@@ -84,10 +84,10 @@ class _Running:
     renewed_at: float = field(default_factory=time.monotonic)  # the claim set the first lease
 
 
-def code_hash() -> str:
+def code_hash(root: Path | None = None) -> str:
     """A short hash of the code this agent runs, so the dashboard can spot stale hosts."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent.parent
+    root = root or Path(__file__).resolve().parent.parent
     for pkg in ("control", "agent"):
         for path in sorted((root / pkg).rglob("*")):
             if path.suffix in (".py", ".sql") and "__pycache__" not in path.parts:

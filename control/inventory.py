@@ -28,6 +28,7 @@ HOST_KEYS = {
     "base_dir": str,
     "env": dict,
     "transcribe": dict,
+    "keyring_backend": str,  # e.g. keyrings.alt.file.PlaintextKeyring on a headless Linux box
 }
 TOP_KEYS = {
     "database": str,
@@ -99,6 +100,7 @@ class HostSpec:
     base_dir: str = "~/contentctl"
     env: dict[str, str] = field(default_factory=lambda: {"manager": "uv"})
     transcribe: dict[str, Any] = field(default_factory=dict)
+    keyring_backend: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,7 @@ class _Validator:
             base_dir=raw.get("base_dir", "~/contentctl"),
             env={str(k): str(v) for k, v in env.items()},
             transcribe=self.transcribe(raw.get("transcribe"), (*kp, "transcribe")),
+            keyring_backend=raw.get("keyring_backend"),
         )
 
 

@@ -1,0 +1,205 @@
+"""What provisioning does to a host, as plain data: facts in, shell commands out.
+
+Nothing here talks to a host, so the step logic (uv or conda, Linux or macOS, service manager)
+is tested with plain data, and `--dry-run` prints exactly these commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from control.inventory import HostSpec
+
+# What the head ships to a worker (relative to the repository root).
+SYNC_DIRS = ("control", "agent", "tui", "provisioning", "tests")
+SYNC_FILES = ("pyproject.toml", "uv.lock", "README.md")
+SKIP_PARTS = ("__pycache__", ".pytest_cache", "__snapshots__")
+MANIFEST = ".contentctl-manifest.json"
+ENV_STAMP = ".venv/.contentctl-synced"
+MINIFORGE = (
+    "https://github.com/conda-forge/miniforge/releases/latest/download/"
+    "Miniforge3-$(uname)-$(uname -m).sh"
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things live under a worker's base_dir."""
+
+    base: str
+
+    @property
+    def app(self) -> str:
+        return f"{self.base}/app"
+
+    @property
+    def home(self) -> str:
+        return f"{self.base}/home"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.base}/agent.env"
+
+    @property
+    def inventory(self) -> str:
+        return f"{self.base}/inventory.yaml"
+
+    @property
+    def runner(self) -> str:
+        return f"{self.base}/run-agent.sh"
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.base}/supervisor.pid"
+
+    @property
+    def secrets(self) -> str:
+        return f"{self.base}/secrets"
+
+
+@dataclass
+class EnvPlan:
+    manager: str
+    commands: list[str] = field(default_factory=list)
+    python: str = ""  # the environment's python, once it exists
+
+
+def local_files(root: Path) -> dict[str, Path]:
+    """The files the head ships: relative path -> local path."""
+    out: dict[str, Path] = {}
+    for name in SYNC_FILES:
+        if (root / name).is_file():
+            out[name] = root / name
+    for d in SYNC_DIRS:
+        for p in sorted((root / d).rglob("*")):
+            if (
+                p.is_file()
+                and not any(part in SKIP_PARTS for part in p.parts)
+                and p.suffix != ".pyc"
+            ):
+                out[str(p.relative_to(root))] = p
+    return out
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lock_stamp(root: Path) -> str:
+    """What the environment was built from: pyproject.toml and uv.lock."""
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", "uv.lock"):
+        h.update((root / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def env_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> EnvPlan:
+    """The commands that make the host's Python environment (uv, or conda by name)."""
+    manager = host.env.get("manager", "uv")
+    app = shlex.quote(layout.app)
+    if manager == "conda":
+        name = host.env["name"]
+        conda = facts.get("conda") or "$HOME/miniforge3/bin/conda"
+        cmds = []
+        if not facts.get("conda"):
+            cmds += [
+                f"curl -fsSL -o /tmp/miniforge.sh {MINIFORGE}",
+                "bash /tmp/miniforge.sh -b -p $HOME/miniforge3",
+            ]
+        if name in (facts.get("conda_envs") or []):
+            cmds.append(f"{conda} install -y -n {shlex.quote(name)} python=3.11")
+        else:
+            cmds.append(f"{conda} create -y -n {shlex.quote(name)} python=3.11")
+        cmds.append(f"{conda} run -n {shlex.quote(name)} python -m pip install -q {app}")
+        return EnvPlan("conda", cmds, python=f"{conda} run -n {shlex.quote(name)} python")
+    uv = facts.get("uv") or "$HOME/.local/bin/uv"
+    cmds = []
+    if not facts.get("uv"):
+        cmds.append("python3 -m pip install --user --quiet uv")
+    # platform markers in the lock pick mlx-whisper on Apple silicon, faster-whisper elsewhere
+    cmds.append(f"cd {app} && {uv} sync --locked --no-dev")
+    return EnvPlan("uv", cmds, python=f"{layout.app}/.venv/bin/python")
+
+
+def keyring_env(host: HostSpec, layout: Layout) -> str:
+    """Environment prefix selecting the host's keyring backend (no secret in it)."""
+    if not host.keyring_backend:
+        return ""
+    return (
+        f"PYTHON_KEYRING_BACKEND={shlex.quote(host.keyring_backend)} "
+        f"XDG_DATA_HOME={shlex.quote(layout.secrets)} "
+    )
+
+
+def agent_env(host: HostSpec, layout: Layout, database_url: str) -> str:
+    """The agent's environment file: no secrets (the database password is in the keychain)."""
+    lines = [
+        "# Written by `contentctl provision`; the database password lives in the keychain.",
+        f"CONTENTCTL_HOME={shlex.quote(layout.home)}",
+        f"CONTENTCTL_INVENTORY={shlex.quote(layout.inventory)}",
+        f"CONTENTCTL_DATABASE_URL={shlex.quote(database_url)}",
+    ]
+    if host.keyring_backend:
+        lines += [
+            f"PYTHON_KEYRING_BACKEND={shlex.quote(host.keyring_backend)}",
+            f"XDG_DATA_HOME={shlex.quote(layout.secrets)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def runner_script(host: HostSpec, layout: Layout) -> str:
+    """A supervisor that keeps the agent running: restarted 2 s after it exits; SIGTERM stops
+    both (the agent hands its tasks back first)."""
+    return f"""#!/bin/sh
+# Written by `contentctl provision`: keeps the agent of {host.name} running.
+cd {shlex.quote(layout.base)} || exit 1
+mkdir -p home
+set -a; . ./agent.env; set +a
+child=
+stop() {{ rm -f supervisor.pid; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait; exit 0; }}
+trap stop TERM INT
+while :; do
+    ./app/.venv/bin/contentctl agent run --host {shlex.quote(host.name)} >> home/agent.out 2>&1 &
+    child=$!
+    wait $child
+    sleep 2
+done
+"""
+
+
+def service_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> tuple[str, list[str]]:
+    """How the agent is kept running: launchd on macOS, a systemd user unit where systemd runs
+    for the user, else the supervisor script started in its own session."""
+    runner = shlex.quote(layout.runner)
+    pidfile = shlex.quote(layout.pidfile)
+    if facts.get("os") == "Darwin":
+        label = f"com.contentctl.agent.{host.name}"
+        plist = f"$HOME/Library/LaunchAgents/{label}.plist"
+        return "launchd", [
+            f"launchctl bootout gui/$(id -u)/{label} 2>/dev/null || true",
+            f"launchctl bootstrap gui/$(id -u) {plist}",
+        ]
+    if facts.get("systemd_user"):
+        unit = f"contentctl-agent-{host.name}.service"
+        return "systemd", [
+            "systemctl --user daemon-reload",
+            f"systemctl --user enable --now {unit}",
+            f"systemctl --user restart {unit}",
+        ]
+    return "supervisor", [
+        f"cd {shlex.quote(layout.base)} && (setsid nohup sh {runner} > /dev/null 2>&1 "
+        f"< /dev/null & echo $! > {pidfile})"
+    ]
+
+
+def stop_command(layout: Layout) -> str:
+    pidfile = shlex.quote(layout.pidfile)
+    return (
+        f"if [ -f {pidfile} ]; then pid=$(cat {pidfile}); kill -TERM -$pid 2>/dev/null; "
+        "for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || break; sleep 0.5; done; "
+        f"kill -KILL -$pid 2>/dev/null; rm -f {pidfile}; echo stopped; else echo not-running; fi"
+    )

@@ -1,0 +1,278 @@
+"""Provisioning over real SSH: OpenSSH on 127.0.0.2, 127.0.0.3, ... with keys made per run, the
+embedded database served on loopback TCP, real agents started on the "hosts"."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioning.plan import local_files
+from tests.conftest import kill_tree
+from tests.sshd import Sshd, start_sshd
+from tests.sshd import sshd_factory as sshd_factory  # the fixture
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent.parent
+NAS_PASSWORD = "nas-Pw-7c1f9e2b"
+
+
+@pytest.fixture(autouse=True)
+def stop_provisioned_agents(tmp_path: Path) -> Iterator[None]:
+    """Whatever agent supervisor provisioning started on a test host is stopped by its pid."""
+    yield
+    for pidfile in tmp_path.glob("host*/supervisor.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pidfile.read_text().strip())
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+    for pidfile in tmp_path.glob("host*/supervisor.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            kill_tree(int(pidfile.read_text().strip()))
+
+
+@pytest.fixture
+def head(tmp_path: Path, own_pg_home: Path) -> Iterator[dict[str, str]]:
+    """The head's environment: its own embedded database served on 127.0.0.1, a file keyring."""
+    env = {
+        **os.environ,
+        "CONTENTCTL_HOME": str(own_pg_home),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(tmp_path / "head-keys"),
+        "CONTENTCTL_INVENTORY": str(tmp_path / "inventory.yaml"),
+    }
+    env.pop("CONTENTCTL_DATABASE_URL", None)
+    yield env
+    subprocess.run(
+        [sys.executable, "-m", "tui.launcher", "db", "stop"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.launcher", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_inventory(
+    env: dict[str, str],
+    tmp_path: Path,
+    user_key: Path,
+    servers: list[Sshd],
+    extra_hosts: str = "",
+    nas: bool = False,
+) -> None:
+    hosts = "".join(
+        f"  h{i + 1}:\n    address: {s.address}\n    port: {s.port}\n    user: root\n"
+        f"    identity_file: {user_key}\n    base_dir: {tmp_path / f'host{i + 1}'}\n"
+        "    keyring_backend: keyrings.alt.file.PlaintextKeyring\n"
+        "    enabled_tasks: [noop]\n"
+        for i, s in enumerate(servers)
+    )
+    Path(env["CONTENTCTL_INVENTORY"]).write_text(
+        f"known_hosts: {tmp_path / 'known_hosts'}\n"
+        + ("nas: {url: 'smb://nas.local/content', user: signal4}\n" if nas else "")
+        + f"hosts:\n{hosts}{extra_hosts}"
+    )
+
+
+def source_tree(tmp_path: Path) -> Path:
+    """A copy of what the head ships, so the test can change a file without touching the repo."""
+    src = tmp_path / "source"
+    for rel, path in local_files(REPO).items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, src / rel)
+    return src
+
+
+class PsWatch:
+    """Samples every process's command line while provisioning runs."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            self.seen.update(out.splitlines())
+            time.sleep(0.05)
+
+    def __enter__(self) -> PsWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
+    head: dict[str, str],
+    tmp_path: Path,
+    sshd_factory: tuple[Path, list[Sshd]],
+) -> None:
+    user_key, servers = sshd_factory
+    for addr in ("127.0.0.2", "127.0.0.3"):
+        servers.append(start_sshd(addr, tmp_path, user_key))
+    write_inventory(head, tmp_path, user_key, servers, nas=True)
+    served = run(
+        head,
+        "db",
+        "serve",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+        "--advertise",
+        "127.0.0.1",
+    )
+    assert served.returncode == 0, served.stderr
+    subprocess.run(
+        [sys.executable, "-m", "keyring", "set", "contentctl", "nas_password"],
+        input=NAS_PASSWORD + "\n",
+        env=head,
+        text=True,
+        check=True,
+    )
+    src = source_tree(tmp_path)
+    with PsWatch() as ps:
+        first = run(
+            head, "provision", "h1", "h2", "--yes", "--accept-new-host-keys", "--source", str(src)
+        )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "h1: changed" in first.stdout and "h2: changed" in first.stdout
+    # both agents heartbeat with the shipped code and run noop tasks
+    enq = run(head, "enqueue", "noop", "--count", "20", "--json")
+    assert enq.returncode == 0, enq.stderr
+    status = _wait_status(head, lambda s: s["queue"]["totals"]["succeeded"] >= 20)
+    by_host = {h["name"]: h for h in status["hosts"]}
+    assert by_host["h1"]["state"] == "online" and by_host["h2"]["state"] == "online"
+
+    again = run(head, "provision", "h1", "h2", "--yes", "--source", str(src))
+    assert again.returncode == 0, again.stderr
+    assert "h1: no changes" in again.stdout and "h2: no changes" in again.stdout, again.stdout
+
+    (src / "agent" / "handlers.py").write_text(
+        (src / "agent" / "handlers.py").read_text() + "\n# changed on the head\n"
+    )
+    third = run(head, "provision", "h1", "--yes", "--source", str(src))
+    assert third.returncode == 0, third.stdout + third.stderr
+    code_line = next(ln for ln in third.stdout.splitlines() if ln.split()[1:2] == ["code"])
+    assert "sent 1 file(s)" in code_line, third.stdout
+    remote = tmp_path / "host1" / "app" / "agent" / "handlers.py"
+    assert remote.read_text().endswith("# changed on the head\n")
+
+    # the NAS password: in the worker's keyring, nowhere else
+    worker_env = {
+        **os.environ,
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(tmp_path / "host1" / "secrets"),
+    }
+    got = subprocess.run(
+        [sys.executable, "-m", "keyring", "get", "contentctl", "nas_password"],
+        env=worker_env,
+        capture_output=True,
+        text=True,
+    )
+    assert got.stdout.strip() == NAS_PASSWORD
+    assert not [line for line in ps.seen if NAS_PASSWORD in line]
+    for out in (first, again, third):
+        assert NAS_PASSWORD not in out.stdout + out.stderr
+    assert NAS_PASSWORD not in Path(head["CONTENTCTL_INVENTORY"]).read_text()
+    for base in (tmp_path / "host1", tmp_path / "host2"):
+        for f in [*(base / "home").rglob("*"), base / "agent.env", base / "inventory.yaml"]:
+            if f.is_file():
+                assert NAS_PASSWORD not in f.read_text(errors="replace"), f
+        assert "password" not in (base / "agent.env").read_text().lower().replace(
+            "the database password lives in the keychain", ""
+        )
+    stop = run(head, "agent", "stop", "h1", "h2", "--timeout", "30")
+    assert stop.returncode == 0, stop.stderr
+
+
+def test_host_keys_unknown_refused_then_accepted_changed_refused_unreachable_fast(
+    head: dict[str, str],
+    tmp_path: Path,
+    sshd_factory: tuple[Path, list[Sshd]],
+) -> None:
+    user_key, servers = sshd_factory
+    servers.append(start_sshd("127.0.0.2", tmp_path, user_key))
+    dead = (
+        f"  dead:\n    address: 127.0.0.9\n    port: {_free_port()}\n    user: root\n"
+        f"    identity_file: {user_key}\n    base_dir: {tmp_path / 'dead'}\n"
+    )
+    write_inventory(head, tmp_path, user_key, servers, extra_hosts=dead)
+    served = run(
+        head,
+        "db",
+        "serve",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+        "--advertise",
+        "127.0.0.1",
+    )
+    assert served.returncode == 0, served.stderr
+
+    refused = run(head, "provision", "h1", "--dry-run")
+    assert refused.returncode == 1
+    assert (
+        "unknown host key SHA256:" in refused.stderr and "--accept-new-host-keys" in refused.stderr
+    )
+
+    t0 = time.monotonic()
+    mixed = run(head, "provision", "h1", "dead", "--dry-run", "--accept-new-host-keys")
+    assert mixed.returncode == 1
+    assert "h1: would change" in mixed.stdout  # the good host went through
+    [dead_line] = [ln for ln in mixed.stderr.splitlines() if ln.startswith("dead")]
+    assert "unreachable" in dead_line
+    assert time.monotonic() - t0 < 60
+    assert not (tmp_path / "host1" / "app").exists()  # a dry run changes nothing
+
+    servers[0].new_host_key()
+    changed = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
+    assert changed.returncode == 1
+    assert "host key changed" in changed.stderr and "refusing" in changed.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_status(env: dict[str, str], cond: Callable[[dict], bool], timeout: float = 60) -> dict:
+    import json
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = run(env, "status", "--json")
+        snap = json.loads(out.stdout) if out.returncode == 0 else None
+        if snap and cond(snap):
+            return snap
+        if time.monotonic() > deadline:
+            raise AssertionError(f"status never matched: {out.stdout[-2000:]} {out.stderr}")
+        time.sleep(0.5)
