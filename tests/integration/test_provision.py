@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -264,7 +265,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_status(env: dict[str, str], cond: Callable[[dict], bool], timeout: float = 60) -> dict:
+def _wait_status(
+    env: dict[str, str], cond: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
     import json
 
     deadline = time.monotonic() + timeout
