@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -632,34 +633,27 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-async def cmd_provision(args: argparse.Namespace) -> int:
+async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn) -> Any:
+    """A Provisioner for this command: database URL and NAS password from the head's keychain
+    (or a masked prompt), progress printed per step as it happens."""
     import getpass
 
     from agent.runner import code_hash
     from control import dbserve, fleet
     from control.secrets import get_secret
     from provisioning.provision import Provisioner, Step
-    from provisioning.ssh import fan_out
 
-    s = Session(args)
-    hosts = _select_hosts(s, args.hosts, args.all)
     url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
     nas_password = None
     if s.inventory.nas.get("url"):
         nas_password = get_secret("nas_password")
         if nas_password is None:
-            if args.yes or not sys.stdin.isatty():
+            if getattr(args, "yes", False) or not sys.stdin.isatty():
                 raise UsageError(
                     "the NAS password is not in this machine's keychain: run provision once "
                     "interactively, or store it: `python -m keyring set contentctl nas_password`"
                 )
             nas_password = getpass.getpass(f"NAS password for {s.inventory.nas['url']}: ")
-    if not args.yes and not args.dry_run and sys.stdin.isatty():
-        names = ", ".join(h.name for h in hosts)
-        if input(f"provision {names}? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("nothing done")
-            return EXIT_FAILED
-    conn = await s.connect()
 
     async def heartbeat(host: str, code: str, since: float) -> bool:
         for r in await fleet.hosts_rows(conn):
@@ -675,24 +669,21 @@ async def cmd_provision(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    ssh = _ssh(s, args)
     source = Path(args.source).expanduser().resolve() if args.source else _repo_root()
-    prov = Provisioner(
-        ssh=ssh,
+    return Provisioner(
+        ssh=_ssh(s, args),
         repo=source,
         inventory_path=s.inventory.path,
         database_url=url,
         nas_password=nas_password,
-        dry_run=args.dry_run,
+        dry_run=bool(getattr(args, "dry_run", False)),
         heartbeat=heartbeat,
         head_code_hash=code_hash(source),
         on_step=show,
     )
-    try:
-        outcomes = await fan_out(hosts, prov.provision, parallel=args.parallel)
-    finally:
-        await ssh.close()
-        await conn.close()
+
+
+def _report(outcomes: list[Any], dry_run: bool) -> int:
     failed = 0
     for o in outcomes:
         if not o.ok:
@@ -705,10 +696,104 @@ async def cmd_provision(args: argparse.Namespace) -> int:
         else:
             verdict = (
                 "would change"
-                if args.dry_run and o.value.changed
+                if dry_run and o.value.changed
                 else ("changed" if o.value.changed else "no changes")
             )
             print(f"{o.host}: {verdict} ({o.seconds:.1f}s)")
+    return failed
+
+
+async def cmd_provision(args: argparse.Namespace) -> int:
+    from provisioning.ssh import fan_out
+
+    s = Session(args)
+    hosts = _select_hosts(s, args.hosts, args.all)
+    if not args.yes and not args.dry_run and sys.stdin.isatty():
+        names = ", ".join(h.name for h in hosts)
+        if input(f"provision {names}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing done")
+            return EXIT_FAILED
+    conn = await s.connect()
+    try:
+        prov = await _provisioner(s, args, conn)
+        try:
+            outcomes = await fan_out(hosts, prov.provision, parallel=args.parallel)
+        finally:
+            await prov.ssh.close()
+    finally:
+        await conn.close()
+    return EXIT_FAILED if _report(outcomes, args.dry_run) else EXIT_OK
+
+
+async def cmd_rollout(args: argparse.Namespace) -> int:
+    """Per host: drain, sync and update, restart, wait for the new code's heartbeat, undrain;
+    `--parallel` hosts at a time; stop at the first host that fails."""
+    from control import agents, fleet
+    from provisioning.provision import HostReport, Step
+    from provisioning.ssh import fan_out
+
+    s = Session(args)
+    hosts = _select_hosts(s, args.hosts, args.all)
+    conn = await s.connect()
+    prov = await _provisioner(s, args, conn)
+
+    async def one(host: Any) -> HostReport:
+        report = HostReport(host.name)
+        rows = {r["name"]: r for r in await fleet.hosts_rows(conn)}
+        row = rows.get(host.name)
+        online = row is not None and fleet.host_state(
+            row["agent_state"], row["heartbeat_age_s"]
+        ) not in ("offline",)
+        if online:
+            t0 = time.monotonic()
+            [res] = await agents.send_and_wait(conn, [host.name], "drain", {}, timeout_s=30)
+            deadline = time.monotonic() + args.drain_timeout
+            drained = False
+            while res.acknowledged and time.monotonic() < deadline:
+                now = {r["name"]: r for r in await fleet.hosts_rows(conn)}.get(host.name)
+                if now is not None and now["agent_state"] == "drained":
+                    drained = True
+                    break
+                await asyncio.sleep(0.5)
+            step = Step(
+                "drain",
+                "ok" if drained else "failed",
+                "drained" if drained else "not drained in time: its tasks keep running",
+                round(time.monotonic() - t0, 2),
+            )
+            report.steps.append(step)
+            if prov.on_step:
+                prov.on_step(host.name, step)
+            if not drained:
+                return report
+        report.steps += (await prov.provision(host)).steps
+        if not report.failed:
+            t0 = time.monotonic()
+            [res] = await agents.send_and_wait(conn, [host.name], "undrain", {}, timeout_s=30)
+            step = Step(
+                "undrain",
+                "ok" if res.acknowledged else "failed",
+                res.outcome or "no acknowledgement",
+                round(time.monotonic() - t0, 2),
+            )
+            report.steps.append(step)
+            if prov.on_step:
+                prov.on_step(host.name, step)
+        return report
+
+    failed = 0
+    try:
+        for start in range(0, len(hosts), args.parallel):
+            batch = hosts[start : start + args.parallel]
+            failed = _report(await fan_out(batch, one, parallel=args.parallel), False)
+            if failed:
+                rest = [h.name for h in hosts[start + args.parallel :]]
+                if rest:
+                    print(f"rollout stopped; not touched: {', '.join(rest)}", file=sys.stderr)
+                break
+    finally:
+        await prov.ssh.close()
+        await conn.close()
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -984,6 +1069,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--source", metavar="DIR", help="the code tree to ship (default: this installation's)"
     )
+
+    sp = add("rollout", cmd_rollout, "ship new code to running hosts without losing work")
+    sp.add_argument("hosts", nargs="*", metavar="HOST")
+    sp.add_argument("--all", action="store_true", help="every enabled ssh host")
+    sp.add_argument("--parallel", type=_positive("--parallel"), default=1)
+    sp.add_argument("--drain-timeout", type=_seconds, default=1800.0, metavar="SECONDS")
+    sp.add_argument("--accept-new-host-keys", action="store_true")
+    sp.add_argument("--source", metavar="DIR", help="the code tree to ship")
 
     sp = add("reconcile", cmd_reconcile, "compare the database with the storage root")
     sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")

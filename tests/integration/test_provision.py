@@ -176,10 +176,16 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
     (src / "agent" / "handlers.py").write_text(
         (src / "agent" / "handlers.py").read_text() + "\n# changed on the head\n"
     )
-    third = run(head, "provision", "h1", "--yes", "--source", str(src))
+    # rollout: drain, ship the one changed file, restart, new code heartbeats, undrain
+    third = run(head, "rollout", "h1", "--source", str(src))
     assert third.returncode == 0, third.stdout + third.stderr
-    code_line = next(ln for ln in third.stdout.splitlines() if ln.split()[1:2] == ["code"])
-    assert "sent 1 file(s)" in code_line, third.stdout
+    steps = {ln.split()[1]: ln for ln in third.stdout.splitlines() if ln.startswith("h1 ")}
+    assert "sent 1 file(s)" in steps["code"], third.stdout
+    assert " ok " in steps["drain"] and " ok " in steps["undrain"], third.stdout
+    assert "restarted, heartbeating" in steps["start"], third.stdout
+    status = _wait_status(
+        head, lambda s: {h["name"]: h for h in s["hosts"]}["h1"]["state"] == "online"
+    )
     remote = tmp_path / "host1" / "app" / "agent" / "handlers.py"
     assert remote.read_text().endswith("# changed on the head\n")
 
