@@ -1,0 +1,63 @@
+"""Provisioning's step logic as plain data: facts in, commands out (what --dry-run prints)."""
+
+from __future__ import annotations
+
+from control.inventory import HostSpec
+from provisioning.plan import Layout, agent_env, env_plan, runner_script, service_plan
+
+LAYOUT = Layout("/home/signal4/contentctl")
+
+
+def _host(**kw: object) -> HostSpec:
+    return HostSpec(name="mac-7", address="10.0.0.7", **kw)
+
+
+def test_uv_installed_if_missing_then_synced_against_the_lock() -> None:
+    plan = env_plan({"uv": None}, _host(), LAYOUT)
+    assert plan.commands == [
+        "python3 -m pip install --user --quiet uv",
+        "cd /home/signal4/contentctl/app && $HOME/.local/bin/uv sync --locked --no-dev",
+    ]
+    present = env_plan({"uv": "/usr/bin/uv"}, _host(), LAYOUT)
+    assert present.commands == [
+        "cd /home/signal4/contentctl/app && /usr/bin/uv sync --locked --no-dev"
+    ]
+
+
+def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_env() -> None:
+    host = _host(env={"manager": "conda", "name": "content-processing"})
+    fresh = env_plan({"conda": None}, host, LAYOUT)
+    assert fresh.commands[0].startswith(
+        "curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge"
+    )
+    assert "bash /tmp/miniforge.sh -b -p $HOME/miniforge3" in fresh.commands
+    assert (
+        "$HOME/miniforge3/bin/conda create -y -n content-processing python=3.11" in fresh.commands
+    )
+    existing = env_plan(
+        {"conda": "/opt/conda/bin/conda", "conda_envs": ["content-processing"]}, host, LAYOUT
+    )
+    assert not any("miniforge" in c for c in existing.commands)
+    assert "/opt/conda/bin/conda install -y -n content-processing python=3.11" in existing.commands
+    assert existing.python == "/opt/conda/bin/conda run -n content-processing python"
+
+
+def test_service_manager_follows_the_platform() -> None:
+    assert service_plan({"os": "Darwin"}, _host(), LAYOUT)[0] == "launchd"
+    assert service_plan({"os": "Linux", "systemd_user": True}, _host(), LAYOUT)[0] == "systemd"
+    kind, cmds = service_plan({"os": "Linux", "systemd_user": False}, _host(), LAYOUT)
+    assert (
+        kind == "supervisor" and "setsid nohup sh /home/signal4/contentctl/run-agent.sh" in cmds[0]
+    )
+
+
+def test_the_agent_env_carries_no_password() -> None:
+    text = agent_env(
+        _host(keyring_backend="keyrings.alt.file.PlaintextKeyring"),
+        LAYOUT,
+        "postgresql://contentctl@head:5432/contentctl",
+    )
+    assert "CONTENTCTL_DATABASE_URL=postgresql://contentctl@head:5432/contentctl" in text
+    assert "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring" in text
+    script = runner_script(_host(), LAYOUT)
+    assert "agent run --host mac-7" in script and "trap stop TERM INT" in script
