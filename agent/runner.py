@@ -126,6 +126,7 @@ class Agent:
         self._drain_deadline: float | None = None
         self._drain_commands: list[int] = []
         self._restart = False
+        self._reregister = False
         self._exit_commands: list[int] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -374,6 +375,10 @@ class Agent:
             outcome = self._obey(cid, command, args, row["created_at"])
             await self.db.sql(fleet.ack_command, cid, outcome)
             log.info("command %s: %s", command, outcome)
+            if self._reregister:  # the host row shows the new task types
+                self._reregister = False
+                load = await asyncio.to_thread(self._load.sample)
+                await self.db.sql(fleet.register, self._heartbeat(self._state(), load))
 
     def _obey(self, cid: int, command: str, args: dict[str, Any], created_at: datetime) -> str:
         if command in ("stop", "restart") and created_at < self._started_at:
@@ -399,7 +404,31 @@ class Agent:
             self._exit_commands.append(cid)
             self.request_stop()
             return "stopping"
+        if command == "configure":
+            return self._configure(args)
         return f"ignored: unknown command {command!r}"
+
+    def _configure(self, args: dict[str, Any]) -> str:
+        """New enabled task types and/or concurrency, applied at once (running tasks finish)."""
+        from control.tasktypes import ALL_TYPES
+
+        tasks = args.get("enabled_tasks")
+        if tasks is not None:
+            unknown = [t for t in tasks if t not in ALL_TYPES]
+            if unknown:
+                return f"ignored: unknown task types {unknown}"
+            self.config.enabled_tasks = tuple(tasks)
+        conc = args.get("max_concurrent_tasks")
+        if conc is not None:
+            if int(conc) < 1:
+                return "ignored: max_concurrent_tasks must be at least 1"
+            self.config.max_concurrent = int(conc)
+        self._reregister = True
+        self._wake.set()
+        return (
+            f"configured: {','.join(self.config.enabled_tasks)}; "
+            f"max {self.config.max_concurrent} at once"
+        )
 
     def _start_drain(self, deadline_s: float | None) -> None:
         self._draining = True

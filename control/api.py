@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,86 @@ class ControlPlane:
 
         new: int | None = await self._run(bump)
         return new
+
+    async def configure_host(
+        self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
+    ) -> str:
+        """Change a host's task types and concurrency: written back to the inventory (comments
+        and order kept) and applied to its running agent at once. Returns what happened."""
+        from control.inventory_edit import set_host
+
+        said: list[str] = []
+        path = self.inventory.path
+        if path is not None and self.inventory.host(host) is not None:
+            await asyncio.to_thread(
+                set_host,
+                path,
+                host,
+                enabled_tasks=enabled_tasks,
+                max_concurrent_tasks=max_concurrent_tasks,
+            )
+            from control.inventory import load
+
+            self.inventory = await asyncio.to_thread(load, path)
+            said.append(f"saved to {path.name}")
+        result = await self.command(
+            host,
+            "configure",
+            {"enabled_tasks": enabled_tasks, "max_concurrent_tasks": max_concurrent_tasks},
+        )
+        if result.acknowledged:
+            said.append(str(result.outcome))
+        else:
+            said.append("agent not answering: applies when it next starts")
+        return "; ".join(said)
+
+    def ssh_hosts(self) -> list[dict[str, Any]]:
+        """The hosts provisioning can reach (transport ssh), as the Provision screen lists them."""
+        return [
+            {
+                "name": h.name,
+                "address": f"{h.address}:{h.port}",
+                "user": h.user or "",
+                "base_dir": h.base_dir,
+                "env": h.env.get("manager", "uv")
+                + (f" ({h.env['name']})" if h.env.get("name") else ""),
+                "enabled": h.enabled,
+            }
+            for h in self.inventory.hosts.values()
+            if h.transport == "ssh"
+        ]
+
+    async def provision(
+        self, host: str, *, dry_run: bool, on_step: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """Provision (or plan, with dry_run) one host, calling `on_step` as each step ends.
+        Uses its own database connection: a provisioning run takes minutes."""
+        from dataclasses import asdict
+
+        from provisioning import session
+
+        spec = self.inventory.host(host)
+        if spec is None or spec.transport != "ssh":
+            raise ContentctlError(f"{host} is not an ssh host in the inventory")
+        try:
+            conn = await db.open_database(self.target)
+        except (psycopg.Error, OSError) as exc:
+            raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+        try:
+            prov = await session.build(
+                self.inventory,
+                self.target,
+                conn,
+                dry_run=dry_run,
+                on_step=lambda _h, step: on_step(asdict(step)),
+            )
+            try:
+                report = await prov.provision(spec)
+            finally:
+                await prov.ssh.close()
+        finally:
+            await conn.close()
+        return {"host": host, "failed": report.failed, "changed": report.changed}
 
     async def command(
         self, host: str, command: str, args: dict[str, Any] | None = None

@@ -621,47 +621,17 @@ def _select_hosts(s: Session, names: list[str], every: bool) -> list[Any]:
 
 
 def _ssh(s: Session, args: argparse.Namespace) -> SSH:
-    from provisioning.ssh import SSH
+    from provisioning.session import ssh_for
 
-    known = s.inventory.known_hosts or "~/.ssh/known_hosts"
-    return SSH(
-        Path(known).expanduser(), accept_new=bool(getattr(args, "accept_new_host_keys", False))
-    )
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return ssh_for(s.inventory, bool(getattr(args, "accept_new_host_keys", False)))
 
 
 async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn) -> Any:
-    """A Provisioner for this command: database URL and NAS password from the head's keychain
-    (or a masked prompt), progress printed per step as it happens."""
+    """A Provisioner for this command, printing each step as it happens."""
     import getpass
 
-    from agent.runner import code_hash
-    from control import dbserve, fleet
-    from control.secrets import get_secret
-    from provisioning.provision import Provisioner, Step
-
-    url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
-    nas_password = None
-    if s.inventory.nas.get("url"):
-        nas_password = get_secret("nas_password")
-        if nas_password is None:
-            if getattr(args, "yes", False) or not sys.stdin.isatty():
-                raise UsageError(
-                    "the NAS password is not in this machine's keychain: run provision once "
-                    "interactively, or store it: `python -m keyring set contentctl nas_password`"
-                )
-            nas_password = getpass.getpass(f"NAS password for {s.inventory.nas['url']}: ")
-
-    async def heartbeat(host: str, code: str, since: float) -> bool:
-        for r in await fleet.hosts_rows(conn):
-            if r["name"] == host and r["code_hash"] == code and r["started_at"] is not None:
-                age = r["heartbeat_age_s"]
-                started = r["started_at"].timestamp()
-                return bool(age is not None and age < 30 and started >= since - 1)
-        return False
+    from provisioning import session
+    from provisioning.provision import Step
 
     def show(host: str, step: Step) -> None:
         print(
@@ -669,16 +639,15 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
             flush=True,
         )
 
-    source = Path(args.source).expanduser().resolve() if args.source else _repo_root()
-    return Provisioner(
-        ssh=_ssh(s, args),
-        repo=source,
-        inventory_path=s.inventory.path,
-        database_url=url,
-        nas_password=nas_password,
+    interactive = not getattr(args, "yes", False) and sys.stdin.isatty()
+    return await session.build(
+        s.inventory,
+        s.target,
+        conn,
         dry_run=bool(getattr(args, "dry_run", False)),
-        heartbeat=heartbeat,
-        head_code_hash=code_hash(source),
+        accept_new=bool(getattr(args, "accept_new_host_keys", False)),
+        source=Path(args.source).expanduser().resolve() if args.source else None,
+        ask_nas_password=getpass.getpass if interactive else None,
         on_step=show,
     )
 

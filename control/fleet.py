@@ -115,7 +115,7 @@ async def done_since(conn: AsyncConn, host: str, since: datetime) -> int:
 
 
 # -- commands ---------------------------------------------------------------------------------
-COMMANDS = ("drain", "undrain", "restart", "stop")
+COMMANDS = ("drain", "undrain", "restart", "stop", "configure")
 
 
 async def drain_requested(conn: AsyncConn, host: str) -> bool:

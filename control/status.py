@@ -65,6 +65,7 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
                 "load": body.get("load", {}),
                 "running": running.get(name, []),
                 "enabled_tasks": enabled_tasks,
+                "max_concurrent_tasks": spec.max_concurrent_tasks if spec else None,
                 "idle_reason": _idle_reason(state, body),
                 "idle_until": body.get("idle_until") if state == "online" else None,
                 "counters": body.get("counters", {}),

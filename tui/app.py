@@ -16,7 +16,14 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from tui.screens import FleetScreen, LogsScreen, MediaScreen, Plane, TasksScreen
+from tui.screens import (
+    FleetScreen,
+    LogsScreen,
+    MediaScreen,
+    Plane,
+    ProvisionScreen,
+    TasksScreen,
+)
 
 
 class Dashboard(App[int]):
@@ -27,6 +34,7 @@ class Dashboard(App[int]):
         "tasks": TasksScreen,
         "logs": LogsScreen,
         "media": MediaScreen,
+        "provision": ProvisionScreen,
     }
     DEFAULT_MODE = "fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -34,6 +42,7 @@ class Dashboard(App[int]):
         Binding("2,t", "switch_mode('tasks')", "Tasks"),
         Binding("3,l", "switch_mode('logs')", "Logs"),
         Binding("4,m", "switch_mode('media')", "Media"),
+        Binding("5", "switch_mode('provision')", "Provision"),
         Binding("question_mark", "toggle_help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -66,6 +75,7 @@ class Dashboard(App[int]):
             ("tasks", "Tasks"),
             ("logs", "Logs"),
             ("media", "Media"),
+            ("provision", "Provision"),
         ):
             yield SystemCommand(
                 f"Go to {title}",

@@ -3,6 +3,7 @@ updating its tables in place; none holds SQL or SSH (they call `control.api`).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -14,7 +15,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, RichLog, Static
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    RichLog,
+    SelectionList,
+    Static,
+)
 
 from tui import format as fmt
 
@@ -40,6 +51,13 @@ class Plane(Protocol):
     async def cancel(self, ids: list[int]) -> list[dict[str, Any]]: ...
     async def raise_priority(self, task_id: int, by: int = 10) -> int | None: ...
     async def command(self, host: str, command: str, args: dict[str, Any] | None = None) -> Any: ...
+    async def configure_host(
+        self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
+    ) -> str: ...
+    def ssh_hosts(self) -> list[dict[str, Any]]: ...
+    async def provision(
+        self, host: str, *, dry_run: bool, on_step: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]: ...
     async def close(self) -> None: ...
 
 
@@ -68,6 +86,53 @@ class Confirm(ModalScreen[bool]):
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class HostConfig(ModalScreen[tuple[list[str], int] | None]):
+    """A host's enabled task types and concurrency: space toggles a type, ctrl+s saves."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, host: str, enabled: Sequence[str], max_concurrent: int | None) -> None:
+        super().__init__()
+        self.host = host
+        self.enabled = set(enabled)
+        self.max_concurrent = max_concurrent or 1
+
+    def compose(self) -> ComposeResult:
+        from control.tasktypes import ALL_TYPES
+
+        with Vertical(id="confirm"):
+            yield Label(f"{self.host}: task types (space toggles) and concurrency", id="question")
+            yield SelectionList[str](*((t, t, t in self.enabled) for t in ALL_TYPES), id="types")
+            yield Input(str(self.max_concurrent), type="integer", id="concurrency")
+            with Horizontal(id="buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def action_save(self) -> None:
+        types = list(self.query_one("#types", SelectionList).selected)
+        try:
+            conc = int(self.query_one("#concurrency", Input).value)
+        except ValueError:
+            conc = 0
+        if conc < 1:
+            self.notify("max concurrent tasks must be a whole number, at least 1", severity="error")
+            return
+        self.dismiss((types, conc))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
 
 
 class Base(Screen[None]):
@@ -189,12 +254,14 @@ class FleetScreen(Base):
         Binding("u", "host('undrain')", "Undrain"),
         Binding("r", "host('restart')", "Restart"),
         Binding("x", "host('stop')", "Stop"),
+        Binding("e", "edit", "Edit"),
         Binding("s", "ssh('start')", "Start", show=False),
-        Binding("p", "ssh('provision')", "Provision", show=False),
+        Binding("p", "ssh('provision')", "Provision"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
     PALETTE = (
+        ("edit", "Edit host", "enabled task types and max concurrency of the selected host"),
         ("host('drain')", "Drain host", "finish running tasks, claim nothing new"),
         ("host('undrain')", "Undrain host", "claim again"),
         ("host('restart')", "Restart host's agent", "drain, then restart the agent"),
@@ -207,6 +274,7 @@ class FleetScreen(Base):
         self.last_beat: dict[str, tuple[str, float]] = {}
         self.row_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}
         self.last_summary = ""
+        self.hosts_by_name: dict[str, dict[str, Any]] = {}
         self.host_filter = ""
         self.head_hash: str | None = None
 
@@ -257,6 +325,7 @@ class FleetScreen(Base):
 
     def _show(self, snap: dict[str, Any]) -> None:
         hosts = snap["hosts"]
+        self.hosts_by_name = {h["name"]: h for h in hosts}
         by_state: dict[str, int] = {}
         for h in hosts:
             by_state[h["state"]] = by_state.get(h["state"], 0) + 1
@@ -359,6 +428,33 @@ class FleetScreen(Base):
         else:
             self.confirm_then(question, lambda: self.send(host, command))
 
+    def action_edit(self) -> None:
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning")
+            return
+        info = self.hosts_by_name.get(host, {})
+
+        def done(answer: tuple[list[str], int] | None) -> None:
+            if answer is not None:
+                self.configure(host, *answer)
+
+        self.app.push_screen(
+            HostConfig(host, info.get("enabled_tasks") or [], info.get("max_concurrent_tasks")),
+            done,
+        )
+
+    @work(group="commands")
+    async def configure(self, host: str, types: list[str], conc: int) -> None:
+        try:
+            said = await self.guarded(self.plane.configure_host(host, types, conc))
+        except Exception as exc:  # a bad inventory, a file we cannot write: say it, stay up
+            self.notify(f"{host}: {exc}", severity="error")
+            return
+        if said:
+            self.notify(f"{host}: {said}")
+        self.load()
+
     @work(group="commands")
     async def send(self, host: str, command: str) -> None:
         self.notify(f"{command} → {host}…", timeout=2)
@@ -375,11 +471,18 @@ class FleetScreen(Base):
         self.load()
 
     def action_ssh(self, what: str) -> None:
-        self.notify(
-            f"{what} works over SSH: `contentctl {'agent start' if what == 'start' else what} "
-            "HOST` (not yet from the dashboard)",
-            severity="warning",
-        )
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning")
+            return
+        if what == "provision":
+            self.app.switch_mode("provision")
+            screen = self.app.screen
+            if isinstance(screen, ProvisionScreen):
+                screen.select(host)
+                screen.run_provision(host, dry_run=True)
+            return
+        self.notify(f"start {host}: `contentctl agent start {host}` (over SSH)", severity="warning")
 
     def filter_cleared(self) -> None:
         self.host_filter = ""
@@ -810,3 +913,111 @@ class MediaScreen(Base):
         for lang, p in (outs.get("translations") or {}).items():
             text.append(f"{lang}: {p}\n", style="dim")
         self.query_one("#detail", Static).update(text)
+
+
+# -- provision --------------------------------------------------------------------------------
+class ProvisionScreen(Base):
+    """Pick a host, see its plan (a dry run), run it, and watch each step report."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "plan", "Plan"),
+        Binding("a", "apply", "Apply"),
+    ]
+    PALETTE = (
+        ("plan", "Provision: plan", "what provisioning the selected host would change"),
+        ("apply", "Provision: apply", "provision the selected host"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static("p: plan (changes nothing)   a: apply", id="filters")
+        with Horizontal():
+            yield DataTable(id="targets", cursor_type="row", zebra_stripes=True)
+            yield RichLog(id="steps", wrap=True, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#targets", DataTable)
+        for key in ("host", "address", "user", "env", "base_dir"):
+            table.add_column(key, key=key)
+        table.focus()
+        super().on_mount()
+
+    def load(self) -> None:
+        hosts = self.plane.ssh_hosts()
+        sync_rows(
+            self.query_one("#targets", DataTable),
+            {
+                h["name"]: [h["name"], h["address"], h["user"], h["env"], h["base_dir"]]
+                for h in hosts
+            },
+        )
+        if not hosts:
+            self.query_one("#filters", Static).update(
+                "no ssh hosts in the inventory: add one (transport: ssh) to provision it"
+            )
+
+    def select(self, host: str) -> None:
+        table = self.query_one("#targets", DataTable)
+        with contextlib.suppress(Exception):
+            table.move_cursor(row=table.get_row_index(host))
+
+    def action_plan(self) -> None:
+        if (host := selected_key(self.query_one("#targets", DataTable))) is not None:
+            self.run_provision(host, dry_run=True)
+
+    def action_apply(self) -> None:
+        host = selected_key(self.query_one("#targets", DataTable))
+        if host is not None:
+            self.confirm_then(
+                f"Provision {host}? Code, environment, secrets and the agent service are "
+                "brought up to date; the agent restarts if anything changed.",
+                lambda: self.run_provision(host, dry_run=False),
+            )
+
+    @work(exclusive=True, group="provision")
+    async def run_provision(self, host: str, *, dry_run: bool) -> None:
+        from control.errors import ContentctlError
+
+        if self.busy:
+            self.notify("a provisioning run is going on", severity="warning")
+            return
+        self.busy = True
+        log = self.query_one("#steps", RichLog)
+        log.write(Text(f"{'plan' if dry_run else 'provision'} {host}", style="bold"))
+
+        def step(st: dict[str, Any]) -> None:
+            line = Text(f"  {st['name']:15} ")
+            line.append(f"{st['status']:13}", style=STEP_STYLES.get(st["status"], ""))
+            line.append(f" {st['seconds']:5.1f}s  {st['detail']}")
+            log.write(line)
+
+        try:
+            done = await self.guarded(self.plane.provision(host, dry_run=dry_run, on_step=step))
+        except ContentctlError as exc:
+            log.write(Text(f"  {exc}", style="red"))
+            return
+        finally:
+            self.busy = False
+        if done is not None:
+            verdict = (
+                "failed"
+                if done["failed"]
+                else (
+                    ("would change" if dry_run else "changed") if done["changed"] else "no changes"
+                )
+            )
+            log.write(Text(f"{host}: {verdict}", style="red" if done["failed"] else "green"))
+
+
+STEP_STYLES = {
+    "ok": "green",
+    "changed": "yellow",
+    "would-change": "yellow",
+    "failed": "bold red",
+    "skipped": "dim",
+}

@@ -138,3 +138,50 @@ async def test_database_stopped_under_the_app_shows_a_banner_then_recovers(
             await until(pilot, lambda: not banner.display, timeout=30)
     finally:
         server.stop()
+
+
+async def test_editing_a_host_applies_to_its_agent_and_keeps_the_inventory_comments(
+    db_url: str,
+    spawn_agent: Callable[..., subprocess.Popen[str]],
+    agent_env: dict[str, str],
+    conn: db.AsyncConn,
+) -> None:
+    from control.inventory import load
+
+    inv_path = Path(agent_env["CONTENTCTL_INVENTORY"])
+    inv_path.write_text(
+        "# our fleet\nhosts:\n  w1:   # the only one\n    address: 127.0.0.5\n"
+        "    enabled_tasks: [noop]\n    max_concurrent_tasks: 1\n"
+    )
+    spawn_agent("--host", "w1")
+    plane = ControlPlane(DatabaseTarget(db_url), load(inv_path))
+    app = Dashboard(plane, refresh_s=0.3)
+    async with app.run_test(size=(140, 40)) as pilot:
+        hosts = app.screen.query_one("#hosts", DataTable)
+        await until(pilot, lambda: cell_text(hosts, "w1", "state") == "online")
+        await pilot.press("e")
+        await until(pilot, lambda: app.screen.query("#types"))
+        types = app.screen.query_one("#types")
+        types.select("sleep")
+        box = app.screen.query_one("#concurrency")
+        box.value = "3"
+        await pilot.press("ctrl+s")
+
+        async def acked() -> str:
+            cur = await conn.execute(
+                "SELECT outcome FROM agent_commands WHERE host = 'w1' AND command = 'configure'"
+            )
+            row = await cur.fetchone()
+            return str(row["outcome"]) if row and row["outcome"] else ""
+
+        for _ in range(100):
+            if await acked():
+                break
+            await pilot.pause(0.1)
+        assert (await acked()).startswith("configured: noop,sleep; max 3")
+    text = inv_path.read_text()
+    assert "# our fleet" in text and "# the only one" in text
+    assert load(inv_path).hosts["w1"].enabled_tasks == ("noop", "sleep")
+    assert load(inv_path).hosts["w1"].max_concurrent_tasks == 3
+    cur = await conn.execute("SELECT enabled_tasks FROM hosts WHERE name = 'w1'")
+    assert list((await cur.fetchone() or {})["enabled_tasks"]) == ["noop", "sleep"]

@@ -238,6 +238,44 @@ class FixedPlane:
     async def command(self, host: str, command: str, args: Any = None) -> CommandResult:
         return CommandResult(host, True, command)
 
+    async def configure_host(
+        self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
+    ) -> str:
+        return "configured"
+
+    def ssh_hosts(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "mac-7",
+                "address": "10.0.0.7:22",
+                "user": "signal4",
+                "env": "uv",
+                "base_dir": "~/contentctl",
+                "enabled": True,
+            },
+            {
+                "name": "gpu-1",
+                "address": "10.0.0.9:22",
+                "user": "ops",
+                "env": "conda (content-processing)",
+                "base_dir": "/srv/contentctl",
+                "enabled": True,
+            },
+        ]
+
+    async def provision(self, host: str, *, dry_run: bool, on_step: Any) -> dict[str, Any]:
+        for name, status, secs, detail in (
+            ("facts", "ok", 0.3, "Darwin arm64 (Apple silicon), Python 3.11.9, 212 GB free"),
+            ("code", "would-change", 0.4, "3 file(s) to send, 0 to delete"),
+            ("environment", "ok", 0.1, "uv environment matches uv.lock"),
+            ("nas credential", "ok", 0.2, "NAS password in the worker's keychain"),
+            ("database", "ok", 0.2, "postgresql://contentctl@head:5432/contentctl"),
+            ("agent service", "ok", 0.1, "launchd"),
+            ("start", "would-change", 0.0, "restart the agent"),
+        ):
+            on_step({"name": name, "status": status, "seconds": secs, "detail": detail})
+        return {"host": host, "failed": False, "changed": True}
+
     async def close(self) -> None:
         pass
 
@@ -280,3 +318,7 @@ def test_the_database_password_never_reaches_the_screen() -> None:
         DatabaseTarget("postgresql://ops:s3cr3t-pw@head/contentctl"), Inventory(None)
     )
     assert "s3cr3t-pw" not in plane.label and "head/contentctl" in plane.label
+
+
+def test_provision_screen_plan(snap_compare: Any) -> None:
+    assert snap_compare(_app(), press=["5", "p"], terminal_size=(140, 20))
