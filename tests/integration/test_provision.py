@@ -285,3 +285,63 @@ def _wait_status(
         if time.monotonic() > deadline:
             raise AssertionError(f"status never matched: {out.stdout[-2000:]} {out.stderr}")
         time.sleep(0.5)
+
+
+async def test_provision_from_the_dashboard_plan_then_apply(
+    head: dict[str, str],
+    tmp_path: Path,
+    sshd_factory: tuple[Path, list[Sshd]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textual.widgets import RichLog
+
+    from control.api import ControlPlane
+    from control.inventory import load
+    from control.settings import DatabaseTarget
+    from tui.app import Dashboard
+
+    user_key, servers = sshd_factory
+    servers.append(start_sshd("127.0.0.4", tmp_path, user_key))
+    write_inventory(head, tmp_path, user_key, servers)
+    served = run(
+        head,
+        "db",
+        "serve",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+        "--advertise",
+        "127.0.0.1",
+    )
+    assert served.returncode == 0, served.stderr
+    known = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
+    assert known.returncode == 0, known.stderr  # the host key is recorded; nothing changed
+    for key in ("CONTENTCTL_HOME", "PYTHON_KEYRING_BACKEND", "XDG_DATA_HOME"):
+        monkeypatch.setenv(key, head[key])
+    monkeypatch.delenv("CONTENTCTL_DATABASE_URL", raising=False)
+    plane = ControlPlane(DatabaseTarget(None), load(Path(head["CONTENTCTL_INVENTORY"])))
+    app = Dashboard(plane, refresh_s=0.5)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("5")
+        log = app.screen.query_one("#steps", RichLog)
+
+        def shown() -> str:
+            return "\n".join(line.text for line in log.lines)
+
+        await pilot.press("p")
+        for _ in range(300):
+            if "h1: would change" in shown():
+                break
+            await pilot.pause(0.1)
+        assert "h1: would change" in shown(), shown()
+        assert not (tmp_path / "host1" / "app").exists()  # the plan changed nothing
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        for _ in range(1200):
+            if "h1: changed" in shown() or "h1: failed" in shown():
+                break
+            await pilot.pause(0.1)
+        assert "h1: changed" in shown(), shown()
+        assert "started, heartbeating" in shown()
