@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 import time
@@ -777,7 +778,7 @@ async def cmd_agent_ssh(args: argparse.Namespace) -> int:
     ssh = _ssh(s, args)
 
     async def act(host: Any) -> str:
-        res = await ssh.run(host, f"python3 - {host.base_dir}", input=FACTS)
+        res = await ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
         if not res.ok:
             raise ContentctlError(f"{host.name}: python3 is needed on the host: {res.last_line()}")
         facts: dict[str, Any] = json.loads(res.stdout)

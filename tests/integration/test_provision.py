@@ -95,6 +95,15 @@ def write_inventory(
     )
 
 
+def serve_db(head: dict[str, str]) -> None:
+    """The head's embedded database on loopback TCP, as `db serve` makes it for agents."""
+    port = str(_free_port())
+    served = run(
+        head, "db", "serve", "--listen", "127.0.0.1", "--port", port, "--advertise", "127.0.0.1"
+    )
+    assert served.returncode == 0, served.stderr
+
+
 def source_tree(tmp_path: Path) -> Path:
     """A copy of what the head ships, so the test can change a file without touching the repo."""
     src = tmp_path / "source"
@@ -136,18 +145,7 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
     for addr in ("127.0.0.2", "127.0.0.3"):
         servers.append(start_sshd(addr, tmp_path, user_key))
     write_inventory(head, tmp_path, user_key, servers, nas=True)
-    served = run(
-        head,
-        "db",
-        "serve",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        str(_free_port()),
-        "--advertise",
-        "127.0.0.1",
-    )
-    assert served.returncode == 0, served.stderr
+    serve_db(head)
     subprocess.run(
         [sys.executable, "-m", "keyring", "set", "contentctl", "nas_password"],
         input=NAS_PASSWORD + "\n",
@@ -229,18 +227,7 @@ def test_host_keys_unknown_refused_then_accepted_changed_refused_unreachable_fas
         f"    identity_file: {user_key}\n    base_dir: {tmp_path / 'dead'}\n"
     )
     write_inventory(head, tmp_path, user_key, servers, extra_hosts=dead)
-    served = run(
-        head,
-        "db",
-        "serve",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        str(_free_port()),
-        "--advertise",
-        "127.0.0.1",
-    )
-    assert served.returncode == 0, served.stderr
+    serve_db(head)
 
     refused = run(head, "provision", "h1", "--dry-run")
     assert refused.returncode == 1
@@ -303,18 +290,7 @@ async def test_provision_from_the_dashboard_plan_then_apply(
     user_key, servers = sshd_factory
     servers.append(start_sshd("127.0.0.4", tmp_path, user_key))
     write_inventory(head, tmp_path, user_key, servers)
-    served = run(
-        head,
-        "db",
-        "serve",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        str(_free_port()),
-        "--advertise",
-        "127.0.0.1",
-    )
-    assert served.returncode == 0, served.stderr
+    serve_db(head)
     known = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
     assert known.returncode == 0, known.stderr  # the host key is recorded; nothing changed
     for key in ("CONTENTCTL_HOME", "PYTHON_KEYRING_BACKEND", "XDG_DATA_HOME"):
