@@ -317,7 +317,8 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
     cfg.storage_root = storage_root(s.inventory.storage_root)
     # `restart` re-executes the agent as it was started, keeping its host name. The database
     # URL travels in the environment, never in argv (it may carry a password).
-    os.environ[ENV_DATABASE_URL] = url
+    # (as given: a password the keychain supplied stays out of the environment)
+    os.environ[ENV_DATABASE_URL] = s.target.url or url
     cfg.restart_argv = ["-m", "tui.launcher", "agent", "run", "--host", name]
     for flag, value in (
         ("--concurrency", args.concurrency),
