@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
-import shlex
 import socket
 import sys
 import time
@@ -372,10 +370,17 @@ async def cmd_agent_command(args: argparse.Namespace) -> int:
                 await fleet.send_command(conn, h, command, cmd_args)
     finally:
         await conn.close()
+    # stop/restart of an agent that is not answering through the database: over SSH
+    unanswered = [r.host for r in results if not r.acknowledged] + offline
+    over_ssh = {}
+    if command in ("stop", "restart"):
+        over_ssh = await _agents_over_ssh(s, args, command, unanswered)
     failed = 0
     for r in results:
         if r.acknowledged:
             print(f"{r.host}: {r.outcome}")
+        elif r.host in over_ssh:
+            failed += _print_ssh(r.host, over_ssh[r.host])
         else:
             failed += 1
             print(
@@ -386,11 +391,41 @@ async def cmd_agent_command(args: argparse.Namespace) -> int:
     for h in offline:
         if command in ("drain", "undrain"):
             print(f"{h}: offline; it will start {command}ed")
+        elif h in over_ssh:
+            failed += _print_ssh(h, over_ssh[h])
         else:
             print(f"{h}: offline, skipped (no agent to {command})", file=sys.stderr)
             if not args.all:
                 failed += 1  # named on purpose, and nothing happened
     return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _agents_over_ssh(
+    s: Session, args: argparse.Namespace, command: str, names: list[str]
+) -> dict[str, Any]:
+    """Hosts with `transport: ssh` among `names`, handled over SSH: name -> Outcome."""
+    hosts = [
+        h for h in (s.inventory.host(n) for n in names) if h is not None and h.transport == "ssh"
+    ]
+    if not hosts:
+        return {}
+    from provisioning.session import agent_over_ssh
+    from provisioning.ssh import fan_out
+
+    ssh = _ssh(s, args)
+    try:
+        outcomes = await fan_out(hosts, lambda h: agent_over_ssh(ssh, h, command))
+    finally:
+        await ssh.close()
+    return {o.host: o for o in outcomes}
+
+
+def _print_ssh(host: str, outcome: Any) -> int:
+    if outcome.ok:
+        print(f"{host}: not answering through the database; over SSH: {outcome.value}")
+        return 0
+    print(f"{host}: {outcome.error}", file=sys.stderr)
+    return 1
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
@@ -769,38 +804,17 @@ async def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 async def cmd_agent_ssh(args: argparse.Namespace) -> int:
-    """`agent start` (and `agent stop --ssh`): the agent process over SSH."""
-    from provisioning import plan
-    from provisioning.provision import FACTS
+    """`agent start`: the agent process over SSH."""
+    from provisioning.session import agent_over_ssh
     from provisioning.ssh import fan_out
 
     s = Session(args)
     hosts = _select_hosts(s, args.hosts, args.all)
     ssh = _ssh(s, args)
-
-    async def act(host: Any) -> str:
-        res = await ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
-        if not res.ok:
-            raise ContentctlError(f"{host.name}: python3 is needed on the host: {res.last_line()}")
-        facts: dict[str, Any] = json.loads(res.stdout)
-        layout = plan.Layout(str(facts["base_dir"]))
-        if args.agent_command == "stop":
-            done = await ssh.run(host, plan.stop_command(layout), timeout_s=60)
-            return done.stdout.strip()
-        if facts.get("supervisor_pid"):
-            return f"already running (supervisor pid {facts['supervisor_pid']})"
-        if not facts.get("code_present"):
-            raise ContentctlError(
-                f"{host.name}: not provisioned: run `contentctl provision {host.name}`"
-            )
-        for cmd in plan.service_plan(facts, host, layout)[1]:
-            res = await ssh.run(host, cmd)
-            if not res.ok:
-                raise ContentctlError(f"{host.name}: start failed: {res.last_line()}")
-        return "started"
-
     try:
-        outcomes = await fan_out(hosts, act, parallel=args.parallel)
+        outcomes = await fan_out(
+            hosts, lambda h: agent_over_ssh(ssh, h, "start"), parallel=args.parallel
+        )
     finally:
         await ssh.close()
     for o in outcomes:

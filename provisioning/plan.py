@@ -152,8 +152,9 @@ def agent_env(host: HostSpec, layout: Layout, database_url: str) -> str:
 
 
 def runner_script(host: HostSpec, layout: Layout) -> str:
-    """A supervisor that keeps the agent running: restarted 2 s after it exits; SIGTERM stops
-    both (the agent hands its tasks back first)."""
+    """A supervisor that keeps the agent running: restarted 2 s after it crashes; an agent that
+    exits 0 (stopped on purpose) stays stopped; SIGTERM stops both (the agent hands its tasks
+    back first)."""
     return f"""#!/bin/sh
 # Written by `contentctl provision`: keeps the agent of {host.name} running.
 cd {shlex.quote(layout.base)} || exit 1
@@ -166,8 +167,11 @@ while :; do
     ./app/.venv/bin/contentctl agent run --host {shlex.quote(host.name)} >> home/agent.out 2>&1 &
     child=$!
     wait $child
-    sleep 2
+    code=$?
+    [ "$code" -eq 0 ] && break   # stopped on purpose (`agent stop`, SIGTERM): stay stopped
+    sleep 2                      # crashed: start it again
 done
+rm -f supervisor.pid
 """
 
 

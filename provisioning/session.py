@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from control import dbserve, fleet
 from control.db import AsyncConn
-from control.errors import UsageError
-from control.inventory import Inventory
+from control.errors import ContentctlError, UsageError
+from control.inventory import HostSpec, Inventory
 from control.secrets import get_secret
 from control.settings import DatabaseTarget
 from provisioning.provision import Provisioner, Step
@@ -69,3 +70,39 @@ async def build(
         head_code_hash=code_hash(tree),
         on_step=on_step,
     )
+
+
+async def agent_over_ssh(ssh: SSH, host: HostSpec, action: str) -> str:
+    """Start, stop or restart a provisioned host's agent process over SSH (for when it is not
+    running, or not answering through the database). Returns what happened."""
+    import json
+    import shlex
+
+    from provisioning import plan
+    from provisioning.provision import FACTS
+
+    res = await ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
+    if not res.ok:
+        raise ContentctlError(f"{host.name}: python3 is needed on the host: {res.last_line()}")
+    facts: dict[str, Any] = json.loads(res.stdout)
+    layout = plan.Layout(str(facts["base_dir"]))
+    said = []
+    if action in ("stop", "restart") and facts.get("supervisor_pid"):
+        done = await ssh.run(host, plan.stop_command(layout), timeout_s=60)
+        said.append(done.stdout.strip() or "stopped")
+        facts["supervisor_pid"] = None
+    elif action == "stop":
+        return "not running"
+    if action in ("start", "restart"):
+        if facts.get("supervisor_pid"):
+            return f"already running (supervisor pid {facts['supervisor_pid']})"
+        if not facts.get("code_present"):
+            raise ContentctlError(
+                f"{host.name}: not provisioned: run `contentctl provision {host.name}`"
+            )
+        for cmd in plan.service_plan(facts, host, layout)[1]:
+            res = await ssh.run(host, cmd)
+            if not res.ok:
+                raise ContentctlError(f"{host.name}: start failed: {res.last_line()}")
+        said.append("started")
+    return ", ".join(said)
