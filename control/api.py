@@ -225,6 +225,20 @@ class ControlPlane:
             if h.transport == "ssh"
         ]
 
+    async def start_agent(self, host: str) -> str:
+        """Start a provisioned host's agent over SSH (it is not running, so the database
+        cannot reach it)."""
+        from provisioning.session import agent_over_ssh, ssh_for
+
+        spec = self.inventory.host(host)
+        if spec is None or spec.transport != "ssh":
+            raise ContentctlError(f"{host} is not an ssh host in the inventory: start it there")
+        ssh = ssh_for(self.inventory)
+        try:
+            return await agent_over_ssh(ssh, spec, "start")
+        finally:
+            await ssh.close()
+
     async def provision(
         self, host: str, *, dry_run: bool, on_step: Callable[[dict[str, Any]], None]
     ) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Plane(Protocol):
         self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
     ) -> str: ...
     def ssh_hosts(self) -> list[dict[str, Any]]: ...
+    async def start_agent(self, host: str) -> str: ...
     async def provision(
         self, host: str, *, dry_run: bool, on_step: Callable[[dict[str, Any]], None]
     ) -> dict[str, Any]: ...
@@ -255,7 +256,7 @@ class FleetScreen(Base):
         Binding("r", "host('restart')", "Restart"),
         Binding("x", "host('stop')", "Stop"),
         Binding("e", "edit", "Edit"),
-        Binding("s", "ssh('start')", "Start", show=False),
+        Binding("s", "ssh('start')", "Start"),
         Binding("p", "ssh('provision')", "Provision"),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -266,6 +267,8 @@ class FleetScreen(Base):
         ("host('undrain')", "Undrain host", "claim again"),
         ("host('restart')", "Restart host's agent", "drain, then restart the agent"),
         ("host('stop')", "Stop host's agent", "stop the agent on the selected host"),
+        ("ssh('start')", "Start host's agent", "start a stopped agent over SSH"),
+        ("ssh('provision')", "Provision host", "plan and run provisioning for the host"),
     )
 
     def __init__(self) -> None:
@@ -482,7 +485,20 @@ class FleetScreen(Base):
                 screen.select(host)
                 screen.run_provision(host, dry_run=True)
             return
-        self.notify(f"start {host}: `contentctl agent start {host}` (over SSH)", severity="warning")
+        self.start_agent(host)
+
+    @work(group="commands")
+    async def start_agent(self, host: str) -> None:
+        from control.errors import ContentctlError
+
+        self.notify(f"starting {host} over SSH…", timeout=2)
+        try:
+            said = await self.plane.start_agent(host)
+        except ContentctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"{host}: {said}")
+        self.load()
 
     def filter_cleared(self) -> None:
         self.host_filter = ""

@@ -280,7 +280,7 @@ async def test_provision_from_the_dashboard_plan_then_apply(
     sshd_factory: tuple[Path, list[Sshd]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from textual.widgets import RichLog
+    from textual.widgets import DataTable, RichLog
 
     from control.api import ControlPlane
     from control.inventory import load
@@ -321,3 +321,25 @@ async def test_provision_from_the_dashboard_plan_then_apply(
             await pilot.pause(0.1)
         assert "h1: changed" in shown(), shown()
         assert "started, heartbeating" in shown()
+
+        # stopped through the database, the supervisor lets it be; `s` starts it over SSH
+        stopped = run(head, "agent", "stop", "h1", "--timeout", "30")
+        assert stopped.returncode == 0, stopped.stderr
+        for _ in range(100):
+            if not (tmp_path / "host1" / "supervisor.pid").exists():
+                break
+            await pilot.pause(0.1)
+        assert not (tmp_path / "host1" / "supervisor.pid").exists()
+        await pilot.press("1")
+        hosts = app.screen.query_one("#hosts", DataTable)
+        for _ in range(100):
+            if str(hosts.get_cell("h1", "state")) == "offline":
+                break
+            await pilot.pause(0.1)
+        hosts.move_cursor(row=hosts.get_row_index("h1"))
+        await pilot.press("s")
+        for _ in range(600):
+            if str(hosts.get_cell("h1", "state")) == "online":
+                break
+            await pilot.pause(0.1)
+        assert str(hosts.get_cell("h1", "state")) == "online"

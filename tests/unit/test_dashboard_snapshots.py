@@ -243,6 +243,9 @@ class FixedPlane:
     ) -> str:
         return "configured"
 
+    async def start_agent(self, host: str) -> str:
+        return "started"
+
     def ssh_hosts(self) -> list[dict[str, Any]]:
         return [
             {
