@@ -77,9 +77,15 @@ def resolve_url(target: DatabaseTarget) -> str:
 
 def _with_keychain_password(url: str) -> str:
     """A provisioned worker's URL carries no password: it is in the keychain
-    (`database_password`), put there by `contentctl provision`."""
+    (`database_password`), put there by `contentctl provision`, which also sets
+    CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN=1 in the agent's environment (nobody else pays for
+    loading a keychain backend)."""
+    import os
+
     parts = urlsplit(url) if "://" in url else None
     if parts is None or parts.password or not parts.username:
+        return url
+    if os.environ.get("CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN") != "1":
         return url
     from control.errors import ContentctlError
     from control.secrets import get_secret

@@ -142,6 +142,7 @@ def agent_env(host: HostSpec, layout: Layout, database_url: str) -> str:
         f"CONTENTCTL_HOME={shlex.quote(layout.home)}",
         f"CONTENTCTL_INVENTORY={shlex.quote(layout.inventory)}",
         f"CONTENTCTL_DATABASE_URL={shlex.quote(database_url)}",
+        "CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN=1",
     ]
     if host.keyring_backend:
         lines += [
