@@ -187,7 +187,12 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
     remote = tmp_path / "host1" / "app" / "agent" / "handlers.py"
     assert remote.read_text().endswith("# changed on the head\n")
 
-    # the NAS password: in the worker's keyring, nowhere else
+    # the NAS password: in the worker's keyring, nowhere else; the database password likewise
+    from urllib.parse import unquote, urlsplit
+
+    shown = run(head, "db", "url", "--show-password")
+    db_password = unquote(urlsplit(shown.stdout.strip()).password or "")
+    assert db_password
     worker_env = {
         **os.environ,
         "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
@@ -200,17 +205,17 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
         text=True,
     )
     assert got.stdout.strip() == NAS_PASSWORD
-    assert not [line for line in ps.seen if NAS_PASSWORD in line]
+    assert not [line for line in ps.seen if NAS_PASSWORD in line or db_password in line]
     for out in (first, again, third):
         assert NAS_PASSWORD not in out.stdout + out.stderr
+        assert db_password not in out.stdout + out.stderr
     assert NAS_PASSWORD not in Path(head["CONTENTCTL_INVENTORY"]).read_text()
     for base in (tmp_path / "host1", tmp_path / "host2"):
         for f in [*(base / "home").rglob("*"), base / "agent.env", base / "inventory.yaml"]:
             if f.is_file():
                 assert NAS_PASSWORD not in f.read_text(errors="replace"), f
-        assert "password" not in (base / "agent.env").read_text().lower().replace(
-            "the database password lives in the keychain", ""
-        )
+        env_text = (base / "agent.env").read_text()
+        assert db_password not in env_text and "@127.0.0.1" in env_text
     stop = run(head, "agent", "stop", "h1", "h2", "--timeout", "30")
     assert stop.returncode == 0, stop.stderr
 
