@@ -26,6 +26,7 @@ from textual.widgets import (
     SelectionList,
     Static,
 )
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 from tui import format as fmt
 
@@ -206,6 +207,41 @@ class Base(Screen[None]):
         self.app.push_screen(Confirm(question), answered)
 
 
+class LiveTable(DataTable[Any]):
+    """A DataTable whose cell updates re-render only the rows they touch.
+
+    DataTable.update_cell bumps a table-wide counter that is part of every render cache key, so
+    one changed cell re-renders every visible cell; with hundreds of hosts heartbeating that is
+    every refresh, and most of the dashboard's idle CPU. `set_cells` writes a batch of cells and
+    evicts the cached renders of those rows only. It leans on DataTable's cache layout (Textual
+    8.x, pinned by uv.lock); the snapshot and pilot tests show stale cells if that changes."""
+
+    def set_cells(self, changes: list[tuple[str, str, Any]]) -> None:
+        rows: set[RowKey] = set()
+        for row, col, value in changes:
+            row_key, col_key = RowKey(row), ColumnKey(col)
+            if row_key not in self._row_locations or col_key not in self._column_locations:
+                raise CellDoesNotExist(f"no cell {row!r}/{col!r}")
+            self._data[row_key][col_key] = value
+            rows.add(row_key)
+        if not rows:
+            return
+        indexes = {self._row_locations.get(r) for r in rows}
+        for key in list(self._cell_render_cache.keys()):
+            if key[0] in rows:
+                self._cell_render_cache.discard(key)
+        for row_render in list(self._row_render_cache.keys()):
+            if row_render[0] in rows:
+                self._row_render_cache.discard(row_render)
+        for rkey in list(self._row_renderable_cache.keys()):
+            if rkey[1] in indexes:
+                self._row_renderable_cache.discard(rkey)
+        self._line_cache.clear()
+        for index in indexes:
+            if index is not None:
+                self.refresh_row(index)
+
+
 def snap_clock(snap: dict[str, Any]) -> float:
     """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
     from datetime import datetime
@@ -232,11 +268,17 @@ def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
         elif rows:
             table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
         return
+    changes = []
     for key, cells in rows.items():
         for col, value in zip(columns, cells, strict=True):
             old = table.get_cell(key, col)
             if old is not value and old != value:
-                table.update_cell(key, col, value)
+                changes.append((key, str(col.value), value))
+    if isinstance(table, LiveTable):
+        table.set_cells(changes)
+    else:
+        for key, col_value, value in changes:
+            table.update_cell(key, col_value, value)
 
 
 def selected_key(table: DataTable[Any]) -> str | None:
@@ -286,7 +328,7 @@ class FleetScreen(Base):
         yield Static("", id="summary")
         yield DataTable(id="queue", cursor_type="none", zebra_stripes=True)
         yield Input(placeholder="filter hosts (name, state, task type)", id="filter")
-        yield DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
+        yield LiveTable(id="hosts", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -4,6 +4,8 @@ intended change; look at the SVGs before committing."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime
 from typing import Any
 
@@ -325,3 +327,30 @@ def test_the_database_password_never_reaches_the_screen() -> None:
 
 def test_provision_screen_plan(snap_compare: Any) -> None:
     assert snap_compare(_app(), press=["5", "p"], terminal_size=(140, 20))
+
+
+async def test_changed_cells_show_and_the_rest_stays() -> None:
+    """The hosts table re-renders only changed rows (LiveTable): what changed must show."""
+
+    class Changing(FixedPlane):
+        calls = 0
+
+        async def fleet(self) -> dict[str, Any]:
+            snap = await super().fleet()
+            Changing.calls += 1
+            if Changing.calls > 1:
+                snap["hosts"][1]["load"]["cpu_percent"] = 99  # mac-2: 12% -> 99%
+                snap["hosts"][0]["running"] = []  # mac-1 finished its task
+            return snap
+
+    app = Dashboard(Changing(), refresh_s=0.2)
+    async with app.run_test(size=(140, 30)) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if Changing.calls > 2:
+                break
+        svg = app.export_screenshot()
+    screen = html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
+    assert "99%" in screen and "12%" not in screen
+    assert "transcribe ━━╌╌" not in screen  # mac-1's finished task is gone
+    assert "87%" in screen and "STALLED" in screen  # untouched rows still there
