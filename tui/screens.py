@@ -216,6 +216,8 @@ class LiveTable(DataTable[Any]):
     evicts the cached renders of those rows only. It leans on DataTable's cache layout (Textual
     8.x, pinned by uv.lock); the snapshot and pilot tests show stale cells if that changes."""
 
+    shown_rows: dict[str, Sequence[Any]] = {}  # noqa: RUF012 (replaced, never mutated)
+
     def set_cells(self, changes: list[tuple[str, str, Any]]) -> None:
         rows: set[RowKey] = set()
         for row, col, value in changes:
@@ -263,19 +265,25 @@ def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
         table.clear()
         for key, cells in rows.items():
             table.add_row(*cells, key=key)
+        if isinstance(table, LiveTable):
+            table.shown_rows = dict(rows)
         if selected in rows:
             table.move_cursor(row=list(rows).index(selected), animate=False)
         elif rows:
             table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
         return
     changes = []
+    shown: dict[str, Sequence[Any]] = getattr(table, "shown_rows", {})
     for key, cells in rows.items():
+        if shown.get(key) is cells:
+            continue  # the very cells already shown (an unchanged host): nothing to compare
         for col, value in zip(columns, cells, strict=True):
             old = table.get_cell(key, col)
             if old is not value and old != value:
                 changes.append((key, str(col.value), value))
     if isinstance(table, LiveTable):
         table.set_cells(changes)
+        table.shown_rows = dict(rows)
     else:
         for key, col_value, value in changes:
             table.update_cell(key, col_value, value)
@@ -353,7 +361,6 @@ class FleetScreen(Base):
         self.query_one("#filter", Input).display = False
         hosts.focus()
         self.head_hash = self.plane.code_hash
-        super().on_mount()
 
     def load(self) -> None:
         self.fetch()
@@ -401,13 +408,14 @@ class FleetScreen(Base):
 
         rows: dict[str, Sequence[Any]] = {}
         needle = self.host_filter.lower()
+        clock = snap_clock(snap)
         for h in hosts:
             load = h.get("load") or {}
             cpu_hist, mem_hist = self.history.setdefault(
                 h["name"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
             )
             age = h.get("heartbeat_age_s")
-            beat_id = (h["name"], round(-(age or 0) + snap_clock(snap), 0))
+            beat_id = (h["name"], round(-(age or 0) + clock, 0))
             fresh = age is not None and self.last_beat.get(h["name"]) != beat_id
             if load.get("cpu_percent") is not None and fresh:
                 # one sample per heartbeat, not one per refresh
@@ -428,7 +436,10 @@ class FleetScreen(Base):
                 beat.plain,
                 load.get("cpu_percent"),
                 load.get("mem_percent"),
-                json.dumps(h.get("running"), sort_keys=True, default=str),
+                tuple(
+                    (r.get("id"), r.get("progress"), r.get("stalled"))
+                    for r in h.get("running") or ()
+                ),
                 fmt.idle(h),
                 (h.get("counters") or {}).get("done_today"),
                 code,
@@ -604,7 +615,6 @@ class TasksScreen(Base):
             table.add_column(key, key=key)
         self.query_one("#filter", Input).display = False
         table.focus()
-        super().on_mount()
 
     def task_query(self) -> Any:
         from control.api import TaskQuery
@@ -813,7 +823,6 @@ class LogsScreen(Base):
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.query_one("#log", RichLog).focus()
-        super().on_mount()
 
     def load(self) -> None:
         self.fetch()
@@ -920,7 +929,6 @@ class MediaScreen(Base):
         for key in ("id", "state", *self.STAGES, "title"):
             table.add_column("extract" if key == "extract_audio" else key, key=key)
         table.focus()
-        super().on_mount()
 
     def load(self) -> None:
         self.fetch()
@@ -1003,7 +1011,6 @@ class ProvisionScreen(Base):
         for key in ("host", "address", "user", "env", "base_dir"):
             table.add_column(key, key=key)
         table.focus()
-        super().on_mount()
 
     def load(self) -> None:
         hosts = self.plane.ssh_hosts()
