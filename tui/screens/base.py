@@ -1,0 +1,119 @@
+"""What every dashboard screen shares: the control plane it reads, the header, the database
+banner, the footer and a refresh loop that runs while the screen shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Protocol
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import (
+    Header,
+    Input,
+    Static,
+)
+
+from tui.widgets.confirm import Confirm
+
+STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
+HISTORY = 12  # heartbeats of CPU/memory kept per host for the mini sparklines
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class Plane(Protocol):
+    """What the dashboard needs from `control.api.ControlPlane`."""
+
+    label: str
+    code_hash: str | None  # the head's code: hosts reporting another one run stale code
+
+    async def fleet(self) -> dict[str, Any]: ...
+    async def tasks(self, query: Any) -> list[dict[str, Any]]: ...
+    async def task(self, task_id: int) -> dict[str, Any] | None: ...
+    async def logs(
+        self, host: str | None, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]: ...
+    async def media(self, limit: int = 200) -> list[dict[str, Any]]: ...
+    async def retry(self, ids: list[int]) -> list[int]: ...
+    async def cancel(self, ids: list[int]) -> list[dict[str, Any]]: ...
+    async def raise_priority(self, task_id: int, by: int = 10) -> int | None: ...
+    async def command(self, host: str, command: str, args: dict[str, Any] | None = None) -> Any: ...
+    async def configure_host(
+        self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
+    ) -> str: ...
+    def ssh_hosts(self) -> list[dict[str, Any]]: ...
+    async def start_agent(self, host: str) -> str: ...
+    async def provision(
+        self, host: str, *, dry_run: bool, on_step: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]: ...
+    async def close(self) -> None: ...
+
+
+class Base(Screen[None]):
+    """Header, database banner, footer, and a refresh loop that runs while the screen shows."""
+
+    PALETTE: ClassVar[Sequence[tuple[str, str, str]]] = ()
+
+    def compose_top(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="banner")
+
+    def on_mount(self) -> None:
+        self.show_banner(getattr(self.app, "db_error", None))
+        self.refresh_data()
+        self.set_interval(getattr(self.app, "refresh_s", 1.0), self.refresh_data)
+
+    @property
+    def plane(self) -> Plane:
+        plane: Plane = self.app.plane  # type: ignore[attr-defined]
+        return plane
+
+    def show_banner(self, error: str | None) -> None:
+        banner = self.query_one("#banner", Static)
+        banner.update(f"⚠ {error}: retrying every second" if error else "")
+        banner.display = bool(error)
+
+    def refresh_data(self) -> None:
+        if self.is_current:
+            self.load()
+
+    def load(self) -> None:  # overridden: starts the screen's refresh worker
+        pass
+
+    async def guarded(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """Run a control-plane call; report the database's state to the app."""
+        from control.api import Unavailable
+
+        error: str | None = None
+        result: Any = None
+        try:
+            result = await call
+        except Unavailable as exc:
+            error = str(exc)
+        if not self.is_attached or not self.app.is_running:
+            return None  # the screen went away meanwhile (the app is closing)
+        self.app.database_state(error)  # type: ignore[attr-defined]
+        return result
+
+    def action_filter(self) -> None:
+        """`/`: show the screen's filter box and type into it."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """escape: empty and hide the filter box, then let the screen show everything again."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter_cleared()
+
+    def filter_cleared(self) -> None:  # overridden by screens with a filter
+        pass
+
+    def confirm_then(self, question: str, act: Callable[[], object]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                act()
+
+        self.app.push_screen(Confirm(question), answered)

@@ -1,0 +1,293 @@
+"""Fleet: the home screen (queue, hosts, host actions)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Input,
+    Static,
+)
+
+from tui import format as fmt
+from tui.screens.base import HISTORY, STATES, Base
+from tui.screens.provision import ProvisionScreen
+from tui.widgets.host_config import HostConfig
+from tui.widgets.live_table import LiveTable, selected_key, snap_clock, sync_rows
+
+
+class FleetScreen(Base):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "host('drain')", "Drain"),
+        Binding("u", "host('undrain')", "Undrain"),
+        Binding("r", "host('restart')", "Restart"),
+        Binding("x", "host('stop')", "Stop"),
+        Binding("e", "edit", "Edit"),
+        Binding("s", "ssh('start')", "Start"),
+        Binding("p", "ssh('provision')", "Provision"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+    PALETTE = (
+        ("edit", "Edit host", "enabled task types and max concurrency of the selected host"),
+        ("host('drain')", "Drain host", "finish running tasks, claim nothing new"),
+        ("host('undrain')", "Undrain host", "claim again"),
+        ("host('restart')", "Restart host's agent", "drain, then restart the agent"),
+        ("host('stop')", "Stop host's agent", "stop the agent on the selected host"),
+        ("ssh('start')", "Start host's agent", "start a stopped agent over SSH"),
+        ("ssh('provision')", "Provision host", "plan and run provisioning for the host"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, tuple[deque[float], deque[float]]] = {}
+        self.last_beat: dict[str, tuple[str, float]] = {}
+        self.row_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}
+        self.last_summary = ""
+        self.hosts_by_name: dict[str, dict[str, Any]] = {}
+        self.host_filter = ""
+        self.head_hash: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static("", id="summary")
+        yield DataTable(id="queue", cursor_type="none", zebra_stripes=True)
+        yield Input(placeholder="filter hosts (name, state, task type)", id="filter")
+        yield LiveTable(id="hosts", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        queue = self.query_one("#queue", DataTable)
+        queue.add_column("type", key="type")
+        for s in STATES:
+            queue.add_column(s, key=s)
+        hosts = self.query_one("#hosts", DataTable)
+        for key, label in (
+            ("name", "host"),
+            ("state", "state"),
+            ("beat", "beat"),
+            ("cpu", "cpu"),
+            ("running", "running"),
+            ("idle", "idle"),
+            ("today", "today"),
+            ("mem", "mem"),
+            ("trend", "cpu trend"),
+            ("code", "code"),
+        ):
+            hosts.add_column(label, key=key)
+        self.query_one("#filter", Input).display = False
+        hosts.focus()
+        self.head_hash = self.plane.code_hash
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="fleet")
+    async def fetch(self) -> None:
+        snap = await self.guarded(self.plane.fleet())
+        if snap is not None:
+            self.show(snap)
+
+    def show(self, snap: dict[str, Any]) -> None:
+        with self.app.batch_update():  # one repaint for the whole refresh
+            self._show(snap)
+
+    def _show(self, snap: dict[str, Any]) -> None:
+        hosts = snap["hosts"]
+        self.hosts_by_name = {h["name"]: h for h in hosts}
+        by_state: dict[str, int] = {}
+        for h in hosts:
+            by_state[h["state"]] = by_state.get(h["state"], 0) + 1
+        per_min = snap.get("throughput") or []
+        totals = snap["queue"]["totals"]
+        label = self.plane.label if len(self.plane.label) <= 32 else self.plane.label[:31] + "…"
+        summary = Text(no_wrap=True, overflow="ellipsis")
+        summary.append(f"{label} v{snap['database']['schema_version']}", style="dim")
+        summary.append(f"  {len(hosts)} hosts ")
+        for s in ("online", "draining", "drained", "stale", "offline", "disabled"):
+            if by_state.get(s):
+                summary.append(f" {by_state[s]} {s}", style=fmt.STATE_STYLES[s])
+        rate = per_min[-2] if len(per_min) >= 2 else 0
+        summary.append(f"\n{rate}/min ")
+        summary.append(fmt.spark(per_min), style="green")
+        summary.append(f"  {totals['queued']} queued  {totals['running']} running  ")
+        summary.append(f"{totals['failed']} failed", style="red" if totals["failed"] else "")
+        if summary.markup != self.last_summary:  # an update re-lays the screen out: only if new
+            self.last_summary = summary.markup
+            self.query_one("#summary", Static).update(summary)
+
+        by_type = snap["queue"]["by_type"]
+        queue_rows: dict[str, Sequence[Any]] = {
+            t: [t, *(Text(str(c[s]), style=fmt.STATE_STYLES[s] if c[s] else "dim") for s in STATES)]
+            for t, c in by_type.items()
+        }
+        sync_rows(self.query_one("#queue", DataTable), queue_rows)
+
+        rows: dict[str, Sequence[Any]] = {}
+        needle = self.host_filter.lower()
+        clock = snap_clock(snap)
+        for h in hosts:
+            load = h.get("load") or {}
+            cpu_hist, mem_hist = self.history.setdefault(
+                h["name"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
+            )
+            age = h.get("heartbeat_age_s")
+            beat_id = (h["name"], round(-(age or 0) + clock, 0))
+            fresh = age is not None and self.last_beat.get(h["name"]) != beat_id
+            if load.get("cpu_percent") is not None and fresh:
+                # one sample per heartbeat, not one per refresh
+                self.last_beat[h["name"]] = beat_id
+                cpu_hist.append(float(load["cpu_percent"]))
+                mem_hist.append(float(load.get("mem_percent") or 0))
+            if needle and not any(
+                needle in str(v).lower()
+                for v in (h["name"], h["state"], *(h.get("enabled_tasks") or []))
+            ):
+                continue
+            code = ""
+            if h.get("code_hash") and self.head_hash:
+                code = "ok" if h["code_hash"] == self.head_hash else "stale"
+            beat = fmt.beat_age(age)
+            sig = (
+                h["state"],
+                beat.plain,
+                load.get("cpu_percent"),
+                load.get("mem_percent"),
+                tuple(
+                    (r.get("id"), r.get("progress"), r.get("stalled"))
+                    for r in h.get("running") or ()
+                ),
+                fmt.idle(h),
+                (h.get("counters") or {}).get("done_today"),
+                code,
+                tuple(cpu_hist),
+            )
+            cached = self.row_cache.get(h["name"])
+            if cached is not None and cached[0] == sig:
+                rows[h["name"]] = cached[1]  # unchanged: the same cell objects, nothing to do
+                continue
+            name = Text(h["name"], style="bold" if h["state"] in ("stale", "offline") else "")
+            cells = [
+                name,
+                fmt.state(h["state"]),
+                beat,
+                fmt.bar(load.get("cpu_percent"), 4),
+                fmt.running(h),
+                fmt.idle(h),
+                str((h.get("counters") or {}).get("done_today", "")),
+                fmt.bar(load.get("mem_percent"), 4),
+                fmt.spark(list(cpu_hist), 100),
+                Text(code, style="bold yellow" if code == "stale" else "dim"),
+            ]
+            self.row_cache[h["name"]] = (sig, cells)
+            rows[h["name"]] = cells
+        sync_rows(self.query_one("#hosts", DataTable), rows)
+
+    def selected_host(self) -> str | None:
+        return selected_key(self.query_one("#hosts", DataTable))
+
+    def action_host(self, command: str) -> None:
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning")
+            return
+        question = {
+            "drain": f"Drain {host}? It finishes its running tasks and claims nothing new.",
+            "restart": f"Restart the agent on {host}? It drains first.",
+            "stop": f"Stop the agent on {host}? Running tasks go back to the queue.",
+        }.get(command)
+        if question is None:
+            self.send(host, command)
+        else:
+            self.confirm_then(question, lambda: self.send(host, command))
+
+    def action_edit(self) -> None:
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning")
+            return
+        info = self.hosts_by_name.get(host, {})
+
+        def done(answer: tuple[list[str], int] | None) -> None:
+            if answer is not None:
+                self.configure(host, *answer)
+
+        self.app.push_screen(
+            HostConfig(host, info.get("enabled_tasks") or [], info.get("max_concurrent_tasks")),
+            done,
+        )
+
+    @work(group="commands")
+    async def configure(self, host: str, types: list[str], conc: int) -> None:
+        try:
+            said = await self.guarded(self.plane.configure_host(host, types, conc))
+        except Exception as exc:  # a bad inventory, a file we cannot write: say it, stay up
+            self.notify(f"{host}: {exc}", severity="error")
+            return
+        if said:
+            self.notify(f"{host}: {said}")
+        self.load()
+
+    @work(group="commands")
+    async def send(self, host: str, command: str) -> None:
+        self.notify(f"{command} → {host}…", timeout=2)
+        result = await self.guarded(self.plane.command(host, command))
+        if result is None:
+            return
+        if result.acknowledged:
+            self.notify(f"{host}: {result.outcome or command + ' acknowledged'}")
+        else:
+            self.notify(
+                f"{host}: no acknowledgement: is its agent running? (contentctl status)",
+                severity="error",
+            )
+        self.load()
+
+    def action_ssh(self, what: str) -> None:
+        host = self.selected_host()
+        if host is None:
+            self.notify("no host selected", severity="warning")
+            return
+        if what == "provision":
+            self.app.switch_mode("provision")
+            screen = self.app.screen
+            if isinstance(screen, ProvisionScreen):
+                screen.select(host)
+                screen.run_provision(host, dry_run=True)
+            return
+        self.start_agent(host)
+
+    @work(group="commands")
+    async def start_agent(self, host: str) -> None:
+        from control.errors import ContentctlError
+
+        self.notify(f"starting {host} over SSH…", timeout=2)
+        try:
+            said = await self.plane.start_agent(host)
+        except ContentctlError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"{host}: {said}")
+        self.load()
+
+    def filter_cleared(self) -> None:
+        self.host_filter = ""
+        self.query_one("#hosts", DataTable).focus()
+        self.load()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.host_filter = event.value
+        self.load()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.query_one("#hosts", DataTable).focus()

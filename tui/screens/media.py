@@ -1,0 +1,92 @@
+"""Media: every item's stages and outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Static,
+)
+
+from tui import format as fmt
+from tui.screens.base import Base
+from tui.widgets.live_table import selected_key, sync_rows
+
+
+class MediaScreen(Base):
+    STAGES = ("download", "extract_audio", "transcribe", "stitch", "translate")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        with Horizontal():
+            yield DataTable(id="media", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="detail-pane"):
+                yield Static("", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#media", DataTable)
+        for key in ("id", "state", *self.STAGES, "title"):
+            table.add_column("extract" if key == "extract_audio" else key, key=key)
+        table.focus()
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="media")
+    async def fetch(self) -> None:
+        items = await self.guarded(self.plane.media())
+        if items is None:
+            return
+        self.items = {str(i["id"]): i for i in items}
+        rows: dict[str, Sequence[Any]] = {}
+        for i in items:
+            cells: list[Any] = [str(i["id"]), fmt.state(i["state"])]
+            for s in self.STAGES:
+                st = i["stages"].get(s)
+                label = fmt.state(st) if st else Text("")
+                if s == "transcribe" and i["progress"]["chunks"] > 1:
+                    label.append(f" {i['progress']['chunks_done']}/{i['progress']['chunks']}")
+                cells.append(label)
+            cells.append((i.get("title") or i["source"])[:40])
+            rows[str(i["id"])] = cells
+        sync_rows(self.query_one("#media", DataTable), rows)
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted, "#media")
+    def show_detail(self) -> None:
+        key = selected_key(self.query_one("#media", DataTable))
+        item = self.items.get(key or "")
+        if item is None:
+            self.query_one("#detail", Static).update("no media items: `contentctl add SOURCE`")
+            return
+        text = Text()
+        text.append(f"media {item['id']}  ", style="bold")
+        text.append_text(fmt.state(item["state"]))
+        text.append(f"\n{item.get('title') or ''}\n{item['source']}\n")
+        if item.get("duration_s"):
+            text.append(f"length {item['duration_s']:.0f} s   generation {item['generation']}\n")
+        for r in item["progress"]["running"]:
+            text.append(
+                f"running: {r['type']} on {r['host']} {fmt.progress(r['progress'])}\n", style="cyan"
+            )
+        if item.get("error"):
+            text.append(f"error: {item['error']}\n", style="red")
+        outs = item["outputs"]
+        for key2 in ("audio", "transcript_json", "srt", "vtt", "txt"):
+            if outs.get(key2):
+                text.append(f"{key2}: {outs[key2]}\n", style="dim")
+        for lang, p in (outs.get("translations") or {}).items():
+            text.append(f"{lang}: {p}\n", style="dim")
+        self.query_one("#detail", Static).update(text)

@@ -1,0 +1,245 @@
+"""Tasks: filter, sort, page in SQL, details, retry/cancel/priority."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Input,
+    Static,
+)
+
+from tui import format as fmt
+from tui.screens.base import STATES, Base
+from tui.widgets.live_table import selected_key, sync_rows
+
+
+class TasksScreen(Base):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("R", "retry", "Retry"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("plus", "priority", "Priority +10"),
+        Binding("s", "cycle_state", "State"),
+        Binding("o", "cycle_sort", "Sort"),
+        Binding("right_square_bracket", "page(1)", "Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+    PALETTE = (
+        ("retry", "Retry task", "move the selected failed task back to the queue"),
+        ("cancel", "Cancel task", "cancel the selected task"),
+        ("priority", "Raise priority", "priority +10 for the selected queued task"),
+    )
+    PAGE = 100
+    SORTS = ("newest", "oldest", "priority")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state_filter: str | None = None
+        self.search = ""
+        self.sort = "newest"
+        self.page_start = 0
+        self.shown_detail: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_top()
+        yield Static("", id="filters")
+        yield Input(
+            placeholder="filter: text, or state:failed type:transcribe host:mac-1", id="filter"
+        )
+        with Horizontal():
+            yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+            with VerticalScroll(id="detail-pane"):
+                yield Static("", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#tasks", DataTable)
+        for key in ("id", "type", "state", "pri", "try", "host", "progress", "error"):
+            table.add_column(key, key=key)
+        self.query_one("#filter", Input).display = False
+        table.focus()
+
+    def task_query(self) -> Any:
+        from control.api import TaskQuery
+
+        words = {}
+        free = []
+        for part in self.search.split():
+            key, sep, value = part.partition(":")
+            if sep and key in ("state", "type", "host"):
+                words[key] = value
+            else:
+                free.append(part)
+        return TaskQuery(
+            state=words.get("state") or self.state_filter,
+            type=words.get("type"),
+            host=words.get("host"),
+            text=" ".join(free) or None,
+            sort=self.sort,
+            offset=self.page_start,
+            limit=self.PAGE,
+        )
+
+    def load(self) -> None:
+        self.fetch()
+
+    @work(exclusive=True, group="tasks")
+    async def fetch(self) -> None:
+        q = self.task_query()
+        rows = await self.guarded(self.plane.tasks(q))
+        if rows is None:
+            return
+        page = self.page_start // self.PAGE + 1
+        self.query_one("#filters", Static).update(
+            f"state: {q.state or 'any'}   type: {q.type or 'any'}   host: {q.host or 'any'}   "
+            f"text: {q.text or '-'}   sort: {self.sort}   page {page}"
+        )
+        table = self.query_one("#tasks", DataTable)
+        sync_rows(
+            table,
+            {
+                str(r["id"]): [
+                    str(r["id"]),
+                    r["type"],
+                    fmt.state(r["state"]),
+                    str(r["priority"]),
+                    f"{r['attempts']}/{r['max_attempts']}",
+                    r["host"] or "",
+                    fmt.progress(r["progress"], 6) if r["state"] == "running" else "",
+                    (r["error_message"] or "")[:60],
+                ]
+                for r in rows
+            },
+        )
+        await self.show_detail()
+
+    async def show_detail(self) -> None:
+        key = selected_key(self.query_one("#tasks", DataTable))
+        if key is None:
+            self.query_one("#detail", Static).update("no tasks match")
+            return
+        t = await self.guarded(self.plane.task(int(key)))
+        if t is None:
+            return
+        text = Text()
+        text.append(f"task {t['id']}  ", style="bold")
+        text.append_text(fmt.state(t["state"]))
+        text.append(
+            f"\n{t['type']}  priority {t['priority']}  attempts {t['attempts']}/"
+            f"{t['max_attempts']}  host {t['host'] or '-'}\n"
+        )
+        for label, key2 in (
+            ("created", "created_at"),
+            ("started", "started_at"),
+            ("finished", "finished_at"),
+            ("run at", "run_at"),
+        ):
+            text.append(f"{label:>9}: {fmt.when(t.get(key2))}\n", style="dim")
+        if t.get("progress") is not None:
+            text.append(
+                f" progress: {fmt.progress(t['progress'])} {t.get('progress_stage') or ''}\n"
+            )
+        if t.get("media_id"):
+            text.append(f"    media: {t['media_id']}\n")
+        text.append("payload:\n", style="bold")
+        text.append(json.dumps(t.get("payload"), indent=1)[:1200] + "\n")
+        if t.get("result"):
+            text.append("result:\n", style="bold")
+            text.append(json.dumps(t["result"], indent=1)[:800] + "\n")
+        if t.get("error"):
+            text.append("error:\n", style="bold red")
+            text.append(f"{t.get('error_type') or ''}: {t['error']}\n", style="red")
+        if t.get("error_traceback"):
+            tail = "\n".join(str(t["error_traceback"]).strip().splitlines()[-12:])
+            text.append(tail + "\n", style="dim")
+        self.query_one("#detail", Static).update(text)
+
+    @on(DataTable.RowHighlighted, "#tasks")
+    async def highlighted(self) -> None:
+        await self.show_detail()
+
+    def selected(self) -> int | None:
+        key = selected_key(self.query_one("#tasks", DataTable))
+        return int(key) if key else None
+
+    @work(group="task-actions")
+    async def act(self, what: str, task_id: int) -> None:
+        if what == "retry":
+            moved = await self.guarded(self.plane.retry([task_id]))
+            if moved is not None:
+                self.notify(
+                    f"task {task_id} re-queued"
+                    if moved
+                    else f"task {task_id} is not failed: nothing to retry",
+                    severity="information" if moved else "warning",
+                )
+        elif what == "cancel":
+            done = await self.guarded(self.plane.cancel([task_id]))
+            if done is not None:
+                self.notify(
+                    f"task {task_id}: cancel requested"
+                    if done
+                    else f"task {task_id} already finished",
+                    severity="information",
+                )
+        elif what == "priority":
+            new = await self.guarded(self.plane.raise_priority(task_id))
+            self.notify(
+                f"task {task_id}: priority {new}"
+                if new is not None
+                else f"task {task_id} is not waiting: priority unchanged"
+            )
+        self.load()
+
+    def _act(self, what: str, task_id: int) -> None:
+        self.act(what, task_id)
+
+    def action_retry(self) -> None:
+        if (task_id := self.selected()) is not None:
+            self.act("retry", task_id)
+
+    def action_cancel(self) -> None:
+        if (task_id := self.selected()) is not None:
+            self.confirm_then(f"Cancel task {task_id}?", lambda: self._act("cancel", task_id))
+
+    def action_priority(self) -> None:
+        if (task_id := self.selected()) is not None:
+            self.act("priority", task_id)
+
+    def action_cycle_state(self) -> None:
+        order: list[str | None] = [None, *STATES]
+        self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
+        self.page_start = 0
+        self.load()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = self.SORTS[(self.SORTS.index(self.sort) + 1) % len(self.SORTS)]
+        self.page_start = 0
+        self.load()
+
+    def action_page(self, step: int) -> None:
+        self.page_start = max(0, self.page_start + step * self.PAGE)
+        self.load()
+
+    def filter_cleared(self) -> None:
+        self.search = ""
+        self.page_start = 0
+        self.query_one("#tasks", DataTable).focus()
+        self.load()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self, event: Input.Submitted) -> None:
+        self.search = event.value
+        self.page_start = 0
+        self.query_one("#tasks", DataTable).focus()
+        self.load()

@@ -1,0 +1,102 @@
+"""A DataTable for live data: updates repaint only the rows they touch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from textual.widgets import (
+    DataTable,
+)
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
+
+
+class LiveTable(DataTable[Any]):
+    """A DataTable whose cell updates re-render only the rows they touch.
+
+    DataTable.update_cell bumps a table-wide counter that is part of every render cache key, so
+    one changed cell re-renders every visible cell; with hundreds of hosts heartbeating that is
+    every refresh, and most of the dashboard's idle CPU. `set_cells` writes a batch of cells and
+    evicts the cached renders of those rows only. It leans on DataTable's cache layout (Textual
+    8.x, pinned by uv.lock); the snapshot and pilot tests show stale cells if that changes."""
+
+    shown_rows: dict[str, Sequence[Any]] = {}  # noqa: RUF012 (replaced, never mutated)
+
+    def set_cells(self, changes: list[tuple[str, str, Any]]) -> None:
+        rows: set[RowKey] = set()
+        for row, col, value in changes:
+            row_key, col_key = RowKey(row), ColumnKey(col)
+            if row_key not in self._row_locations or col_key not in self._column_locations:
+                raise CellDoesNotExist(f"no cell {row!r}/{col!r}")
+            self._data[row_key][col_key] = value
+            rows.add(row_key)
+        if not rows:
+            return
+        indexes = {self._row_locations.get(r) for r in rows}
+        for key in list(self._cell_render_cache.keys()):
+            if key[0] in rows:
+                self._cell_render_cache.discard(key)
+        for row_render in list(self._row_render_cache.keys()):
+            if row_render[0] in rows:
+                self._row_render_cache.discard(row_render)
+        for rkey in list(self._row_renderable_cache.keys()):
+            if rkey[1] in indexes:
+                self._row_renderable_cache.discard(rkey)
+        self._line_cache.clear()
+        for index in indexes:
+            if index is not None:
+                self.refresh_row(index)
+
+
+def snap_clock(snap: dict[str, Any]) -> float:
+    """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(snap.get("generated_at"))).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
+    """Make `table` show `rows` (key -> cells) in that order, changing only what changed, so
+    the cursor and the scroll position stay where the operator left them."""
+    columns = list(table.columns)
+    current = [str(k.value) for k in table.rows]
+    if current != list(rows):
+        keep = table.cursor_row
+        selected = current[keep] if 0 <= keep < len(current) else None
+        table.clear()
+        for key, cells in rows.items():
+            table.add_row(*cells, key=key)
+        if isinstance(table, LiveTable):
+            table.shown_rows = dict(rows)
+        if selected in rows:
+            table.move_cursor(row=list(rows).index(selected), animate=False)
+        elif rows:
+            table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+        return
+    changes = []
+    shown: dict[str, Sequence[Any]] = getattr(table, "shown_rows", {})
+    for key, cells in rows.items():
+        if shown.get(key) is cells:
+            continue  # the very cells already shown (an unchanged host): nothing to compare
+        for col, value in zip(columns, cells, strict=True):
+            old = table.get_cell(key, col)
+            if old is not value and old != value:
+                changes.append((key, str(col.value), value))
+    if isinstance(table, LiveTable):
+        table.set_cells(changes)
+        table.shown_rows = dict(rows)
+    else:
+        for key, col_value, value in changes:
+            table.update_cell(key, col_value, value)
+
+
+def selected_key(table: DataTable[Any]) -> str | None:
+    if table.row_count == 0 or table.cursor_row < 0:
+        return None
+    try:
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+    except Exception:
+        return None
