@@ -1,0 +1,156 @@
+"""add, media, media retry, reconcile."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from control import db, output
+from control.commands.common import Session, task_id
+from control.errors import EXIT_FAILED, EXIT_OK, UsageError
+
+log = logging.getLogger("contentctl")
+
+
+def _langs(text: str | None, default: list[str]) -> list[str]:
+    if text is None:
+        return default
+    langs = [p.strip().lower() for p in text.split(",") if p.strip()]
+    bad = [p for p in langs if not p.isalpha()]
+    if bad:
+        raise UsageError(f"--lang: {bad[0]!r} is not a language code: use e.g. --lang en,de,he")
+    return langs
+
+
+async def cmd_add(args: argparse.Namespace) -> int:
+    from control import media
+    from control.settings import storage_root
+
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root)
+    opts = media.options(
+        _langs(args.lang, list(s.inventory.pipeline.get("langs") or [])),
+        s.inventory.pipeline,
+        args.priority,
+    )
+    kind = media.classify(args.source, args.podcast)
+    episodes = await asyncio.to_thread(media.fetch_feed, args.source) if kind == "podcast" else []
+    conn = await s.connect()
+    try:
+        if kind == "podcast":
+            added = await media.add_podcast(conn, args.source, episodes, opts)
+        elif kind == "youtube":
+            added = [await media.add_url(conn, args.source, opts)]
+        else:
+            added = [await media.add_file(conn, Path(args.source).expanduser(), root, opts)]
+        if args.wait:
+            return await _wait_media(conn, root, [a.id for a in added], args.json)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json([{"id": a.id, "created": a.created, "title": a.title} for a in added])
+    else:
+        for a in added:
+            what = "added" if a.created else "already known"
+            print(f"media {a.id} {what}{f': {a.title}' if a.title else ''}")
+        if kind == "podcast" and not added:
+            print(f"no episodes with audio in {args.source}")
+    return EXIT_OK
+
+
+async def _wait_media(conn: db.AsyncConn, root: Path, ids: list[int], as_json: bool) -> int:
+    from control import media
+
+    shown: dict[int, str] = {}
+    while True:
+        views = [await media.item(conn, root, i) for i in ids]
+        for v in views:
+            line = output.media_line(v)
+            if shown.get(v["id"]) != line and not as_json:
+                print(line, flush=True)
+                shown[v["id"]] = line
+        if all(v["state"] in ("succeeded", "failed", "cancelled") for v in views):
+            break
+        await asyncio.sleep(0.5)
+    if as_json:
+        output.emit_json(views)
+    failed = [v for v in views if v["state"] != "succeeded"]
+    for v in failed:
+        print(
+            f"media {v['id']} {v['state']}: {v['error'] or 'see contentctl media'}", file=sys.stderr
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def cmd_media(args: argparse.Namespace) -> int:
+    from control import media
+    from control.settings import storage_root
+
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root)
+    words = list(args.words)
+    retry = bool(words) and words[0] == "retry"
+    if retry:
+        words = words[1:]
+    if len(words) > 1 or (retry and not words):
+        raise UsageError("usage: contentctl media [ID] | media retry ID [--from STAGE]")
+    media_id = task_id(words[0]) if words else None
+    if args.from_stage and not retry:
+        raise UsageError("--from goes with `media retry ID`")
+    conn = await s.connect()
+    try:
+        if retry:
+            assert media_id is not None
+            done = await media.retry(conn, media_id, args.from_stage)
+            if args.json:
+                output.emit_json(done)
+            else:
+                print(
+                    f"media {media_id}: re-running from {done['from']} "
+                    f"(generation {done['generation']}, {done['tasks']} task(s))"
+                )
+            return EXIT_OK
+        if media_id is not None:
+            one = await media.item(conn, root, media_id)
+            if args.json:
+                output.emit_json(one)
+            else:
+                output.print_media_item(one)
+            return EXIT_OK
+        many = await media.items(conn, root, limit=args.limit)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json(many)
+    else:
+        output.print_media_list(many)
+    return EXIT_OK
+
+
+async def cmd_reconcile(args: argparse.Namespace) -> int:
+    from control import reconcile
+    from control.settings import storage_root
+
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root)
+    conn = await s.connect()
+    try:
+        findings = await reconcile.run(conn, root, fix=args.fix)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json(findings)
+    elif not findings:
+        print(f"database and storage ({root}) agree")
+    else:
+        for f in findings:
+            how = f": {f['fix']}" if f.get("fix") else ""
+            done = f" [fixed{how}]" if f.get("fixed") else (f" [{f['fix']}]" if how else "")
+            print(f"{f['kind']:16} {f['detail']}{done}")
+        if not args.fix:
+            print(f"{len(findings)} finding(s); `contentctl reconcile --fix` repairs them")
+    unfixed = [f for f in findings if not f.get("fixed") and f["kind"] != "orphan_dir"]
+    return EXIT_FAILED if unfixed else EXIT_OK
