@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -36,3 +38,16 @@ async def fetch_task(conn: db.AsyncConn, task_id: int) -> dict[str, Any]:
 async def make_due(conn: db.AsyncConn, task_id: int) -> None:
     """Time passes: a scheduled task's run_at arrives."""
     await conn.execute("UPDATE tasks SET run_at = now() WHERE id = %s", (task_id,))
+
+
+def contentctl(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `contentctl ARGS...` as a user would, in its own process, with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "tui.launcher", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

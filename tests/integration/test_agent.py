@@ -19,7 +19,7 @@ import pytest
 from control import db
 from control.queue import Queue, TaskSpec
 from control.settings import DatabaseTarget
-from tests.helpers import fetch_task, wait_for
+from tests.helpers import contentctl, fetch_task, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -108,15 +108,7 @@ async def test_sigterm_hands_back_and_the_next_agent_finishes_without_a_burned_a
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "tui.launcher", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return contentctl(env, *args, timeout=60)
 
 
 async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(

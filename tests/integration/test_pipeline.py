@@ -22,7 +22,7 @@ import pytest
 
 from control import db
 from control.queue import Queue, TaskSpec
-from tests.helpers import fetch_task, wait_for
+from tests.helpers import contentctl, fetch_task, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -69,13 +69,7 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 @pytest.fixture
 def cli(agent_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tui.launcher", *args],
-            env=agent_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return contentctl(agent_env, *args, timeout=timeout)
 
     return run
 

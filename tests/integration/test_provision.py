@@ -19,6 +19,7 @@ import pytest
 
 from provisioning.plan import local_files
 from tests.conftest import kill_tree
+from tests.helpers import contentctl
 from tests.sshd import Sshd, start_sshd
 from tests.sshd import sshd_factory as sshd_factory  # the fixture
 
@@ -63,14 +64,8 @@ def head(tmp_path: Path, own_pg_home: Path) -> Iterator[dict[str, str]]:
     )
 
 
-def run(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.launcher", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return contentctl(env, *args, timeout=600)
 
 
 def write_inventory(

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
 from control import db
 from control.queue import Queue, TaskSpec
-from tests.helpers import fetch_task
+from tests.helpers import contentctl, fetch_task
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.launcher", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return contentctl(env, *args, timeout=60)
 
 
 async def test_reconcile_reports_then_fixes(
