@@ -149,25 +149,31 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     assert types.count("stitch") == 2
 
 
-async def test_chunks_on_two_agents_stitch_without_seams(
+async def test_chunks_on_two_agents_stitch_without_seams_then_translate(
     cli: Callable[..., subprocess.CompletedProcess[str]],
     spawn_agent: Callable[..., subprocess.Popen[str]],
     agent_env: dict[str, str],
     conn: db.AsyncConn,
+    tmp_path: Path,
+    translation_api: http.server.ThreadingHTTPServer,
 ) -> None:
+    api = translation_api
     write_inventory(
         agent_env,
-        "pipeline: {chunk_s: 10, overlap_s: 3}\n"
+        "pipeline:\n  chunk_s: 10\n  overlap_s: 3\n"
+        f"  translate: {{backend: openai, url: 'http://127.0.0.1:{api.server_address[1]}/v1'}}\n"
+        "task_types:\n  translate: {backoff_base_s: 0.1}\n"
         "hosts:\n"
         "  a: {address: 127.0.0.2, max_concurrent_tasks: 1,"
-        " enabled_tasks: [extract_audio, transcribe, stitch]}\n"
+        " enabled_tasks: [extract_audio, transcribe, stitch, translate]}\n"
         "  b: {address: 127.0.0.3, max_concurrent_tasks: 1, enabled_tasks: [transcribe]}\n",
     )
-    spawn_agent("--host", "b")
-    added = cli("add", str(FIXTURES / "speech.ogg"), "--json")
+    env = {**agent_env, "XDG_DATA_HOME": str(tmp_path / "keys")}  # a keyring of its own
+    spawn_agent("--host", "b", env=env)
+    added = cli("add", str(FIXTURES / "speech.ogg"), "--lang", "he", "--json")
     assert added.returncode == 0, added.stderr
     media_id = json.loads(added.stdout)[0]["id"]
-    spawn_agent("--host", "a")
+    spawn_agent("--host", "a", env=env)
 
     async def done() -> bool:
         view = json.loads(cli("media", str(media_id), "--json").stdout)
@@ -190,6 +196,15 @@ async def test_chunks_on_two_agents_stitch_without_seams(
     assert not [a for a, b in itertools.pairwise(seq) if a == b], seq  # no doubled word
     assert len(seq) <= len(words(SCRIPT)) + 2  # the overlap was not kept twice
     assert similarity(" ".join(seq), SCRIPT) > 0.7, seq
+
+    # the stitch enqueued the translation; it came back segment by segment, same timing
+    view = json.loads(cli("media", str(media_id), "--json").stdout)
+    assert view["stages"]["translate"] == "succeeded"
+    translated = json.loads(Path(view["outputs"]["translations"]["he"]).read_text())
+    assert [(t["start"], t["end"]) for t in translated["segments"]] == [
+        (s["start"], s["end"]) for s in doc["segments"]
+    ]
+    assert all(t["text"].startswith("[he] ") for t in translated["segments"])
 
 
 async def test_podcast_feed_added_twice_makes_each_episode_once(
@@ -284,6 +299,17 @@ async def test_payload_path_outside_the_storage_root_is_refused(
     assert not (storage / "media").exists()  # nothing written
 
 
+@pytest.fixture
+def translation_api() -> Iterator[http.server.ThreadingHTTPServer]:
+    """A loopback server speaking DeepL's and the chat completions API; stopped at the end."""
+    _TranslationApi.calls, _TranslationApi.times = [], []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TranslationApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 class _TranslationApi(http.server.BaseHTTPRequestHandler):
     """DeepL's /v2/translate and an OpenAI-compatible /v1/chat/completions; the first request
     of each is answered 429 with Retry-After."""
@@ -327,77 +353,70 @@ async def test_translation_keeps_timing_and_honours_429(
     queue: Queue,
     conn: db.AsyncConn,
     tmp_path: Path,
+    translation_api: http.server.ThreadingHTTPServer,
 ) -> None:
-    _TranslationApi.calls, _TranslationApi.times = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TranslationApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}" + (
-            "/v1" if backend == "openai" else ""
-        )
-        storage = write_inventory(
-            agent_env,
-            f"pipeline:\n  translate: {{backend: {backend}, url: '{url}'}}\n"
-            "task_types:\n  translate: {backoff_base_s: 0.1}\n",
-        )
-        env = {
-            **agent_env,
-            "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
-            "XDG_DATA_HOME": str(tmp_path / "xdg"),
-        }
-        key = "sk-test-9f8e7d6c5b4a"
-        subprocess.run(
-            [sys.executable, "-m", "keyring", "set", "contentctl", f"{backend}_api_key"],
-            input=key + "\n",
-            env=env,
-            text=True,
-            check=True,
-            capture_output=True,
-        )
-        doc = {
-            "language": "en",
-            "segments": [
-                {"start": 0.0, "end": 1.5, "text": "Hello fleet."},
-                {"start": 1.5, "end": 3.25, "text": "The queue is empty.", "speaker": "S1"},
-            ],
-        }
-        (storage / "media/7").mkdir(parents=True)
-        (storage / "media/7/transcript.json").write_text(json.dumps(doc))
-        lang = "de" if backend == "deepl" else "he"
-        [t] = await queue.enqueue(
-            [
-                TaskSpec(
-                    "translate",
-                    {"lang": lang, "transcript": "media/7/transcript.json", "out_dir": "media/7"},
-                )
-            ]
-        )
-        agent = spawn_agent("--host", "tr", env=env)
-
-        row = await wait_for(lambda: _succeeded(conn, t.id), timeout_s=60, interval_s=0.2)
-        assert row["attempts"] == 2  # the 429 was a retryable failure
-        assert "HTTP 429" in row["error_message"] and "retry after 2 s" in row["error_message"]
-        gap = _TranslationApi.times[1] - _TranslationApi.times[0]
-        assert gap >= 2.0  # Retry-After beat the type's 0.1 s backoff
-        out = json.loads((storage / f"media/7/transcript.{lang}.json").read_text())
-        prefix = "[DE]" if backend == "deepl" else "[he]"
-        assert [(s["start"], s["end"], s["text"]) for s in out["segments"]] == [
-            (0.0, 1.5, f"{prefix} Hello fleet."),
-            (1.5, 3.25, f"{prefix} The queue is empty."),
+    server = translation_api
+    url = f"http://127.0.0.1:{server.server_address[1]}" + ("/v1" if backend == "openai" else "")
+    storage = write_inventory(
+        agent_env,
+        f"pipeline:\n  translate: {{backend: {backend}, url: '{url}'}}\n"
+        "task_types:\n  translate: {backoff_base_s: 0.1}\n",
+    )
+    env = {
+        **agent_env,
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+    }
+    key = "sk-test-9f8e7d6c5b4a"
+    subprocess.run(
+        [sys.executable, "-m", "keyring", "set", "contentctl", f"{backend}_api_key"],
+        input=key + "\n",
+        env=env,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    doc = {
+        "language": "en",
+        "segments": [
+            {"start": 0.0, "end": 1.5, "text": "Hello fleet."},
+            {"start": 1.5, "end": 3.25, "text": "The queue is empty.", "speaker": "S1"},
+        ],
+    }
+    (storage / "media/7").mkdir(parents=True)
+    (storage / "media/7/transcript.json").write_text(json.dumps(doc))
+    lang = "de" if backend == "deepl" else "he"
+    [t] = await queue.enqueue(
+        [
+            TaskSpec(
+                "translate",
+                {"lang": lang, "transcript": "media/7/transcript.json", "out_dir": "media/7"},
+            )
         ]
-        assert out["segments"][1]["speaker"] == "S1"
-        srt = (storage / f"media/7/transcript.{lang}.srt").read_text()
-        assert "00:00:01,500 --> 00:00:03,250" in srt
-        auth = {a for _, a in _TranslationApi.calls}
-        assert len(auth) == 1 and key in str(auth.pop())  # the key from the keychain was sent
-        agent.terminate()
-        _, err = agent.communicate(timeout=30)
-        assert key not in err  # never logged
-        logs = (Path(agent_env["CONTENTCTL_HOME"]) / "logs").rglob("*.jsonl")
-        assert all(key not in p.read_text() for p in logs)
-    finally:
-        server.shutdown()
-        server.server_close()
+    )
+    agent = spawn_agent("--host", "tr", env=env)
+
+    row = await wait_for(lambda: _succeeded(conn, t.id), timeout_s=60, interval_s=0.2)
+    assert row["attempts"] == 2  # the 429 was a retryable failure
+    assert "HTTP 429" in row["error_message"] and "retry after 2 s" in row["error_message"]
+    gap = _TranslationApi.times[1] - _TranslationApi.times[0]
+    assert gap >= 2.0  # Retry-After beat the type's 0.1 s backoff
+    out = json.loads((storage / f"media/7/transcript.{lang}.json").read_text())
+    prefix = "[DE]" if backend == "deepl" else "[he]"
+    assert [(s["start"], s["end"], s["text"]) for s in out["segments"]] == [
+        (0.0, 1.5, f"{prefix} Hello fleet."),
+        (1.5, 3.25, f"{prefix} The queue is empty."),
+    ]
+    assert out["segments"][1]["speaker"] == "S1"
+    srt = (storage / f"media/7/transcript.{lang}.srt").read_text()
+    assert "00:00:01,500 --> 00:00:03,250" in srt
+    auth = {a for _, a in _TranslationApi.calls}
+    assert len(auth) == 1 and key in str(auth.pop())  # the key from the keychain was sent
+    agent.terminate()
+    _, err = agent.communicate(timeout=30)
+    assert key not in err  # never logged
+    logs = (Path(agent_env["CONTENTCTL_HOME"]) / "logs").rglob("*.jsonl")
+    assert all(key not in p.read_text() for p in logs)
 
 
 async def _succeeded(conn: db.AsyncConn, task_id: int) -> dict[str, Any] | None:
