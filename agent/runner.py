@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 LOG_SHIP_INTERVAL_S = 1.0
 LOG_PRUNE_EVERY = 60  # shipments
-SWEEP_EVERY = 6  # heartbeats between two sweeps of expired leases (any agent may sweep)
+# heartbeats between two sweeps of expired leases (any agent may sweep; with 200 agents that is
+# still one sweep every 1.5 s fleet-wide). Expired leases with attempts left are claimed again
+# without it; the sweep only closes tasks that must not run again.
+SWEEP_EVERY = 60
 
 
 @dataclass
@@ -555,13 +558,14 @@ class Agent:
         return await self.db.sql(fleet.beat, hb)
 
     async def _renew(self, renew_all: bool) -> None:
-        """Leases are renewed once a third of them has passed (or at once when a cancel was
-        announced), not at every beat: renewals are logged writes, heartbeats are not."""
+        """Leases are renewed once half of them has passed (or at once when a cancel was
+        announced), not at every beat: renewals are logged writes, heartbeats are not. With the
+        defaults (30 s lease, 5 s beats) a renewal can fail twice before the lease runs out."""
         now = time.monotonic()
         due = [
             e
             for e in self._running.values()
-            if renew_all or now - e.renewed_at >= self.config.lease_s / 3
+            if renew_all or now - e.renewed_at >= self.config.lease_s / 2
         ]
         tokens = [e.task.token for e in due] + self.outbox.pending_tokens()
         if not tokens:

@@ -7,7 +7,7 @@ cost PostgreSQL.
    the idle window (heartbeats, LISTEN, polling included).
 2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
    every 5 s (the heartbeat row, which also tells whether commands wait; its running task's
-   lease renewed every other beat; an expired-lease sweep every sixth beat), staggered;
+   lease renewed every third beat; an expired-lease sweep every sixtieth beat), staggered;
    PostgreSQL's CPU over the window, as a share of one core.
 
 Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
@@ -145,8 +145,8 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
                 "running": [{"id": task.id, "progress": 0.5}],
             },
         )
-        # as the agent does: renew a lease once a third of it (30 s) has passed, then beat
-        if beats % 2 == 1:
+        # as the agent does: renew a lease once half of it (30 s) has passed, then beat
+        if beats % 3 == 2:
             await q.renew_leases([task.token], lease_s=30)
         if await fleet.beat(conn, hb):
             await fleet.pending_commands(conn, name)
