@@ -23,10 +23,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from control import db, media
 from control.inventory import Inventory
 from control.queue import Queue, TaskSpec
-from control.settings import ENV_DATABASE_URL, DatabaseTarget, storage_root
+from control.settings import ENV_DATABASE_URL, DatabaseTarget, state_dir, storage_root
 
 DEMO_TIMEOUT_S = 300
 SAMPLE = "speech.ogg"
@@ -99,6 +101,13 @@ async def run(
     url = await asyncio.to_thread(db.resolve_url, target)
     conn = await db.open_database(DatabaseTarget(url))
     root = storage_root(inventory.storage_root)
+    # The demo's agents run without the fleet's worker limits: a download window or a daily
+    # limit from the example inventory must not hold the sample back at night.
+    demo_inventory = state_dir() / "demo-inventory.yaml"
+    demo_inventory.write_text(
+        "# Written by `contentctl demo`: its agents' settings (no worker limits).\n"
+        + yaml.safe_dump({"storage_root": str(root), "pipeline": inventory.pipeline})
+    )
     procs: list[asyncio.subprocess.Process] = []
     try:
         with serve_sample() as sample_url:
@@ -109,7 +118,7 @@ async def run(
             print(f"demo: media {added.id} <- {sample_url} (bundled speech sample)")
             print(f"demo: {agents} local agent(s); storage {root}")
             for i in range(agents):
-                procs.append(await _spawn_agent(f"demo-agent-{i + 1}", url, inventory.path))
+                procs.append(await _spawn_agent(f"demo-agent-{i + 1}", url, demo_inventory))
             if not headless and dashboard is not None:
                 return await dashboard()
             return await _follow(conn, root, added.id)

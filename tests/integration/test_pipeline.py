@@ -3,6 +3,7 @@ with the bundled tiny.en model, stitching over two agents, translation against a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import http.server
 import itertools
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -423,3 +425,39 @@ async def _succeeded(conn: db.AsyncConn, task_id: int) -> dict[str, Any] | None:
     row = await fetch_task(conn, task_id)
     assert row["state"] != "failed", row["error_message"]
     return row if row["state"] == "succeeded" else None
+
+
+def test_demo_headless_runs_the_whole_pipeline_and_prints_the_transcript(
+    own_pg_home: Path, tmp_path: Path
+) -> None:
+    """The README's first command, headless: embedded database, bundled sample, two agents.
+    The fleet's download window (closed all day here) must not hold the demo back."""
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(
+        "worker_limits:\n  download_youtube:\n"
+        "    window: {start: '00:00', end: '00:01', end_jitter_minutes: 0}\n"
+        "    delay: {min_s: 60, max_s: 90}\n"
+    )
+    env = {**os.environ, "CONTENTCTL_HOME": str(own_pg_home), "CONTENTCTL_INVENTORY": str(inv)}
+    env.pop("CONTENTCTL_DATABASE_URL", None)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tui.launcher", "demo", "--headless"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the demo and the agents it starts: one group to stop
+    )
+    try:
+        stdout, stderr = demo.communicate(timeout=100)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+    assert demo.returncode == 0, stdout + stderr
+    assert "transcript: " in stdout
+    text = stdout.split("transcript: ", 1)[1]
+    for word in ("fox", "garden", "bridge"):
+        assert word in words(text), stdout
+    stopped = contentctl(env, "db", "stop", timeout=60)
+    assert stopped.returncode == 0
