@@ -79,6 +79,12 @@ class ControlPlane:
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 await self._drop()
                 raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+            except psycopg.Error as exc:
+                # anything else the server said (a deadlock, a lock timeout, a statement
+                # cancelled): the dashboard reports it and asks again; it never crashes on it
+                if conn.broken or conn.closed:
+                    await self._drop()
+                raise Unavailable(f"database error: {_first_line(exc)}") from None
 
     async def _drop(self) -> None:
         if self._conn is not None:

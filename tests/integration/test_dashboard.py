@@ -129,7 +129,12 @@ async def test_database_stopped_under_the_app_shows_a_banner_then_recovers(
         async with app.run_test(size=(100, 30)) as pilot:
             banner = app.screen.query_one("#banner", Static)
             summary = app.screen.query_one("#summary", Static)
-            await until(pilot, lambda: " hosts " in str(summary.render()))
+            try:
+                await until(pilot, lambda: " hosts " in str(summary.render()), timeout=40)
+            except AssertionError:
+                raise AssertionError(
+                    f"no first paint: banner {banner.render()!s}, app error {app._exception!r}"
+                ) from None
             assert not banner.display
             await asyncio.to_thread(server.stop)
             await until(pilot, lambda: banner.display and "unreachable" in str(banner.render()))
