@@ -354,3 +354,23 @@ async def test_changed_cells_show_and_the_rest_stays() -> None:
     assert "99%" in screen and "12%" not in screen
     assert "transcribe ━━╌╌" not in screen  # mac-1's finished task is gone
     assert "87%" in screen and "STALLED" in screen  # untouched rows still there
+
+
+async def test_a_database_slower_than_the_refresh_still_paints() -> None:
+    """A fetch that takes longer than the refresh interval (a remote database, a fresh one
+    being migrated) must complete: the next tick may not cancel it."""
+    import asyncio
+
+    class Slow(FixedPlane):
+        async def fleet(self) -> dict[str, Any]:
+            await asyncio.sleep(0.5)
+            return await super().fleet()
+
+    app = Dashboard(Slow(), refresh_s=0.2)
+    async with app.run_test(size=(140, 30)) as pilot:
+        hosts = app.screen.query_one("#hosts")
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if hosts.row_count:
+                break
+        assert hosts.row_count == 6

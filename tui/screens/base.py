@@ -73,8 +73,12 @@ class Base(Screen[None]):
         banner.update(f"⚠ {error}: retrying every second" if error else "")
         banner.display = bool(error)
 
+    in_flight = 0  # control-plane calls under way
+
     def refresh_data(self) -> None:
-        if self.is_current:
+        """The timer's tick: a new refresh, unless the last one is still under way (a slow or
+        remote database: starting over every tick would cancel it and never paint)."""
+        if self.is_current and not self.in_flight:
             self.load()
 
     def load(self) -> None:  # overridden: starts the screen's refresh worker
@@ -86,10 +90,13 @@ class Base(Screen[None]):
 
         error: str | None = None
         result: Any = None
+        self.in_flight += 1
         try:
             result = await call
         except Unavailable as exc:
             error = str(exc)
+        finally:
+            self.in_flight -= 1
         if not self.is_attached or not self.app.is_running:
             return None  # the screen went away meanwhile (the app is closing)
         self.app.database_state(error)  # type: ignore[attr-defined]
