@@ -84,19 +84,20 @@ class Base(Screen[None]):
     def load(self) -> None:  # overridden: starts the screen's refresh worker
         pass
 
-    async def guarded(self, call: Coroutine[Any, Any, Any]) -> Any:
-        """Run a control-plane call; report the database's state to the app."""
+    async def guarded(self, call: Coroutine[Any, Any, Any], *, refresh: bool = False) -> Any:
+        """Run a control-plane call; report the database's state to the app. `refresh`: the
+        call is the screen's periodic read (timer ticks wait for it; actions do not count)."""
         from control.api import Unavailable
 
         error: str | None = None
         result: Any = None
-        self.in_flight += 1
+        self.in_flight += refresh
         try:
             result = await call
         except Unavailable as exc:
             error = str(exc)
         finally:
-            self.in_flight -= 1
+            self.in_flight -= refresh
         if not self.is_attached or not self.app.is_running:
             return None  # the screen went away meanwhile (the app is closing)
         self.app.database_state(error)  # type: ignore[attr-defined]

@@ -92,7 +92,7 @@ class FleetScreen(Base):
 
     @work(exclusive=True, group="fleet")
     async def fetch(self) -> None:
-        snap = await self.guarded(self.plane.fleet())
+        snap = await self.guarded(self.plane.fleet(), refresh=True)
         if snap is not None:
             self.show(snap)
 

@@ -57,10 +57,12 @@ class LogsScreen(Base):
     @work(exclusive=True, group="logs")
     async def fetch(self) -> None:
         if not self.hosts:
-            snap = await self.guarded(self.plane.fleet())
+            snap = await self.guarded(self.plane.fleet(), refresh=True)
             if snap is not None:
                 self.hosts = [h["name"] for h in snap["hosts"]]
-        rows = await self.guarded(self.plane.logs(self.host, after_id=self.last_id, limit=1000))
+        rows = await self.guarded(
+            self.plane.logs(self.host, after_id=self.last_id, limit=1000), refresh=True
+        )
         if rows is None:
             return
         self.show_filters()

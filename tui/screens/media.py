@@ -46,7 +46,7 @@ class MediaScreen(Base):
 
     @work(exclusive=True, group="media")
     async def fetch(self) -> None:
-        items = await self.guarded(self.plane.media())
+        items = await self.guarded(self.plane.media(), refresh=True)
         if items is None:
             return
         self.items = {str(i["id"]): i for i in items}

@@ -96,7 +96,7 @@ class TasksScreen(Base):
     @work(exclusive=True, group="tasks")
     async def fetch(self) -> None:
         q = self.task_query()
-        rows = await self.guarded(self.plane.tasks(q))
+        rows = await self.guarded(self.plane.tasks(q), refresh=True)
         if rows is None:
             return
         page = self.page_start // self.PAGE + 1
