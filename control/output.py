@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from control.models import Task
 from control.tasktypes import STATES
+
+if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads it
+    from control.models import Task
 
 
 def emit_json(value: Any) -> None:

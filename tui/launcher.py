@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from control import cli
-from control.api import ControlPlane
+
+if TYPE_CHECKING:  # imported when the dashboard opens: `agent run` must stay light
+    from control.api import ControlPlane
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _plane(args: list[str]) -> ControlPlane:
+    from control.api import ControlPlane
     from control.inventory import load
     from control.settings import database_target, inventory_path
 

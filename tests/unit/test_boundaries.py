@@ -32,3 +32,16 @@ def test_import_contracts_hold() -> None:
     out = subprocess.run([str(lint_imports), "--no-cache"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert " 0 broken" in out.stdout and " kept" in out.stdout
+
+
+def test_the_command_line_loads_no_dashboard_ssh_or_orm_before_a_command_needs_it() -> None:
+    """`contentctl agent run` starts through the same entry point as every command: until a
+    command asks for them, the dashboard, SSH and the ORM stay unloaded (a worker's agent)."""
+    code = (
+        "import sys, json, tui.launcher, control.cli, agent.runner;"
+        "print(json.dumps(sorted(m for m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
+    for heavy in ("textual", "asyncssh", "sqlmodel", "sqlalchemy", "pydantic", "faster_whisper"):
+        assert heavy not in loaded, f"the command line imports {heavy} up front"
