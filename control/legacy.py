@@ -64,13 +64,16 @@ def convert(path: Path) -> tuple[dict[str, Any], list[str]]:
             per_type = raw.get(key)
             if isinstance(per_type, dict):
                 for task_type, value in per_type.items():
-                    fleet = limits.setdefault(task_type, {}) if task_type in ALL_TYPES else {}
-                    if task_type in ALL_TYPES and key not in fleet:
+                    if task_type not in ALL_TYPES:
+                        notes.append(f"workers.{address}.{key}.{task_type}: unknown task type")
+                        continue
+                    fleet = limits.setdefault(task_type, {})
+                    if key not in fleet:
                         fleet[key] = value
-                    elif fleet.get(key) != value:
+                    elif fleet[key] != value:
                         notes.append(
                             f"workers.{address}.{key}.{task_type}: {value} differs from the "
-                            f"fleet's {fleet.get(key)}; the inventory has fleet-wide limits only"
+                            f"fleet's {fleet[key]}; the inventory has fleet-wide limits only"
                         )
             elif per_type is not None:
                 notes.append(f"workers.{address}.{key}: {per_type} (not per task type), left out")

@@ -13,13 +13,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from agent.handlers import Context, TaskError
-from agent.stages import out_dir, rel
+from agent.stages import out_dir, path, rel
 from agent.stages.formats import write_all
-from control.storage import PathEscapes, resolve
 
 EDGE_MARGIN_S = 1.0  # at most this much of a window's end is distrusted
 SLACK_S = 0.5  # word times of two chunks differ by about this much for the same word
@@ -101,17 +99,13 @@ def merge(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def stitch(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    root = ctx.settings.get("storage_root")
     refs = payload.get("chunks")
-    if not root or not isinstance(refs, list) or not refs:
+    if not isinstance(refs, list) or not refs or not all(isinstance(r, dict) for r in refs):
         raise TaskError("stitch: payload has no chunks", retryable=False)
     chunks = []
     language = None
     for n, ref in enumerate(refs):
-        try:
-            p = resolve(Path(root), ref["path"])
-        except (PathEscapes, KeyError, TypeError) as exc:
-            raise TaskError(f"stitch: chunk {n}: {exc}", retryable=False) from exc
+        p = path(ctx, ref, "path")  # under the storage root, or refused
         try:
             doc = json.loads(p.read_text())
         except FileNotFoundError:

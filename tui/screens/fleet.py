@@ -21,7 +21,17 @@ from tui import format as fmt
 from tui.screens.base import HISTORY, STATES, Base
 from tui.screens.provision import ProvisionScreen
 from tui.widgets.host_config import HostConfig
-from tui.widgets.live_table import LiveTable, selected_key, snap_clock, sync_rows
+from tui.widgets.live_table import LiveTable, selected_key, sync_rows
+
+
+def snap_clock(snap: dict[str, Any]) -> float:
+    """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(snap.get("generated_at"))).timestamp()
+    except ValueError:
+        return 0.0
 
 
 class FleetScreen(Base):

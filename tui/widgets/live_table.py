@@ -48,16 +48,6 @@ class LiveTable(DataTable[Any]):
                 self.refresh_row(index)
 
 
-def snap_clock(snap: dict[str, Any]) -> float:
-    """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(str(snap.get("generated_at"))).timestamp()
-    except ValueError:
-        return 0.0
-
-
 def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
     """Make `table` show `rows` (key -> cells) in that order, changing only what changed, so
     the cursor and the scroll position stay where the operator left them."""
