@@ -29,6 +29,7 @@ from control.commands.tasks import (
     cmd_tasks,
 )
 from control.errors import EXIT_FAILED, EXIT_USAGE, ContentctlError
+from control.output import clean_output
 from control.redact import RedactingFormatter, scrub
 from control.tasktypes import ALL_TYPES, STATES
 
@@ -330,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; nothing it prints (from workers, feeds, websites) can drive the
+    terminal: control characters are dropped from stdout and stderr."""
+    with clean_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))

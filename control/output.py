@@ -3,14 +3,52 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
 
 from control.tasktypes import STATES
 
 if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads it
     from control.models import Task
+
+
+# C0 controls but tab and newline, DEL and C1: what lets text move the cursor, clear the screen,
+# retitle the terminal or hide what follows. Errors, titles and log lines come from workers,
+# feeds and websites; JSON output is unaffected (the encoder escapes these characters anyway).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """`text` without terminal control characters."""
+    return _CONTROL.sub("", text)
+
+
+class CleanStream:
+    """A text stream that drops terminal control characters from everything written to it."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(clean(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+@contextmanager
+def clean_output() -> Iterator[None]:
+    """While it lasts, stdout and stderr carry no terminal control characters."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = CleanStream(saved[0]), CleanStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def emit_json(value: Any) -> None:

@@ -1,8 +1,8 @@
 """The operator dashboard: `contentctl` with no command.
 
-Four screens (Fleet, Tasks, Logs, Media), switched with 1-4 (or f, t, l, m). Data comes from
-`control.api.ControlPlane` through async workers about once a second; tables are updated in
-place (cursor and scroll kept). When the database goes away a banner says so and the screens
+Five screens (Fleet, Tasks, Logs, Media, Provision), switched with 1-5 (or f, t, l, m). Data
+comes from `control.api.ControlPlane` through async workers about once a second; tables are
+updated in place (cursor and scroll kept). When the database goes away a banner says so and the screens
 keep asking; when it is back, the banner goes.
 """
 
@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from tui.screens import (
@@ -52,6 +53,19 @@ class Dashboard(App[int]):
         self.plane = plane
         self.refresh_s = refresh_s
         self.db_error: str | None = None
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification as plain text: they carry host names, task errors and outcomes
+        from workers, which are never markup (screens' `notify` passes markup=True here)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):

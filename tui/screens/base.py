@@ -56,7 +56,7 @@ class Base(Screen[None]):
 
     def compose_top(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="banner")
+        yield Static("", id="banner", markup=False)
 
     def on_mount(self) -> None:
         self.show_banner(getattr(self.app, "db_error", None))

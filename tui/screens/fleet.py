@@ -68,7 +68,7 @@ class FleetScreen(Base):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
-        yield Static("", id="summary")
+        yield Static("", id="summary", markup=False)
         yield DataTable(id="queue", cursor_type="none", zebra_stripes=True)
         yield Input(placeholder="filter hosts (name, state, task type)", id="filter")
         yield LiveTable(id="hosts", cursor_type="row", zebra_stripes=True)

@@ -42,7 +42,7 @@ class LogsScreen(Base):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
-        yield Static("", id="filters")
+        yield Static("", id="filters", markup=False)
         yield Input(placeholder="search the log lines", id="filter")
         yield RichLog(id="log", wrap=False, markup=False, max_lines=self.KEEP)
         yield Footer()

@@ -32,7 +32,7 @@ class MediaScreen(Base):
         with Horizontal():
             yield DataTable(id="media", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="detail-pane"):
-                yield Static("", id="detail")
+                yield Static("", id="detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -39,7 +39,7 @@ class ProvisionScreen(Base):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
-        yield Static("p: plan (changes nothing)   a: apply", id="filters")
+        yield Static("p: plan (changes nothing)   a: apply", id="filters", markup=False)
         with Horizontal():
             yield DataTable(id="targets", cursor_type="row", zebra_stripes=True)
             yield RichLog(id="steps", wrap=True, markup=False)

@@ -52,14 +52,14 @@ class TasksScreen(Base):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
-        yield Static("", id="filters")
+        yield Static("", id="filters", markup=False)
         yield Input(
             placeholder="filter: text, or state:failed type:transcribe host:mac-1", id="filter"
         )
         with Horizontal():
             yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="detail-pane"):
-                yield Static("", id="detail")
+                yield Static("", id="detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -36,7 +36,11 @@ class HostConfig(ModalScreen[tuple[list[str], int] | None]):
         from control.tasktypes import ALL_TYPES
 
         with Vertical(id="confirm"):
-            yield Label(f"{self.host}: task types (space toggles) and concurrency", id="question")
+            yield Label(
+                f"{self.host}: task types (space toggles) and concurrency",
+                id="question",
+                markup=False,
+            )
             yield SelectionList[str](*((t, t, t in self.enabled) for t in ALL_TYPES), id="types")
             yield Input(str(self.max_concurrent), type="integer", id="concurrency")
             with Horizontal(id="buttons"):

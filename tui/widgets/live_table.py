@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import (
     DataTable,
 )
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
+
+
+def plain(value: Any) -> Any:
+    """A cell as text, never markup: DataTable parses a `str` cell as Rich markup, and cells
+    carry titles, errors and host names from outside (`[/]` in a yt-dlp error ended the app)."""
+    return Text(value) if isinstance(value, str) else value
 
 
 class LiveTable(DataTable[Any]):
@@ -58,7 +65,7 @@ def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
         selected = current[keep] if 0 <= keep < len(current) else None
         table.clear()
         for key, cells in rows.items():
-            table.add_row(*cells, key=key)
+            table.add_row(*map(plain, cells), key=key)
         if isinstance(table, LiveTable):
             table.shown_rows = dict(rows)
         if selected in rows:
@@ -71,7 +78,7 @@ def sync_rows(table: DataTable[Any], rows: dict[str, Sequence[Any]]) -> None:
     for key, cells in rows.items():
         if shown.get(key) is cells:
             continue  # the very cells already shown (an unchanged host): nothing to compare
-        for col, value in zip(columns, cells, strict=True):
+        for col, value in zip(columns, map(plain, cells), strict=True):
             old = table.get_cell(key, col)
             if old is not value and old != value:
                 changes.append((key, str(col.value), value))

@@ -1,0 +1,76 @@
+"""Text from workers, feeds and websites is shown as text: never Rich markup, never terminal
+control sequences. Each test is the attack: hostile text goes in, the screen shows it verbatim
+and nothing crashes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from control import db
+from control.queue import Failure, Queue, TaskSpec
+from tests.helpers import contentctl
+from tests.integration.test_dashboard import app_for, cell_text, until
+
+pytestmark = pytest.mark.slow
+
+# yt-dlp's errors begin with `[youtube]`; a closing tag with nothing open, an unclosed style
+# and a link are what broke the dashboard.
+HOSTILE = "[/] [youtube] abc: [bold]unclosed [@click=app.quit]x[/] [link=file:///etc/passwd]y"
+
+
+async def test_markup_in_a_task_error_is_shown_as_text(db_url: str, queue: Queue) -> None:
+    [t] = await queue.enqueue([TaskSpec("fail", max_attempts=1, payload={"note": HOSTILE})])
+    [claimed] = await queue.claim("w1", ["fail"], limit=1, lease_s=30)
+    await queue.fail(claimed, Failure("DownloadError", HOSTILE, retryable=False))
+    app = app_for(db_url)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("#tasks", DataTable)
+        await until(pilot, lambda: cell_text(table, str(t.id), "state") == "failed")
+        assert cell_text(table, str(t.id), "error").startswith("[/] [youtube] abc:")
+        await pilot.pause(0.5)  # the table has painted the row
+        detail = app.screen.query_one("#detail", Static)
+        await until(pilot, lambda: HOSTILE in str(detail.render()))
+        assert app.is_running and app._exception is None
+
+
+async def test_markup_in_a_media_title_is_shown_as_text(db_url: str, conn: db.AsyncConn) -> None:
+    cur = await conn.execute(
+        "INSERT INTO media_items (kind, source, title) VALUES ('podcast', %s, %s) RETURNING id",
+        ("https://feed.example/ep1.mp3", HOSTILE),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    app = app_for(db_url)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("4")
+        table = app.screen.query_one("#media", DataTable)
+        key = str(row["id"])
+        await until(pilot, lambda: cell_text(table, key, "title"))
+        assert cell_text(table, key, "title") == HOSTILE[:40]
+        await pilot.pause(0.5)
+        detail = app.screen.query_one("#detail", Static)
+        await until(pilot, lambda: HOSTILE in str(detail.render()))
+        assert app.is_running and app._exception is None
+
+
+async def test_cli_output_strips_terminal_control_sequences(
+    db_url: str, queue: Queue, agent_env: dict[str, str]
+) -> None:
+    # A worker's error that would clear the screen, retitle the terminal and hide text.
+    evil = "boom\x1b[2J\x1b]0;owned\x07\x1b[8mhidden\r\x9b31m"
+    [t] = await queue.enqueue([TaskSpec("fail", max_attempts=1)])
+    [claimed] = await queue.claim("w1", ["fail"], limit=1, lease_s=30)
+    await queue.fail(claimed, Failure("Boom", evil, retryable=False))
+    for args in (("tasks",), ("task", str(t.id))):
+        out = contentctl(agent_env, *args)
+        assert out.returncode == 0, out.stderr
+        assert "boom" in out.stdout
+        assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\x9b" not in out.stdout
+        assert "\r" not in out.stdout
+    # JSON output keeps the value (escaped by the encoder), so scripts see what was stored.
+    out = contentctl(agent_env, "task", str(t.id), "--json")
+    assert json.loads(out.stdout)["error"]["message"] == evil
