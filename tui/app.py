@@ -2,8 +2,8 @@
 
 Five screens (Fleet, Tasks, Logs, Media, Provision), switched with 1-5 (or f, t, l, m). Data
 comes from `control.api.ControlPlane` through async workers about once a second; tables are
-updated in place (cursor and scroll kept). When the database goes away a banner says so and the screens
-keep asking; when it is back, the banner goes.
+updated in place (cursor and scroll kept). When the database goes away a banner says so and the
+screens keep asking; when it is back, the banner goes.
 """
 
 from __future__ import annotations
