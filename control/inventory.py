@@ -7,6 +7,8 @@ gives every host its values unless the host says otherwise.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,35 @@ POLICY_KEYS = {
 }
 NAS_KEYS = {"url": str, "user": str, "mount_point": str}
 ENV_KEYS = {"manager": str, "name": str}
+WINDOW_KEYS = {"start": str, "end": str, "end_jitter_minutes": (int, float)}
+DELAY_KEYS = {"min_s": (int, float), "max_s": (int, float)}
+# Inclusive bounds for numbers, by key (the same key means the same thing in every block).
+FOREVER = 10**9
+BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (1, 65535),
+    "max_concurrent_tasks": (1, 1024),
+    "tasks_per_run": (0, FOREVER),
+    "cooldown": (0, FOREVER),
+    "daily_limit": (0, FOREVER),
+    "stall_after": (0, FOREVER),
+    "rss_limit_mb": (0, FOREVER),
+    "max_attempts": (1, 1000),
+    "timeout_s": (0.001, FOREVER),
+    "backoff_base_s": (0, FOREVER),
+    "backoff_max_s": (0, FOREVER),
+    "chunk_s": (1, FOREVER),
+    "overlap_s": (0, FOREVER),
+    "rate_per_min": (0.001, FOREVER),
+    "cpu_threads": (0, 1024),
+    "beam_size": (1, 100),
+    "end_jitter_minutes": (0, 24 * 60),
+    "min_s": (0, FOREVER),
+    "max_s": (0, FOREVER),
+}
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_BYTES = 1_000_000  # an inventory of a thousand hosts is well under this
 
 
 @dataclass(frozen=True)
@@ -122,7 +153,8 @@ class Inventory:
 class _Marks:
     """Line numbers of mapping keys, by path, from the YAML node tree."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.lines: dict[tuple[str, ...], int] = {}
 
     def build(self, node: yaml.Node, path: tuple[str, ...] = ()) -> Any:
@@ -131,6 +163,12 @@ class _Marks:
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key = str(key_node.value)
+                if key in out:
+                    where = ".".join((*path, key))
+                    raise UsageError(
+                        f"{self.path}:{key_node.start_mark.line + 1}: {where}: duplicate key "
+                        f"(also on line {self.lines[(*path, key)]}): keep one"
+                    )
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
                 out[key] = self.build(value_node, (*path, key))
             return out
@@ -153,8 +191,13 @@ def load(path: Path | None) -> Inventory:
 
 
 def parse(text: str, path: Path) -> Inventory:
-    marks = _Marks()
+    if len(text.encode()) > MAX_BYTES:
+        raise UsageError(
+            f"{path}:1: (top level): larger than {MAX_BYTES:,} bytes: is this the inventory?"
+        )
+    marks = _Marks(path)
     try:
+        _refuse_aliases(text, path)
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -163,6 +206,18 @@ def parse(text: str, path: Path) -> Inventory:
         raise UsageError(f"{where}: not valid YAML ({problem}): fix the syntax") from exc
     data = marks.build(node) if node is not None else {}
     return _Validator(path, marks).inventory(data)
+
+
+def _refuse_aliases(text: str, path: Path) -> None:
+    """Anchors and aliases are refused before anything is built: a few lines of nested aliases
+    (a "billion laughs") expand to more values than the machine holds."""
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            line = event.start_mark.line + 1 if event.start_mark else 1
+            raise UsageError(
+                f"{path}:{line}: YAML anchors and aliases are not "
+                "accepted: write the values out (the defaults: block shares host settings)"
+            )
 
 
 class _Validator:
@@ -176,7 +231,7 @@ class _Validator:
             line = self.marks.lines.get(keypath[:n])
             if line is not None:
                 break
-        key = ".".join(keypath) or "(top level)"
+        key = ".".join(k if _PLAIN.fullmatch(k) else repr(k) for k in keypath) or "(top level)"
         return UsageError(f"{self.path}:{line or 1}: {key}: {message}")
 
     def mapping(self, value: Any, keypath: tuple[str, ...], spec: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +252,12 @@ class _Validator:
                 names = (expected,) if isinstance(expected, type) else expected
                 want = " or ".join(t.__name__ for t in names)
                 raise self.error((*keypath, key), f"must be {want}, not {type(item).__name__}")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise self.error((*keypath, key), f"must be a finite number, not {item}")
+            if key in BOUNDS and isinstance(item, int | float) and not isinstance(item, bool):
+                lo, hi = BOUNDS[key]
+                if not lo <= item <= hi:
+                    raise self.error((*keypath, key), f"must be between {lo:g} and {hi:g}")
         return value
 
     def task_types(self, value: list[Any], keypath: tuple[str, ...]) -> tuple[str, ...]:
@@ -213,8 +274,26 @@ class _Validator:
         for task_type, limits in self.mapping(
             value, keypath, dict.fromkeys(ALL_TYPES, dict)
         ).items():
-            out[task_type] = self.mapping(limits, (*keypath, task_type), LIMIT_KEYS)
+            kp = (*keypath, task_type)
+            out[task_type] = self.mapping(limits, kp, LIMIT_KEYS)
+            if "window" in out[task_type]:
+                self.window(out[task_type]["window"], (*kp, "window"))
+            if "delay" in out[task_type]:
+                delay = self.mapping(out[task_type]["delay"], (*kp, "delay"), DELAY_KEYS)
+                if delay.get("max_s", math.inf) < delay.get("min_s", 0):
+                    raise self.error((*kp, "delay", "max_s"), "must not be less than min_s")
         return out
+
+    def window(self, value: Any, keypath: tuple[str, ...]) -> None:
+        w = self.mapping(value, keypath, WINDOW_KEYS | {"start": object, "end": object})
+        for key in ("start", "end"):
+            if key not in w:
+                raise self.error(keypath, f"a window needs {key}: {{start: HH:MM, end: HH:MM}}")
+            if not isinstance(w[key], str) or not HHMM.fullmatch(w[key]):
+                raise self.error(
+                    (*keypath, key),
+                    f'must be a time HH:MM in quotes ("07:00"), not {w[key]!r}',
+                )
 
     def inventory(self, data: Any) -> Inventory:
         top = self.mapping(data, (), TOP_KEYS)
@@ -222,6 +301,12 @@ class _Validator:
         hosts: dict[str, HostSpec] = {}
         seen_addresses: dict[tuple[str, int], str] = {}
         for name, raw in (self.mapping(top.get("hosts"), ("hosts",), _AnyKeys(dict)) or {}).items():
+            if not HOST_NAME.fullmatch(name):
+                raise self.error(
+                    ("hosts", name),
+                    f"host name {name!r} is not allowed: use letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit",
+                )
             merged = {**defaults, **self.mapping(raw, ("hosts", name), HOST_KEYS)}
             host = self.host(name, merged)
             addr = (host.address, host.port)
@@ -261,11 +346,6 @@ class _Validator:
         tr = self.mapping(out.get("translate"), (*kp, "translate"), TRANSLATE_KEYS)
         if tr.get("backend", "deepl") not in TRANSLATE_BACKENDS:
             raise self.error((*kp, "translate", "backend"), "must be deepl or openai")
-        for key in ("chunk_s", "overlap_s"):
-            if key in out and out[key] < 0:
-                raise self.error((*kp, key), "must not be negative")
-        if out.get("chunk_s") == 0:
-            raise self.error((*kp, "chunk_s"), "must be more than 0 seconds")
         for i, lang in enumerate(out.get("langs") or []):
             if not isinstance(lang, str) or not lang.isalpha():
                 raise self.error((*kp, "langs", str(i)), f"not a language code: {lang!r}")

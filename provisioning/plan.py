@@ -102,27 +102,30 @@ def env_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> EnvPlan:
     manager = host.env.get("manager", "uv")
     app = shlex.quote(layout.app)
     if manager == "conda":
-        name = host.env["name"]
-        conda = facts.get("conda") or "$HOME/miniforge3/bin/conda"
+        name = shlex.quote(host.env["name"])
+        # a path the host reported is quoted; the default is ours and needs $HOME expanded
+        conda = (
+            shlex.quote(facts["conda"]) if facts.get("conda") else '"$HOME"/miniforge3/bin/conda'
+        )
         cmds = []
         if not facts.get("conda"):
             cmds += [
                 f"curl -fsSL -o /tmp/miniforge.sh {MINIFORGE}",
-                "bash /tmp/miniforge.sh -b -p $HOME/miniforge3",
+                'bash /tmp/miniforge.sh -b -p "$HOME"/miniforge3',
             ]
-        if name in (facts.get("conda_envs") or []):
-            cmds.append(f"{conda} install -y -n {shlex.quote(name)} python=3.11")
+        if host.env["name"] in (facts.get("conda_envs") or []):
+            cmds.append(f"{conda} install -y -n {name} python=3.11")
         else:
-            cmds.append(f"{conda} create -y -n {shlex.quote(name)} python=3.11")
-        cmds.append(f"{conda} run -n {shlex.quote(name)} python -m pip install -q {app}")
-        return EnvPlan("conda", cmds, python=f"{conda} run -n {shlex.quote(name)} python")
-    uv = facts.get("uv") or "$HOME/.local/bin/uv"
+            cmds.append(f"{conda} create -y -n {name} python=3.11")
+        cmds.append(f"{conda} run -n {name} python -m pip install -q {app}")
+        return EnvPlan("conda", cmds, python=f"{conda} run -n {name} python")
+    uv = shlex.quote(facts["uv"]) if facts.get("uv") else '"$HOME"/.local/bin/uv'
     cmds = []
     if not facts.get("uv"):
         cmds.append("python3 -m pip install --user --quiet uv")
     # platform markers in the lock pick mlx-whisper on Apple silicon, faster-whisper elsewhere
     cmds.append(f"cd {app} && {uv} sync --locked --no-dev")
-    return EnvPlan("uv", cmds, python=f"{layout.app}/.venv/bin/python")
+    return EnvPlan("uv", cmds, python=shlex.quote(f"{layout.app}/.venv/bin/python"))
 
 
 def keyring_env(host: HostSpec, layout: Layout) -> str:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from control.errors import ContentctlError
 from control.inventory import HostSpec
+from control.redact import scrub
 from provisioning import plan
 from provisioning.ssh import SSH, SSHFailure
 
@@ -93,6 +94,29 @@ SECRET = (
 )
 
 
+def parse_facts(host: str, stdout: str) -> dict[str, Any]:
+    """The facts script's JSON: its last line, whatever a login banner or a shell start-up file
+    printed before it."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                facts = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(facts, dict) and "base_dir" in facts:
+                return facts
+            break
+    last = (stdout.strip().splitlines() or ["nothing"])[-1][:200]
+    raise StepFailed(f"{host}: unreadable facts (last line: {last!r}): check the shell's output")
+
+
+async def read_facts(ssh: SSH, host: HostSpec) -> dict[str, Any]:
+    res = await ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
+    if not res.ok:
+        raise StepFailed(f"{host.name}: python3 is needed on the host: {res.last_line()}")
+    return parse_facts(host.name, res.stdout)
+
+
 @dataclass
 class Step:
     name: str
@@ -149,6 +173,9 @@ class Provisioner:
                 status, detail = await fn(host, state)
             except (StepFailed, SSHFailure) as exc:
                 status, detail = "failed", str(exc)
+            except Exception as exc:  # this host's step failed; the caller's other hosts go on
+                first = (str(exc).strip().splitlines() or [""])[0]
+                status, detail = "failed", scrub(f"{host.name}: {type(exc).__name__}: {first}")
             step = Step(name, status, detail, round(time.monotonic() - t0, 2))
             report.steps.append(step)
             if self.on_step:
@@ -161,10 +188,7 @@ class Provisioner:
 
     # -- steps ---------------------------------------------------------------------------
     async def _facts(self, host: HostSpec, state: dict[str, Any]) -> tuple[str, str]:
-        res = await self.ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
-        if not res.ok:
-            raise StepFailed(f"{host.name}: python3 is needed on the host: {res.last_line()}")
-        facts = json.loads(res.stdout)
+        facts = await read_facts(self.ssh, host)
         state["facts"] = facts
         state["layout"] = plan.Layout(facts["base_dir"])
         tool = "uv" if host.env.get("manager", "uv") == "uv" else "conda"
@@ -222,7 +246,7 @@ class Provisioner:
 
     async def _secret(self, host: HostSpec, state: dict[str, Any], name: str, value: str) -> str:
         layout: plan.Layout = state["layout"]
-        python = state.get("python") or f"{layout.app}/.venv/bin/python"
+        python = state.get("python") or shlex.quote(f"{layout.app}/.venv/bin/python")
         mode = "check" if self.dry_run else "set"
         prefix = plan.keyring_env(host, layout)
         cmd = f"{prefix}{python} -c {shlex.quote(SECRET)} {shlex.quote(name)} {mode}"
@@ -312,7 +336,7 @@ class Provisioner:
         if self.dry_run:
             return "would-change"
         res = await self.ssh.run(
-            host, f"mkdir -p $(dirname {q}) && cat > {q}.part && mv {q}.part {q}", input=text
+            host, f'mkdir -p "$(dirname {q})" && cat > {q}.part && mv {q}.part {q}', input=text
         )
         if not res.ok:
             raise StepFailed(f"{host.name}: cannot write {path}: {res.last_line()}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from control import dbserve, fleet
 from control.db import AsyncConn
@@ -75,16 +74,10 @@ async def build(
 async def agent_over_ssh(ssh: SSH, host: HostSpec, action: str) -> str:
     """Start, stop or restart a provisioned host's agent process over SSH (for when it is not
     running, or not answering through the database). Returns what happened."""
-    import json
-    import shlex
-
     from provisioning import plan
-    from provisioning.provision import FACTS
+    from provisioning.provision import read_facts
 
-    res = await ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
-    if not res.ok:
-        raise ContentctlError(f"{host.name}: python3 is needed on the host: {res.last_line()}")
-    facts: dict[str, Any] = json.loads(res.stdout)
+    facts = await read_facts(ssh, host)
     layout = plan.Layout(str(facts["base_dir"]))
     said = []
     if action in ("stop", "restart") and facts.get("supervisor_pid"):

@@ -19,6 +19,7 @@ import asyncssh
 
 from control.errors import ContentctlError
 from control.inventory import HostSpec
+from control.redact import scrub
 
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 600.0
@@ -159,14 +160,21 @@ class SSH:
         """Copy local files to remote paths (each written beside and renamed); returns bytes."""
         conn = await self.connection(host)
         sent = 0
-        async with conn.start_sftp_client() as sftp:
-            for local, remote in files:
-                parent = remote.rsplit("/", 1)[0]
-                await sftp.makedirs(parent, exist_ok=True)
-                tmp = f"{remote}.contentctl-part"
-                await sftp.put(str(local), tmp, preserve=True)
-                await sftp.posix_rename(tmp, remote)
-                sent += local.stat().st_size
+        remote = ""
+        try:
+            async with conn.start_sftp_client() as sftp:
+                for local, remote in files:
+                    parent = remote.rsplit("/", 1)[0]
+                    await sftp.makedirs(parent, exist_ok=True)
+                    tmp = f"{remote}.contentctl-part"
+                    await sftp.put(str(local), tmp, preserve=True)
+                    await sftp.posix_rename(tmp, remote)
+                    sent += local.stat().st_size
+        except (OSError, asyncssh.Error) as exc:
+            raise SSHFailure(
+                f"{host.name}: cannot write {remote or 'files'} ({_reason(exc)}): is base_dir "
+                "writable by the SSH user?"
+            ) from None
         return sent
 
     async def close(self) -> None:
@@ -208,6 +216,9 @@ async def fan_out(
                 value = await work(host)
             except ContentctlError as exc:
                 return Outcome(host.name, False, error=str(exc), seconds=time.monotonic() - t0)
+            except Exception as exc:  # one host's surprise never stops the others
+                error = f"{host.name}: {type(exc).__name__}: {_reason(exc)}"
+                return Outcome(host.name, False, error=scrub(error), seconds=time.monotonic() - t0)
             return Outcome(host.name, True, value, seconds=time.monotonic() - t0)
 
     return list(await asyncio.gather(*(one(h) for h in hosts)))

@@ -4,6 +4,7 @@ embedded database served on loopback TCP, real agents started on the "hosts"."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -343,3 +344,29 @@ async def test_provision_from_the_dashboard_plan_then_apply(
                 break
             await pilot.pause(0.1)
         assert str(hosts.get_cell("h1", "state")) == "online"
+
+
+def test_a_dry_run_never_runs_shell_words_from_the_inventory(
+    head: dict[str, str],
+    tmp_path: Path,
+    sshd_factory: tuple[Path, list[Sshd]],
+) -> None:
+    """The probe: a base_dir that is a shell command. Before, `provision --dry-run` ran it (the
+    keychain check used the environment's python path unquoted)."""
+    user_key, servers = sshd_factory
+    servers.append(start_sshd("127.0.0.2", tmp_path, user_key))
+    pwned = tmp_path / "PWNED"
+    base = f"{tmp_path}/host 1/x$(touch {pwned})`touch {pwned}`;touch {pwned}"
+    host = (
+        f"  evil:\n    address: {servers[0].address}\n    port: {servers[0].port}\n"
+        f"    user: root\n    identity_file: {user_key}\n    base_dir: {json.dumps(base)}\n"
+        "    keyring_backend: keyrings.alt.file.PlaintextKeyring\n"
+    )
+    Path(head["CONTENTCTL_INVENTORY"]).write_text(
+        f"known_hosts: {tmp_path / 'known_hosts'}\nhosts:\n{host}"
+    )
+    serve_db(head)  # a database password: the dry run checks the worker's keychain for it
+    out = run(head, "provision", "evil", "--dry-run", "--accept-new-host-keys")
+    assert "evil: would change" in out.stdout, out.stdout + out.stderr
+    assert not pwned.exists()
+    assert not Path(base).exists()  # and a dry run creates nothing

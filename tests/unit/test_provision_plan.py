@@ -16,7 +16,7 @@ def test_uv_installed_if_missing_then_synced_against_the_lock() -> None:
     plan = env_plan({"uv": None}, _host(), LAYOUT)
     assert plan.commands == [
         "python3 -m pip install --user --quiet uv",
-        "cd /home/signal4/contentctl/app && $HOME/.local/bin/uv sync --locked --no-dev",
+        'cd /home/signal4/contentctl/app && "$HOME"/.local/bin/uv sync --locked --no-dev',
     ]
     present = env_plan({"uv": "/usr/bin/uv"}, _host(), LAYOUT)
     assert present.commands == [
@@ -30,9 +30,9 @@ def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_
     assert fresh.commands[0].startswith(
         "curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge"
     )
-    assert "bash /tmp/miniforge.sh -b -p $HOME/miniforge3" in fresh.commands
+    assert 'bash /tmp/miniforge.sh -b -p "$HOME"/miniforge3' in fresh.commands
     assert (
-        "$HOME/miniforge3/bin/conda create -y -n content-processing python=3.11" in fresh.commands
+        '"$HOME"/miniforge3/bin/conda create -y -n content-processing python=3.11' in fresh.commands
     )
     existing = env_plan(
         {"conda": "/opt/conda/bin/conda", "conda_envs": ["content-processing"]}, host, LAYOUT
@@ -61,3 +61,34 @@ def test_the_agent_env_carries_no_password() -> None:
     assert "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring" in text
     script = runner_script(_host(), LAYOUT)
     assert "agent run --host mac-7" in script and "trap stop TERM INT" in script
+
+
+HOSTILE_BASE = "/srv/x y/$(touch /tmp/PWNED)`id`;rm -rf ~ #"
+
+
+def test_every_command_keeps_a_hostile_base_dir_one_quoted_word() -> None:
+    """The probe: an inventory base_dir full of shell syntax. Every command the plan builds
+    carries it as one word, so the shell runs none of it."""
+    import shlex
+
+    from provisioning.plan import stop_command
+    from provisioning.provision import parse_facts
+
+    layout = Layout(HOSTILE_BASE)
+    host = _host(base_dir=HOSTILE_BASE, env={"manager": "conda", "name": "e; id"})
+    commands = [
+        *env_plan({"uv": "/opt/my uv/uv"}, _host(), layout).commands,
+        *env_plan({"conda": "/opt/$(x)/conda"}, host, layout).commands,
+        env_plan({}, _host(), layout).python,
+        *service_plan({"os": "Linux"}, host, layout)[1],
+        stop_command(layout),
+        runner_script(host, layout),
+    ]
+    for cmd in commands:
+        words = shlex.split(cmd, comments=True)
+        for word in words:
+            if "PWNED" in word:
+                assert HOSTILE_BASE in word, (word, cmd)
+        assert not any(w in ("id", "-rf", "~") for w in words), cmd
+    facts = parse_facts("h", 'Welcome!\n{"os": "Linux"\n{"base_dir": "/b", "os": "Linux"}\n')
+    assert facts["base_dir"] == "/b"
