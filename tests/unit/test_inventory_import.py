@@ -49,5 +49,46 @@ def test_import_keeps_the_fleet_and_says_what_it_cannot_carry(tmp_path: Path) ->
 def test_not_a_fleet_config_is_a_clear_error(tmp_path: Path) -> None:
     src = tmp_path / "other.yaml"
     src.write_text("foo: 1\n")
-    with pytest.raises(UsageError, match=r"no processing\.distributed section"):
+    with pytest.raises(UsageError, match=r"no processing\.workers or processing\.distributed section"):
+        legacy.convert(src)
+
+
+# The old fleet's real layout: workers beside `distributed`, named in comments, some as lists.
+REAL = """
+processing:
+  distributed:
+    worker_limits:
+      transcribe: {tasks_per_run: 12, cooldown: 60}
+  workers:
+    10.0.0.209:  # s4-head
+      enabled: true
+      enabled_tasks: [download_youtube, transcribe]
+      max_concurrent_tasks: 1
+    10.0.0.210:
+      enabled: true     # not a name: a comment on a setting
+      enabled_tasks: [transcribe]
+      max_concurrent_tasks: 2
+    10.0.0.211: [transcribe, stitch]   # mac-mini-3 (the one in the closet)
+"""
+
+
+def test_workers_beside_distributed_named_from_comments_lists_accepted(tmp_path: Path) -> None:
+    src = tmp_path / "config.yaml"
+    src.write_text(REAL)
+    data, _ = legacy.convert(src)
+    inv = parse(legacy.render(data, src), tmp_path / "inventory.yaml")
+    assert set(inv.hosts) == {"s4-head", "worker-10-0-0-210", "mac-mini-3"}
+    assert inv.hosts["s4-head"].address == "10.0.0.209"
+    assert inv.hosts["mac-mini-3"].enabled_tasks == ("transcribe", "stitch")
+    assert inv.hosts["worker-10-0-0-210"].max_concurrent_tasks == 2
+    assert inv.worker_limits["transcribe"] == {"tasks_per_run": 12, "cooldown": 60}
+
+
+def test_an_import_that_finds_no_workers_is_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "config.yaml"
+    src.write_text("processing:\n  distributed:\n    worker_limits: {}\n")
+    with pytest.raises(UsageError, match="no workers"):
+        legacy.convert(src)
+    src.write_text("processing:\n  workers:\n    10.0.0.1: 42\n")
+    with pytest.raises(UsageError, match=r"workers\.10\.0\.0\.1: 42 is not"):
         legacy.convert(src)
