@@ -5,9 +5,11 @@ under `processing.distributed`, and the workers keyed by IP address under `proce
 (older files: `processing.distributed.workers`; both are read): `enabled`, `enabled_tasks`,
 `max_concurrent_tasks`, sometimes their own `tasks_per_run` / `cooldown` per type, or just a
 list of task types. A worker is named by its `name:`, else by the comment beside its address
-(`10.0.0.209:  # s4-head`), else `worker-10-0-0-209`. Settings common to every worker become a `defaults:` block, so a 50-host file stays
-short; what the inventory cannot say per host (a per-worker cooldown that differs from the
-fleet's) is reported, not silently dropped.
+(`10.0.0.209:  # s4-head`), else `worker-10-0-0-209`.
+
+Settings common to every worker become a `defaults:` block, so a 50-host file stays short;
+what the inventory cannot say per host (a per-worker cooldown that differs from the fleet's)
+is reported, not silently dropped.
 """
 
 from __future__ import annotations
@@ -105,11 +107,11 @@ def convert(path: Path) -> tuple[dict[str, Any], list[str]]:
     dist = processing.get("distributed") or {}
     notes: list[str] = []
     limits: dict[str, dict[str, Any]] = {}
-    for task_type, raw in (dist.get("worker_limits") or {}).items():
+    for task_type, spec in (dist.get("worker_limits") or {}).items():
         if task_type not in ALL_TYPES:
             notes.append(f"worker_limits.{task_type}: unknown task type, left out")
             continue
-        limits[task_type] = {k: v for k, v in (raw or {}).items() if k in LIMIT_KEYS}
+        limits[task_type] = {k: v for k, v in (spec or {}).items() if k in LIMIT_KEYS}
     hosts: dict[str, dict[str, Any]] = {}
     for address, value, comment in _workers(path, data, commented):
         raw: dict[str, Any]

@@ -49,7 +49,7 @@ def test_import_keeps_the_fleet_and_says_what_it_cannot_carry(tmp_path: Path) ->
 def test_not_a_fleet_config_is_a_clear_error(tmp_path: Path) -> None:
     src = tmp_path / "other.yaml"
     src.write_text("foo: 1\n")
-    with pytest.raises(UsageError, match=r"no processing\.workers or processing\.distributed section"):
+    with pytest.raises(UsageError, match=r"no processing\.workers or processing\.distributed"):
         legacy.convert(src)
 
 
