@@ -112,7 +112,9 @@ class _TypeState:
 @dataclass(frozen=True)
 class Decision:
     allowed: tuple[str, ...]
-    budget: int | None  # the most tasks one claim may take without overshooting a limit
+    # per limited type, the most tasks one claim may take of it without overshooting its
+    # limit; types not named here are bounded by free capacity only
+    caps: dict[str, int]
     reason: str | None  # why nothing may be claimed (None when something may)
     until: datetime | None  # when the reason ends (the agent wakes up then)
     blocked: tuple[tuple[str, str, datetime | None], ...] = ()  # (type, reason, until)
@@ -153,7 +155,7 @@ class Limiter:
     def decide(self, types: Iterable[str]) -> Decision:
         now = self.clock()
         allowed: list[str] = []
-        budgets: list[int] = []
+        caps: dict[str, int] = {}
         blocked: list[tuple[str, str, datetime | None]] = []
         for t in types:
             lim = self.limits.get(t)
@@ -163,17 +165,17 @@ class Limiter:
             why = self._blocked(t, lim, now)
             if why is None:
                 allowed.append(t)
-                budgets += self._budgets(t, lim, now)
+                if budgets := self._budgets(t, lim, now):
+                    caps[t] = min(budgets)
             else:
                 blocked.append((t, *why))
         if allowed:
-            budget = min(budgets) if budgets else None
-            return Decision(tuple(allowed), budget, None, None, tuple(blocked))
+            return Decision(tuple(allowed), caps, None, None, tuple(blocked))
         if not blocked:
-            return Decision((), None, None, None)
+            return Decision((), {}, None, None)
         reason = min((r for _, r, _ in blocked), key=REASON_ORDER.index)
         untils = [u for _, _, u in blocked if u is not None]
-        return Decision((), None, reason, min(untils) if untils else None, tuple(blocked))
+        return Decision((), {}, reason, min(untils) if untils else None, tuple(blocked))
 
     def _blocked(
         self, t: str, lim: TypeLimits, now: datetime

@@ -230,15 +230,14 @@ class Agent:
                         wait = (decision.until - cfg.clock()).total_seconds()
                         timeout = max(0.05, min(timeout, wait))
                 else:
-                    free = cfg.max_concurrent - len(self._running)
-                    limit = min(free, decision.budget or free)
                     try:
                         claimed = await self.db.run(
                             Queue.claim,
                             cfg.host,
                             decision.allowed,
-                            limit=limit,
+                            limit=cfg.max_concurrent - len(self._running),
                             lease_s=cfg.lease_s,
+                            caps=decision.caps,
                         )
                     except DbDown:
                         continue

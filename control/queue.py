@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,13 +163,30 @@ class Queue:
 
     # -- consumers ------------------------------------------------------------------------
     async def claim(
-        self, host: str, types: Iterable[str], *, limit: int = 1, lease_s: float = 30.0
+        self,
+        host: str,
+        types: Iterable[str],
+        *,
+        limit: int = 1,
+        lease_s: float = 30.0,
+        caps: Mapping[str, int] | None = None,
     ) -> list[ClaimedTask]:
+        """Up to `limit` tasks of `types`; a type in `caps` takes at most its cap of them (a
+        worker limit), the other types fill the rest."""
         type_list = list(types)
         if not type_list or limit < 1:
             return []
+        capped = {t: n for t, n in (caps or {}).items() if t in type_list and n < limit}
         cur = await self.conn.execute(
-            q("claim"), {"host": host, "types": type_list, "limit": limit, "lease_s": lease_s}
+            q("claim"),
+            {
+                "host": host,
+                "types": type_list,
+                "limit": limit,
+                "lease_s": lease_s,
+                "capped": list(capped),
+                "caps": list(capped.values()),
+            },
         )
         rows = await cur.fetchall()
         return [

@@ -32,8 +32,11 @@ SELECT pg_notify('contentctl_tasks', %(payload)s);
 -- name: claim
 -- Expired leases first (their agent died or lost the network: the same path re-claims them,
 -- there is no reaper), then pending work by priority and age. One statement, SKIP LOCKED.
+-- `capped`/`caps`: types that may take at most so many tasks in this claim (a worker limit:
+-- tasks left in the run, one at a time under a delay); every other type fills `limit`, so a
+-- limit on one type never slows the others.
 WITH expired AS (
-    SELECT id FROM tasks
+    SELECT id, type, priority, run_at FROM tasks
     WHERE state = 'running' AND lease_expires_at < now()
       AND cancel_requested_at IS NULL AND attempts < max_attempts
       AND type = ANY(%(types)s)
@@ -41,14 +44,36 @@ WITH expired AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), ready AS (
-    SELECT id FROM tasks
+    SELECT id, type, priority, run_at FROM tasks
     WHERE state IN ('queued', 'scheduled') AND run_at <= now()
-      AND type = ANY(%(types)s)
+      AND type = ANY(%(types)s) AND type <> ALL(%(capped)s::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), ready_capped AS (
+    SELECT r.id, r.type, r.priority, r.run_at
+    FROM unnest(%(capped)s::text[], %(caps)s::int[]) AS c(type, cap)
+    CROSS JOIN LATERAL (
+        SELECT id, type, priority, run_at FROM tasks
+        WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = c.type
+        ORDER BY priority DESC, run_at, id
+        LIMIT c.cap
+        FOR UPDATE SKIP LOCKED
+    ) AS r
+), candidates AS (
+    SELECT id, type, 0 AS pass, priority, run_at FROM expired
+    UNION ALL SELECT id, type, 1, priority, run_at FROM ready
+    UNION ALL SELECT id, type, 1, priority, run_at FROM ready_capped
+), ranked AS (
+    SELECT c.id, c.pass, c.priority, c.run_at, k.cap,
+           row_number() OVER (PARTITION BY c.type ORDER BY c.pass, c.priority DESC, c.run_at, c.id)
+             AS nth
+    FROM candidates AS c
+    LEFT JOIN unnest(%(capped)s::text[], %(caps)s::int[]) AS k(type, cap) ON k.type = c.type
 ), picked AS (
-    SELECT id FROM (SELECT id FROM expired UNION ALL SELECT id FROM ready) AS both_kinds
+    SELECT id FROM ranked
+    WHERE cap IS NULL OR nth <= cap
+    ORDER BY pass, priority DESC, run_at, id
     LIMIT %(limit)s
 ), claimed AS (
     UPDATE tasks AS t

@@ -31,7 +31,7 @@ def limiter(
 def test_tasks_per_run_then_cooldown() -> None:
     clock = FakeClock(T0)
     lim = limiter({"tasks_per_run": 3, "cooldown": 60}, clock, "transcribe")
-    assert lim.decide(["transcribe"]).budget == 3
+    assert lim.decide(["transcribe"]).caps == {"transcribe": 3}
     for _ in range(3):
         assert lim.decide(["transcribe"]).allowed == ("transcribe",)
         lim.claimed("transcribe")
@@ -42,7 +42,7 @@ def test_tasks_per_run_then_cooldown() -> None:
     clock.advance(seconds=1)
     assert lim.decide(["transcribe"]).allowed == ("transcribe",)
     lim.claimed("transcribe")
-    assert lim.decide(["transcribe"]).budget == 2  # a new run started
+    assert lim.decide(["transcribe"]).caps == {"transcribe": 2}  # a new run started
 
 
 def test_other_types_are_not_held_up_by_a_cooldown() -> None:
@@ -57,7 +57,7 @@ def test_daily_limit_counts_what_the_database_remembers_and_resets_at_midnight()
     clock = FakeClock(datetime(2026, 3, 2, 23, 0, tzinfo=UTC))
     lim = limiter({"daily_limit": 5}, clock)
     lim.load_daily({"download_youtube": 4}, date(2026, 3, 2))  # claimed before a restart
-    assert lim.decide(["download_youtube"]).budget == 1
+    assert lim.decide(["download_youtube"]).caps == {"download_youtube": 1}
     lim.claimed("download_youtube")
     d = lim.decide(["download_youtube"])
     assert d.reason == "daily_limit" and d.until == datetime(2026, 3, 3, 0, 0, tzinfo=UTC)
@@ -103,7 +103,7 @@ def test_overnight_window() -> None:
 def test_natural_delay_between_two_tasks() -> None:
     clock = FakeClock(T0)
     lim = limiter({"delay": {"min_s": 20, "max_s": 90}}, clock)
-    assert lim.decide(["download_youtube"]).budget == 1  # one at a time
+    assert lim.decide(["download_youtube"]).caps == {"download_youtube": 1}  # one at a time
     lim.claimed("download_youtube")
     assert lim.decide(["download_youtube"]).reason == "cooldown"  # while it runs
     clock.advance(seconds=300)
@@ -130,3 +130,11 @@ def test_the_most_telling_reason_wins() -> None:
     )
     lim.claimed("transcribe")
     assert lim.decide(["download_youtube", "transcribe"]).reason == "outside_window"
+
+
+def test_a_limit_on_one_type_caps_that_type_only() -> None:
+    """Before, a delay on download_youtube made every claim take one task of any type."""
+    lim = limiter({"delay": {"min_s": 20, "max_s": 90}}, FakeClock(T0))
+    d = lim.decide(["download_youtube", "noop", "transcribe"])
+    assert d.allowed == ("download_youtube", "noop", "transcribe")
+    assert d.caps == {"download_youtube": 1}
