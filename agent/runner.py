@@ -132,6 +132,7 @@ class Agent:
         self._reregister = False
         self._exit_commands: list[int] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._commands_job: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -163,6 +164,9 @@ class Agent:
             await self._claim_loop()
             await self._shutdown()
         finally:
+            if self._commands_job is not None and not self._commands_job.done():
+                # a stop or restart being acknowledged: let the acknowledgement go out first
+                await asyncio.wait([self._commands_job], timeout=5.0)
             for t in side:
                 t.cancel()
             await asyncio.gather(*side, return_exceptions=True)
@@ -372,15 +376,24 @@ class Agent:
     # -- obeying --------------------------------------------------------------------------
     async def _check_commands(self) -> None:
         rows = await self.db.sql(fleet.pending_commands, self.config.host)
+        if not rows:
+            return
+        outcomes = []
         for row in rows:
             cid, command, args = int(row["id"]), str(row["command"]), dict(row["args"] or {})
-            outcome = self._obey(cid, command, args, row["created_at"])
+            outcomes.append((cid, command, self._obey(cid, command, args, row["created_at"])))
+        # Beat before acknowledging: once the CLI hears "acknowledged", `status` already shows
+        # the new state (drained, online, draining, new task types).
+        load = await asyncio.to_thread(self._load.sample)
+        hb = self._heartbeat(self._state(), load)
+        if self._reregister:  # the host row shows the new task types
+            self._reregister = False
+            await self.db.sql(fleet.register, hb)
+        else:
+            await self.db.sql(fleet.send_heartbeat, hb)
+        for cid, command, outcome in outcomes:
             await self.db.sql(fleet.ack_command, cid, outcome)
             log.info("command %s: %s", command, outcome)
-            if self._reregister:  # the host row shows the new task types
-                self._reregister = False
-                load = await asyncio.to_thread(self._load.sample)
-                await self.db.sql(fleet.register, self._heartbeat(self._state(), load))
 
     def _obey(self, cid: int, command: str, args: dict[str, Any], created_at: datetime) -> str:
         if command in ("stop", "restart") and created_at < self._started_at:
@@ -489,7 +502,9 @@ class Agent:
             self._poke.clear()
             try:
                 if await self._heartbeat_once(renew_all=poked):
-                    await self._check_commands()
+                    # its own task: a stop it obeys must not cancel its acknowledgement
+                    self._commands_job = asyncio.create_task(self._check_commands())
+                    await asyncio.shield(self._commands_job)
                 if self._draining and not self._running and self._drain_commands:
                     done, self._drain_commands = self._drain_commands, []
                     await self.db.sql(fleet.command_done, done)

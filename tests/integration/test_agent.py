@@ -157,6 +157,24 @@ async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(
     ]
 
 
+async def test_status_shows_a_command_s_effect_as_soon_as_it_is_acknowledged(
+    spawn_agent: Spawn, agent_env: dict[str, str], conn: db.AsyncConn
+) -> None:
+    """Before, `agent drain` said "acknowledged" and `status` said `online` for up to one
+    heartbeat (30 s here, so the next beat cannot hide it)."""
+    spawn_agent("--host", "slow-beat", "--heartbeat", "30")
+    await wait_for(lambda: _heartbeating(conn, "slow-beat"), 20)
+
+    def state() -> str:
+        status = json.loads(cli(agent_env, "status", "--json").stdout)
+        return str({h["name"]: h for h in status["hosts"]}["slow-beat"]["state"])
+
+    for command, expected in (("drain", "drained"), ("undrain", "online")):
+        res = cli(agent_env, "agent", command, "slow-beat")
+        assert res.returncode == 0, res.stderr
+        assert state() == expected, command
+
+
 async def _agent_state(conn: db.AsyncConn, name: str, state: str) -> bool:
     row = await _host(conn, name)
     return bool(row and row["agent_state"] == state)
