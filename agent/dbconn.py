@@ -13,7 +13,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import psycopg
 
 from control import db
-from control.errors import ContentctlError
+from control.errors import ContentctlError, SchemaBehind
 from control.queue import Queue
 from control.settings import DatabaseTarget
 from control.tasktypes import TypePolicy
@@ -24,6 +24,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
+SCHEMA_WAIT_MAX_S = 30.0
 
 
 class DbDown(Exception):
@@ -41,9 +42,20 @@ class AgentDb:
         self.outages = 0
 
     async def open(self) -> None:
-        """First connection: errors here are the operator's to fix (one line, exit 2)."""
-        conn = await db.open_database(DatabaseTarget(self.url), migrate_fresh=True)
-        self._set(conn)
+        """First connection: errors here are the operator's to fix (one line, exit 2). A
+        schema older than this code waits for `contentctl db migrate` (a rollout migrating
+        the head while agents restart) instead of exiting into its service's restart loop."""
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                conn = await db.open_database(DatabaseTarget(self.url), migrate_fresh=True)
+            except SchemaBehind as exc:
+                log.warning("%s; waiting for it (retrying in %.0f s)", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SCHEMA_WAIT_MAX_S)
+                continue
+            self._set(conn)
+            return
 
     def _set(self, conn: db.AsyncConn) -> None:
         # An agent runs the same few statements all day: prepare them on first use, so the

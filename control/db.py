@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from psycopg.rows import dict_row
 
-from control.errors import DatabaseUnavailable, SchemaMismatch
+from control.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
 from control.settings import DatabaseTarget, state_dir
 
 MIGRATION_LOCK = 0x636F6E74  # "cont": pg_advisory_lock key for migrations
@@ -172,17 +172,28 @@ async def check_schema(conn: AsyncConn, *, migrate_fresh: bool = True) -> int:
 
     A fresh database (no schema at all) is migrated on first use: nothing can be running
     against it yet. An older schema is not: other machines may still run the old code, so
-    the operator migrates on purpose with `contentctl db migrate`."""
+    the operator migrates on purpose with `contentctl db migrate`. Anything short of this
+    code's version is judged under the migration lock, so a migration under way (another
+    command's first start, a rollout) is waited for, not mistaken for an old schema."""
     current = await schema_version(conn)
     known = code_schema_version()
     if current == known:
         return current
     if current > known:
         raise _too_new(current, known)
-    if current == 0 and migrate_fresh:
-        await migrate(conn)
-        return known
-    raise SchemaMismatch(
+    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        current = await schema_version(conn)
+        if current == 0 and migrate_fresh:
+            await migrate(conn)  # the lock is re-entrant for this session
+            return known
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    if current == known:
+        return current
+    if current > known:
+        raise _too_new(current, known)
+    raise SchemaBehind(
         f"the database schema is version {current} but this contentctl needs version {known}: "
         "run `contentctl db migrate`"
     )

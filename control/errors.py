@@ -29,3 +29,7 @@ class SchemaMismatch(ContentctlError):
     """The database schema is not the one this code knows (exit 2)."""
 
     exit_code = EXIT_USAGE
+
+
+class SchemaBehind(SchemaMismatch):
+    """The database schema is older than this code's: `contentctl db migrate` brings it up."""
