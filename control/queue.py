@@ -209,6 +209,11 @@ class Queue:
         cur = await self.conn.execute(q("types_with_work"), {"types": list(types)})
         return {str(r["type"]) for r in await cur.fetchall()}
 
+    async def media_waiting_types(self, media_ids: Sequence[int]) -> list[str]:
+        """The types of these media items' tasks that could run now but wait for a host."""
+        cur = await self.conn.execute(q("media_waiting_types"), {"ids": list(media_ids)})
+        return sorted(str(r["type"]) for r in await cur.fetchall())
+
     async def complete(self, task: ClaimedTask, result: dict[str, Any] | None = None) -> bool:
         return task.id in await self.complete_many([(task, result)])
 

@@ -83,3 +83,37 @@ def _idle_reason(state: str, body: dict[str, Any]) -> str | None:
         reason = body.get("idle_reason")
         return str(reason) if reason else None
     return None
+
+
+IDLE_WORDS = {
+    "no_work": "idle",
+    "cooldown": "in cooldown",
+    "outside_window": "outside its window",
+    "daily_limit": "at its daily limit",
+    "draining": "draining",
+    "drained": "drained",
+    "max_concurrency": "busy",
+}
+
+
+def why_waiting(task_type: str, hosts: list[dict[str, Any]]) -> str | None:
+    """Why claimable work of `task_type` is not being picked up, from `hosts()`; None when an
+    online host that runs the type is idle or busy (it is on its way)."""
+    able = [h for h in hosts if task_type in h["enabled_tasks"] and h["state"] != "disabled"]
+    if not able:
+        return (
+            f"no host has {task_type} enabled: add it to a host's enabled_tasks in the "
+            "inventory, or start an agent (`contentctl agent run`)"
+        )
+    said = []
+    for h in able:
+        reason = h["idle_reason"]
+        if h["state"] == "online" and reason in (None, "no_work", "max_concurrency"):
+            return None
+        if h["state"] == "online":
+            words = IDLE_WORDS.get(str(reason), str(reason))
+            until = f" until {h['idle_until'][11:16]}" if h.get("idle_until") else ""
+            said.append(f"{h['name']} {words}{until}")
+        else:
+            said.append(f"{h['name']} {h['state']}")
+    return f"no online host can run {task_type} now: " + ", ".join(said)

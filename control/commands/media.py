@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 from control import db, output
 from control.commands.common import Session, task_id
 from control.errors import EXIT_FAILED, EXIT_OK, UsageError
+from control.inventory import Inventory
 
 log = logging.getLogger("contentctl")
 
@@ -47,7 +49,7 @@ async def cmd_add(args: argparse.Namespace) -> int:
         else:
             added = [await media.add_file(conn, Path(args.source).expanduser(), root, opts)]
         if args.wait:
-            return await _wait_media(conn, root, [a.id for a in added], args.json)
+            return await _wait_media(conn, root, [a.id for a in added], args.json, s.inventory)
     finally:
         await conn.close()
     if args.json:
@@ -61,19 +63,36 @@ async def cmd_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _wait_media(conn: db.AsyncConn, root: Path, ids: list[int], as_json: bool) -> int:
-    from control import media
+EXPLAIN_AFTER_S = 3.0  # `add --wait`: a stage waiting this long without a change is explained
+
+
+async def _wait_media(
+    conn: db.AsyncConn, root: Path, ids: list[int], as_json: bool, inventory: Inventory
+) -> int:
+    from control import media, status
+    from control.queue import Queue
 
     shown: dict[int, str] = {}
+    explained: dict[str, str] = {}
+    changed_at = time.monotonic()
     while True:
         views = [await media.item(conn, root, i) for i in ids]
         for v in views:
             line = output.media_line(v)
-            if shown.get(v["id"]) != line and not as_json:
-                print(line, flush=True)
+            if shown.get(v["id"]) != line:
+                if not as_json:
+                    print(line, flush=True)
                 shown[v["id"]] = line
+                changed_at = time.monotonic()
         if all(v["state"] in ("succeeded", "failed", "cancelled") for v in views):
             break
+        if time.monotonic() - changed_at > EXPLAIN_AFTER_S:
+            hosts = await status.hosts(conn, inventory)
+            for task_type in await Queue(conn).media_waiting_types(ids):
+                why = status.why_waiting(task_type, hosts)
+                if why and explained.get(task_type) != why:
+                    print(f"waiting: {task_type}: {why}", file=sys.stderr, flush=True)
+                    explained[task_type] = why
         await asyncio.sleep(0.5)
     if as_json:
         output.emit_json(views)

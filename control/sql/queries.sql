@@ -383,6 +383,11 @@ SELECT id, host, ts, level, logger, message, task_id FROM (
 SELECT DISTINCT type FROM tasks
 WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s);
 
+-- name: media_waiting_types
+-- The task types an item's claimable tasks wait for (`add --wait` explaining a stall).
+SELECT DISTINCT type FROM tasks
+WHERE media_id = ANY(%(ids)s) AND state IN ('queued', 'scheduled') AND run_at <= now();
+
 -- name: lock_media_item
 -- Serialises the stage completions of one item (chunks finishing on several hosts at once).
 SELECT * FROM media_items WHERE id = %(id)s FOR UPDATE;

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from control import db
 from control.queue import Queue, TaskSpec
 from control.settings import DatabaseTarget
+from tests.conftest import kill_tree
 from tests.helpers import contentctl, fetch_task, wait_for
 
 pytestmark = pytest.mark.slow
@@ -368,3 +370,58 @@ async def test_claims_respect_daily_limits_across_restarts(
     states = [await _state(conn, i) for i in ids]
     assert states.count("succeeded") == 3 and states.count("queued") == 2
     assert "daily_limit" in err
+
+
+def _stderr_until(proc: subprocess.Popen[str], text: str, timeout_s: float) -> str:
+    """stderr lines of a running process until one holds `text` (or the deadline)."""
+    import selectors
+
+    seen = ""
+    sel = selectors.DefaultSelector()
+    assert proc.stderr is not None
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and text not in seen:
+        if sel.select(timeout=0.2):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+    return seen
+
+
+async def test_add_wait_says_which_stage_waits_and_why(
+    spawn_agent: Spawn, agent_env: dict[str, str], conn: db.AsyncConn
+) -> None:
+    """Before, `add --wait` with nobody able to run the next stage waited silently forever."""
+
+    def add_and_wait() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tui.launcher", "add", "http://127.0.0.1:9/x.ogg", "--wait"],
+            env=agent_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    nobody = add_and_wait()
+    try:
+        said = _stderr_until(nobody, "no host has download_youtube enabled", 20)
+        assert "waiting: download_youtube: no host has download_youtube enabled" in said, said
+    finally:
+        kill_tree(nobody.pid)
+        nobody.communicate(timeout=10)
+
+    spawn_agent("--host", "sleepy", *FAST)
+    await wait_for(lambda: _heartbeating(conn, "sleepy"), 20)
+    assert cli(agent_env, "agent", "drain", "sleepy").returncode == 0
+    await conn.execute("DELETE FROM media_items")  # the same URL adds a new item
+    await conn.execute("DELETE FROM tasks")
+    drained = add_and_wait()
+    try:
+        said = _stderr_until(drained, "sleepy drained", 20)
+        assert "no online host can run download_youtube now: sleepy drained" in said, said
+    finally:
+        kill_tree(drained.pid)
+        drained.communicate(timeout=10)
