@@ -142,10 +142,13 @@ async def advance(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | N
         if stage == "download":
             outputs["source"] = result["path"]
             meta = result.get("metadata") or {}
+            # What the item was added with (a feed's episode title and date) beats what the
+            # download found (a podcast's file is often just "talk.mp3"); the length measured
+            # from the file beats the feed's claim.
             for key in ("title", "channel", "duration_s", "upload_date"):
-                if meta.get(key) is not None:
+                if meta.get(key) is not None and (key == "duration_s" or item.get(key) is None):
                     changes[key] = meta[key]
-            changes["metadata"] = Jsonb({**(item["metadata"] or {}), **meta})
+            changes["metadata"] = Jsonb({**meta, **(item["metadata"] or {})})
             follow = first_specs({**item, "outputs": outputs}, "extract_audio")
         elif stage == "extract_audio":
             outputs["audio"] = result["path"]

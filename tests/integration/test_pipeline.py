@@ -252,6 +252,12 @@ async def test_podcast_feed_added_twice_makes_each_episode_once(
     for media_id in (1, 2):
         source = storage / f"media/{media_id}/source.ogg"
         assert source.read_bytes() == (FIXTURES / "speech.ogg").read_bytes()
+    # the feed's titles and dates survive the download (before: the file name, "talk")
+    cur = await conn.execute("SELECT title, upload_date FROM media_items ORDER BY id")
+    assert [dict(r) for r in await cur.fetchall()] == [
+        {"title": "Episode 1", "upload_date": "20240101"},
+        {"title": "Episode 2", "upload_date": "20240102"},
+    ]
 
 
 async def test_corrupt_media_fails_once_with_ffmpegs_reason(
