@@ -4,10 +4,11 @@
                                  [--latency-samples 1000] [--status-tasks 1000000] [--no-peers]
 
 1. Drain throughput: JOBS noop jobs enqueued, then WORKERS worker processes drain them; wall time
-   from starting the workers to the last job done, start-up included (each system's own worker:
-   `contentctl agent run --burst --concurrency 50`; pgqueuer's QueueManager with 5 dequeuers x
-   batch 10, its benchmark's settings; procrastinate's worker at concurrency 10). Rounds alternate
-   between the systems; the best round of each counts.
+   from starting the workers to the last job done, start-up included, at equal work in flight
+   per process (BENCH_CONCURRENCY, default 10): `contentctl agent run --burst --concurrency N`
+   with the repository's example inventory; pgqueuer's QueueManager with one dequeuer taking
+   batches of N; procrastinate's worker at concurrency N. Rounds alternate between the systems;
+   the best round of each counts.
 2. Enqueue-to-start latency: one idle agent, LATENCY_SAMPLES sequential enqueues, measured in the
    database (started_at - created_at).
 3. `status --json` query time with STATUS_TASKS tasks (99% finished) and 500 hosts.
@@ -45,8 +46,7 @@ from control.embedded import EmbeddedServer
 from control.inventory import Inventory
 from control.queue import Queue, TaskSpec
 
-# Jobs in flight per worker process: 50, as pgqueuer's 5 dequeuers x batch 10.
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))  # in flight per worker process
 PEERS_VENV = ROOT / "bench" / ".peers"
 PEER_PACKAGES = ["pgqueuer==1.6.0", "procrastinate==3.10.0", "psycopg[binary,pool]>=3.2"]
 
@@ -81,32 +81,43 @@ def run_workers(
 ) -> float:
     """Start the worker processes together; the wall time until `done_sql` says all jobs are
     done (start-up included; how long a worker takes to notice the queue is empty and exit is
-    not, since the systems differ there by design)."""
+    not, since the systems differ there by design). The workers' output goes to files: a pipe
+    nobody reads fills at 64 KB and blocks a worker in its next write."""
     t0 = time.perf_counter()
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in cmds]  # noqa: SIM115 (closed below)
     procs = [
-        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for c in cmds
+        subprocess.Popen(c, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        for c, log in zip(cmds, logs, strict=True)
     ]
     wall = None
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            while time.perf_counter() - t0 < 600:
+
+            def done() -> bool:
                 row = conn.execute(done_sql.encode()).fetchone()
-                if row and row[0]:
+                return bool(row and row[0])
+
+            while time.perf_counter() - t0 < 600:
+                exited = all(p.poll() is not None for p in procs)
+                if done():  # checked after the exit test: the last answers count
                     wall = time.perf_counter() - t0
                     break
-                if all(p.poll() is not None for p in procs):
+                if exited:
                     break
                 time.sleep(0.02)
-        for p in procs:
-            _, err = p.communicate(timeout=120)
+        for p, log in zip(procs, logs, strict=True):
+            p.wait(timeout=120)
             if p.returncode != 0:
-                raise RuntimeError(f"worker failed: {' '.join(map(str, p.args))}: {err[-500:]}")
+                log.seek(0)
+                tail = log.read()[-500:]
+                raise RuntimeError(f"worker failed: {' '.join(map(str, p.args))}: {tail}")
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        for log in logs:
+            log.close()
     if wall is None:
         raise RuntimeError(f"workers exited before the work was done: {' '.join(cmds[0])}")
     return wall
@@ -131,7 +142,11 @@ async def contentctl_setup(url: str, jobs: int) -> None:
 def drain_contentctl(admin_url: str, jobs: int, workers: int) -> float:
     url = fresh_database(admin_url, "bench_contentctl")
     asyncio.run(contentctl_setup(url, jobs))
-    env = dict(os.environ, CONTENTCTL_DATABASE_URL=url, CONTENTCTL_INVENTORY=os.devnull)
+    # the repository's example inventory, as a user running from the checkout has it (its
+    # worker_limits on download_youtube must not slow noop)
+    env = dict(
+        os.environ, CONTENTCTL_DATABASE_URL=url, CONTENTCTL_INVENTORY=str(ROOT / "inventory.yaml")
+    )
     cmds = [
         [
             sys.executable,
@@ -155,7 +170,8 @@ def drain_pgqueuer(admin_url: str, py: Path, jobs: int, workers: int) -> float:
     url = fresh_database(admin_url, "bench_pgqueuer")
     script = str(ROOT / "bench" / "peers" / "pgqueuer_peer.py")
     subprocess.run([str(py), script, "setup", url, str(jobs)], check=True)
-    cmds = [[str(py), script, "work", url, "5", "10"] for _ in range(workers)]
+    # one dequeuer taking batches of CONCURRENCY: the same work in flight per process
+    cmds = [[str(py), script, "work", url, "1", str(CONCURRENCY)] for _ in range(workers)]
     return run_workers(cmds, url, "SELECT count(*) = 0 FROM pgqueuer")
 
 
@@ -165,7 +181,7 @@ def drain_procrastinate(admin_url: str, py: Path, jobs: int, workers: int) -> fl
     subprocess.run(
         [str(py), script, "setup", url, str(jobs)], check=True, stderr=subprocess.DEVNULL
     )
-    cmds = [[str(py), script, "work", url, "10"] for _ in range(workers)]
+    cmds = [[str(py), script, "work", url, str(CONCURRENCY)] for _ in range(workers)]
     done_sql = f"SELECT count(*) = {jobs} FROM procrastinate_jobs WHERE status = 'succeeded'"
     return run_workers(cmds, url, done_sql)
 
@@ -175,7 +191,11 @@ async def latency(admin_url: str, samples: int) -> list[float]:
     url = fresh_database(admin_url, "bench_latency")
     conn = await db.connect(url)
     await db.migrate(conn)
-    env = dict(os.environ, CONTENTCTL_DATABASE_URL=url, CONTENTCTL_INVENTORY=os.devnull)
+    # the repository's example inventory, as a user running from the checkout has it (its
+    # worker_limits on download_youtube must not slow noop)
+    env = dict(
+        os.environ, CONTENTCTL_DATABASE_URL=url, CONTENTCTL_INVENTORY=str(ROOT / "inventory.yaml")
+    )
     agent = subprocess.Popen(
         [sys.executable, "-m", "tui.launcher", "agent", "run", "--host", "bench-idle"],
         env=env,
