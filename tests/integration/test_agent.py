@@ -425,3 +425,22 @@ async def test_add_wait_says_which_stage_waits_and_why(
     finally:
         kill_tree(drained.pid)
         drained.communicate(timeout=10)
+
+
+async def test_an_agent_whose_stderr_nobody_reads_keeps_working(
+    spawn_agent: Spawn, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """The agent's stderr is a pipe this test never reads (spawn_agent reads it only at the
+    end): before, the 64 KB pipe filled with per-task lines and the agent froze in a write,
+    its tasks stuck `running`. 2,000 tasks log ~300 KB."""
+    await queue.enqueue([TaskSpec("noop") for _ in range(2000)])
+    spawn_agent("--host", "chatty", "--concurrency", "10", *FAST)
+
+    async def all_done() -> bool:
+        cur = await conn.execute("SELECT count(*) AS n FROM tasks WHERE state = 'succeeded'")
+        return (await cur.fetchone() or {})["n"] == 2000
+
+    await wait_for(all_done, 90, interval_s=0.5)
+    await asyncio.sleep(1.5)  # three beats later it still beats: the loop is not stuck
+    row = await _host(conn, "chatty")
+    assert row is not None and float(row["age"]) < 1.5, row
