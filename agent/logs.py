@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from control.redact import RedactingFormatter, scrub
+from control.redact import RedactingFormatter, scrub, scrub_value
 
 FILE_MAX_BYTES = 10 * 1024 * 1024
 FILE_BACKUPS = 5
@@ -51,7 +51,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["traceback"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(doc, default=str))
+        return json.dumps(scrub_value(doc), default=str)  # scrubbed first: still valid JSON
 
 
 class DatabaseBuffer(logging.Handler):

@@ -302,7 +302,6 @@ def _redacted(url: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    from control.redact import scrub
+    from control.redact import first_line
 
-    text = str(exc).strip().splitlines()
-    return scrub(text[0]) if text else type(exc).__name__
+    return first_line(exc)

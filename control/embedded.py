@@ -293,5 +293,6 @@ def _last_line(path: Path) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    from control.redact import first_line
+
+    return first_line(exc)

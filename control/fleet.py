@@ -180,8 +180,23 @@ async def prune_logs(conn: AsyncConn, host: str, keep: int = LOGS_KEPT_PER_HOST)
     await conn.execute(q("prune_logs"), {"host": host, "keep": keep})
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 async def recent_logs(
-    conn: AsyncConn, host: str | None, *, after_id: int = 0, limit: int = 100
+    conn: AsyncConn,
+    host: str | None,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    min_level: str | None = None,
+    since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(q("recent_logs"), {"host": host, "after_id": after_id, "limit": limit})
+    """The newest `limit` lines (of `host`, or every host), oldest first; `min_level` and up,
+    from `since` on."""
+    levels = list(LOG_LEVELS[LOG_LEVELS.index(min_level) :]) if min_level else None
+    cur = await conn.execute(
+        q("recent_logs"),
+        {"host": host, "after_id": after_id, "limit": limit, "levels": levels, "since": since},
+    )
     return [dict(r) for r in await cur.fetchall()]

@@ -143,6 +143,19 @@ def print_task(t: Task) -> None:
             print(error["traceback"])
 
 
+def log_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """A log line for `logs --json` (one JSON object a line)."""
+    return {
+        "id": row["id"],
+        "ts": row["ts"].isoformat(),
+        "host": row["host"],
+        "level": row["level"],
+        "logger": row["logger"],
+        "task_id": row.get("task_id"),
+        "message": row["message"],
+    }
+
+
 def print_log(row: dict[str, Any], *, with_host: bool) -> None:
     ts = row["ts"].astimezone().strftime("%H:%M:%S")
     host = f"{row['host']} " if with_host else ""

@@ -416,8 +416,12 @@ def parse_payload(text: str | None) -> dict[str, Any]:
     """A payload given on the command line: a JSON object, or a one-line usage error."""
     if text is None or text == "":
         return {}
+
+    def refuse(constant: str) -> None:
+        raise UsageError(f"--payload holds {constant}, which is not JSON: give a number")
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"--payload is not valid JSON ({exc.msg} at column {exc.colno}): "

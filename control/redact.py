@@ -1,25 +1,76 @@
-"""Keep secrets out of what people and logs see."""
+"""Keep secrets out of what people and logs see: one place that knows what a secret looks like
+(URL passwords and token parameters, `Authorization` headers, `password=`-style values in
+conninfo, logs and JSON), and one way to turn an exception into a line fit to show."""
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
+# scheme://user:password@host -> scheme://user:***@host
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.IGNORECASE)
-_KEY_VALUE = re.compile(
-    r"\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)",
+# ...?token=...&sig=...: query parameters that carry credentials
+_URL_PARAM = re.compile(
+    r"([?&](?:access_token|token|api[_-]?key|key|sig|signature|secret|password|auth)=)"
+    r"[^&#\s\"']+",
     re.IGNORECASE,
 )
+# Authorization: Bearer xyz / Basic xyz / DeepL-Auth-Key xyz (header values, curl -H lines)
+_AUTH_SCHEME = re.compile(
+    r"\b(Bearer|Basic|Token|DeepL-Auth-Key)(\s+)[A-Za-z0-9._~+/=:-]{4,}", re.IGNORECASE
+)
+# password=..., "api_key": "...", deepl_token: ..., client_secret=...: the key names a secret
+_SECRET_NAME = (
+    r"[A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|_key|authorization)"
+    r"[A-Za-z0-9_-]*"
+)
+_KEY_VALUE = re.compile(
+    rf"(?P<q>[\"']?)\b(?P<key>{_SECRET_NAME})(?P=q)(?P<sep>\s*[=:]\s*)"
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s,;&\"'}\]]+)",
+    re.IGNORECASE,
+)
+MASK = "***"
+
+
+def _mask_value(m: re.Match[str]) -> str:
+    value = m.group("value")
+    masked = value[0] + MASK + value[0] if value[:1] in "\"'" else MASK
+    return f"{m.group('q')}{m.group('key')}{m.group('q')}{m.group('sep')}{masked}"
 
 
 def scrub(text: str, extra: tuple[str, ...] = ()) -> str:
-    """`text` with URL passwords, `password=...`-style values and any `extra` secret masked."""
-    text = _URL_PASSWORD.sub(r"\1***@", text)
-    text = _KEY_VALUE.sub(r"\1\2***", text)
+    """`text` with URL passwords and token parameters, authorization values, secret-named
+    values and any `extra` secret masked. A JSON text stays valid JSON."""
+    text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
+    text = _URL_PARAM.sub(rf"\1{MASK}", text)
+    text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
+    text = _KEY_VALUE.sub(_mask_value, text)
     for secret in extra:
         if secret:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, MASK)
     return text
+
+
+def scrub_value(value: Any) -> Any:
+    """A JSON-able value with every string scrubbed and secret-named keys masked, before it is
+    encoded (so the result is still valid JSON and nothing leaks through a key's value)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: (MASK if re.fullmatch(_SECRET_NAME, str(k), re.IGNORECASE) else scrub_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub_value(v) for v in value]
+    return value
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line fit to show: its first line, scrubbed, or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return scrub(lines[0]) if lines and lines[0].strip() else type(exc).__name__
 
 
 class RedactingFormatter(logging.Formatter):

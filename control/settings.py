@@ -49,7 +49,29 @@ def database_target(
 ) -> DatabaseTarget:
     """`--db` beats `CONTENTCTL_DATABASE_URL` beats the inventory's `database:`; else embedded."""
     url = explicit or os.environ.get(ENV_DATABASE_URL) or inventory_url
+    if url:
+        _check_url(url)
     return DatabaseTarget(url=url or None)
+
+
+def _check_url(url: str) -> None:
+    """A database URL that cannot even be parsed is a usage error, said in one line."""
+    from urllib.parse import urlsplit
+
+    from control.errors import UsageError
+
+    if "://" not in url:
+        return  # a conninfo string ("host=... dbname=..."): libpq judges it
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        raise UsageError(
+            f"the database URL is malformed ({exc}): give postgresql://USER@HOST:PORT/DB "
+            "(IPv6 hosts in brackets: [::1])"
+        ) from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise UsageError(f"the database URL must start with postgresql://, not {parts.scheme}://")
 
 
 def storage_root(configured: str | None) -> Path:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from control.errors import ContentctlError
 from control.inventory import HostSpec
-from control.redact import scrub
+from control.redact import first_line
 from provisioning import plan
 from provisioning.ssh import SSH, SSHFailure
 
@@ -174,8 +174,7 @@ class Provisioner:
             except (StepFailed, SSHFailure) as exc:
                 status, detail = "failed", str(exc)
             except Exception as exc:  # this host's step failed; the caller's other hosts go on
-                first = (str(exc).strip().splitlines() or [""])[0]
-                status, detail = "failed", scrub(f"{host.name}: {type(exc).__name__}: {first}")
+                status, detail = "failed", f"{host.name}: {type(exc).__name__}: {first_line(exc)}"
             step = Step(name, status, detail, round(time.monotonic() - t0, 2))
             report.steps.append(step)
             if self.on_step:

@@ -19,7 +19,7 @@ import asyncssh
 
 from control.errors import ContentctlError
 from control.inventory import HostSpec
-from control.redact import scrub
+from control.redact import first_line, scrub
 
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 600.0
@@ -186,8 +186,7 @@ class SSH:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import socket
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from control import db, output
@@ -169,8 +171,10 @@ async def cmd_logs(args: argparse.Namespace) -> int:
     s = Session(args)
     conn = await s.connect()
     host = None if args.host == "all" else args.host
+    since = datetime.now(UTC) - timedelta(seconds=args.since) if args.since else None
+    filters = {"min_level": args.level, "since": since}
     try:
-        rows = await fleet.recent_logs(conn, host, limit=args.lines)
+        rows = await fleet.recent_logs(conn, host, limit=args.lines, **filters)
         if host is not None and not rows and host not in s.inventory.hosts:
             known = {r["name"] for r in await fleet.hosts_rows(conn)}
             if host not in known:
@@ -178,13 +182,16 @@ async def cmd_logs(args: argparse.Namespace) -> int:
         last = 0
         while True:
             for r in rows:
-                output.print_log(r, with_host=host is None)
+                if args.json:  # JSON lines: one object a line, as it arrives
+                    print(json.dumps(output.log_doc(r)))
+                else:
+                    output.print_log(r, with_host=host is None)
                 last = max(last, int(r["id"]))
             sys.stdout.flush()
             if not args.follow:
                 return EXIT_OK
             await asyncio.sleep(0.5)
-            rows = await fleet.recent_logs(conn, host, after_id=last, limit=1000)
+            rows = await fleet.recent_logs(conn, host, after_id=last, limit=1000, **filters)
     finally:
         await conn.close()
 

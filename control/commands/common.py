@@ -27,8 +27,15 @@ class Session:
         return await db.open_database(self.target)
 
 
+ID_MAX = 2**63 - 1  # ids are bigint
+
+
 def task_id(text: str) -> int:
+    """An id from the command line (tasks and media items alike)."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a task id is a number, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"an id is a whole number, not {text!r}") from None
+    if not 1 <= value <= ID_MAX:
+        raise argparse.ArgumentTypeError(f"an id is a positive whole number, not {text!r}")
+    return value

@@ -116,7 +116,10 @@ async def cmd_media(args: argparse.Namespace) -> int:
         words = words[1:]
     if len(words) > 1 or (retry and not words):
         raise UsageError("usage: contentctl media [ID] | media retry ID [--from STAGE]")
-    media_id = task_id(words[0]) if words else None
+    try:
+        media_id = task_id(words[0]) if words else None
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"media: {exc}") from None
     if args.from_stage and not retry:
         raise UsageError("--from goes with `media retry ID`")
     conn = await s.connect()

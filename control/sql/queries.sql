@@ -373,9 +373,12 @@ WHERE host = %(host)s
              OFFSET %(keep)s LIMIT 1);
 
 -- name: recent_logs
+-- `levels`: the levels to show (NULL: all); `since`: only lines at or after it (NULL: any).
 SELECT id, host, ts, level, logger, message, task_id FROM (
     SELECT * FROM agent_logs
     WHERE (%(host)s::text IS NULL OR host = %(host)s::text) AND id > %(after_id)s
+      AND (%(levels)s::text[] IS NULL OR level = ANY(%(levels)s::text[]))
+      AND (%(since)s::timestamptz IS NULL OR ts >= %(since)s::timestamptz)
     ORDER BY id DESC LIMIT %(limit)s
 ) AS recent ORDER BY id;
 

@@ -33,3 +33,36 @@ def test_the_log_formatter_masks_messages_and_tracebacks() -> None:
         )
     out = fmt.format(rec)
     assert "topsecret" not in out and "zzz999" not in out and "RuntimeError" in out
+
+
+def test_scrub_knows_every_shape_of_secret_we_meet() -> None:
+    probes = {
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig": "eyJhbGciOiJIUzI1NiJ9",
+        "Authorization: DeepL-Auth-Key 0a1b2c3d-4e5f:fx": "0a1b2c3d",
+        "curl -H 'Authorization: Basic dXNlcjpwYXNz' https://x": "dXNlcjpwYXNz",
+        "host=db user=agent password=hunter22 dbname=c": "hunter22",
+        '{"deepl_api_key": "k-123456", "n": 1}': "k-123456",
+        '{"client_secret":"cs-98765"}': "cs-98765",
+        "openai_token=tok-55555 next": "tok-55555",
+        "GET https://feeds.example/rss?user=a&token=tk-77777&x=1": "tk-77777",
+        "https://cdn.example/a.mp3?sig=sg-424242": "sg-424242",
+        "postgresql://agent:pa55word@head:5432/c": "pa55word",
+    }
+    for text, secret in probes.items():
+        out = scrub(text)
+        assert secret not in out, (text, out)
+        assert "***" in out, out
+    assert scrub("user=agent host=head") == "user=agent host=head"  # no secret, no change
+
+
+def test_a_scrubbed_json_log_line_is_still_json() -> None:
+    import json
+
+    from control.redact import scrub_value
+
+    doc = {"message": 'auth "password=x y"', "api_key": "zzz", "nested": [{"token": "t"}]}
+    line = json.dumps(scrub_value(doc))
+    back = json.loads(line)
+    assert back["api_key"] == "***" and back["nested"][0]["token"] == "***"
+    assert "x y" not in line or "password=***" in back["message"]
+    assert json.loads(scrub(json.dumps({"password": 'p\\"q'})))["password"] == "***"
