@@ -49,6 +49,8 @@ PIPELINE_KEYS = {
     "langs": list,
     "transcribe": dict,
     "translate": dict,
+    # workers may fetch media from private addresses (10/8, 192.168/16, ...): off by default
+    "allow_private_networks": bool,
 }
 TRANSCRIBE_KEYS = {
     "backend": str,  # auto | faster-whisper | mlx

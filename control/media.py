@@ -8,12 +8,15 @@ Stage states are read from the item's tasks of its current generation (CONTRACT.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
@@ -23,6 +26,7 @@ from control.errors import ContentctlError, UsageError
 from control.queue import Queue
 from control.sql import q
 from control.storage import media_dir, resolve
+from control.urls import SCHEMES
 
 FEED_TIMEOUT_S = 30.0
 OUTPUT_KEYS = ("audio", "transcript_json", "srt", "vtt", "txt")
@@ -100,8 +104,14 @@ async def add_url(conn: AsyncConn, url: str, opts: dict[str, Any]) -> Added:
 
 async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[str, Any]) -> Added:
     """A local file: copied into the storage root (the agents read it there), then extracted."""
+    if path.is_symlink():
+        raise UsageError(
+            f"{path} is a symbolic link: give the file it points to ({path.resolve()}) if you "
+            "mean it"
+        )
     if not path.is_file():
         raise UsageError(f"{path} is not a file: give a URL, a feed URL with --podcast, or a file")
+    mode = stat.S_IMODE(path.stat().st_mode)
     async with conn.transaction():
         item, _ = await _insert(
             conn,
@@ -115,7 +125,8 @@ async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[s
         dest = resolve(storage_root, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(path, tmp)
+        shutil.copyfile(path, tmp, follow_symlinks=False)
+        os.chmod(tmp, mode)  # the source's own mode: a private file stays private
         tmp.replace(dest)
         outputs = {"source": rel}
         await conn.execute(q("set_media_paths"), {"id": item["id"], "outputs": Jsonb(outputs)})
@@ -145,8 +156,8 @@ def fetch_feed(url: str) -> list[dict[str, Any]]:
             (link.get("href") for link in entry.get("links", []) if link.get("rel") == "enclosure"),
             None,
         )
-        if not enclosure:
-            continue
+        if not enclosure or urlsplit(enclosure).scheme.lower() not in SCHEMES:
+            continue  # no media, or not a web address (file://...): not an episode we fetch
         guid = entry.get("id") or enclosure
         duration = _duration(entry.get("itunes_duration"))
         published = entry.get("published_parsed")

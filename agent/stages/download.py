@@ -9,6 +9,7 @@ import shutil
 from typing import Any
 
 from agent.handlers import Context, TaskError
+from control.urls import Refused, check_fetch
 from agent.stages import out_dir, rel
 
 # yt-dlp errors that another attempt will not fix
@@ -26,6 +27,10 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     url = payload.get("url")
     if not isinstance(url, str) or not url:
         raise TaskError("payload has no url to download", retryable=False)
+    try:  # a feed or a page names the URL: never file://, never the metadata service
+        check_fetch(url, allow_private=bool(ctx.settings.get("allow_private_networks")))
+    except Refused as exc:
+        raise TaskError(f"refusing to download {url}: {exc}", retryable=False) from None
     dest_dir = out_dir(ctx, payload)
     work = dest_dir / f".download-{ctx.task_id}"
     shutil.rmtree(work, ignore_errors=True)

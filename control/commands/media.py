@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from control import db, output
+from control import db, output, urls
 from control.commands.common import Session, task_id
 from control.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.inventory import Inventory
@@ -39,6 +39,8 @@ async def cmd_add(args: argparse.Namespace) -> int:
         args.priority,
     )
     kind = media.classify(args.source, args.podcast)
+    if kind != "file":
+        urls.check_added(args.source, "the feed URL" if kind == "podcast" else "the URL")
     episodes = await asyncio.to_thread(media.fetch_feed, args.source) if kind == "podcast" else []
     conn = await s.connect()
     try:

@@ -1,0 +1,65 @@
+"""Hostile sources: a feed or a page that points workers at the metadata service or a local
+file, a symlink handed to `add`. Each is the probe, then the check that it was refused and
+nothing leaked."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from control import db
+from tests.helpers import contentctl
+
+pytestmark = pytest.mark.slow
+
+
+async def test_a_worker_refuses_the_metadata_service_without_retrying(
+    agent_env: dict[str, str],
+    spawn_agent: Callable[..., subprocess.Popen[str]],
+    conn: db.AsyncConn,
+) -> None:
+    added = contentctl(agent_env, "add", "http://169.254.169.254/latest/meta-data/")
+    assert added.returncode == 0, added.stderr
+    agent = spawn_agent("--host", "w1", "--burst")
+    agent.communicate(timeout=60)
+    cur = await conn.execute(
+        "SELECT state, attempts, error_message FROM tasks WHERE type = 'download_youtube'"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    assert row["state"] == "failed" and row["attempts"] == 1  # not retried
+    assert "link-local" in row["error_message"]
+
+
+@pytest.mark.parametrize(
+    "source", ["file:///etc/passwd", "https://me:hunter2@example.org/v", "gopher://x/1"]
+)
+async def test_add_refuses_what_is_not_a_plain_web_address(
+    source: str, agent_env: dict[str, str], conn: db.AsyncConn
+) -> None:
+    out = contentctl(agent_env, "add", source)
+    assert out.returncode == 2 and "hunter2" not in out.stderr, out.stderr
+    cur = await conn.execute("SELECT count(*) AS n FROM media_items")
+    assert (await cur.fetchone() or {})["n"] == 0
+
+
+async def test_add_refuses_a_symlink_and_keeps_a_private_file_private(
+    agent_env: dict[str, str], tmp_path: Path, conn: db.AsyncConn
+) -> None:
+    secret = tmp_path / "secret.ogg"
+    secret.write_bytes(b"OggS private")
+    os.chmod(secret, 0o600)
+    link = tmp_path / "innocent.ogg"
+    link.symlink_to("/etc/shadow")
+    out = contentctl(agent_env, "add", str(link))
+    assert out.returncode == 2 and "symbolic link" in out.stderr, out.stderr
+    out = contentctl(agent_env, "add", str(secret), "--json")
+    assert out.returncode == 0, out.stderr
+    copies = list(Path(agent_env["CONTENTCTL_HOME"]).rglob("media/*/source.ogg"))
+    assert len(copies) == 1
+    assert stat.S_IMODE(copies[0].stat().st_mode) == 0o600
