@@ -9,8 +9,8 @@ import shutil
 from typing import Any
 
 from agent.handlers import Context, TaskError
-from control.urls import Refused, check_fetch
 from agent.stages import out_dir, rel
+from control.urls import Refused, check_fetch
 
 # yt-dlp errors that another attempt will not fix
 PERMANENT = re.compile(
