@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -33,6 +34,17 @@ WARM_TYPES_IDLE_TTL_S = 3600.0  # model-heavy types keep their model loaded for 
 WARM_TYPES = ("transcribe", "translate")
 
 ProgressCallback = Callable[[float, str | None], Awaitable[None]]
+
+
+# What a task process never needs: the database (the agent speaks for it) and anything named
+# like a credential. API keys reach handlers through the keychain, not the environment.
+_SECRET_ENV = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|_KEY|APIKEY)$|^PGPASS", re.IGNORECASE)
+_DROP_ENV = {"CONTENTCTL_DATABASE_URL", "DATABASE_URL", "PGPASSWORD", "PGSERVICEFILE"}
+
+
+def child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a task process: the agent's, less the database and secrets."""
+    return {k: v for k, v in env.items() if k not in _DROP_ENV and not _SECRET_ENV.search(k)}
 
 
 @dataclass
@@ -206,6 +218,7 @@ class Executor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            env=child_env(os.environ),
         )
         child = _Child(task_type, proc)
         child.stderr_reader = asyncio.create_task(self._forward_stderr(child))

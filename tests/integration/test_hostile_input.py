@@ -63,3 +63,35 @@ async def test_add_refuses_a_symlink_and_keeps_a_private_file_private(
     copies = list(Path(agent_env["CONTENTCTL_HOME"]).rglob("media/*/source.ogg"))
     assert len(copies) == 1
     assert stat.S_IMODE(copies[0].stat().st_mode) == 0o600
+
+
+async def test_task_processes_get_no_database_url_or_secrets(
+    agent_env: dict[str, str], spawn_agent: Callable[..., subprocess.Popen[str]], conn: db.AsyncConn
+) -> None:
+    import asyncio
+
+    import psutil
+
+    from control.queue import Queue, TaskSpec
+
+    await Queue(conn).enqueue([TaskSpec("sleep", payload={"seconds": 5})])
+    env = {**agent_env, "PGPASSWORD": "pg-Secret-1", "DEEPL_API_KEY": "dk-Secret-2"}
+    agent = spawn_agent("--host", "w1", env=env)
+    environ: dict[str, str] = {}
+    for _ in range(100):
+        kids = [
+            p
+            for p in psutil.Process(agent.pid).children(recursive=True)
+            if "agent.child" in " ".join(p.cmdline())
+        ]
+        if kids:
+            environ = kids[0].environ()
+            break
+        await asyncio.sleep(0.1)
+    if not environ:
+        agent.kill()
+        _, err = agent.communicate(timeout=10)
+        raise AssertionError(f"no task process started: {err[-2000:]}")
+    assert "CONTENTCTL_DATABASE_URL" not in environ
+    assert "pg-Secret-1" not in environ.values() and "dk-Secret-2" not in environ.values()
+    assert environ.get("CONTENTCTL_HOME") == agent_env["CONTENTCTL_HOME"]  # the rest is there
