@@ -87,7 +87,10 @@ print(json.dumps({"files": out, "owned": owned}))
 
 # Run with the environment's python; the secret arrives on stdin, never in argv.
 SECRET = (
-    "import sys, keyring; name, mode = sys.argv[1], sys.argv[2]; "
+    "import os, sys, keyring; name, mode = sys.argv[1], sys.argv[2]; "
+    "kr = type(keyring.get_keyring()); "
+    "(kr.__module__.startswith('keyrings.alt') and not os.environ.get('PYTHON_KEYRING_BACKEND')) "
+    "and sys.exit('only a plaintext file keyring here: set keyring_backend for this host'); "
     "value = sys.stdin.readline().rstrip('\\n'); old = keyring.get_password('contentctl', name); "
     "print('ok' if old == value else ('would-change' if mode == 'check' else "
     "(keyring.set_password('contentctl', name, value) or 'changed')))"

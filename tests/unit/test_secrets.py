@@ -1,0 +1,34 @@
+"""A secret goes into a plaintext file only when someone named that backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = (
+    "from control.errors import ContentctlError\n"
+    "from control.secrets import get_secret\n"
+    "try:\n    print('value', get_secret('nas_password'))\n"
+    "except ContentctlError as exc:\n    print('refused', exc)\n"
+)
+
+
+def _run(tmp_path: Path, **extra: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_DATA_HOME=str(tmp_path / "data"))
+    env.update(extra)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout
+
+
+def test_the_plaintext_file_keyring_is_not_chosen_silently(tmp_path: Path) -> None:
+    said = _run(tmp_path)
+    if said.startswith("value"):  # a real Secret Service answered: nothing to refuse
+        return
+    assert said.startswith("refused") and "name it on purpose" in said, said
+    named = _run(tmp_path, PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring")
+    assert named.strip() == "value None"
