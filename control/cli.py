@@ -31,7 +31,7 @@ from control.commands.tasks import (
     cmd_task,
     cmd_tasks,
 )
-from control.errors import EXIT_FAILED, EXIT_USAGE, ContentctlError
+from control.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ContentctlError
 from control.fleet import LOG_LEVELS
 from control.output import clean_output
 from control.redact import RedactingFormatter, first_line, scrub
@@ -104,6 +104,14 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+async def cmd_completion(args: argparse.Namespace) -> int:
+    """The shell's completion script (argcomplete: completes commands, flags and choices)."""
+    from argcomplete.shell_integration import shellcode
+
+    print(shellcode(["contentctl"], shell=args.shell))
+    return EXIT_OK
+
+
 # The dashboard, when tui/ provides it (tui.launcher sets this; control/ never imports tui/).
 DASHBOARD: Callable[[], Coroutine[Any, Any, int]] | None = None
 
@@ -114,6 +122,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+ENVIRONMENT = """\
+environment:
+  CONTENTCTL_HOME          state dir: embedded PostgreSQL, logs, default storage
+                           (default: $XDG_DATA_HOME/contentctl or ~/.local/share/contentctl;
+                           on macOS ~/Library/Application Support/contentctl)
+  CONTENTCTL_INVENTORY     inventory file (default: ./inventory.yaml, else $CONTENTCTL_HOME's)
+  CONTENTCTL_DATABASE_URL  an external PostgreSQL (default: the embedded server)
+
+exit codes: 0 success; 1 the operation failed; 2 bad usage or input, or no database.
+The commands, JSON keys and states scripts rely on: README.md and docs/contract.md.
+Shell completion: eval "$(contentctl completion bash)" (or zsh, fish)."""
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  contentctl {line}" for line in lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,28 +161,73 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="show tracebacks and debug logs",
     )
+    raw = argparse.RawDescriptionHelpFormatter
 
     p = _Parser(
         prog="contentctl",
         parents=[common],
         description="Control plane for a media-to-text processing fleet. "
         "With no command: the dashboard.",
+        epilog=ENVIRONMENT,
+        formatter_class=raw,
     )
     p.add_argument("--version", action="version", version=f"contentctl {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, func: Command, help_text: str, **kw: Any) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text, **kw)
+    def add(
+        name: str, func: Command | None, help_text: str, examples: tuple[str, ...], **kw: Any
+    ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name,
+            parents=[common] if func is not None else [],
+            help=help_text,
+            description=help_text,
+            epilog=_examples(*examples),
+            formatter_class=raw,
+            **kw,
+        )
+        if func is not None:
+            sp.set_defaults(func=func)
+        return sp
+
+    def action(
+        group: Any,
+        name: str,
+        func: Command,
+        help_text: str,
+        examples: tuple[str, ...],
+    ) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = group.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=_examples(*examples),
+            formatter_class=raw,
+        )
         sp.set_defaults(func=func)
         return sp
 
-    sp = add("status", cmd_status, "fleet and queue snapshot")
-    sp.add_argument("--json", action="store_true", help="machine-readable (CONTRACT.md)")
+    def json_flag(sp: argparse.ArgumentParser, what: str = "machine-readable output") -> None:
+        sp.add_argument("--json", action="store_true", help=what)
 
-    sp = add("enqueue", cmd_enqueue, "add tasks to the queue")
+    sp = add("status", cmd_status, "fleet and queue snapshot", ("status", "status --json"))
+    json_flag(sp, "machine-readable (keys in docs/contract.md)")
+
+    sp = add(
+        "enqueue",
+        cmd_enqueue,
+        "add tasks to the queue",
+        ("enqueue noop --count 100", "enqueue sleep --payload '{\"seconds\": 5}' --priority 10"),
+    )
     sp.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(ALL_TYPES)}")
-    sp.add_argument("--payload", metavar="JSON", help="a JSON object")
-    sp.add_argument("--count", type=_positive("--count", COUNT_MAX), default=1)
+    sp.add_argument("--payload", metavar="JSON", help="the task's input, a JSON object")
+    sp.add_argument(
+        "--count",
+        type=_positive("--count", COUNT_MAX),
+        default=1,
+        help=f"how many identical tasks (default 1, at most {COUNT_MAX:,})",
+    )
     sp.add_argument(
         "--priority",
         type=_whole("--priority", -PRIORITY_MAX, PRIORITY_MAX),
@@ -165,62 +235,127 @@ def build_parser() -> argparse.ArgumentParser:
         help="higher runs first (default 0)",
     )
     sp.add_argument("--unique-key", metavar="K", help="no-op if a live task has this key")
-    sp.add_argument("--delay", type=_seconds, default=0.0, metavar="SECONDS")
-    sp.add_argument("--max-attempts", type=_positive("--max-attempts", 1000), default=None)
-    sp.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument(
+        "--delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="run no earlier than this many seconds from now (default 0)",
+    )
+    sp.add_argument(
+        "--max-attempts",
+        type=_positive("--max-attempts", 1000),
+        default=None,
+        help="attempts before the task fails for good (default: the type's policy)",
+    )
+    sp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="kill an attempt running longer than this (default: the type's policy)",
+    )
+    json_flag(sp, "print the new tasks' ids as JSON")
 
-    sp = add("tasks", cmd_tasks, "list tasks, newest first")
-    sp.add_argument("--state", choices=STATES)
-    sp.add_argument("--type", choices=ALL_TYPES)
-    sp.add_argument("--host")
-    sp.add_argument("--limit", type=_positive("--limit"), default=50)
-    sp.add_argument("--json", action="store_true")
+    sp = add(
+        "tasks",
+        cmd_tasks,
+        "list tasks, newest first",
+        ("tasks --state failed", "tasks --type transcribe --host mac-1 --limit 20 --json"),
+    )
+    sp.add_argument("--state", choices=STATES, help="only tasks in this state")
+    sp.add_argument("--type", choices=ALL_TYPES, help="only tasks of this type")
+    sp.add_argument("--host", help="only tasks run (or running) on this host")
+    sp.add_argument(
+        "--limit", type=_positive("--limit"), default=50, help="at most this many (default 50)"
+    )
+    json_flag(sp)
 
-    sp = add("task", cmd_task, "one task in full")
-    sp.add_argument("id", type=task_id)
-    sp.add_argument("--json", action="store_true")
+    sp = add("task", cmd_task, "one task in full", ("task 42", "task 42 --json"))
+    sp.add_argument("id", type=task_id, help="the task's id")
+    json_flag(sp, "machine-readable (keys in docs/contract.md)")
 
-    sp = add("retry", cmd_retry, "move failed tasks back to the queue")
-    sp.add_argument("ids", type=task_id, nargs="*", metavar="ID")
+    sp = add(
+        "retry",
+        cmd_retry,
+        "move failed tasks back to the queue",
+        ("retry 42 43", "retry --failed --type transcribe"),
+    )
+    sp.add_argument("ids", type=task_id, nargs="*", metavar="ID", help="failed tasks' ids")
     sp.add_argument("--failed", action="store_true", help="every failed task")
     sp.add_argument("--type", choices=ALL_TYPES, help="with --failed: only this type")
+    json_flag(sp)
 
-    sp = add("cancel", cmd_cancel, "cancel tasks (running ones: the agent aborts them)")
-    sp.add_argument("ids", type=task_id, nargs="+", metavar="ID")
+    sp = add(
+        "cancel",
+        cmd_cancel,
+        "cancel tasks (running ones: the agent aborts them)",
+        ("cancel 42", "cancel --type download_youtube --state queued"),
+    )
+    sp.add_argument("ids", type=task_id, nargs="*", metavar="ID", help="tasks' ids")
+    sp.add_argument(
+        "--type",
+        choices=ALL_TYPES,
+        action="append",
+        help="every unfinished task of this type (repeat for several)",
+    )
+    sp.add_argument(
+        "--state",
+        choices=("queued", "scheduled", "running"),
+        action="append",
+        help="only tasks in this state (repeat for several; default: all unfinished)",
+    )
+    json_flag(sp)
 
-    dbp = sub.add_parser("db", help="the database: serve, url, migrate, stop")
+    dbp = add("db", None, "the database: serve, url, migrate, stop", ("db url", "db migrate"))
     dbs = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    sp = dbs.add_parser("migrate", parents=[common], help="apply pending schema migrations")
-    sp.set_defaults(func=cmd_db_migrate)
-    sp = dbs.add_parser(
+    action(dbs, "migrate", cmd_db_migrate, "apply pending schema migrations", ("db migrate",))
+    sp = action(
+        dbs,
         "serve",
-        parents=[common],
-        help="make the embedded server reachable over TCP (password auth)",
+        cmd_db_serve,
+        "make the embedded server reachable over TCP (password auth)",
+        ("db serve --listen 10.0.0.5 --advertise head.lan",),
     )
     sp.add_argument("--listen", default="*", help="listen address(es) (default: all)")
-    sp.add_argument("--port", type=_positive("--port", 65535), default=5432)
+    sp.add_argument(
+        "--port", type=_positive("--port", 65535), default=5432, help="TCP port (default 5432)"
+    )
     sp.add_argument(
         "--advertise",
         metavar="HOST",
         default=None,
         help="the address agents use to reach this machine (default: its FQDN)",
     )
-    sp.set_defaults(func=cmd_db_serve)
-    sp = dbs.add_parser("url", parents=[common], help="the database URL to give agents")
+    sp = action(
+        dbs,
+        "url",
+        cmd_db_url,
+        "the database URL to give agents",
+        ("db url", "db url --show-password"),
+    )
     sp.add_argument("--show-password", action="store_true", help="print the password too")
-    sp.set_defaults(func=cmd_db_url)
-    sp = dbs.add_parser("stop", parents=[common], help="stop the embedded server")
-    sp.set_defaults(func=cmd_db_stop)
+    action(dbs, "stop", cmd_db_stop, "stop the embedded server", ("db stop",))
 
-    ap = sub.add_parser("agent", help="run or control worker agents")
+    ap = add(
+        "agent",
+        None,
+        "run or control worker agents",
+        ("agent run --host mac-1", "agent drain mac-1 --deadline 30m", "agent restart --all"),
+    )
     ags = ap.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
-    sp = ags.add_parser("run", parents=[common], help="run an agent in the foreground here")
+    sp = action(
+        ags,
+        "run",
+        cmd_agent_run,
+        "run an agent in the foreground here",
+        ("agent run --host mac-1", "agent run --burst --concurrency 10"),
+    )
     sp.add_argument("--host", help="host name (default: this machine's)")
     sp.add_argument("--burst", action="store_true", help="exit when no claimable work is left")
     sp.add_argument(
         "--concurrency",
-        type=_positive("--concurrency"),
+        type=_positive("--concurrency", 1024),
         default=None,
         help="override max_concurrent_tasks",
     )
@@ -245,15 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="heartbeat interval (default 5)",
     )
-    sp.set_defaults(func=cmd_agent_run)
-    for action, text in (
+    for name, text in (
         ("drain", "finish running tasks, claim nothing new (until undrain)"),
         ("undrain", "claim again after a drain"),
         ("restart", "drain, then restart the agent process (same host name)"),
         ("stop", "stop the agent (running tasks get a grace period, then go back to the queue)"),
     ):
-        sp = ags.add_parser(action, parents=[common], help=text, description=text)
-        sp.add_argument("hosts", nargs="*", metavar="HOST")
+        sp = action(
+            ags, name, cmd_agent_command, text, (f"agent {name} mac-1", f"agent {name} --all")
+        )
+        sp.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to tell")
         sp.add_argument("--all", action="store_true", help="every host")
         sp.add_argument(
             "--timeout",
@@ -262,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="how long to wait for the acknowledgement (default 20)",
         )
-        if action in ("drain", "restart"):
+        if name in ("drain", "restart"):
             sp.add_argument(
                 "--deadline",
                 type=_duration,
@@ -270,21 +406,35 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="DURATION",
                 help="hand running tasks back to the queue after this long (e.g. 90s, 30m, 2h)",
             )
-        sp.set_defaults(func=cmd_agent_command)
+        json_flag(sp, "one JSON object per host: host, ok, outcome, via")
 
-    sp = ags.add_parser("start", parents=[common], help="start the agent over SSH")
-    sp.add_argument("hosts", nargs="*", metavar="HOST")
+    sp = action(
+        ags,
+        "start",
+        cmd_agent_ssh,
+        "start the agent over SSH",
+        ("agent start mac-1", "agent start --all"),
+    )
+    sp.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to start")
     sp.add_argument("--all", action="store_true", help="every enabled ssh host")
-    sp.add_argument("--accept-new-host-keys", action="store_true")
-    sp.add_argument("--parallel", type=_positive("--parallel"), default=10)
-    sp.set_defaults(func=cmd_agent_ssh)
+    sp.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="record host keys seen for the first time (changed keys: never)",
+    )
+    sp.add_argument(
+        "--parallel",
+        type=_positive("--parallel"),
+        default=10,
+        help="hosts at once (default 10)",
+    )
+    json_flag(sp, "one JSON object per host: host, ok, outcome")
 
     sp = add(
         "logs",
         cmd_logs,
         "recent agent log lines (from the database)",
-        epilog="examples:\n  contentctl logs mac-1 -f\n"
-        "  contentctl logs all --level WARNING --since 2h --json",
+        ("logs mac-1 -f", "logs all --level WARNING --since 2h --json"),
     )
     sp.add_argument("host", metavar="HOST", help="a host name, or `all`")
     sp.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -305,9 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="only lines at this level and above",
     )
-    sp.add_argument("--json", action="store_true", help="JSON lines: one object per log line")
+    json_flag(sp, "JSON lines: one object per log line")
 
-    sp = add("add", cmd_add, "add a video URL, a podcast feed (--podcast) or a local file")
+    sp = add(
+        "add",
+        cmd_add,
+        "add a video URL, a podcast feed (--podcast) or a local file",
+        (
+            "add https://www.youtube.com/watch?v=ID --lang de,he --wait",
+            "add https://example.org/feed.xml --podcast",
+            "add ~/talks/keynote.mp4",
+        ),
+    )
     sp.add_argument("source", metavar="SOURCE", help="a video URL, a feed URL, or a file")
     sp.add_argument("--podcast", action="store_true", help="SOURCE is a podcast feed")
     sp.add_argument("--lang", metavar="LANGS", help="translate into these, e.g. en,de,he")
@@ -318,33 +477,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="higher runs first (default 0)",
     )
     sp.add_argument("--wait", action="store_true", help="show progress until done or failed")
-    sp.add_argument("--json", action="store_true")
+    json_flag(sp)
 
-    sp = add("media", cmd_media, "media items and their stages; `media retry ID [--from S]`")
-    sp.add_argument("words", nargs="*", metavar="[retry] ID")
+    sp = add(
+        "media",
+        cmd_media,
+        "media items and their stages; `media retry ID [--from S]`",
+        ("media", "media 7 --json", "media retry 7 --from transcribe"),
+    )
+    sp.add_argument("words", nargs="*", metavar="[retry] ID", help="an item, or retry ITEM")
     sp.add_argument(
         "--from",
         dest="from_stage",
         metavar="STAGE",
         help="with retry: download, extract_audio, transcribe, stitch or translate",
     )
-    sp.add_argument("--limit", type=_positive("--limit"), default=50)
-    sp.add_argument("--json", action="store_true")
-
-    ip = sub.add_parser("inventory", help="validate or import the inventory")
-    ips = ip.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
-    sp = ips.add_parser("check", parents=[common], help="validate and summarise")
-    sp.set_defaults(func=cmd_inventory)
-    sp = ips.add_parser(
-        "import", parents=[common], help="convert the old fleet's config.yaml to an inventory"
+    sp.add_argument(
+        "--limit", type=_positive("--limit"), default=50, help="at most this many (default 50)"
     )
-    sp.add_argument("legacy", metavar="LEGACY_CONFIG_YAML")
+    json_flag(sp, "machine-readable (keys in docs/contract.md)")
+
+    ip = add(
+        "inventory",
+        None,
+        "validate or import the inventory",
+        ("inventory check", "inventory import old/config.yaml -o inventory.yaml"),
+    )
+    ips = ip.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
+    sp = action(ips, "check", cmd_inventory, "validate and summarise", ("inventory check --json",))
+    json_flag(sp)
+    sp = action(
+        ips,
+        "import",
+        cmd_inventory,
+        "convert the old fleet's config.yaml to an inventory",
+        ("inventory import config.yaml -o inventory.yaml",),
+    )
+    sp.add_argument("legacy", metavar="LEGACY_CONFIG_YAML", help="the old fleet's config.yaml")
     sp.add_argument("--output", "-o", metavar="PATH", help="write here (default: stdout)")
     sp.add_argument("--force", action="store_true", help="overwrite --output")
-    sp.set_defaults(func=cmd_inventory)
 
-    sp = add("provision", cmd_provision, "set a host up over SSH: env, code, secrets, agent")
-    sp.add_argument("hosts", nargs="*", metavar="HOST")
+    sp = add(
+        "provision",
+        cmd_provision,
+        "set a host up over SSH: env, code, secrets, agent",
+        ("provision mac-1 --dry-run", "provision --all --yes --parallel 20"),
+    )
+    sp.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to provision")
     sp.add_argument("--all", action="store_true", help="every enabled ssh host")
     sp.add_argument("--dry-run", action="store_true", help="show what would change")
     sp.add_argument("--yes", "-y", action="store_true", help="no confirmation (for scripts)")
@@ -353,28 +532,69 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record host keys seen for the first time (changed keys: never)",
     )
-    sp.add_argument("--parallel", type=_positive("--parallel"), default=10)
+    sp.add_argument(
+        "--parallel", type=_positive("--parallel"), default=10, help="hosts at once (default 10)"
+    )
     sp.add_argument(
         "--source", metavar="DIR", help="the code tree to ship (default: this installation's)"
     )
+    json_flag(sp, "one JSON object per host with its steps")
 
-    sp = add("rollout", cmd_rollout, "ship new code to running hosts without losing work")
-    sp.add_argument("hosts", nargs="*", metavar="HOST")
+    sp = add(
+        "rollout",
+        cmd_rollout,
+        "ship new code to running hosts without losing work",
+        ("rollout --all", "rollout mac-1 mac-2 --parallel 2"),
+    )
+    sp.add_argument("hosts", nargs="*", metavar="HOST", help="hosts to update")
     sp.add_argument("--all", action="store_true", help="every enabled ssh host")
-    sp.add_argument("--parallel", type=_positive("--parallel"), default=1)
-    sp.add_argument("--drain-timeout", type=_seconds, default=1800.0, metavar="SECONDS")
-    sp.add_argument("--accept-new-host-keys", action="store_true")
+    sp.add_argument(
+        "--parallel", type=_positive("--parallel"), default=1, help="hosts at once (default 1)"
+    )
+    sp.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=1800.0,
+        metavar="SECONDS",
+        help="how long a host may take to finish its running tasks (default 1800)",
+    )
+    sp.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="record host keys seen for the first time (changed keys: never)",
+    )
     sp.add_argument("--source", metavar="DIR", help="the code tree to ship")
+    json_flag(sp, "one JSON object per host with its steps")
 
-    sp = add("reconcile", cmd_reconcile, "compare the database with the storage root")
+    sp = add(
+        "reconcile",
+        cmd_reconcile,
+        "compare the database with the storage root",
+        ("reconcile", "reconcile --fix"),
+    )
     sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")
-    sp.add_argument("--json", action="store_true")
+    json_flag(sp)
 
-    sp = add("demo", cmd_demo, "embedded Postgres + local agents + sample work")
+    sp = add(
+        "demo",
+        cmd_demo,
+        "embedded Postgres + local agents + sample work",
+        ("demo", "demo --headless --agents 3"),
+    )
     sp.add_argument(
         "--headless", action="store_true", help="no dashboard: print a summary and exit"
     )
-    sp.add_argument("--agents", type=_positive("--agents"), default=2)
+    sp.add_argument(
+        "--agents", type=_positive("--agents", 64), default=2, help="local agents (default 2)"
+    )
+
+    sp = add(
+        "completion",
+        cmd_completion,
+        "print the shell completion script",
+        ("completion bash >> ~/.bashrc", 'eval "$(contentctl completion zsh)"'),
+    )
+    sp.add_argument("shell", choices=("bash", "zsh", "fish", "tcsh"), help="your shell")
     return p
 
 
@@ -393,6 +613,10 @@ def _scrubbed_traceback(kind: type[BaseException], exc: BaseException, tb: Any) 
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asking for completions (then it exits)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     handler = logging.StreamHandler(sys.stderr)

@@ -92,6 +92,9 @@ class LeaseState:
 TRACEBACK_TAIL_CHARS = 4000
 
 
+UNFINISHED = ("queued", "scheduled", "running")
+
+
 class Queue:
     def __init__(self, conn: AsyncConn, policies: dict[str, TypePolicy] | None = None) -> None:
         self.conn = conn
@@ -333,10 +336,22 @@ class Queue:
         return True
 
     # -- operators ------------------------------------------------------------------------
-    async def cancel(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Cancel queued/scheduled tasks now; ask the agents running the others to abort."""
+    async def cancel(
+        self,
+        ids: Sequence[int] | None,
+        *,
+        types: Sequence[str] | None = None,
+        states: Sequence[str] = UNFINISHED,
+    ) -> list[dict[str, Any]]:
+        """Cancel queued/scheduled tasks now; ask the agents running the others to abort. By
+        ids, or every unfinished task of `types` in `states`."""
+        params = {
+            "ids": list(ids) if ids is not None else None,
+            "types": list(types) if types else None,
+            "states": [s for s in states if s in UNFINISHED],
+        }
         async with self.conn.transaction():
-            cur = await self.conn.execute(q("cancel"), {"ids": list(ids)})
+            cur = await self.conn.execute(q("cancel"), params)
             rows = await cur.fetchall()
             if any(r["state"] == "running" for r in rows):
                 await self.conn.execute(q("notify"), {"payload": "cancel"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +12,28 @@ ENV_INVENTORY = "CONTENTCTL_INVENTORY"
 ENV_DATABASE_URL = "CONTENTCTL_DATABASE_URL"
 
 
+def default_state_dir() -> Path:
+    """Where the state lives without CONTENTCTL_HOME: an existing ~/.local/share/contentctl is
+    kept (earlier installs); else macOS's Application Support, else $XDG_DATA_HOME/contentctl
+    (default ~/.local/share)."""
+    legacy = Path.home() / ".local" / "share" / "contentctl"
+    if legacy.is_dir():
+        return legacy
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "contentctl"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else None
+    return (base or Path.home() / ".local" / "share") / "contentctl"
+
+
 def state_dir() -> Path:
-    """`$CONTENTCTL_HOME`, default `~/.local/share/contentctl`; created on first use."""
+    """`$CONTENTCTL_HOME`, else `default_state_dir()`; created on first use, private (0700)
+    when we create it; an existing directory's mode is left as its owner set it."""
     raw = os.environ.get(ENV_HOME)
-    home = Path(raw).expanduser() if raw else Path.home() / ".local" / "share" / "contentctl"
-    home.mkdir(parents=True, exist_ok=True)
+    home = Path(raw).expanduser() if raw else default_state_dir()
+    if not home.is_dir():
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
     return home.resolve()
 
 

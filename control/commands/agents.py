@@ -112,28 +112,52 @@ async def cmd_agent_command(args: argparse.Namespace) -> int:
     over_ssh = {}
     if command in ("stop", "restart"):
         over_ssh = await _agents_over_ssh(s, args, command, unanswered)
-    failed = 0
+    # one result per host: {host, ok, outcome, via}, printed or given as JSON
+    said: list[dict[str, Any]] = []
     for r in results:
         if r.acknowledged:
-            print(f"{r.host}: {r.outcome}")
+            said.append({"host": r.host, "ok": True, "outcome": r.outcome, "via": "database"})
         elif r.host in over_ssh:
-            failed += _print_ssh(r.host, over_ssh[r.host])
+            said.append(_ssh_result(r.host, over_ssh[r.host]))
         else:
-            failed += 1
-            print(
-                f"{r.host}: no acknowledgement within {args.timeout:g} s: is its agent "
-                "running and reaching the database? (contentctl status)",
-                file=sys.stderr,
+            said.append(
+                {
+                    "host": r.host,
+                    "ok": False,
+                    "via": "database",
+                    "outcome": f"no acknowledgement within {args.timeout:g} s: is its agent "
+                    "running and reaching the database? (contentctl status)",
+                }
             )
     for h in offline:
         if command in ("drain", "undrain"):
-            print(f"{h}: offline; it will start {command}ed")
+            said.append(
+                {
+                    "host": h,
+                    "ok": True,
+                    "via": "database",
+                    "outcome": f"offline; it will start {command}ed",
+                }
+            )
         elif h in over_ssh:
-            failed += _print_ssh(h, over_ssh[h])
+            said.append(_ssh_result(h, over_ssh[h]))
         else:
-            print(f"{h}: offline, skipped (no agent to {command})", file=sys.stderr)
-            if not args.all:
-                failed += 1  # named on purpose, and nothing happened
+            # named on purpose and nothing happened: a failure; with --all, a note
+            said.append(
+                {
+                    "host": h,
+                    "ok": bool(args.all),
+                    "via": None,
+                    "outcome": f"offline, skipped (no agent to {command})",
+                }
+            )
+    failed = sum(not d["ok"] for d in said)
+    if args.json:
+        output.emit_json(said)
+    else:
+        for d in said:
+            line = f"{d['host']}: {d['outcome']}"
+            print(line, file=sys.stdout if d["ok"] and "skipped" not in line else sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -157,12 +181,11 @@ async def _agents_over_ssh(
     return {o.host: o for o in outcomes}
 
 
-def _print_ssh(host: str, outcome: Any) -> int:
+def _ssh_result(host: str, outcome: Any) -> dict[str, Any]:
     if outcome.ok:
-        print(f"{host}: not answering through the database; over SSH: {outcome.value}")
-        return 0
-    print(f"{host}: {outcome.error}", file=sys.stderr)
-    return 1
+        text = f"not answering through the database; over SSH: {outcome.value}"
+        return {"host": host, "ok": True, "via": "ssh", "outcome": text}
+    return {"host": host, "ok": False, "via": "ssh", "outcome": outcome.error}
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
@@ -210,7 +233,14 @@ async def cmd_agent_ssh(args: argparse.Namespace) -> int:
         )
     finally:
         await ssh.close()
-    for o in outcomes:
+    if args.json:
+        output.emit_json(
+            [
+                {"host": o.host, "ok": o.ok, "outcome": o.value if o.ok else o.error}
+                for o in outcomes
+            ]
+        )
+    for o in outcomes if not args.json else []:
         if o.ok:
             print(f"{o.host}: {o.value}")
         else:

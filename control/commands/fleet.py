@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from control import db
+from control import db, output
 from control.commands.common import Session
 from control.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.inventory import load as load_inventory
@@ -51,11 +52,24 @@ async def cmd_inventory(args: argparse.Namespace) -> int:
         )
     inv = load_inventory(path)
     enabled = [h for h in inv.hosts.values() if h.enabled]
-    print(f"{path}: ok, {len(inv.hosts)} host(s), {len(enabled)} enabled")
     by_type: dict[str, list[str]] = {}
     for h in enabled:
         for t in h.enabled_tasks:
             by_type.setdefault(t, []).append(h.name)
+    if getattr(args, "json", False):
+        output.emit_json(
+            {
+                "path": str(path),
+                "ok": True,
+                "hosts": len(inv.hosts),
+                "enabled": len(enabled),
+                "by_type": {t: by_type.get(t, []) for t in ALL_TYPES},
+                "database": scrub(inv.database) if inv.database else None,
+                "storage_root": inv.storage_root,
+            }
+        )
+        return EXIT_OK
+    print(f"{path}: ok, {len(inv.hosts)} host(s), {len(enabled)} enabled")
     for t in ALL_TYPES:
         names = by_type.get(t, [])
         print(f"  {t:18} {len(names):3} host(s)" + (f": {', '.join(names[:6])}" if names else ""))
@@ -100,6 +114,8 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
     from provisioning.provision import Step
 
     def show(host: str, step: Step) -> None:
+        if getattr(args, "json", False):
+            return  # the whole report comes at the end, as one JSON document
         print(
             f"{host:16} {step.name:15} {step.status:13} {step.seconds:6.1f}s  {step.detail}",
             flush=True,
@@ -118,7 +134,28 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
     )
 
 
-def _report(outcomes: list[Any], dry_run: bool) -> int:
+def _report_json(outcomes: list[Any], dry_run: bool) -> int:
+    docs = []
+    for o in outcomes:
+        steps = [] if not o.ok else [dataclasses.asdict(st) for st in o.value.steps]
+        docs.append(
+            {
+                "host": o.host,
+                "ok": o.ok and not o.value.failed,
+                "changed": bool(o.ok and o.value.changed),
+                "dry_run": dry_run,
+                "error": o.error,
+                "seconds": round(o.seconds, 2),
+                "steps": steps,
+            }
+        )
+    output.emit_json(docs)
+    return sum(not d["ok"] for d in docs)
+
+
+def _report(outcomes: list[Any], dry_run: bool, as_json: bool = False) -> int:
+    if as_json:
+        return _report_json(outcomes, dry_run)
     failed = 0
     for o in outcomes:
         if not o.ok:
@@ -157,7 +194,7 @@ async def cmd_provision(args: argparse.Namespace) -> int:
             await prov.ssh.close()
     finally:
         await conn.close()
-    return EXIT_FAILED if _report(outcomes, args.dry_run) else EXIT_OK
+    return EXIT_FAILED if _report(outcomes, args.dry_run, args.json) else EXIT_OK
 
 
 async def cmd_rollout(args: argparse.Namespace) -> int:
@@ -220,7 +257,7 @@ async def cmd_rollout(args: argparse.Namespace) -> int:
     try:
         for start in range(0, len(hosts), args.parallel):
             batch = hosts[start : start + args.parallel]
-            failed = _report(await fan_out(batch, one, parallel=args.parallel), False)
+            failed = _report(await fan_out(batch, one, parallel=args.parallel), False, args.json)
             if failed:
                 rest = [h.name for h in hosts[start + args.parallel :]]
                 if rest:

@@ -9,7 +9,7 @@ import sys
 from control import output
 from control.commands.common import Session
 from control.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
-from control.queue import Queue, TaskSpec, parse_payload
+from control.queue import UNFINISHED, Queue, TaskSpec, parse_payload
 
 log = logging.getLogger("contentctl")
 
@@ -112,6 +112,9 @@ async def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         await conn.close()
     missing = sorted(set(args.ids) - set(moved)) if args.ids else []
+    if args.json:
+        output.emit_json({"retried": moved, "not_retried": missing})
+        return EXIT_FAILED if missing else EXIT_OK
     if moved:
         print(f"retrying {len(moved)} task(s): {output.id_list(moved)}")
     if missing:
@@ -123,19 +126,37 @@ async def cmd_retry(args: argparse.Namespace) -> int:
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
+    filtered = bool(args.type or args.state)
+    if args.ids and filtered:
+        raise UsageError("give task ids or --type/--state, not both")
+    if not args.ids and not filtered:
+        raise UsageError("name task ids to cancel, or select them with --type and/or --state")
     s = Session(args)
     conn = await s.connect()
     try:
-        rows = await Queue(conn).cancel(args.ids)
+        rows = await Queue(conn).cancel(
+            args.ids or None, types=args.type, states=args.state or UNFINISHED
+        )
     finally:
         await conn.close()
     now = [r["id"] for r in rows if r["state"] == "cancelled"]
     asked = [r for r in rows if r["state"] == "running"]
+    missing = sorted(set(args.ids) - {r["id"] for r in rows})
+    if args.json:
+        output.emit_json(
+            {
+                "cancelled": now,
+                "abort_requested": [{"id": r["id"], "host": r["host"]} for r in asked],
+                "not_cancelled": missing,
+            }
+        )
+        return EXIT_FAILED if missing else EXIT_OK
+    if filtered and not rows:
+        print("no unfinished tasks match")
     if now:
         print(f"cancelled: {output.id_list(now)}")
     for r in asked:
         print(f"task {r['id']}: running on {r['host']}; the agent was told to abort it")
-    missing = sorted(set(args.ids) - {r["id"] for r in rows})
     if missing:
         print(
             f"already finished or unknown, not cancelled: {output.id_list(missing)}",

@@ -163,9 +163,12 @@ WHERE state = 'running' AND attempt_token = ANY(%(tokens)s::uuid[])
 RETURNING id, attempt_token, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: cancel
+-- By ids, or by type and state (NULL: any); only unfinished tasks are touched.
 WITH target AS (
     SELECT id, state FROM tasks
-    WHERE id = ANY(%(ids)s) AND state IN ('queued', 'scheduled', 'running')
+    WHERE (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND state = ANY(%(states)s::text[])
     FOR UPDATE
 )
 UPDATE tasks AS t

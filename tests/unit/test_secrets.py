@@ -32,3 +32,22 @@ def test_the_plaintext_file_keyring_is_not_chosen_silently(tmp_path: Path) -> No
     assert said.startswith("refused") and "name it on purpose" in said, said
     named = _run(tmp_path, PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring")
     assert named.strip() == "value None"
+
+
+def test_the_state_dir_follows_xdg_and_keeps_an_existing_one(tmp_path: Path) -> None:
+    probe = "from control.settings import state_dir; print(state_dir())"
+    base = {k: v for k, v in os.environ.items() if k != "CONTENTCTL_HOME"}
+
+    def where(**extra: str) -> str:
+        env = {**base, "HOME": str(tmp_path / "home"), **extra}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    xdg = tmp_path / "xdg"
+    got = Path(where(XDG_DATA_HOME=str(xdg)))
+    assert got == xdg / "contentctl"
+    assert got.stat().st_mode & 0o777 == 0o700  # created private
+    legacy = tmp_path / "home" / ".local" / "share" / "contentctl"
+    legacy.mkdir(parents=True)
+    assert Path(where(XDG_DATA_HOME=str(xdg))) == legacy  # an existing install stays put
