@@ -165,6 +165,21 @@ class ControlPlane:
         items: list[dict[str, Any]] = await self._run(media.items, root, limit=limit)
         return items
 
+    async def transcript_head(self, item: dict[str, Any], lines: int = 8) -> list[str]:
+        """The first lines of an item's plain-text transcript (empty when there is none yet)."""
+        path = (item.get("outputs") or {}).get("txt")
+        if not path:
+            return []
+
+        def read() -> list[str]:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    return [line.rstrip("\n") for _, line in zip(range(lines), fh, strict=False)]
+            except OSError:
+                return []
+
+        return await asyncio.to_thread(read)
+
     # -- acting --------------------------------------------------------------------------
     async def retry(self, ids: list[int]) -> list[int]:
         moved: list[int] = await self._run(lambda c: Queue(c).retry(ids))

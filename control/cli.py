@@ -1,4 +1,4 @@
-"""The `contentctl` command line (CONTRACT.md, Commands).
+"""The `contentctl` command line (docs/contract.md, Commands).
 
 Errors are one line on stderr naming the thing and the fix; exit 1 when the operation failed,
 2 for bad usage or input or an unreachable database. `--debug` shows tracebacks.

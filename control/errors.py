@@ -1,4 +1,4 @@
-"""Errors that reach the operator as one line and an exit code (see CONTRACT.md)."""
+"""Errors that reach the operator as one line and an exit code (see docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hosts as the database sees them: heartbeats in, host states out (CONTRACT.md, Host states)."""
+"""Hosts as the database sees them: heartbeats in, host states out (docs/contract.md)."""
 
 from __future__ import annotations
 

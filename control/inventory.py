@@ -1,4 +1,4 @@
-"""inventory.yaml: the fleet as the operator declares it (CONTRACT.md, inventory.yaml).
+"""inventory.yaml: the fleet as the operator declares it (docs/contract.md, inventory.yaml).
 
 Validated when loaded: an unknown key, a wrong type, a task type that does not exist or a
 duplicate address is a one-line error naming the file, the line and the key. A `defaults:` block
@@ -60,6 +60,8 @@ TRANSCRIBE_KEYS = {
     "cpu_threads": int,
     "language": str,
     "beam_size": int,
+    "vad_filter": bool,  # default: on for audio longer than a minute
+    "initial_prompt": str,  # names and vocabulary the model should expect
 }
 TRANSLATE_KEYS = {
     "backend": str,  # deepl | openai

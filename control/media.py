@@ -1,7 +1,7 @@
 """Media items: adding them (a video URL, a podcast feed, a local file), reading their stage
 states, re-running them from a stage, and reconciling the database with the storage root.
 
-Stage states are read from the item's tasks of its current generation (CONTRACT.md,
+Stage states are read from the item's tasks of its current generation (docs/contract.md,
 `contentctl media ID --json`): `pending` (not started yet), `queued`, `running`, `succeeded`,
 `failed`, `cancelled`.
 """
@@ -228,7 +228,7 @@ def _aggregate(states: list[str]) -> str:
 
 
 def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) -> dict[str, Any]:
-    """One item as `contentctl media ID --json` shows it (CONTRACT.md)."""
+    """One item as `contentctl media ID --json` shows it (docs/contract.md)."""
     by_stage: dict[str, list[dict[str, Any]]] = {s: [] for s in pipeline.STAGES}
     for t in tasks:
         by_stage[pipeline.stage_of(t["type"])].append(t)

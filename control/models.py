@@ -47,7 +47,7 @@ class Task(SQLModel, table=True):
     updated_at: datetime
 
     def public(self) -> dict[str, Any]:
-        """`contentctl task ID --json` (CONTRACT.md), plus a few keys scripts find useful."""
+        """`contentctl task ID --json` (docs/contract.md), plus a few keys scripts find useful."""
         data = self.model_dump(mode="json")
         return {
             "id": self.id,

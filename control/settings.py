@@ -1,4 +1,4 @@
-"""Where things live: the state dir, the inventory, the database (CONTRACT.md, Environment)."""
+"""Where things live: the state dir, the inventory, the database (docs/contract.md, Environment)."""
 
 from __future__ import annotations
 

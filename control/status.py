@@ -1,4 +1,4 @@
-"""`contentctl status`: one snapshot of the database, the queue and the fleet (CONTRACT.md)."""
+"""`contentctl status`: one snapshot of the database, the queue and the fleet (docs/contract.md)."""
 
 from __future__ import annotations
 

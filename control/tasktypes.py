@@ -1,4 +1,4 @@
-"""The task types contentctl knows, and their queue defaults (CONTRACT.md, Task types)."""
+"""The task types contentctl knows, and their queue defaults (docs/contract.md, Task types)."""
 
 from __future__ import annotations
 

@@ -118,7 +118,9 @@ def stitch(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         chunks.append(doc)
         ctx.progress((n + 1) / (len(refs) + 1), "reading chunks")
     segments = merge(chunks)
-    doc = {"language": language, "segments": segments}
+    # how it was transcribed (vad_filter, initial_prompt), as the chunks recorded it
+    options = next((c["options"] for c in chunks if c.get("options")), None)
+    doc = {"language": language, "options": options, "segments": segments}
     paths = write_all(out_dir(ctx, payload), "transcript", doc)
     return {
         "transcript_json": rel(ctx, paths["json"]),

@@ -68,7 +68,22 @@ def load_audio(wav_path: str, start_s: float, end_s: float) -> Any:
     return np.frombuffer(frames, dtype=np.int16).astype(np.float32) / 32768.0
 
 
-def run_model(audio: Any, config: dict[str, Any], ctx: Context) -> tuple[list[dict[str, Any]], str]:
+VAD_AFTER_S = 60.0  # voice activity filtering pays off on longer audio (music, silences)
+
+
+def decoding_options(config: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """What the transcript records of how it was made: `vad_filter` (the inventory's, else on
+    for audio longer than a minute) and `initial_prompt` (vocabulary, names, spelling)."""
+    vad = config.get("vad_filter")
+    return {
+        "vad_filter": bool(vad) if vad is not None else duration_s > VAD_AFTER_S,
+        "initial_prompt": config.get("initial_prompt") or None,
+    }
+
+
+def run_model(
+    audio: Any, config: dict[str, Any], ctx: Context, options: dict[str, Any]
+) -> tuple[list[dict[str, Any]], str]:
     """Segments (times relative to the audio) and the language, from the configured backend."""
     backend = backend_name(config)
     language = config.get("language")
@@ -81,6 +96,7 @@ def run_model(audio: Any, config: dict[str, Any], ctx: Context) -> tuple[list[di
             path_or_hf_repo=config.get("model") or "mlx-community/whisper-tiny.en-mlx",
             word_timestamps=True,
             language=language,
+            initial_prompt=options["initial_prompt"],
         )
         segs = [
             {
@@ -110,7 +126,8 @@ def run_model(audio: Any, config: dict[str, Any], ctx: Context) -> tuple[list[di
         language=language,
         beam_size=int(config.get("beam_size") or 5),
         word_timestamps=True,
-        vad_filter=False,
+        vad_filter=options["vad_filter"],
+        initial_prompt=options["initial_prompt"],
     )
     out_segs = []
     for s in segments:
@@ -136,7 +153,8 @@ def transcribe(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     config = dict(ctx.settings.get("transcribe") or {})
     ctx.progress(0.0, "loading model")
     audio = load_audio(str(audio_path), start, end)
-    segments, language = run_model(audio, config, ctx)
+    options = decoding_options(config, len(audio) / SAMPLE_RATE)
+    segments, language = run_model(audio, config, ctx, options)
     for seg in segments:  # absolute times
         seg["start"] = round(seg["start"] + start, 3)
         seg["end"] = round(seg["end"] + start, 3)
@@ -149,6 +167,7 @@ def transcribe(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "end_s": end,
         "language": language,
         "backend": backend_name(config),
+        "options": options,
         "segments": segments,
     }
     with atomic_write(dest) as fh:

@@ -167,10 +167,10 @@ def test_cancel_and_retry(cli: Run, db_url: str) -> None:
         (("enqueue", "noop", "--payload", "{"), "--payload is not valid JSON"),
         (("enqueue", "noop", "--payload", "[1]"), "JSON object"),
         (("enqueue", "transcode", "--count", "2"), "unknown task type 'transcode'"),
-        (("enqueue", "noop", "--count", "-1"), "--count must be at least 1"),
-        (("enqueue", "noop", "--delay", "-5"), "must not be negative"),
+        (("enqueue", "noop", "--count", "-1"), "--count must be between 1 and"),
+        (("enqueue", "noop", "--delay", "-5"), "seconds must be between 0 and"),
         (("tasks", "--state", "done"), "invalid choice"),
-        (("task", "abc"), "a task id is a number"),
+        (("task", "abc"), "an id is a whole number"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

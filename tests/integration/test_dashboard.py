@@ -190,3 +190,24 @@ async def test_editing_a_host_applies_to_its_agent_and_keeps_the_inventory_comme
     assert load(inv_path).hosts["w1"].max_concurrent_tasks == 3
     cur = await conn.execute("SELECT enabled_tasks FROM hosts WHERE name = 'w1'")
     assert list((await cur.fetchone() or {})["enabled_tasks"]) == ["noop", "sleep"]
+
+
+async def test_media_screen_shows_the_transcript_s_first_lines(
+    db_url: str, conn: db.AsyncConn, tmp_path: Path
+) -> None:
+    (tmp_path / "media" / "1").mkdir(parents=True)
+    (tmp_path / "media" / "1" / "transcript.txt").write_text(
+        "The quick brown fox.\nJumps over [bold]the lazy dog.\n"
+    )
+    await conn.execute(
+        "INSERT INTO media_items (kind, source, title, outputs) VALUES ('file', '/x.ogg', 'x', "
+        """'{"txt": "media/1/transcript.txt"}')"""
+    )
+    plane = ControlPlane(DatabaseTarget(db_url), Inventory(path=None))
+    plane.storage_root = tmp_path
+    app = Dashboard(plane, refresh_s=0.3)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("4")
+        detail = app.screen.query_one("#detail", Static)
+        await until(pilot, lambda: "Jumps over [bold]the lazy dog." in str(detail.render()))
+        assert "The quick brown fox." in str(detail.render())

@@ -32,6 +32,8 @@ def fresh_home(
     monkeypatch.setenv("CONTENTCTL_INVENTORY", str(tmp_path / "none.yaml"))
     (tmp_path / "none.yaml").write_text("hosts: {}\n")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the test keyring's file
+    # named on purpose: a plaintext file keyring is never picked by itself
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
     try:
         yield home
     finally:

@@ -101,7 +101,10 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     agent_env: dict[str, str],
     conn: db.AsyncConn,
 ) -> None:
-    storage = write_inventory(agent_env, "pipeline: {chunk_s: 600}\n")
+    storage = write_inventory(
+        agent_env,
+        "pipeline: {chunk_s: 600, transcribe: {initial_prompt: 'A fox in a garden.'}}\n",
+    )
     url = f"{web[0]}/talk.ogg"
     added = cli("add", url, "--json")
     assert added.returncode == 0, added.stderr
@@ -129,6 +132,8 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     for word in ("fox", "lazy", "garden", "bridge"):
         assert word in words(text)
     doc = json.loads(Path(view["outputs"]["transcript_json"]).read_text())
+    # how it was made: 18 s of audio, so no VAD by default; the fleet's prompt
+    assert doc["options"] == {"vad_filter": False, "initial_prompt": "A fox in a garden."}
     starts = [s["start"] for s in doc["segments"]]
     assert starts == sorted(starts) and all(s["end"] >= s["start"] for s in doc["segments"])
     srt = Path(view["outputs"]["srt"]).read_text()
@@ -170,7 +175,11 @@ async def test_chunks_on_two_agents_stitch_without_seams_then_translate(
         " enabled_tasks: [extract_audio, transcribe, stitch, translate]}\n"
         "  b: {address: 127.0.0.3, max_concurrent_tasks: 1, enabled_tasks: [transcribe]}\n",
     )
-    env = {**agent_env, "XDG_DATA_HOME": str(tmp_path / "keys")}  # a keyring of its own
+    env = {  # a keyring of its own, named on purpose (a plaintext file is never picked by itself)
+        **agent_env,
+        "XDG_DATA_HOME": str(tmp_path / "keys"),
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+    }
     spawn_agent("--host", "b", env=env)
     added = cli("add", str(FIXTURES / "speech.ogg"), "--lang", "he", "--json")
     assert added.returncode == 0, added.stderr

@@ -100,3 +100,15 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path: Path) -> No
     with atomic_write(dest) as fh:
         fh.write("new")
     assert dest.read_text() == "new" and (dest.stat().st_mode & 0o777) == 0o644
+
+
+def test_vad_is_on_for_long_audio_unless_the_inventory_says() -> None:
+    from agent.stages.transcribe import decoding_options
+
+    assert decoding_options({}, 30)["vad_filter"] is False
+    assert decoding_options({}, 600)["vad_filter"] is True
+    assert decoding_options({"vad_filter": False}, 600)["vad_filter"] is False
+    assert decoding_options({"vad_filter": True, "initial_prompt": "Oban"}, 5) == {
+        "vad_filter": True,
+        "initial_prompt": "Oban",
+    }

@@ -26,6 +26,7 @@ class MediaScreen(Base):
     def __init__(self) -> None:
         super().__init__()
         self.items: dict[str, dict[str, Any]] = {}
+        self.previews: dict[str, list[str]] = {}  # transcript path -> its first lines
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -89,4 +90,19 @@ class MediaScreen(Base):
                 text.append(f"{key2}: {outs[key2]}\n", style="dim")
         for lang, p in (outs.get("translations") or {}).items():
             text.append(f"{lang}: {p}\n", style="dim")
+        txt = outs.get("txt")
+        if txt and txt in self.previews:
+            text.append("\ntranscript:\n", style="bold")
+            text.append("\n".join(self.previews[txt]) + "\n")
+        elif txt:
+            self.preview(item)
         self.query_one("#detail", Static).update(text)
+
+    @work(exclusive=True, group="media-preview")
+    async def preview(self, item: dict[str, Any]) -> None:
+        """Read the transcript's first lines off the screen's thread, then show them."""
+        lines = await self.guarded(self.plane.transcript_head(item))
+        if lines is None:
+            return
+        self.previews[item["outputs"]["txt"]] = lines
+        self.show_detail()
