@@ -8,6 +8,7 @@ cannot be reached; the next call reconnects, so the dashboard just keeps asking.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ def head_code_hash() -> str:
     from agent.runner import code_hash
 
     return code_hash()
+
+
+BULK_MAX = 10_000  # tasks one dashboard bulk action may touch
 
 
 class ControlPlane:
@@ -132,6 +136,12 @@ class ControlPlane:
 
         rows: list[dict[str, Any]] = await self._run(read)
         return rows
+
+    async def matching_ids(self, query: TaskQuery, states: tuple[str, ...]) -> list[int]:
+        """Every task the query matches (all pages, up to BULK_MAX) that is in `states`: what a
+        bulk retry or cancel from the dashboard acts on."""
+        rows = await self.tasks(dataclasses.replace(query, offset=0, limit=BULK_MAX))
+        return [int(r["id"]) for r in rows if r["state"] in states]
 
     async def task(self, task_id: int) -> dict[str, Any] | None:
         async def read(conn: db.AsyncConn) -> dict[str, Any] | None:

@@ -211,3 +211,36 @@ async def test_media_screen_shows_the_transcript_s_first_lines(
         detail = app.screen.query_one("#detail", Static)
         await until(pilot, lambda: "Jumps over [bold]the lazy dog." in str(detail.render()))
         assert "The quick brown fox." in str(detail.render())
+
+
+async def test_retry_every_failed_task_the_filter_matches(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    failed = []
+    for _ in range(3):
+        [t] = await queue.enqueue([TaskSpec("fail", max_attempts=1)])
+        [c] = await queue.claim("gone", ["fail"], limit=1, lease_s=30)
+        await queue.fail(c, Failure("Boom", "it broke", retryable=False))
+        failed.append(t.id)
+    [other] = await queue.enqueue([TaskSpec("noop")])
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("2", "slash")
+        await pilot.press(*"state:failed", "enter")
+        table = app.screen.query_one("#tasks", DataTable)
+        await until(pilot, lambda: table.row_count == 3)
+        await pilot.press("ctrl+r")
+        question = await until(pilot, lambda: app.screen.query("#question"))
+        assert "Retry 3 failed task(s)" in str(question.first().render())
+        await pilot.press("y")
+
+        async def states() -> set[str]:
+            cur = await conn.execute("SELECT state FROM tasks WHERE id = ANY(%s)", (failed,))
+            return {r["state"] for r in await cur.fetchall()}
+
+        for _ in range(100):
+            if await states() == {"queued"}:
+                break
+            await pilot.pause(0.1)
+        assert await states() == {"queued"}
+        assert (await fetch_task(conn, other.id))["state"] == "queued"  # untouched anyway

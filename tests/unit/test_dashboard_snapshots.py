@@ -374,3 +374,29 @@ async def test_a_database_slower_than_the_refresh_still_paints() -> None:
             if hosts.row_count:
                 break
         assert hosts.row_count == 6
+
+
+async def test_moving_the_cursor_never_waits_for_the_detail_read() -> None:
+    """Before, each cursor move awaited the task's detail read in the key handler: eight
+    presses with a 0.3 s read took 2.5 s."""
+    import asyncio
+    import time
+
+    class SlowDetail(FixedPlane):
+        async def task(self, task_id: int) -> dict[str, Any] | None:
+            await asyncio.sleep(0.3)
+            return await super().task(task_id)
+
+    app = Dashboard(SlowDetail(), refresh_s=5)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("#tasks")
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if table.row_count == 4:
+                break
+        t0 = time.monotonic()
+        for _ in range(4):
+            await pilot.press("down", "up")
+        assert time.monotonic() - t0 < 1.2  # eight presses, no 0.3 s wait each
+        assert table.cursor_row == 0

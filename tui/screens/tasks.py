@@ -27,6 +27,8 @@ class TasksScreen(Base):
         Binding("R", "retry", "Retry"),
         Binding("c", "cancel", "Cancel"),
         Binding("plus", "priority", "Priority +10"),
+        Binding("ctrl+r", "retry_all", "Retry all"),
+        Binding("C", "cancel_all", "Cancel all"),
         Binding("s", "cycle_state", "State"),
         Binding("o", "cycle_sort", "Sort"),
         Binding("right_square_bracket", "page(1)", "Next page"),
@@ -38,6 +40,8 @@ class TasksScreen(Base):
         ("retry", "Retry task", "move the selected failed task back to the queue"),
         ("cancel", "Cancel task", "cancel the selected task"),
         ("priority", "Raise priority", "priority +10 for the selected queued task"),
+        ("retry_all", "Retry all matching", "every failed task the current filter shows"),
+        ("cancel_all", "Cancel all matching", "every unfinished task the current filter shows"),
     )
     PAGE = 100
     SORTS = ("newest", "oldest", "priority")
@@ -121,9 +125,12 @@ class TasksScreen(Base):
                 for r in rows
             },
         )
-        await self.show_detail()
+        self.show_detail()
 
+    @work(exclusive=True, group="task-detail")
     async def show_detail(self) -> None:
+        """The selected task in full: read in a worker, so moving the cursor never waits on
+        the database (a newer selection cancels the read in flight)."""
         key = selected_key(self.query_one("#tasks", DataTable))
         if key is None:
             self.query_one("#detail", Static).update("no tasks match")
@@ -165,8 +172,8 @@ class TasksScreen(Base):
         self.query_one("#detail", Static).update(text)
 
     @on(DataTable.RowHighlighted, "#tasks")
-    async def highlighted(self) -> None:
-        await self.show_detail()
+    def highlighted(self) -> None:
+        self.show_detail()
 
     def selected(self) -> int | None:
         key = selected_key(self.query_one("#tasks", DataTable))
@@ -215,6 +222,35 @@ class TasksScreen(Base):
     def action_priority(self) -> None:
         if (task_id := self.selected()) is not None:
             self.act("priority", task_id)
+
+    def action_retry_all(self) -> None:
+        self.bulk("retry", ("failed",))
+
+    def action_cancel_all(self) -> None:
+        self.bulk("cancel", ("queued", "scheduled", "running"))
+
+    @work(group="task-actions")
+    async def bulk(self, what: str, states: tuple[str, ...]) -> None:
+        """Retry or cancel every task the filter matches: count them, ask, then act."""
+        query = self.task_query()
+        ids = await self.guarded(self.plane.matching_ids(query, states))
+        if ids is None:
+            return
+        kind = "failed" if what == "retry" else "unfinished"
+        if not ids:
+            self.notify(f"no {kind} tasks match the filter", severity="warning")
+            return
+        shown = self.query_one("#filters", Static).render()
+        question = f"{what.capitalize()} {len(ids)} {kind} task(s) matching: {shown}?"
+
+        async def act() -> None:
+            call = self.plane.retry(ids) if what == "retry" else self.plane.cancel(ids)
+            done = await self.guarded(call)
+            if done is not None:
+                self.notify(f"{what}: {len(done)} task(s)")
+            self.load()
+
+        self.confirm_then(question, lambda: self.run_worker(act(), group="task-actions"))
 
     def action_cycle_state(self) -> None:
         order: list[str | None] = [None, *STATES]
