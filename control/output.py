@@ -51,6 +51,62 @@ def clean_output() -> Iterator[None]:
         sys.stdout, sys.stderr = saved
 
 
+class LiveProgress:
+    """One live bar per item or host on a terminal (rich, as yt-dlp and uv users expect);
+    plain lines, each printed when it changes, when stdout is not a terminal."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.live = enabled and sys.stdout.isatty()
+        self._bars: dict[str, Any] = {}
+        self._said: dict[str, str] = {}
+        self._progress: Any = None
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            # rich draws with escape sequences: it writes to the terminal itself (the stream
+            # under clean_output's filter); every text it shows is cleaned here instead.
+            raw = sys.stdout.raw if isinstance(sys.stdout, CleanStream) else sys.stdout
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                TimeElapsedColumn(),
+                console=Console(file=raw),
+                transient=False,
+            )
+
+    def __enter__(self) -> LiveProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def note(self, text: str) -> None:
+        """A message beside the bars (above them on a terminal, on stderr otherwise)."""
+        if self._progress is None:
+            print(text, file=sys.stderr, flush=True)
+            return
+        from rich.text import Text
+
+        self._progress.console.print(Text(clean(text), style="yellow"))
+
+    def update(self, key: str, text: str, done: float, total: float) -> None:
+        if self._progress is None:
+            if self._said.get(key) != text:
+                print(text, flush=True)
+                self._said[key] = text
+            return
+        from rich.text import Text
+
+        label = Text(clean(text))  # text from outside: never markup
+        if key not in self._bars:
+            self._bars[key] = self._progress.add_task(label, total=total)
+        self._progress.update(self._bars[key], description=label, completed=done, total=total)
+
+
 def emit_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from control import db, output, urls
 from control.commands.common import Session, task_id
@@ -71,6 +72,28 @@ EXPLAIN_AFTER_S = 3.0  # `add --wait`: a stage waiting this long without a chang
 async def _wait_media(
     conn: db.AsyncConn, root: Path, ids: list[int], as_json: bool, inventory: Inventory
 ) -> int:
+    bars = output.LiveProgress(enabled=not as_json)
+    with bars:
+        views = await _watch(conn, root, ids, inventory, bars)
+    if as_json:
+        output.emit_json(views)
+    failed = [v for v in views if v["state"] != "succeeded"]
+    for v in failed:
+        print(
+            f"media {v['id']} {v['state']}: {v['error'] or 'see contentctl media'}", file=sys.stderr
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _watch(
+    conn: db.AsyncConn,
+    root: Path,
+    ids: list[int],
+    inventory: Inventory,
+    bars: output.LiveProgress,
+) -> list[dict[str, Any]]:
+    """Follow the items until each is done: a bar (or a line) per item as its stages move,
+    and after EXPLAIN_AFTER_S without change, why the waiting stage is not taken."""
     from control import media, status
     from control.queue import Queue
 
@@ -81,29 +104,22 @@ async def _wait_media(
         views = [await media.item(conn, root, i) for i in ids]
         for v in views:
             line = output.media_line(v)
+            stages = list(v["stages"].values())
+            done = sum(s == "succeeded" for s in stages)
+            bars.update(str(v["id"]), line, done, max(1, len(stages)))
             if shown.get(v["id"]) != line:
-                if not as_json:
-                    print(line, flush=True)
                 shown[v["id"]] = line
                 changed_at = time.monotonic()
         if all(v["state"] in ("succeeded", "failed", "cancelled") for v in views):
-            break
+            return views
         if time.monotonic() - changed_at > EXPLAIN_AFTER_S:
             hosts = await status.hosts(conn, inventory)
             for task_type in await Queue(conn).media_waiting_types(ids):
                 why = status.why_waiting(task_type, hosts)
                 if why and explained.get(task_type) != why:
-                    print(f"waiting: {task_type}: {why}", file=sys.stderr, flush=True)
+                    bars.note(f"waiting: {task_type}: {why}")
                     explained[task_type] = why
         await asyncio.sleep(0.5)
-    if as_json:
-        output.emit_json(views)
-    failed = [v for v in views if v["state"] != "succeeded"]
-    for v in failed:
-        print(
-            f"media {v['id']} {v['state']}: {v['error'] or 'see contentctl media'}", file=sys.stderr
-        )
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def cmd_media(args: argparse.Namespace) -> int:

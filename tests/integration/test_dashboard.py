@@ -236,7 +236,7 @@ async def test_retry_every_failed_task_the_filter_matches(
 
         async def states() -> set[str]:
             cur = await conn.execute("SELECT state FROM tasks WHERE id = ANY(%s)", (failed,))
-            return {r["state"] for r in await cur.fetchall()}
+            return {str(r["state"]) for r in await cur.fetchall()}
 
         for _ in range(100):
             if await states() == {"queued"}:
