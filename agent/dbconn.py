@@ -12,11 +12,10 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from control import db
-from control.errors import ContentctlError, SchemaBehind
-from control.queue import Queue
-from control.settings import DatabaseTarget
-from control.tasktypes import TypePolicy
+from control.core import db, pipeline
+from control.core.errors import ContentctlError, SchemaBehind
+from control.core.queue import Queue
+from control.core.tasktypes import TypePolicy
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class AgentDb:
         delay = BACKOFF_MIN_S
         while True:
             try:
-                conn = await db.open_database(DatabaseTarget(self.url), migrate_fresh=True)
+                conn = await db.open_url(self.url, migrate_fresh=True)
             except SchemaBehind as exc:
                 log.warning("%s; waiting for it (retrying in %.0f s)", exc, delay)
                 await asyncio.sleep(delay)
@@ -62,7 +61,8 @@ class AgentDb:
         # server plans each once per connection (planning was most of a heartbeat's cost).
         conn.prepare_threshold = 0
         self._conn = conn
-        self._queue = Queue(conn, self._policies)
+        # successes of pipeline stages enqueue the next stage in the same transaction
+        self._queue = Queue(conn, self._policies, on_complete=pipeline.advance)
         self.up.set()
 
     @property

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from control.queue import ClaimedTask
+from control.core.queue import ClaimedTask
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from control.redact import RedactingFormatter, scrub, scrub_value
+from control.core.redact import RedactingFormatter, scrub, scrub_value
 
 FILE_MAX_BYTES = 10 * 1024 * 1024
 FILE_BACKUPS = 5

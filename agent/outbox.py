@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.dbconn import AgentDb, DbDown
-from control.queue import ClaimedTask, Failure, Queue
+from control.core.queue import ClaimedTask, Failure, Queue
 
 log = logging.getLogger(__name__)
 

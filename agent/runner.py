@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,9 +31,11 @@ from agent.limits import Clock, Decision, Limiter, TypeLimits, local_now
 from agent.load import LoadSampler
 from agent.logs import DatabaseBuffer
 from agent.outbox import Outbox
-from control import __version__, fleet
-from control.queue import CHANNEL, ClaimedTask, Failure, Queue
-from control.tasktypes import TypePolicy
+from control import __version__
+from control.core import codehash, fleet
+from control.core.queue import CHANNEL, ClaimedTask, Failure, Queue
+from control.core.redact import first_line
+from control.core.tasktypes import TypePolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ LOG_PRUNE_EVERY = 60  # shipments
 # still one sweep every 1.5 s fleet-wide). Expired leases with attempts left are claimed again
 # without it; the sweep only closes tasks that must not run again.
 SWEEP_EVERY = 60
+SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
+SIDE_RESTART_MAX_S = 30.0
 
 
 @dataclass
@@ -87,18 +90,6 @@ class _Running:
     renewed_at: float = field(default_factory=time.monotonic)  # the claim set the first lease
 
 
-def code_hash(root: Path | None = None) -> str:
-    """A short hash of the code this agent runs, so the dashboard can spot stale hosts."""
-    h = hashlib.sha256()
-    root = root or Path(__file__).resolve().parent.parent
-    for pkg in ("control", "agent"):
-        for path in sorted((root / pkg).rglob("*")):
-            if path.suffix in (".py", ".sql") and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(root)).encode())
-                h.update(path.read_bytes())
-    return h.hexdigest()[:12]
-
-
 class Agent:
     def __init__(
         self, config: AgentConfig, url: str, log_buffer: DatabaseBuffer | None = None
@@ -119,7 +110,7 @@ class Agent:
         self._load = LoadSampler(config.storage_root)
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC)
-        self._code_hash = code_hash()
+        self._code_hash = codehash.code_hash()
         self._done_this_run = 0
         self._done_today = 0
         self._today = config.clock().date()
@@ -133,6 +124,7 @@ class Agent:
         self._exit_commands: list[int] = []
         self._background: set[asyncio.Task[None]] = set()
         self._commands_job: asyncio.Task[None] | None = None
+        self.side_restarts: dict[str, int] = {}  # side task -> times it was started again
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -142,14 +134,12 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        side = [
-            asyncio.create_task(self.outbox.run(), name="outbox"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-        ]
+        side = [self._watched("outbox", self.outbox.run)]
+        side.append(self._watched("heartbeat", self._heartbeat_loop))
         if self.config.listen:
-            side.append(asyncio.create_task(self._listener(), name="listener"))
+            side.append(self._watched("listener", self._listener))
         if self._log_buffer is not None:
-            side.append(asyncio.create_task(self._ship_logs_loop(), name="logs"))
+            side.append(self._watched("logs", self._ship_logs_loop))
         log.info(
             "agent %s started (pid %s, code %s, types %s, concurrency %s)",
             self.config.host,
@@ -171,10 +161,19 @@ class Agent:
                 t.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             await self.executor.close()
-            with contextlib.suppress(Exception):
-                await self._heartbeat_once(state="stopped")
-                await self.db.sql(fleet.command_done, self._exit_commands)
-                await self._ship_logs()
+            # the last words, each on its own: one failing must not skip the others
+            for what, last in (
+                ("last heartbeat", lambda: self._heartbeat_once(state="stopped")),
+                (
+                    "marking commands done",
+                    lambda: self.db.sql(fleet.command_done, self._exit_commands),
+                ),
+                ("last log shipment", self._ship_logs),
+            ):
+                try:
+                    await last()
+                except Exception as exc:
+                    log.warning("at exit, %s failed: %s", what, first_line(exc))
             await self.db.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -184,6 +183,27 @@ class Agent:
             logging.shutdown()
             os.execv(sys.executable, [sys.executable, *self.config.restart_argv])
         return 0
+
+    def _watched(self, name: str, loop: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
+        """A side task that never dies silently: if it raises (or returns), the error is logged
+        and it starts again after a backoff, so finished results keep being delivered and
+        heartbeats keep going (procrastinate's worker watches its side tasks the same way)."""
+
+        async def keep() -> None:
+            delay = SIDE_RESTART_MIN_S
+            while True:
+                try:
+                    await loop()
+                    log.error("side task %s ended on its own; starting it again", name)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("side task %s died; starting it again in %.0f s", name, delay)
+                self.side_restarts[name] = self.side_restarts.get(name, 0) + 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SIDE_RESTART_MAX_S)
+
+        return asyncio.create_task(keep(), name=name)
 
     def request_stop(self) -> None:
         if not self.stop_event.is_set():
@@ -425,7 +445,7 @@ class Agent:
 
     def _configure(self, args: dict[str, Any]) -> str:
         """New enabled task types and/or concurrency, applied at once (running tasks finish)."""
-        from control.tasktypes import ALL_TYPES
+        from control.core.tasktypes import ALL_TYPES
 
         tasks = args.get("enabled_tasks")
         if tasks is not None:
@@ -664,7 +684,7 @@ def config_from_inventory(
     types: Iterable[str] | None = None,
 ) -> AgentConfig:
     """The agent's settings from the inventory (its host entry and `worker_limits`)."""
-    from control.tasktypes import ALL_TYPES
+    from control.core.tasktypes import ALL_TYPES
 
     spec = inventory.host(host)
     limits = {t: TypeLimits.from_config(raw) for t, raw in inventory.worker_limits.items()}

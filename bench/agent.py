@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from agent.load import LoadSampler
 from agent.runner import SWEEP_EVERY
-from control import db, fleet
-from control.embedded import EmbeddedServer
-from control.queue import Queue, TaskSpec
+from control.core import db, fleet
+from control.core.queue import Queue, TaskSpec
+from control.head.embedded import EmbeddedServer
 
 
 def with_db(url: str, name: str) -> str:

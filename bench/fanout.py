@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from control.inventory import HostSpec
+from control.core.inventory import HostSpec
 from provisioning.ssh import SSH, fan_out
 from tests.sshd import Sshd, _keygen, start_sshd
 

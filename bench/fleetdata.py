@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control import db
+from control.core import db
 
 FILL_SQL = """
 INSERT INTO tasks (type, payload, priority, state, run_at, attempts, host, created_at,

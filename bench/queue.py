@@ -41,10 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.fleetdata import fill_fleet
-from control import db, status
-from control.embedded import EmbeddedServer
-from control.inventory import Inventory
-from control.queue import Queue, TaskSpec
+from control.core import db
+from control.core.inventory import Inventory
+from control.core.queue import Queue, TaskSpec
+from control.head import status
+from control.head.embedded import EmbeddedServer
 
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))  # in flight per worker process
 PEERS_VENV = ROOT / "bench" / ".peers"

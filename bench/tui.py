@@ -38,17 +38,18 @@ sys.path.insert(0, str(ROOT))
 from textual.widgets import DataTable
 
 from bench.fleetdata import fill_fleet
-from control import db, status
-from control.api import ControlPlane
-from control.embedded import EmbeddedServer
-from control.inventory import Inventory
-from control.settings import DatabaseTarget
+from control.core import db
+from control.core.inventory import Inventory
+from control.core.settings import DatabaseTarget
+from control.head import status
+from control.head.api import ControlPlane
+from control.head.embedded import EmbeddedServer
 from tui.app import Dashboard
 from tui.screens import FleetScreen
 
 
 async def prepare(url: str, tasks: int, hosts: int) -> None:
-    conn = await db.open_database(DatabaseTarget(url))
+    conn = await db.open_url(url)
     try:
         t0 = time.perf_counter()
         await fill_fleet(conn, tasks, hosts)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from control.inventory import HostSpec
+from control.core.inventory import HostSpec
 
 # What the head ships to a worker (relative to the repository root).
-SYNC_DIRS = ("control", "agent", "tui", "provisioning", "tests")
+SYNC_DIRS = ("control", "agent", "tui", "provisioning")  # what a worker installs and runs
 SYNC_FILES = ("pyproject.toml", "uv.lock", "README.md")
 SKIP_PARTS = ("__pycache__", ".pytest_cache", "__snapshots__")
 MANIFEST = ".contentctl-manifest.json"

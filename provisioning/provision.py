@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from control.errors import ContentctlError
-from control.inventory import HostSpec
-from control.redact import first_line
+from control.core.errors import ContentctlError
+from control.core.inventory import HostSpec
+from control.core.redact import first_line
 from provisioning import plan
 from provisioning.ssh import SSH, SSHFailure
 

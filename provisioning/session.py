@@ -3,16 +3,14 @@ head, the NAS password from the head's keychain, heartbeats read from the databa
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from control import dbserve, fleet
-from control.db import AsyncConn
-from control.errors import ContentctlError, UsageError
-from control.inventory import HostSpec, Inventory
-from control.secrets import get_secret
-from control.settings import DatabaseTarget
+from control.core import fleet
+from control.core.db import AsyncConn
+from control.core.errors import ContentctlError, UsageError
+from control.core.inventory import HostSpec, Inventory
+from control.core.secrets import get_secret
 from provisioning.provision import Provisioner, Step
 from provisioning.ssh import SSH
 
@@ -26,7 +24,7 @@ def ssh_for(inventory: Inventory, accept_new: bool = False) -> SSH:
 
 async def build(
     inventory: Inventory,
-    target: DatabaseTarget,
+    agent_url: str,
     conn: AsyncConn,
     *,
     dry_run: bool = False,
@@ -35,9 +33,9 @@ async def build(
     ask_nas_password: Callable[[str], str] | None = None,
     on_step: Callable[[str, Step], None] | None = None,
 ) -> Provisioner:
-    from agent.runner import code_hash
+    from control.core.codehash import code_hash
 
-    url = await asyncio.to_thread(dbserve.agent_url, target, True)
+    url = agent_url  # the URL agents use, with its password (split off before sending)
     nas_password = None
     if inventory.nas.get("url"):
         nas_password = get_secret("nas_password")

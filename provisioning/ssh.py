@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from control.errors import ContentctlError
-from control.inventory import HostSpec
-from control.redact import first_line, scrub
+from control.core.errors import ContentctlError
+from control.core.inventory import HostSpec
+from control.core.redact import first_line, scrub
 
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 600.0

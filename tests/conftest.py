@@ -18,9 +18,9 @@ import psutil
 import psycopg
 import pytest
 
-from control import db
-from control.embedded import EmbeddedServer
-from control.queue import Queue
+from control.core import db
+from control.core.queue import Queue
+from control.head.embedded import EmbeddedServer
 
 TEMPLATE = "contentctl_template"
 _counter = itertools.count()

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from control import db
+from control.core import db
 
 T = TypeVar("T")
 

@@ -8,25 +8,25 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from control import cli
+from control.cli import main as cli
 
 if TYPE_CHECKING:  # imported when the dashboard opens: `agent run` must stay light
-    from control.api import ControlPlane
+    from control.head.api import ControlPlane
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     commands = {a for a in args if not a.startswith("-")}
-    cli.DASHBOARD = _dashboard_for_demo
     if not commands and not {"-h", "--help", "--version"} & set(args):
         return dashboard(args)
-    return cli.main(args)
+    # the composition root: the CLI gets the dashboard as a value (control/ never imports tui/)
+    return cli.main(args, dashboard=_dashboard_for_demo)
 
 
 def _plane(args: list[str]) -> ControlPlane:
-    from control.api import ControlPlane
-    from control.inventory import load
-    from control.settings import database_target, inventory_path
+    from control.core.inventory import load
+    from control.core.settings import database_target, inventory_path
+    from control.head.api import ControlPlane
 
     inv_path = db_url = None
     for flag, value in zip(args, [*args[1:], None], strict=False):
@@ -40,7 +40,7 @@ def _plane(args: list[str]) -> ControlPlane:
 
 def dashboard(args: list[str]) -> int:
     """`contentctl` alone: the dashboard (`--inventory`, `--db` as for every command)."""
-    from control.errors import EXIT_USAGE, ContentctlError
+    from control.core.errors import EXIT_USAGE, ContentctlError
     from tui.app import main as run
 
     try:

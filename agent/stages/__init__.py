@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.handlers import Context, TaskError
-from control.storage import PathEscapes, resolve
+from control.core.storage import PathEscapes, resolve
 
 
 def storage_root(ctx: Context) -> Path:

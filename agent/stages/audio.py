@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.handlers import Context, TaskError
 from agent.stages import out_dir, path, rel
-from control.storage import atomic_path
+from control.core.storage import atomic_path
 
 SAMPLE_RATE = 16_000
 

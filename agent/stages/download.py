@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.handlers import Context, TaskError
 from agent.stages import out_dir, rel
-from control.urls import Refused, check_fetch
+from control.core.urls import Refused, check_fetch
 
 # yt-dlp errors that another attempt will not fix
 PERMANENT = re.compile(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from control.storage import atomic_write
+from control.core.storage import atomic_write
 
 
 def _clock(seconds: float, sep: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from agent.handlers import Context, TaskError
 from agent.stages import path, rel
 from agent.stages.audio import SAMPLE_RATE
-from control.storage import atomic_write
+from control.core.storage import atomic_write
 
 
 def backend_name(config: dict[str, Any]) -> str:

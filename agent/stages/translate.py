@@ -41,8 +41,8 @@ def _pace(rate_per_min: float | None) -> None:
 
 
 def _api_key(backend: str, config: dict[str, Any]) -> str | None:
-    from control.errors import ContentctlError
-    from control.secrets import get_secret
+    from control.core.errors import ContentctlError
+    from control.core.secrets import get_secret
 
     name = str(config.get("key_name") or DEFAULT_KEYS[backend])
     try:

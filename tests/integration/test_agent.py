@@ -17,9 +17,8 @@ import psutil
 import psycopg
 import pytest
 
-from control import db
-from control.queue import Queue, TaskSpec
-from control.settings import DatabaseTarget
+from control.core import db
+from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
 from tests.helpers import contentctl, fetch_task, wait_for
 
@@ -219,14 +218,14 @@ async def test_drain_deadline_hands_running_tasks_back_and_stays_drained(
 async def test_postgres_restarted_under_a_running_agent_loses_nothing(
     own_pg_home: Path, spawn_agent: Spawn, agent_env: dict[str, str]
 ) -> None:
-    from control.embedded import EmbeddedServer
+    from control.head.embedded import EmbeddedServer
 
     home = own_pg_home
     server = EmbeddedServer(home)
     url = server.ensure_running()
     pid = server.pid()
     try:
-        conn = await db.open_database(DatabaseTarget(url))
+        conn = await db.open_url(url)
         ids = [
             e.id
             for e in await Queue(conn).enqueue(

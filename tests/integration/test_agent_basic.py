@@ -15,9 +15,9 @@ import pytest
 
 from agent.limits import TypeLimits
 from agent.runner import Agent, AgentConfig
-from control import db
-from control.queue import Queue, TaskSpec
-from control.tasktypes import ALL_TYPES
+from control.core import db
+from control.core.queue import Queue, TaskSpec
+from control.core.tasktypes import ALL_TYPES
 from tests.helpers import fetch_task, wait_for
 
 
@@ -46,8 +46,8 @@ async def test_burst_agent_runs_everything_and_exits(
         assert (await fetch_task(conn, e.id))["state"] == "succeeded"
     assert (await fetch_task(conn, bad.id))["state"] == "failed"
 
-    from control import status
-    from control.inventory import Inventory
+    from control.core.inventory import Inventory
+    from control.head import status
 
     snap = await status.hosts(conn, Inventory(path=None))
     [host] = [h for h in snap if h["name"] == "worker-x"]
@@ -198,3 +198,26 @@ async def test_max_concurrency_is_never_exceeded(
     assert peak == 2
     assert saw_reason
     assert all([await _state_is(conn, i, "succeeded") for i in ids])
+
+
+async def test_a_side_task_that_dies_is_started_again_and_results_arrive(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """Before, an outbox that died on an unexpected error never delivered finished results
+    while their leases kept being renewed: the tasks stayed `running` for the agent's life."""
+    [e] = await queue.enqueue([TaskSpec("noop")])
+    agent = _agent(db_url, host="watched", burst=True, heartbeat_s=0.2)
+    real_run = agent.outbox.run
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("outbox bug")
+        await real_run()
+
+    agent.outbox.run = flaky  # type: ignore[method-assign]
+    await asyncio.wait_for(agent.run(), 30)
+    assert (await fetch_task(conn, e.id))["state"] == "succeeded"
+    assert agent.side_restarts.get("outbox") == 1

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from control import db
+from control.core import db
 from tui.launcher import main
 
 Run = Callable[..., tuple[int, str, str]]
@@ -199,7 +199,7 @@ def test_unreachable_database_is_one_line_exit_2_without_the_password(
 
 
 def test_a_stopped_server_is_one_line_exit_2(cli: Run, own_pg_home: Path) -> None:
-    from control.embedded import EmbeddedServer
+    from control.head.embedded import EmbeddedServer
 
     server = EmbeddedServer(own_pg_home)
     url = server.ensure_running()
@@ -223,7 +223,7 @@ def test_unknown_schema_versions_are_named(cli: Run, db_url: str) -> None:
 
 def test_an_older_schema_asks_for_migrate(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     known = db.code_schema_version()
-    monkeypatch.setattr("control.db.code_schema_version", lambda: known + 1)
+    monkeypatch.setattr("control.core.db.code_schema_version", lambda: known + 1)
     code, _, err = cli("status")
     assert code == 2
     line = one_line(err)

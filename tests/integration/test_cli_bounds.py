@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from control import db
-from control.embedded import EmbeddedServer
-from control.queue import Queue, TaskSpec
-from control.settings import DatabaseTarget
+from control.core import db
+from control.core.queue import Queue, TaskSpec
+from control.head.embedded import EmbeddedServer
 from tests.helpers import contentctl
 
 pytestmark = pytest.mark.slow
@@ -74,7 +73,7 @@ async def test_a_database_lost_under_logs_follow_is_one_line_exit_2(
 ) -> None:
     server = EmbeddedServer(own_pg_home)
     url = server.ensure_running()
-    conn = await db.open_database(DatabaseTarget(url))
+    conn = await db.open_url(url)
     await Queue(conn).enqueue([TaskSpec("noop")])
     await conn.close()
     env = {

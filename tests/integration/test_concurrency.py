@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from control import db
-from control.queue import Queue, TaskSpec
+from control.core import db
+from control.core.queue import Queue, TaskSpec
 
 pytestmark = pytest.mark.slow
 

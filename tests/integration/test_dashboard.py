@@ -12,12 +12,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 
-from control import db
-from control.api import ControlPlane
-from control.embedded import EmbeddedServer
-from control.inventory import Inventory
-from control.queue import Failure, Queue, TaskSpec
-from control.settings import DatabaseTarget
+from control.core import db
+from control.core.inventory import Inventory
+from control.core.queue import Failure, Queue, TaskSpec
+from control.core.settings import DatabaseTarget
+from control.head.api import ControlPlane
+from control.head.embedded import EmbeddedServer
 from tests.helpers import fetch_task
 from tui.app import Dashboard
 
@@ -151,7 +151,7 @@ async def test_editing_a_host_applies_to_its_agent_and_keeps_the_inventory_comme
     agent_env: dict[str, str],
     conn: db.AsyncConn,
 ) -> None:
-    from control.inventory import load
+    from control.core.inventory import load
 
     inv_path = Path(agent_env["CONTENTCTL_INVENTORY"])
     inv_path.write_text(

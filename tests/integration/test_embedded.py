@@ -15,7 +15,7 @@ import psutil
 import psycopg
 import pytest
 
-from control.embedded import EmbeddedServer
+from control.head.embedded import EmbeddedServer
 from tui.launcher import main
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 def test_two_commands_at_once_start_one_server(fresh_home: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from control.embedded import EmbeddedServer;"
+        "import sys; from pathlib import Path; from control.head.embedded import EmbeddedServer;"
         "print(EmbeddedServer(Path(sys.argv[1])).ensure_running())"
     )
     procs = [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from control import db
+from control.core import db
 from tests.helpers import contentctl
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ async def test_task_processes_get_no_database_url_or_secrets(
 
     import psutil
 
-    from control.queue import Queue, TaskSpec
+    from control.core.queue import Queue, TaskSpec
 
     await Queue(conn).enqueue([TaskSpec("sleep", payload={"seconds": 5})])
     env = {**agent_env, "PGPASSWORD": "pg-Secret-1", "DEEPL_API_KEY": "dk-Secret-2"}

@@ -9,8 +9,8 @@ import json
 import pytest
 from textual.widgets import DataTable, Static
 
-from control import db
-from control.queue import Failure, Queue, TaskSpec
+from control.core import db
+from control.core.queue import Failure, Queue, TaskSpec
 from tests.helpers import contentctl
 from tests.integration.test_dashboard import app_for, cell_text, until
 

@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from control import db
-from control.queue import Queue, TaskSpec
+from control.core import db
+from control.core.queue import Queue, TaskSpec
 from tests.helpers import contentctl, fetch_task, wait_for
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).parent.parent.parent / "control" / "assets"
+FIXTURES = Path(__file__).parent.parent.parent / "control" / "head" / "assets"
 SCRIPT = (  # what espeak-ng said in fixtures/speech.ogg
     "The quick brown fox jumps over the lazy dog. A control plane watches every worker in the "
     "fleet. Seven machines transcribe podcasts while the database keeps the queue. Green tea is "

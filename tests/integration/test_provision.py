@@ -283,9 +283,9 @@ async def test_provision_from_the_dashboard_plan_then_apply(
 ) -> None:
     from textual.widgets import DataTable, RichLog
 
-    from control.api import ControlPlane
-    from control.inventory import load
-    from control.settings import DatabaseTarget
+    from control.core.inventory import load
+    from control.core.settings import DatabaseTarget
+    from control.head.api import ControlPlane
     from tui.app import Dashboard
 
     user_key, servers = sshd_factory

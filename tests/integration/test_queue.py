@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from control import db
-from control.queue import Failure, Queue, TaskSpec
+from control.core import db
+from control.core.queue import Failure, Queue, TaskSpec
 from tests.helpers import fetch_task, make_due, wait_for
 
 
@@ -220,7 +220,7 @@ async def test_progress_is_stored(queue: Queue, conn: db.AsyncConn) -> None:
 async def test_stats_match_a_full_count_across_rollups_and_retries(
     queue: Queue, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("control.queue.ROLLUP_MARGIN_S", 0)
+    monkeypatch.setattr("control.core.queue.ROLLUP_MARGIN_S", 0)
     await queue.enqueue([TaskSpec("noop")] * 30 + [TaskSpec("fail")] * 10 + [TaskSpec("sleep")] * 3)
 
     async def drain(n: int) -> None:
@@ -272,7 +272,7 @@ async def test_one_notification_per_enqueue_transaction(db_url: str, queue: Queu
 async def test_bad_specs_are_refused_before_anything_is_written(
     queue: Queue, conn: db.AsyncConn
 ) -> None:
-    from control.errors import UsageError
+    from control.core.errors import UsageError
 
     for bad in (TaskSpec("nope"), TaskSpec("noop", delay_s=-1), TaskSpec("noop", max_attempts=0)):
         with pytest.raises(UsageError):
@@ -286,7 +286,7 @@ async def test_a_heartbeat_commits_lazily_but_leaves_the_session_durable(
 ) -> None:
     from datetime import UTC, datetime
 
-    from control import fleet
+    from control.core import fleet
 
     hb = fleet.Heartbeat(
         name="h",

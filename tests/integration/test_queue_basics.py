@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from control.queue import Queue, TaskSpec
+from control.core.queue import Queue, TaskSpec
 
 
 async def test_enqueue_claim_complete(queue: Queue) -> None:

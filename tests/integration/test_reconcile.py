@@ -8,8 +8,8 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
-from control import db
-from control.queue import Queue, TaskSpec
+from control.core import db
+from control.core.queue import Queue, TaskSpec
 from tests.helpers import contentctl, fetch_task
 
 

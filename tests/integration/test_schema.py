@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from control import db
-from control.models import Host, Task
+from control.core import db
+from control.head.models import Host, Task
 from tests.conftest import _counter, _with_database, kill_tree
 from tests.helpers import contentctl, wait_for
 

@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from control.agents import CommandResult
+from control.head.agents import CommandResult
 from tui.app import Dashboard
 
 T0 = datetime(2026, 11, 22, 14, 5, 0)
@@ -315,9 +315,9 @@ def test_drain_asks_first(snap_compare: Any) -> None:
 
 
 def test_the_database_password_never_reaches_the_screen() -> None:
-    from control.api import ControlPlane
-    from control.inventory import Inventory
-    from control.settings import DatabaseTarget
+    from control.core.inventory import Inventory
+    from control.core.settings import DatabaseTarget
+    from control.head.api import ControlPlane
 
     plane = ControlPlane(
         DatabaseTarget("postgresql://ops:s3cr3t-pw@head/contentctl"), Inventory(None)
@@ -400,3 +400,33 @@ async def test_moving_the_cursor_never_waits_for_the_detail_read() -> None:
             await pilot.press("down", "up")
         assert time.monotonic() - t0 < 1.2  # eight presses, no 0.3 s wait each
         assert table.cursor_row == 0
+
+
+async def test_a_second_provision_press_does_not_cancel_the_run_in_flight() -> None:
+    """Before, `p` twice cancelled the first run (an exclusive worker), and a plan could
+    cancel an apply."""
+    import asyncio
+
+    finished: list[str] = []
+
+    class SlowProvision(FixedPlane):
+        async def provision(self, host: str, *, dry_run: bool, on_step: Any) -> dict[str, Any]:
+            await asyncio.sleep(0.6)
+            finished.append(host)
+            return await super().provision(host, dry_run=dry_run, on_step=on_step)
+
+    app = Dashboard(SlowProvision(), refresh_s=5)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("5")
+        await pilot.pause(0.2)
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        await pilot.press("p")
+        for _ in range(40):
+            await pilot.pause(0.1)
+            if finished:
+                break
+        await pilot.pause(0.3)
+        said = [n.message for n in app._notifications]
+    assert finished == ["mac-7"]  # the first run completed, exactly one ran
+    assert "a provisioning run is going on" in said

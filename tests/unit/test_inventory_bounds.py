@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from control.errors import UsageError
-from control.inventory import MAX_BYTES, parse
+from control.core.errors import UsageError
+from control.core.inventory import MAX_BYTES, parse
 
 P = Path("inventory.yaml")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from control.errors import UsageError
-from control.inventory import load
-from control.inventory_edit import set_host
+from control.core.errors import UsageError
+from control.core.inventory import load
+from control.head.inventory_edit import set_host
 
 TEXT = """\
 # the fleet

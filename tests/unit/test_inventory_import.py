@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from control import legacy
-from control.errors import UsageError
-from control.inventory import parse
+from control.core.errors import UsageError
+from control.core.inventory import parse
+from control.head import legacy
 
 OLD = """
 processing:

@@ -10,8 +10,8 @@ import pytest
 
 from agent.stages.formats import to_srt, to_txt, to_vtt
 from agent.stages.stitch import merge
-from control.pipeline import plan_chunks
-from control.storage import PathEscapes, atomic_write, resolve
+from control.core.pipeline import plan_chunks
+from control.core.storage import PathEscapes, atomic_write, resolve
 
 
 def test_short_audio_is_one_chunk() -> None:

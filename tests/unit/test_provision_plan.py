@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from control.inventory import HostSpec
+from control.core.inventory import HostSpec
 from provisioning.plan import Layout, agent_env, env_plan, runner_script, service_plan
 
 LAYOUT = Layout("/home/signal4/contentctl")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import logging
 
-from control.db import redact
-from control.redact import RedactingFormatter, scrub
+from control.core.db import redact
+from control.core.redact import RedactingFormatter, scrub
 
 
 def test_scrub_masks_url_passwords_and_key_values() -> None:
@@ -58,7 +58,7 @@ def test_scrub_knows_every_shape_of_secret_we_meet() -> None:
 def test_a_scrubbed_json_log_line_is_still_json() -> None:
     import json
 
-    from control.redact import scrub_value
+    from control.core.redact import scrub_value
 
     doc = {"message": 'auth "password=x y"', "api_key": "zzz", "nested": [{"token": "t"}]}
     line = json.dumps(scrub_value(doc))

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 PROBE = (
-    "from control.errors import ContentctlError\n"
-    "from control.secrets import get_secret\n"
+    "from control.core.errors import ContentctlError\n"
+    "from control.core.secrets import get_secret\n"
     "try:\n    print('value', get_secret('nas_password'))\n"
     "except ContentctlError as exc:\n    print('refused', exc)\n"
 )
@@ -35,7 +35,7 @@ def test_the_plaintext_file_keyring_is_not_chosen_silently(tmp_path: Path) -> No
 
 
 def test_the_state_dir_follows_xdg_and_keeps_an_existing_one(tmp_path: Path) -> None:
-    probe = "from control.settings import state_dir; print(state_dir())"
+    probe = "from control.core.settings import state_dir; print(state_dir())"
     base = {k: v for k, v in os.environ.items() if k != "CONTENTCTL_HOME"}
 
     def where(**extra: str) -> str:

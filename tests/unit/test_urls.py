@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from control.errors import UsageError
-from control.urls import Refused, check_added, check_fetch
+from control.core.errors import UsageError
+from control.core.urls import Refused, check_added, check_fetch
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import json
 import os
 import sys
 
-from control import db
-from control.queue import Queue
+from control.core import db
+from control.core.queue import Queue
 
 
 async def claimer(url: str, name: str) -> list[int]:

@@ -89,7 +89,7 @@ class Base(Screen[None]):
     async def guarded(self, call: Coroutine[Any, Any, Any], *, refresh: bool = False) -> Any:
         """Run a control-plane call; report the database's state to the app. `refresh`: the
         call is the screen's periodic read (timer ticks wait for it; actions do not count)."""
-        from control.api import Unavailable
+        from control.head.api import Unavailable
 
         error: str | None = None
         result: Any = None

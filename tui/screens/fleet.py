@@ -277,7 +277,7 @@ class FleetScreen(Base):
 
     @work(group="commands")
     async def start_agent(self, host: str) -> None:
-        from control.errors import ContentctlError
+        from control.core.errors import ContentctlError
 
         self.notify(f"starting {host} over SSH…", timeout=2)
         try:

@@ -72,7 +72,7 @@ class ProvisionScreen(Base):
 
     def action_plan(self) -> None:
         if (host := selected_key(self.query_one("#targets", DataTable))) is not None:
-            self.run_provision(host, dry_run=True)
+            self.start(host, dry_run=True)
 
     def action_apply(self) -> None:
         host = selected_key(self.query_one("#targets", DataTable))
@@ -80,17 +80,22 @@ class ProvisionScreen(Base):
             self.confirm_then(
                 f"Provision {host}? Code, environment, secrets and the agent service are "
                 "brought up to date; the agent restarts if anything changed.",
-                lambda: self.run_provision(host, dry_run=False),
+                lambda: self.start(host, dry_run=False),
             )
 
-    @work(exclusive=True, group="provision")
-    async def run_provision(self, host: str, *, dry_run: bool) -> None:
-        from control.errors import ContentctlError
-
+    def start(self, host: str, *, dry_run: bool) -> None:
+        """One run at a time: a second press says so and leaves the run in flight alone (an
+        exclusive worker would cancel it, a plan could cancel an apply)."""
         if self.busy:
             self.notify("a provisioning run is going on", severity="warning")
             return
         self.busy = True
+        self.run_provision(host, dry_run=dry_run)
+
+    @work(group="provision")
+    async def run_provision(self, host: str, *, dry_run: bool) -> None:
+        from control.core.errors import ContentctlError
+
         log = self.query_one("#steps", RichLog)
         log.write(Text(f"{'plan' if dry_run else 'provision'} {host}", style="bold"))
 

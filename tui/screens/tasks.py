@@ -74,7 +74,7 @@ class TasksScreen(Base):
         table.focus()
 
     def task_query(self) -> Any:
-        from control.api import TaskQuery
+        from control.head.api import TaskQuery
 
         words = {}
         free = []

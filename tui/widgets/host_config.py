@@ -33,7 +33,7 @@ class HostConfig(ModalScreen[tuple[list[str], int] | None]):
         self.max_concurrent = max_concurrent or 1
 
     def compose(self) -> ComposeResult:
-        from control.tasktypes import ALL_TYPES
+        from control.core.tasktypes import ALL_TYPES
 
         with Vertical(id="confirm"):
             yield Label(

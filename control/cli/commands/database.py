@@ -1,0 +1,67 @@
+"""db migrate | serve | url | stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from control.cli.commands.common import Session
+from control.core import db
+from control.core.errors import EXIT_OK, UsageError
+from control.head import database
+
+log = logging.getLogger("contentctl")
+
+
+async def cmd_db_migrate(args: argparse.Namespace) -> int:
+    s = Session(args)
+    conn = await db.connect(await asyncio.to_thread(database.resolve_url, s.target))
+    try:
+        applied = await db.migrate(conn)
+        version = await db.schema_version(conn)
+    finally:
+        await conn.close()
+    if applied:
+        for m in applied:
+            print(f"applied {m.version:04d}_{m.name}")
+    print(f"schema version {version}")
+    return EXIT_OK
+
+
+async def cmd_db_serve(args: argparse.Namespace) -> int:
+    from control.head import dbserve
+
+    s = Session(args)
+    if not s.target.embedded:
+        raise UsageError(
+            "db serve manages the embedded server; this command points at an external one "
+            f"({db.redact(s.target.url or '')}): unset --db / CONTENTCTL_DATABASE_URL"
+        )
+    url = await asyncio.to_thread(dbserve.serve, args.listen, args.port, args.advertise)
+    print(f"embedded database listening on {args.listen or '*'}:{args.port} (scram-sha-256)")
+    print(f"agents connect with: {db.redact(url)}")
+    print("the password is in this machine's keychain: `contentctl db url --show-password`")
+    return EXIT_OK
+
+
+async def cmd_db_url(args: argparse.Namespace) -> int:
+    from control.head import dbserve
+
+    s = Session(args)
+    url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password)
+    print(url)
+    return EXIT_OK
+
+
+async def cmd_db_stop(args: argparse.Namespace) -> int:
+    from control.core.settings import state_dir
+    from control.head.embedded import EmbeddedServer
+
+    if not Session(args).target.embedded:
+        raise UsageError(
+            "db stop stops the embedded server; this command points at an external one"
+        )
+    stopped = await asyncio.to_thread(EmbeddedServer(state_dir()).stop)
+    print("embedded database stopped" if stopped else "embedded database was not running")
+    return EXIT_OK

@@ -1,0 +1,166 @@
+"""status, enqueue, tasks, task, retry, cancel."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from control.cli import output
+from control.cli.commands.common import Session
+from control.core.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
+from control.core.queue import UNFINISHED, Queue, TaskSpec, parse_payload
+
+log = logging.getLogger("contentctl")
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    from control.head import status
+
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        snap = await status.snapshot(conn, s.inventory)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json(snap)
+    else:
+        output.print_status(snap)
+    return EXIT_OK
+
+
+async def cmd_enqueue(args: argparse.Namespace) -> int:
+    payload = parse_payload(args.payload)
+    if args.unique_key and args.count > 1:
+        raise UsageError(
+            "--unique-key and --count > 1 contradict each other: enqueue one keyed task"
+        )
+    spec = TaskSpec(
+        type=args.type,
+        payload=payload,
+        priority=args.priority,
+        delay_s=args.delay,
+        unique_key=args.unique_key,
+        max_attempts=args.max_attempts,
+        timeout_s=args.timeout,
+    )
+    spec.validate()
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        results = await Queue(conn, s.inventory.task_types).enqueue([spec] * args.count)
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json([{"id": r.id, "created": r.created} for r in results])
+    elif len(results) == 1:
+        r = results[0]
+        print(f"{'enqueued' if r.created else 'already queued (same unique key)'}: task {r.id}")
+    else:
+        print(f"enqueued {len(results)} {args.type} tasks: {results[0].id}..{results[-1].id}")
+    return EXIT_OK
+
+
+async def cmd_tasks(args: argparse.Namespace) -> int:
+    from control.head import views
+
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        rows = await views.tasks(
+            conn, state=args.state, task_type=args.type, host=args.host, limit=args.limit
+        )
+    finally:
+        await conn.close()
+    if args.json:
+        output.emit_json([t.public() for t in rows])
+    else:
+        output.print_tasks(rows)
+    return EXIT_OK
+
+
+async def cmd_task(args: argparse.Namespace) -> int:
+    from control.head import views
+
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        t = await views.task(conn, args.id)
+    finally:
+        await conn.close()
+    if t is None:
+        raise ContentctlError(f"task {args.id} does not exist: see `contentctl tasks`")
+    if args.json:
+        output.emit_json(t.public())
+    else:
+        output.print_task(t)
+    return EXIT_OK
+
+
+async def cmd_retry(args: argparse.Namespace) -> int:
+    if not args.ids and not args.failed:
+        raise UsageError("name task ids to retry, or --failed for every failed task")
+    if args.ids and args.failed:
+        raise UsageError("give task ids or --failed, not both")
+    if args.type and not args.failed:
+        raise UsageError("--type goes with --failed")
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        moved = await Queue(conn).retry(args.ids or None, args.type)
+    finally:
+        await conn.close()
+    missing = sorted(set(args.ids) - set(moved)) if args.ids else []
+    if args.json:
+        output.emit_json({"retried": moved, "not_retried": missing})
+        return EXIT_FAILED if missing else EXIT_OK
+    if moved:
+        print(f"retrying {len(moved)} task(s): {output.id_list(moved)}")
+    if missing:
+        print(f"not failed, not retried: {output.id_list(missing)}", file=sys.stderr)
+        return EXIT_FAILED
+    if not moved:
+        print("no failed tasks to retry")
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    filtered = bool(args.type or args.state)
+    if args.ids and filtered:
+        raise UsageError("give task ids or --type/--state, not both")
+    if not args.ids and not filtered:
+        raise UsageError("name task ids to cancel, or select them with --type and/or --state")
+    s = Session(args)
+    conn = await s.connect()
+    try:
+        rows = await Queue(conn).cancel(
+            args.ids or None, types=args.type, states=args.state or UNFINISHED
+        )
+    finally:
+        await conn.close()
+    now = [r["id"] for r in rows if r["state"] == "cancelled"]
+    asked = [r for r in rows if r["state"] == "running"]
+    missing = sorted(set(args.ids) - {r["id"] for r in rows})
+    if args.json:
+        output.emit_json(
+            {
+                "cancelled": now,
+                "abort_requested": [{"id": r["id"], "host": r["host"]} for r in asked],
+                "not_cancelled": missing,
+            }
+        )
+        return EXIT_FAILED if missing else EXIT_OK
+    if filtered and not rows:
+        print("no unfinished tasks match")
+    if now:
+        print(f"cancelled: {output.id_list(now)}")
+    for r in asked:
+        print(f"task {r['id']}: running on {r['host']}; the agent was told to abort it")
+    if missing:
+        print(
+            f"already finished or unknown, not cancelled: {output.id_list(missing)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,264 @@
+"""Human-readable output for the CLI: small aligned tables, no dependencies."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+
+from control.core.tasktypes import STATES
+from control.head.media import media_line, short_state
+
+if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads it
+    from control.head.models import Task
+
+
+# C0 controls but tab and newline, DEL and C1: what lets text move the cursor, clear the screen,
+# retitle the terminal or hide what follows. Errors, titles and log lines come from workers,
+# feeds and websites; JSON output is unaffected (the encoder escapes these characters anyway).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """`text` without terminal control characters."""
+    return _CONTROL.sub("", text)
+
+
+class CleanStream:
+    """A text stream that drops terminal control characters from everything written to it."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(clean(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+@contextmanager
+def clean_output() -> Iterator[None]:
+    """While it lasts, stdout and stderr carry no terminal control characters."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = CleanStream(saved[0]), CleanStream(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+class LiveProgress:
+    """One live bar per item or host on a terminal (rich, as yt-dlp and uv users expect);
+    plain lines, each printed when it changes, when stdout is not a terminal."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.live = enabled and sys.stdout.isatty()
+        self._bars: dict[str, Any] = {}
+        self._said: dict[str, str] = {}
+        self._progress: Any = None
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            # rich draws with escape sequences: it writes to the terminal itself (the stream
+            # under clean_output's filter); every text it shows is cleaned here instead.
+            raw = sys.stdout.raw if isinstance(sys.stdout, CleanStream) else sys.stdout
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=24),
+                TimeElapsedColumn(),
+                console=Console(file=raw),
+                transient=False,
+            )
+
+    def __enter__(self) -> LiveProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def note(self, text: str) -> None:
+        """A message beside the bars (above them on a terminal, on stderr otherwise)."""
+        if self._progress is None:
+            print(text, file=sys.stderr, flush=True)
+            return
+        from rich.text import Text
+
+        self._progress.console.print(Text(clean(text), style="yellow"))
+
+    def update(self, key: str, text: str, done: float, total: float) -> None:
+        if self._progress is None:
+            if self._said.get(key) != text:
+                print(text, flush=True)
+                self._said[key] = text
+            return
+        from rich.text import Text
+
+        label = Text(clean(text))  # text from outside: never markup
+        if key not in self._bars:
+            self._bars[key] = self._progress.add_task(label, total=total)
+        self._progress.update(self._bars[key], description=label, completed=done, total=total)
+
+
+def emit_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def id_list(ids: Sequence[int], most: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ids[:most])
+    return shown + (f" (+{len(ids) - most} more)" if len(ids) > most else "")
+
+
+def print_status(snap: dict[str, Any]) -> None:
+    q = snap["queue"]
+    rows = [[t, *(c[s] for s in STATES)] for t, c in q["by_type"].items()]
+    rows.append(["total", *(q["totals"][s] for s in STATES)])
+    print(f"database: schema v{snap['database']['schema_version']}   at {snap['generated_at']}")
+    print()
+    print(table(["type", *STATES], rows))
+    print()
+    hosts = snap["hosts"]
+    if not hosts:
+        print("no hosts: declare them in inventory.yaml, or run `contentctl agent run`")
+        return
+    hrows = []
+    for h in hosts:
+        running = ", ".join(
+            f"{r['type']}#{r['id']}"
+            + (f" {r['progress'] * 100:.0f}%" if r["progress"] is not None else "")
+            for r in h["running"]
+        )
+        load = h["load"] or {}
+        hrows.append(
+            [
+                h["name"] + ("" if h["declared"] else " (undeclared)"),
+                h["state"],
+                "" if h["heartbeat_age_s"] is None else f"{h['heartbeat_age_s']:.0f}s",
+                "" if "cpu_percent" not in load else f"{load['cpu_percent']:.0f}%",
+                "" if "mem_percent" not in load else f"{load['mem_percent']:.0f}%",
+                running,
+                h["idle_reason"] or "",
+            ]
+        )
+    print(table(["host", "state", "heartbeat", "cpu", "mem", "running", "idle"], hrows))
+
+
+def print_tasks(tasks: Sequence[Task]) -> None:
+    if not tasks:
+        print("no tasks")
+        return
+    rows = [
+        [
+            t.id,
+            t.type,
+            t.display_state,
+            t.priority,
+            f"{t.attempts}/{t.max_attempts}",
+            t.host or "",
+            "" if t.progress is None else f"{t.progress * 100:.0f}%",
+            t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (t.error_message or "")[:60],
+        ]
+        for t in tasks
+    ]
+    print(
+        table(
+            ["id", "type", "state", "prio", "attempts", "host", "progress", "created", "error"],
+            rows,
+        )
+    )
+
+
+def print_task(t: Task) -> None:
+    data = t.public()
+    error = data.pop("error")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        print(f"{key:>17}: {'' if value is None else value}")
+    if error:
+        print(f"{'error':>17}: {error['type']}: {error['message']}")
+        if error["traceback"]:
+            print("traceback (tail):")
+            print(error["traceback"])
+
+
+def log_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """A log line for `logs --json` (one JSON object a line)."""
+    return {
+        "id": row["id"],
+        "ts": row["ts"].isoformat(),
+        "host": row["host"],
+        "level": row["level"],
+        "logger": row["logger"],
+        "task_id": row.get("task_id"),
+        "message": row["message"],
+    }
+
+
+def print_log(row: dict[str, Any], *, with_host: bool) -> None:
+    ts = row["ts"].astimezone().strftime("%H:%M:%S")
+    host = f"{row['host']} " if with_host else ""
+    task = f"[task {row['task_id']}] " if row.get("task_id") else ""
+    print(f"{ts} {host}{row['level']:<7} {task}{row['message']}")
+
+
+def print_media_list(items: Sequence[dict[str, Any]]) -> None:
+    if not items:
+        print("no media items: add one with `contentctl add SOURCE`")
+        return
+    rows = [
+        [
+            i["id"],
+            i["state"],
+            *(
+                short_state(i["stages"].get(s, "")) or ""
+                for s in ("download", "extract_audio", "transcribe", "stitch", "translate")
+            ),
+            (i["title"] or i["source"])[:50],
+        ]
+        for i in items
+    ]
+    print(
+        table(
+            ["id", "state", "download", "extract", "transcribe", "stitch", "translate", "title"],
+            rows,
+        )
+    )
+
+
+def print_media_item(item: dict[str, Any]) -> None:
+    print(f"media {item['id']}  {item['state']}  ({item['kind']}, generation {item['generation']})")
+    print(f"  source: {item['source']}")
+    if item.get("title"):
+        print(
+            f"  title:  {item['title']}" + (f"  ({item['channel']})" if item.get("channel") else "")
+        )
+    if item.get("duration_s"):
+        print(f"  length: {item['duration_s']:.1f} s")
+    print("  stages: " + media_line(item).split(": ", 1)[1])
+    if item.get("error"):
+        print(f"  error:  {item['error']}")
+    outs = item["outputs"]
+    for key in ("audio", "transcript_json", "srt", "vtt", "txt"):
+        if outs.get(key):
+            print(f"  {key + ':':16} {outs[key]}")
+    for lang, p in (outs.get("translations") or {}).items():
+        print(f"  {'translation ' + lang + ':':16} {p}")

@@ -1,0 +1,200 @@
+"""Connecting to PostgreSQL, versioned migrations, and the schema-version handshake.
+
+Migrations are plain SQL files (`control/migrations/NNNN_name.sql`), applied in order, each in
+its own transaction, under an advisory lock so two machines migrating at once cannot interleave.
+We chose this over Alembic: the schema is PostgreSQL-specific (partial indexes, SKIP LOCKED,
+jsonb), readable SQL is what an operator reviews, and the agent needs no SQLAlchemy at run
+time. `tests/integration/test_schema.py` keeps the SQLModel tables in `control/models.py` and
+the migrated schema in agreement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import cast
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import dict_row
+
+from control.core.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
+
+MIGRATION_LOCK = 0x636F6E74  # "cont": pg_advisory_lock key for migrations
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+AsyncConn = psycopg.AsyncConnection[dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@cache
+def migrations() -> tuple[Migration, ...]:
+    found = []
+    for entry in resources.files("control.core.migrations").iterdir():
+        m = _MIGRATION_FILE.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
+    found.sort(key=lambda mig: mig.version)
+    return tuple(found)
+
+
+def code_schema_version() -> int:
+    return migrations()[-1].version
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable database URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def with_keychain_password(url: str) -> str:
+    """A provisioned worker's URL carries no password: it is in the keychain
+    (`database_password`), put there by `contentctl provision`, which also sets
+    CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN=1 in the agent's environment (nobody else pays for
+    loading a keychain backend)."""
+    import os
+
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.password or not parts.username:
+        return url
+    if os.environ.get("CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN") != "1":
+        return url
+    from control.core.errors import ContentctlError
+    from control.core.secrets import get_secret
+
+    try:
+        password = get_secret("database_password")
+    except ContentctlError:
+        return url
+    if not password:
+        return url
+    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.netloc.split('@', 1)[1]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _describe_failure(url: str, exc: Exception) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # libpq may echo the connection string; never let a password through.
+    parts = urlsplit(url) if "://" in url else None
+    if parts is not None and parts.password:
+        reason = reason.replace(parts.password, "***")
+    return reason
+
+
+async def connect(url: str, *, autocommit: bool = True, timeout_s: float = 10) -> AsyncConn:
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url, autocommit=autocommit, row_factory=dict_row, connect_timeout=max(1, int(timeout_s))
+        )
+    except (psycopg.Error, ValueError) as exc:
+        raise DatabaseUnavailable(
+            f"cannot reach the database at {redact(url)} ({_describe_failure(url, exc)}): "
+            "check --db / CONTENTCTL_DATABASE_URL, or unset it to use the embedded server"
+        ) from exc
+
+
+async def schema_version(conn: AsyncConn) -> int:
+    cur = await conn.execute("SELECT to_regclass('contentctl_schema') IS NOT NULL AS present")
+    row = await cur.fetchone()
+    if not row or not row["present"]:
+        return 0
+    cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM contentctl_schema")
+    row = await cur.fetchone()
+    return int(cast(int, row["v"])) if row else 0
+
+
+async def migrate(conn: AsyncConn) -> list[Migration]:
+    """Apply pending migrations; returns those applied. Safe to run from several machines."""
+    applied: list[Migration] = []
+    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS contentctl_schema ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await schema_version(conn)
+        known = code_schema_version()
+        if current > known:
+            raise _too_new(current, known)
+        for mig in migrations():
+            if mig.version <= current:
+                continue
+            async with conn.transaction():
+                await conn.execute(mig.sql.encode())
+                await conn.execute(
+                    "INSERT INTO contentctl_schema (version, name) VALUES (%s, %s)",
+                    (mig.version, mig.name),
+                )
+            applied.append(mig)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied
+
+
+def _too_new(current: int, known: int) -> SchemaMismatch:
+    return SchemaMismatch(
+        f"the database schema is version {current} but this contentctl knows versions up to "
+        f"{known}: upgrade contentctl on this machine"
+    )
+
+
+async def check_schema(conn: AsyncConn, *, migrate_fresh: bool = True) -> int:
+    """Stop with a one-line error on a schema this code does not know.
+
+    A fresh database (no schema at all) is migrated on first use: nothing can be running
+    against it yet. An older schema is not: other machines may still run the old code, so
+    the operator migrates on purpose with `contentctl db migrate`. Anything short of this
+    code's version is judged under the migration lock, so a migration under way (another
+    command's first start, a rollout) is waited for, not mistaken for an old schema."""
+    current = await schema_version(conn)
+    known = code_schema_version()
+    if current == known:
+        return current
+    if current > known:
+        raise _too_new(current, known)
+    await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        current = await schema_version(conn)
+        if current == 0 and migrate_fresh:
+            await migrate(conn)  # the lock is re-entrant for this session
+            return known
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    if current == known:
+        return current
+    if current > known:
+        raise _too_new(current, known)
+    raise SchemaBehind(
+        f"the database schema is version {current} but this contentctl needs version {known}: "
+        "run `contentctl db migrate`"
+    )
+
+
+async def open_url(url: str, *, migrate_fresh: bool = True) -> AsyncConn:
+    """Connect to `url` and check the schema: what every command and agent does first (the
+    head resolves an embedded server's URL first: control.head.database)."""
+    conn = await connect(url)
+    try:
+        await check_schema(conn, migrate_fresh=migrate_fresh)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn

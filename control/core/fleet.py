@@ -1,0 +1,202 @@
+"""Hosts as the database sees them: heartbeats in, host states out (docs/contract.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from control.core.db import AsyncConn
+from control.core.sql import q
+
+HEARTBEAT_INTERVAL_S = 5.0
+STALE_AFTER_S = 3 * HEARTBEAT_INTERVAL_S  # three missed heartbeats
+OFFLINE_AFTER_S = 60.0
+AGENT_STATES = ("online", "draining", "drained", "stopped")
+COMMAND_CHANNEL = "contentctl_commands"
+HOST_STATES = ("online", "stale", "offline", "draining", "drained", "disabled")
+
+
+@dataclass
+class Heartbeat:
+    name: str
+    address: str | None
+    agent_state: str
+    agent_version: str
+    code_hash: str
+    pid: int
+    started_at: datetime
+    enabled_tasks: list[str]
+    declared: bool
+    body: dict[str, Any] = field(default_factory=dict)  # load, counters, idle_reason
+
+
+async def beat(conn: AsyncConn, hb: Heartbeat) -> bool:
+    """Record a heartbeat; True if commands wait for this host."""
+    params = _heartbeat_params(hb)
+    cur = await conn.execute(q("beat"), params)
+    row = await cur.fetchone()
+    if row is None:  # the unlogged row is gone (server crash): write it again
+        await conn.execute(q("heartbeat"), params)
+        cur = await conn.execute(q("commands_waiting"), params)
+        row = await cur.fetchone()
+    return bool(row and row["commands_waiting"])
+
+
+async def register(conn: AsyncConn, hb: Heartbeat) -> None:
+    """An agent's identity (version, code, pid, types), once when it starts."""
+    params = _heartbeat_params(hb)
+    await conn.execute(q("register"), params)
+    await conn.execute(q("heartbeat"), params)
+
+
+async def send_heartbeat(conn: AsyncConn, hb: Heartbeat) -> None:
+    await conn.execute(q("heartbeat"), _heartbeat_params(hb))
+
+
+def _heartbeat_params(hb: Heartbeat) -> dict[str, Any]:
+    return {
+        "name": hb.name,
+        "address": hb.address,
+        "agent_state": hb.agent_state,
+        "agent_version": hb.agent_version,
+        "code_hash": hb.code_hash,
+        "pid": hb.pid,
+        "started_at": hb.started_at,
+        "enabled_tasks": hb.enabled_tasks,
+        "declared": hb.declared,
+        "heartbeat": Jsonb(hb.body),
+    }
+
+
+def host_state(agent_state: str | None, heartbeat_age_s: float | None, enabled: bool = True) -> str:
+    """What the operator sees: disabled beats all; silence makes a host stale, then offline."""
+    if not enabled:
+        return "disabled"
+    if agent_state is None or heartbeat_age_s is None or agent_state == "stopped":
+        return "offline"
+    if heartbeat_age_s > OFFLINE_AFTER_S:
+        return "offline"
+    if heartbeat_age_s > STALE_AFTER_S:
+        return "stale"
+    return agent_state
+
+
+async def hosts_rows(conn: AsyncConn) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("hosts_snapshot"))
+    return [dict(r) for r in await cur.fetchall()]
+
+
+async def running_rows(conn: AsyncConn) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("running_tasks"))
+    return [dict(r) for r in await cur.fetchall()]
+
+
+# -- daily counters ---------------------------------------------------------------------------
+async def daily_counts(conn: AsyncConn, host: str, day: date) -> dict[str, int]:
+    cur = await conn.execute(q("count_daily"), {"host": host, "day": day})
+    return {str(r["type"]): int(r["count"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+
+
+async def bump_daily(conn: AsyncConn, host: str, day: date, counts: dict[str, int]) -> None:
+    if counts:
+        await conn.execute(
+            q("bump_daily"),
+            {"host": host, "day": day, "types": list(counts), "counts": list(counts.values())},
+        )
+
+
+async def done_since(conn: AsyncConn, host: str, since: datetime) -> int:
+    cur = await conn.execute(q("done_since"), {"host": host, "since": since})
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0  # type: ignore[call-overload]
+
+
+# -- commands ---------------------------------------------------------------------------------
+COMMANDS = ("drain", "undrain", "restart", "stop", "configure")
+
+
+async def drain_requested(conn: AsyncConn, host: str) -> bool:
+    cur = await conn.execute(q("drain_requested"), {"host": host})
+    row = await cur.fetchone()
+    return bool(row and row["drain_requested"])
+
+
+async def pending_commands(conn: AsyncConn, host: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("pending_commands"), {"host": host})
+    return [dict(r) for r in await cur.fetchall()]
+
+
+async def ack_command(conn: AsyncConn, command_id: int, outcome: str) -> None:
+    await conn.execute(q("ack_command"), {"id": command_id, "outcome": outcome})
+
+
+async def command_done(conn: AsyncConn, ids: list[int]) -> None:
+    if ids:
+        await conn.execute(q("command_done"), {"ids": ids})
+
+
+async def send_command(conn: AsyncConn, host: str, command: str, args: dict[str, Any]) -> int:
+    """Record a command for a host's agent and wake it (NOTIFY in the same transaction)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            q("send_command"), {"host": host, "command": command, "args": Jsonb(args)}
+        )
+        row = await cur.fetchone()
+        await conn.execute("SELECT pg_notify(%s, %s)", (COMMAND_CHANNEL, host))
+    assert row is not None
+    return int(row["id"])  # type: ignore[call-overload,no-any-return]
+
+
+async def command_states(conn: AsyncConn, ids: list[int]) -> dict[int, dict[str, Any]]:
+    cur = await conn.execute(q("command_state"), {"ids": ids})
+    return {int(r["id"]): dict(r) for r in await cur.fetchall()}  # type: ignore[call-overload]
+
+
+# -- logs -------------------------------------------------------------------------------------
+LOGS_KEPT_PER_HOST = 5000
+
+
+async def insert_logs(conn: AsyncConn, host: str, records: list[dict[str, Any]]) -> None:
+    if not records:
+        return
+    await conn.execute(
+        q("insert_logs"),
+        {
+            "host": host,
+            "ts": [r["ts"] for r in records],
+            "levels": [r["level"] for r in records],
+            "loggers": [r["logger"] for r in records],
+            "messages": [r["message"] for r in records],
+            "task_ids": [r.get("task_id") for r in records],
+            "extras": [Jsonb(r.get("extra") or {}) for r in records],
+        },
+    )
+
+
+async def prune_logs(conn: AsyncConn, host: str, keep: int = LOGS_KEPT_PER_HOST) -> None:
+    await conn.execute(q("prune_logs"), {"host": host, "keep": keep})
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+async def recent_logs(
+    conn: AsyncConn,
+    host: str | None,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+    min_level: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The newest `limit` lines (of `host`, or every host), oldest first; `min_level` and up,
+    from `since` on."""
+    levels = list(LOG_LEVELS[LOG_LEVELS.index(min_level) :]) if min_level else None
+    cur = await conn.execute(
+        q("recent_logs"),
+        {"host": host, "after_id": after_id, "limit": limit, "levels": levels, "since": since},
+    )
+    return [dict(r) for r in await cur.fetchall()]

@@ -1,0 +1,410 @@
+"""inventory.yaml: the fleet as the operator declares it (docs/contract.md, inventory.yaml).
+
+Validated when loaded: an unknown key, a wrong type, a task type that does not exist or a
+duplicate address is a one-line error naming the file, the line and the key. A `defaults:` block
+gives every host its values unless the host says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from control.core.errors import UsageError
+from control.core.tasktypes import ALL_TYPES, TypePolicy
+
+HOST_KEYS = {
+    "address": str,
+    "transport": str,
+    "user": str,
+    "port": int,
+    "identity_file": str,
+    "enabled": bool,
+    "enabled_tasks": list,
+    "max_concurrent_tasks": int,
+    "base_dir": str,
+    "env": dict,
+    "transcribe": dict,
+    "keyring_backend": str,  # e.g. keyrings.alt.file.PlaintextKeyring on a headless Linux box
+}
+TOP_KEYS = {
+    "database": str,
+    "storage_root": str,
+    "nas": dict,
+    "known_hosts": str,
+    "defaults": dict,
+    "worker_limits": dict,
+    "task_types": dict,
+    "pipeline": dict,
+    "hosts": dict,
+}
+PIPELINE_KEYS = {
+    "chunk_s": (int, float),
+    "overlap_s": (int, float),
+    "langs": list,
+    "transcribe": dict,
+    "translate": dict,
+    # workers may fetch media from private addresses (10/8, 192.168/16, ...): off by default
+    "allow_private_networks": bool,
+}
+TRANSCRIBE_KEYS = {
+    "backend": str,  # auto | faster-whisper | mlx
+    "model": str,  # a model directory or name; default: the bundled tiny.en
+    "compute_type": str,
+    "device": str,
+    "cpu_threads": int,
+    "language": str,
+    "beam_size": int,
+    "vad_filter": bool,  # default: on for audio longer than a minute
+    "initial_prompt": str,  # names and vocabulary the model should expect
+}
+TRANSLATE_KEYS = {
+    "backend": str,  # deepl | openai
+    "url": str,
+    "model": str,
+    "rate_per_min": (int, float),
+    "key_name": str,  # the keychain entry holding the API key
+    "timeout_s": (int, float),
+}
+TRANSCRIBE_BACKENDS = ("auto", "faster-whisper", "mlx")
+TRANSLATE_BACKENDS = ("deepl", "openai")
+LIMIT_KEYS = {
+    "tasks_per_run": int,
+    "cooldown": (int, float),
+    "daily_limit": int,
+    "window": dict,
+    "delay": dict,
+    "stall_after": (int, float),
+    "rss_limit_mb": (int, float),
+}
+POLICY_KEYS = {
+    "max_attempts": int,
+    "timeout_s": (int, float),
+    "backoff_base_s": (int, float),
+    "backoff_max_s": (int, float),
+}
+NAS_KEYS = {"url": str, "user": str, "mount_point": str}
+ENV_KEYS = {"manager": str, "name": str}
+WINDOW_KEYS = {"start": str, "end": str, "end_jitter_minutes": (int, float)}
+DELAY_KEYS = {"min_s": (int, float), "max_s": (int, float)}
+# Inclusive bounds for numbers, by key (the same key means the same thing in every block).
+FOREVER = 10**9
+BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (1, 65535),
+    "max_concurrent_tasks": (1, 1024),
+    "tasks_per_run": (0, FOREVER),
+    "cooldown": (0, FOREVER),
+    "daily_limit": (0, FOREVER),
+    "stall_after": (0, FOREVER),
+    "rss_limit_mb": (0, FOREVER),
+    "max_attempts": (1, 1000),
+    "timeout_s": (0.001, FOREVER),
+    "backoff_base_s": (0, FOREVER),
+    "backoff_max_s": (0, FOREVER),
+    "chunk_s": (1, FOREVER),
+    "overlap_s": (0, FOREVER),
+    "rate_per_min": (0.001, FOREVER),
+    "cpu_threads": (0, 1024),
+    "beam_size": (1, 100),
+    "end_jitter_minutes": (0, 24 * 60),
+    "min_s": (0, FOREVER),
+    "max_s": (0, FOREVER),
+}
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_BYTES = 1_000_000  # an inventory of a thousand hosts is well under this
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: str = "127.0.0.1"
+    transport: str = "ssh"
+    user: str | None = None
+    port: int = 22
+    identity_file: str | None = None
+    enabled: bool = True
+    enabled_tasks: tuple[str, ...] = ALL_TYPES
+    max_concurrent_tasks: int = 1
+    base_dir: str = "~/contentctl"
+    env: dict[str, str] = field(default_factory=lambda: {"manager": "uv"})
+    transcribe: dict[str, Any] = field(default_factory=dict)
+    keyring_backend: str | None = None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path | None
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
+    database: str | None = None
+    storage_root: str | None = None
+    nas: dict[str, str] = field(default_factory=dict)
+    known_hosts: str | None = None
+    worker_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_types: dict[str, TypePolicy] = field(default_factory=dict)
+    pipeline: dict[str, Any] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostSpec | None:
+        return self.hosts.get(name)
+
+
+class _Marks:
+    """Line numbers of mapping keys, by path, from the YAML node tree."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: dict[tuple[str, ...], int] = {}
+
+    def build(self, node: yaml.Node, path: tuple[str, ...] = ()) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in out:
+                    where = ".".join((*path, key))
+                    raise UsageError(
+                        f"{self.path}:{key_node.start_mark.line + 1}: {where}: duplicate key "
+                        f"(also on line {self.lines[(*path, key)]}): keep one"
+                    )
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, (*path, str(i))) for i, v in enumerate(node.value)]
+        return yaml.safe_load(yaml.serialize(node))
+
+
+def load(path: Path | None) -> Inventory:
+    """The inventory at `path`; an empty one when there is none."""
+    if path is None:
+        return Inventory(path=None)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read inventory {path} ({exc.strerror}): check --inventory"
+        ) from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Inventory:
+    if len(text.encode()) > MAX_BYTES:
+        raise UsageError(
+            f"{path}:1: (top level): larger than {MAX_BYTES:,} bytes: is this the inventory?"
+        )
+    marks = _Marks(path)
+    try:
+        _refuse_aliases(text, path)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{where}: not valid YAML ({problem}): fix the syntax") from exc
+    data = marks.build(node) if node is not None else {}
+    return _Validator(path, marks).inventory(data)
+
+
+def _refuse_aliases(text: str, path: Path) -> None:
+    """Anchors and aliases are refused before anything is built: a few lines of nested aliases
+    (a "billion laughs") expand to more values than the machine holds."""
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            line = event.start_mark.line + 1 if event.start_mark else 1
+            raise UsageError(
+                f"{path}:{line}: YAML anchors and aliases are not "
+                "accepted: write the values out (the defaults: block shares host settings)"
+            )
+
+
+class _Validator:
+    def __init__(self, path: Path, marks: _Marks) -> None:
+        self.path = path
+        self.marks = marks
+
+    def error(self, keypath: tuple[str, ...], message: str) -> UsageError:
+        line = None
+        for n in range(len(keypath), -1, -1):
+            line = self.marks.lines.get(keypath[:n])
+            if line is not None:
+                break
+        key = ".".join(k if _PLAIN.fullmatch(k) else repr(k) for k in keypath) or "(top level)"
+        return UsageError(f"{self.path}:{line or 1}: {key}: {message}")
+
+    def mapping(self, value: Any, keypath: tuple[str, ...], spec: dict[str, Any]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(keypath, "must be a mapping")
+        for key, item in value.items():
+            if key not in spec:
+                raise self.error((*keypath, key), f"unknown key: use one of {', '.join(spec)}")
+            expected = spec[key]
+            ok = isinstance(item, expected) and not (
+                isinstance(item, bool) and expected is not bool
+            )
+            if expected is bool:
+                ok = isinstance(item, bool)
+            if not ok:
+                names = (expected,) if isinstance(expected, type) else expected
+                want = " or ".join(t.__name__ for t in names)
+                raise self.error((*keypath, key), f"must be {want}, not {type(item).__name__}")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise self.error((*keypath, key), f"must be a finite number, not {item}")
+            if key in BOUNDS and isinstance(item, int | float) and not isinstance(item, bool):
+                lo, hi = BOUNDS[key]
+                if not lo <= item <= hi:
+                    raise self.error((*keypath, key), f"must be between {lo:g} and {hi:g}")
+        return value
+
+    def task_types(self, value: list[Any], keypath: tuple[str, ...]) -> tuple[str, ...]:
+        for i, item in enumerate(value):
+            if item not in ALL_TYPES:
+                raise self.error(
+                    (*keypath, str(i)),
+                    f"unknown task type {item!r}: use one of {', '.join(ALL_TYPES)}",
+                )
+        return tuple(value)
+
+    def limits(self, value: Any, keypath: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for task_type, limits in self.mapping(
+            value, keypath, dict.fromkeys(ALL_TYPES, dict)
+        ).items():
+            kp = (*keypath, task_type)
+            out[task_type] = self.mapping(limits, kp, LIMIT_KEYS)
+            if "window" in out[task_type]:
+                self.window(out[task_type]["window"], (*kp, "window"))
+            if "delay" in out[task_type]:
+                delay = self.mapping(out[task_type]["delay"], (*kp, "delay"), DELAY_KEYS)
+                if delay.get("max_s", math.inf) < delay.get("min_s", 0):
+                    raise self.error((*kp, "delay", "max_s"), "must not be less than min_s")
+        return out
+
+    def window(self, value: Any, keypath: tuple[str, ...]) -> None:
+        w = self.mapping(value, keypath, WINDOW_KEYS | {"start": object, "end": object})
+        for key in ("start", "end"):
+            if key not in w:
+                raise self.error(keypath, f"a window needs {key}: {{start: HH:MM, end: HH:MM}}")
+            if not isinstance(w[key], str) or not HHMM.fullmatch(w[key]):
+                raise self.error(
+                    (*keypath, key),
+                    f'must be a time HH:MM in quotes ("07:00"), not {w[key]!r}',
+                )
+
+    def inventory(self, data: Any) -> Inventory:
+        top = self.mapping(data, (), TOP_KEYS)
+        defaults = self.mapping(top.get("defaults"), ("defaults",), HOST_KEYS)
+        hosts: dict[str, HostSpec] = {}
+        seen_addresses: dict[tuple[str, int], str] = {}
+        for name, raw in (self.mapping(top.get("hosts"), ("hosts",), _AnyKeys(dict)) or {}).items():
+            if not HOST_NAME.fullmatch(name):
+                raise self.error(
+                    ("hosts", name),
+                    f"host name {name!r} is not allowed: use letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit",
+                )
+            merged = {**defaults, **self.mapping(raw, ("hosts", name), HOST_KEYS)}
+            host = self.host(name, merged)
+            addr = (host.address, host.port)
+            if host.transport == "ssh" and addr in seen_addresses:
+                raise self.error(
+                    ("hosts", name, "address"),
+                    f"duplicate address {host.address}:{host.port} (also host "
+                    f"{seen_addresses[addr]!r}): give each host its own address",
+                )
+            seen_addresses[addr] = name
+            hosts[name] = host
+        policies = {
+            t: TypePolicy(**self.mapping(v, ("task_types", t), POLICY_KEYS))
+            for t, v in self.mapping(
+                top.get("task_types"), ("task_types",), dict.fromkeys(ALL_TYPES, dict)
+            ).items()
+        }
+        nas = self.mapping(top.get("nas"), ("nas",), NAS_KEYS)
+        pipeline = self.pipeline(top.get("pipeline"))
+        return Inventory(
+            path=self.path,
+            hosts=hosts,
+            database=top.get("database"),
+            storage_root=top.get("storage_root"),
+            nas={str(k): str(v) for k, v in nas.items()},
+            known_hosts=top.get("known_hosts"),
+            worker_limits=self.limits(top.get("worker_limits"), ("worker_limits",)),
+            task_types=policies,
+            pipeline=pipeline,
+        )
+
+    def pipeline(self, value: Any) -> dict[str, Any]:
+        kp = ("pipeline",)
+        out = dict(self.mapping(value, kp, PIPELINE_KEYS))
+        if "transcribe" in out:
+            out["transcribe"] = self.transcribe(out["transcribe"], (*kp, "transcribe"))
+        tr = self.mapping(out.get("translate"), (*kp, "translate"), TRANSLATE_KEYS)
+        if tr.get("backend", "deepl") not in TRANSLATE_BACKENDS:
+            raise self.error((*kp, "translate", "backend"), "must be deepl or openai")
+        for i, lang in enumerate(out.get("langs") or []):
+            if not isinstance(lang, str) or not lang.isalpha():
+                raise self.error((*kp, "langs", str(i)), f"not a language code: {lang!r}")
+        return out
+
+    def transcribe(self, value: Any, keypath: tuple[str, ...]) -> dict[str, Any]:
+        out = self.mapping(value, keypath, TRANSCRIBE_KEYS)
+        if out.get("backend", "auto") not in TRANSCRIBE_BACKENDS:
+            raise self.error(
+                (*keypath, "backend"), f"must be one of {', '.join(TRANSCRIBE_BACKENDS)}"
+            )
+        return dict(out)
+
+    def host(self, name: str, raw: dict[str, Any]) -> HostSpec:
+        kp = ("hosts", name)
+        transport = raw.get("transport", "ssh")
+        if transport not in ("ssh", "local"):
+            raise self.error((*kp, "transport"), f"must be ssh or local, not {transport!r}")
+        env = self.mapping(raw.get("env", {"manager": "uv"}), (*kp, "env"), ENV_KEYS)
+        if env.get("manager", "uv") not in ("uv", "conda"):
+            raise self.error((*kp, "env", "manager"), "must be uv or conda")
+        if env.get("manager") == "conda" and not env.get("name"):
+            raise self.error((*kp, "env"), "a conda env needs a name: {manager: conda, name: ...}")
+        max_conc = raw.get("max_concurrent_tasks", 1)
+        if max_conc < 1:
+            raise self.error((*kp, "max_concurrent_tasks"), "must be at least 1")
+        tasks = raw.get("enabled_tasks")
+        return HostSpec(
+            name=name,
+            address=raw.get("address", "127.0.0.1"),
+            transport=transport,
+            user=raw.get("user"),
+            port=raw.get("port", 22),
+            identity_file=raw.get("identity_file"),
+            enabled=raw.get("enabled", True),
+            enabled_tasks=ALL_TYPES
+            if tasks is None
+            else self.task_types(tasks, (*kp, "enabled_tasks")),
+            max_concurrent_tasks=max_conc,
+            base_dir=raw.get("base_dir", "~/contentctl"),
+            env={str(k): str(v) for k, v in env.items()},
+            transcribe=self.transcribe(raw.get("transcribe"), (*kp, "transcribe")),
+            keyring_backend=raw.get("keyring_backend"),
+        )
+
+
+class _AnyKeys(dict[str, Any]):
+    """A spec that accepts any key with values of one type (host names)."""
+
+    def __init__(self, value_type: type) -> None:
+        super().__init__()
+        self.value_type = value_type
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> Any:
+        return self.value_type

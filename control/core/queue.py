@@ -1,0 +1,461 @@
+"""The task queue: one manager object, one method per query (the SQL is in sql/queries.sql).
+
+Agents, the CLI and the dashboard talk to `Queue`, never to the SQL. Every answer an agent gives
+about a task (progress, completion, failure, hand-back) carries the attempt token it got when it
+claimed the task; an answer with a stale token is refused and logged, so a late agent whose lease
+was taken over can never overwrite the newer attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from control.core.db import AsyncConn
+from control.core.errors import UsageError
+from control.core.sql import q
+from control.core.tasktypes import ALL_TYPES, FINISHED_STATES, STATES, TypePolicy, is_known, policy
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "contentctl_tasks"
+ROLLUP_TAIL = 20_000  # roll finished rows into task_stats once the live tail is this long
+ROLLUP_MARGIN_S = 30  # never roll up the last seconds: a slow commit may still land there
+BULK_CHUNK = 5000  # rows per INSERT when enqueueing many tasks at once
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    delay_s: float = 0.0
+    unique_key: str | None = None
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    media_id: int | None = None
+
+    def validate(self) -> None:
+        if not is_known(self.type):
+            raise UsageError(f"unknown task type {self.type!r}: use one of {', '.join(ALL_TYPES)}")
+        if not isinstance(self.payload, dict):
+            raise UsageError(f"the payload of a {self.type} task must be a JSON object")
+        if self.delay_s < 0:
+            raise UsageError(f"delay must be zero or more seconds, not {self.delay_s}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise UsageError(f"max attempts must be at least 1, not {self.max_attempts}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise UsageError(f"timeout must be more than 0 seconds, not {self.timeout_s}")
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    id: int
+    created: bool  # False: a live task with the same unique key already existed
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: int
+    type: str
+    payload: dict[str, Any]
+    priority: int
+    attempts: int
+    max_attempts: int
+    timeout_s: float | None
+    token: uuid.UUID
+    media_id: int | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    error_type: str
+    message: str
+    traceback: str | None = None
+    retryable: bool = True
+    retry_after_s: float | None = None  # the service said when to come back (429 Retry-After)
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    held: bool
+    cancel_requested: bool
+
+
+TRACEBACK_TAIL_CHARS = 4000
+
+
+UNFINISHED = ("queued", "scheduled", "running")
+
+
+# Called inside the transaction that records media tasks' successes, with the accepted ones:
+# the pipeline's flow (control.core.pipeline.advance) enqueues each item's next stage. The queue
+# itself knows nothing of stages; whoever completes media tasks (the agent) passes the hook.
+CompletionHook = Callable[
+    ["Queue", list[tuple["ClaimedTask", dict[str, Any] | None]]], Awaitable[None]
+]
+
+
+class Queue:
+    def __init__(
+        self,
+        conn: AsyncConn,
+        policies: dict[str, TypePolicy] | None = None,
+        *,
+        on_complete: CompletionHook | None = None,
+    ) -> None:
+        self.conn = conn
+        self._policies = policies or {}
+        self._on_complete = on_complete
+
+    def policy(self, task_type: str) -> TypePolicy:
+        return self._policies.get(task_type) or policy(task_type)
+
+    # -- producers ------------------------------------------------------------------------
+    async def enqueue(self, specs: Sequence[TaskSpec]) -> list[Enqueued]:
+        """Insert tasks in one transaction with one NOTIFY; unique keys de-duplicate."""
+        for spec in specs:
+            spec.validate()
+        results: list[Enqueued | None] = [None] * len(specs)
+        plain = [i for i, s in enumerate(specs) if s.unique_key is None]
+        keyed = [i for i, s in enumerate(specs) if s.unique_key is not None]
+        async with self.conn.transaction():
+            for start in range(0, len(plain), BULK_CHUNK):
+                chunk = plain[start : start + BULK_CHUNK]
+                rows = await self._insert_bulk([specs[i] for i in chunk])
+                for i, task_id in zip(chunk, rows, strict=True):
+                    results[i] = Enqueued(task_id, True)
+            for i in keyed:
+                results[i] = await self._insert_keyed(specs[i])
+            created_types = sorted(
+                {specs[i].type for i, r in enumerate(results) if r and r.created}
+            )
+            if created_types:
+                await self.conn.execute(q("notify"), {"payload": ",".join(created_types)})
+        return [r for r in results if r is not None]
+
+    async def _insert_bulk(self, specs: Sequence[TaskSpec]) -> list[int]:
+        params = {
+            "types": [s.type for s in specs],
+            "payloads": [Jsonb(s.payload) for s in specs],
+            "priorities": [s.priority for s in specs],
+            "delays": [float(s.delay_s) for s in specs],
+            "max_attempts": [s.max_attempts or self.policy(s.type).max_attempts for s in specs],
+            "timeouts": [_timeout(s, self.policy(s.type)) for s in specs],
+            "media_ids": [s.media_id for s in specs],
+        }
+        cur = await self.conn.execute(q("insert_tasks_bulk"), params)
+        return [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
+
+    async def _insert_keyed(self, spec: TaskSpec) -> Enqueued:
+        params = {
+            "type": spec.type,
+            "payload": Jsonb(spec.payload),
+            "priority": spec.priority,
+            "delay_s": float(spec.delay_s),
+            "max_attempts": spec.max_attempts or self.policy(spec.type).max_attempts,
+            "timeout_s": _timeout(spec, self.policy(spec.type)),
+            "unique_key": spec.unique_key,
+            "media_id": spec.media_id,
+        }
+        # The existing task may finish between our conflict and our look-up: then try again.
+        for _ in range(5):
+            cur = await self.conn.execute(q("insert_task"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                return Enqueued(int(row["id"]), True)  # type: ignore[call-overload]
+            cur = await self.conn.execute(
+                q("live_task_by_unique_key"), {"unique_key": spec.unique_key}
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                return Enqueued(int(row["id"]), False)  # type: ignore[call-overload]
+        raise RuntimeError(f"unique key {spec.unique_key!r} kept changing under enqueue")
+
+    # -- consumers ------------------------------------------------------------------------
+    async def claim(
+        self,
+        host: str,
+        types: Iterable[str],
+        *,
+        limit: int = 1,
+        lease_s: float = 30.0,
+        caps: Mapping[str, int] | None = None,
+    ) -> list[ClaimedTask]:
+        """Up to `limit` tasks of `types`; a type in `caps` takes at most its cap of them (a
+        worker limit), the other types fill the rest."""
+        type_list = list(types)
+        if not type_list or limit < 1:
+            return []
+        capped = {t: n for t, n in (caps or {}).items() if t in type_list and n < limit}
+        cur = await self.conn.execute(
+            q("claim"),
+            {
+                "host": host,
+                "types": type_list,
+                "limit": limit,
+                "lease_s": lease_s,
+                "capped": list(capped),
+                "caps": list(capped.values()),
+            },
+        )
+        rows = await cur.fetchall()
+        return [
+            ClaimedTask(
+                id=int(r["id"]),  # type: ignore[call-overload]
+                type=str(r["type"]),
+                payload=dict(r["payload"] or {}),  # type: ignore[call-overload]
+                priority=int(r["priority"]),  # type: ignore[call-overload]
+                attempts=int(r["attempts"]),  # type: ignore[call-overload]
+                max_attempts=int(r["max_attempts"]),  # type: ignore[call-overload]
+                timeout_s=r["timeout_s"],  # type: ignore[arg-type]
+                token=r["attempt_token"],  # type: ignore[arg-type]
+                media_id=r["media_id"],  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+    async def types_with_work(self, types: Iterable[str]) -> set[str]:
+        """Which of these types have claimable tasks now (the agent explaining its idleness)."""
+        cur = await self.conn.execute(q("types_with_work"), {"types": list(types)})
+        return {str(r["type"]) for r in await cur.fetchall()}
+
+    async def media_waiting_types(self, media_ids: Sequence[int]) -> list[str]:
+        """The types of these media items' tasks that could run now but wait for a host."""
+        cur = await self.conn.execute(q("media_waiting_types"), {"ids": list(media_ids)})
+        return sorted(str(r["type"]) for r in await cur.fetchall())
+
+    async def complete(self, task: ClaimedTask, result: dict[str, Any] | None = None) -> bool:
+        return task.id in await self.complete_many([(task, result)])
+
+    async def complete_many(
+        self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
+    ) -> set[int]:
+        """Record several completions in one statement; returns the ids accepted. A pipeline
+        stage's success enqueues the item's next stage in the same transaction."""
+        if not done:
+            return set()
+        hook = self._on_complete
+        if hook is None or not any(t.media_id is not None for t, _ in done):
+            return await self._complete_many(done)
+        async with self.conn.transaction():
+            accepted = await self._complete_many(done)
+            chained = [(t, r) for t, r in done if t.id in accepted and t.media_id is not None]
+            await hook(self, chained)
+        return accepted
+
+    async def _complete_many(
+        self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
+    ) -> set[int]:
+        cur = await self.conn.execute(
+            q("complete_many"),
+            {
+                "ids": [t.id for t, _ in done],
+                "tokens": [t.token for t, _ in done],
+                "results": [Jsonb(r or {}) for _, r in done],
+            },
+        )
+        accepted = {int(r["id"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+        for t, _ in done:
+            if t.id not in accepted:
+                self._accepted(None, "completion", t)
+        return accepted
+
+    async def fail(self, task: ClaimedTask, failure: Failure) -> str | None:
+        """Record a failed attempt. Returns the new state, or None if the answer was refused."""
+        cur = await self.conn.execute(
+            q("fail"),
+            {
+                "id": task.id,
+                "token": task.token,
+                "retryable": failure.retryable,
+                "backoff_s": max(
+                    self.policy(task.type).backoff_s(task.attempts), failure.retry_after_s or 0
+                ),
+                "error_type": failure.error_type,
+                "error_message": failure.message,
+                "error_traceback": (failure.traceback or "")[-TRACEBACK_TAIL_CHARS:] or None,
+            },
+        )
+        row = await cur.fetchone()
+        return str(row["state"]) if self._accepted(row, "failure", task) and row else None
+
+    async def release(self, task: ClaimedTask) -> bool:
+        """Hand a running task back to the queue without burning an attempt."""
+        cur = await self.conn.execute(q("release"), {"id": task.id, "token": task.token})
+        return self._accepted(await cur.fetchone(), "hand-back", task)
+
+    async def acknowledge_cancel(self, task: ClaimedTask) -> bool:
+        cur = await self.conn.execute(q("acknowledge_cancel"), {"id": task.id, "token": task.token})
+        return self._accepted(await cur.fetchone(), "cancel acknowledgement", task)
+
+    async def progress(
+        self, task: ClaimedTask, fraction: float, stage: str | None = None
+    ) -> LeaseState:
+        cur = await self.conn.execute(
+            q("progress"),
+            {
+                "id": task.id,
+                "token": task.token,
+                "progress": max(0.0, min(1.0, fraction)),
+                "stage": stage,
+            },
+        )
+        row = await cur.fetchone()
+        if not self._accepted(row, "progress", task) or row is None:
+            return LeaseState(held=False, cancel_requested=False)
+        return LeaseState(held=True, cancel_requested=bool(row["cancel_requested"]))
+
+    async def renew_leases(
+        self, tokens: Sequence[uuid.UUID], *, lease_s: float = 30.0
+    ) -> dict[uuid.UUID, LeaseState]:
+        """Extend the leases still held. Tokens missing from the answer were lost."""
+        if not tokens:
+            return {}
+        cur = await self.conn.execute(
+            q("renew_leases"), {"tokens": list(tokens), "lease_s": lease_s}
+        )
+        held = {
+            r["attempt_token"]: LeaseState(True, bool(r["cancel_requested"]))
+            for r in await cur.fetchall()
+        }
+        return {t: held.get(t, LeaseState(False, False)) for t in tokens}
+
+    async def sweep_expired(self) -> int:
+        """Finish expired tasks that must not run again. Any agent may call it; none must."""
+        cur = await self.conn.execute(q("sweep_expired"))
+        rows = await cur.fetchall()
+        for r in rows:
+            log.warning("task %s: lease expired, now %s", r["id"], r["state"])
+        return len(rows)
+
+    @staticmethod
+    def _accepted(row: Any, what: str, task: ClaimedTask) -> bool:
+        if row is None:
+            log.warning(
+                "task %s: %s refused: attempt %s no longer holds the task (lease taken over, "
+                "cancelled or finished)",
+                task.id,
+                what,
+                task.attempts,
+            )
+            return False
+        return True
+
+    # -- operators ------------------------------------------------------------------------
+    async def cancel(
+        self,
+        ids: Sequence[int] | None,
+        *,
+        types: Sequence[str] | None = None,
+        states: Sequence[str] = UNFINISHED,
+    ) -> list[dict[str, Any]]:
+        """Cancel queued/scheduled tasks now; ask the agents running the others to abort. By
+        ids, or every unfinished task of `types` in `states`."""
+        params = {
+            "ids": list(ids) if ids is not None else None,
+            "types": list(types) if types else None,
+            "states": [s for s in states if s in UNFINISHED],
+        }
+        async with self.conn.transaction():
+            cur = await self.conn.execute(q("cancel"), params)
+            rows = await cur.fetchall()
+            if any(r["state"] == "running" for r in rows):
+                await self.conn.execute(q("notify"), {"payload": "cancel"})
+        return [dict(r) for r in rows]
+
+    async def retry(
+        self, ids: Sequence[int] | None = None, task_type: str | None = None
+    ) -> list[int]:
+        """Move failed tasks back to the queue (by id, or every failed task [of a type])."""
+        async with self.conn.transaction():
+            await self.conn.execute(q("lock_stats_meta_shared"))
+            cur = await self.conn.execute(
+                q("retry_failed"),
+                {"ids": list(ids) if ids is not None else None, "type": task_type},
+            )
+            moved = [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
+            if moved:
+                await self.conn.execute(q("notify"), {"payload": "retry"})
+        return moved
+
+    # -- counting -------------------------------------------------------------------------
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Counts by type and state: live states counted, finished states rolled up."""
+        counts: dict[str, dict[str, int]] = {}
+
+        def add(task_type: str, state: str, n: int) -> None:
+            counts.setdefault(task_type, dict.fromkeys(STATES, 0))[state] += n
+
+        cur = await self.conn.execute(q("stats_live"))
+        for r in await cur.fetchall():
+            add(str(r["type"]), str(r["state"]), int(r["n"]))  # type: ignore[call-overload]
+        cur = await self.conn.execute(q("stats_finished"))
+        tail = 0
+        for r in await cur.fetchall():
+            if r["state"] in FINISHED_STATES:
+                add(str(r["type"]), str(r["state"]), int(r["n"]))  # type: ignore[call-overload]
+                tail += int(r["tail"])  # type: ignore[call-overload]
+        if tail >= ROLLUP_TAIL:
+            await self.rollup()
+        return counts
+
+    async def rollup(self) -> bool:
+        """Fold finished rows older than a margin into task_stats; skip if another is at it."""
+        try:
+            async with self.conn.transaction():
+                cur = await self.conn.execute(
+                    q("lock_stats_meta_nowait"), {"margin_s": ROLLUP_MARGIN_S}
+                )
+                row = await cur.fetchone()
+                if row is None or row["new_watermark"] <= row["watermark"]:  # type: ignore[operator]
+                    return False
+                params = {"old": row["watermark"], "new": row["new_watermark"]}
+                await self.conn.execute(q("rollup"), params)
+                await self.conn.execute(q("set_watermark"), params)
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
+
+    # -- waiting --------------------------------------------------------------------------
+    async def listen(self) -> None:
+        await self.conn.execute(f"LISTEN {CHANNEL}")
+
+    async def wait_for_notification(self, timeout_s: float) -> bool:
+        """After `listen()`: True if a notification arrived within the timeout."""
+        gen = self.conn.notifies(timeout=timeout_s, stop_after=1)
+        got = False
+        async for _ in gen:
+            got = True
+        return got
+
+
+def _timeout(spec: TaskSpec, pol: TypePolicy) -> float | None:
+    return spec.timeout_s if spec.timeout_s is not None else pol.timeout_s
+
+
+def parse_payload(text: str | None) -> dict[str, Any]:
+    """A payload given on the command line: a JSON object, or a one-line usage error."""
+    if text is None or text == "":
+        return {}
+
+    def refuse(constant: str) -> None:
+        raise UsageError(f"--payload holds {constant}, which is not JSON: give a number")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--payload is not valid JSON ({exc.msg} at column {exc.colno}): "
+            "pass an object such as '{\"seconds\": 2}'"
+        ) from exc
+    if not isinstance(value, dict):
+        raise UsageError("--payload must be a JSON object such as '{\"seconds\": 2}'")
+    return value

@@ -1,0 +1,334 @@
+"""What the dashboard asks of the control plane, in one object: `ControlPlane`.
+
+The dashboard (tui/) holds no SQL and no SSH: it calls these methods from its async workers.
+Every method either answers or raises `Unavailable` with a one-line reason when the database
+cannot be reached; the next call reconnects, so the dashboard just keeps asking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from control.core import db, fleet
+from control.core.errors import ContentctlError
+from control.core.inventory import Inventory
+from control.core.queue import Queue
+from control.core.settings import DatabaseTarget, storage_root
+from control.core.sql import q
+from control.head import agents, database, dbserve, media, status, views
+
+log = logging.getLogger(__name__)
+
+THROUGHPUT_MINUTES = 15
+COMMAND_TIMEOUT_S = 10.0
+
+
+class Unavailable(ContentctlError):
+    """The database cannot be reached right now."""
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    state: str | None = None
+    type: str | None = None
+    host: str | None = None
+    text: str | None = None
+    sort: str = "newest"  # newest | oldest | priority
+    offset: int = 0
+    limit: int = 100
+
+
+def head_code_hash() -> str:
+    """The code hash this machine's agent would report (hosts that differ run stale code)."""
+    from control.core.codehash import code_hash
+
+    return code_hash()
+
+
+BULK_MAX = 10_000  # tasks one dashboard bulk action may touch
+
+
+class ControlPlane:
+    def __init__(self, target: DatabaseTarget, inventory: Inventory) -> None:
+        self.target = target
+        self.inventory = inventory
+        self.storage_root: Path | None = None
+        self._conn: db.AsyncConn | None = None
+        self._lock = asyncio.Lock()
+        self.label = _redacted(target.url) if target.url else "embedded"
+        self.code_hash: str | None = head_code_hash()
+
+    async def _connection(self) -> db.AsyncConn:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            self._conn = await database.open_database(self.target)
+        except (psycopg.Error, OSError, ContentctlError) as exc:
+            raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+        return self._conn
+
+    async def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """Call `fn(conn, ...)`; a broken connection is dropped and reported as Unavailable."""
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                return await fn(conn, *args, **kw)
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                await self._drop()
+                raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+            except psycopg.Error as exc:
+                # anything else the server said (a deadlock, a lock timeout, a statement
+                # cancelled): the dashboard reports it and asks again; it never crashes on it
+                if conn.broken or conn.closed:
+                    await self._drop()
+                raise Unavailable(f"database error: {_first_line(exc)}") from None
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:  # already broken
+                log.debug("closing a broken connection", exc_info=True)
+        self._conn = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()
+
+    # -- reading -------------------------------------------------------------------------
+    async def fleet(self) -> dict[str, Any]:
+        """The fleet screen: status snapshot plus throughput per minute (oldest first)."""
+
+        async def read(conn: db.AsyncConn) -> dict[str, Any]:
+            snap = await status.snapshot(conn, self.inventory)
+            cur = await conn.execute(q("throughput"), {"minutes": THROUGHPUT_MINUTES})
+            per_minute = {int(r["ago"]): int(r["n"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+            snap["throughput"] = [
+                per_minute.get(m, 0) for m in range(THROUGHPUT_MINUTES - 1, -1, -1)
+            ]
+            return snap
+
+        result: dict[str, Any] = await self._run(read)
+        return result
+
+    async def tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
+        async def read(conn: db.AsyncConn) -> list[dict[str, Any]]:
+            cur = await conn.execute(
+                q("tasks_page"),
+                {
+                    "state": query.state,
+                    "type": query.type,
+                    "host": query.host,
+                    "text": f"%{query.text}%" if query.text else None,
+                    "sort": query.sort,
+                    "offset": query.offset,
+                    "limit": query.limit,
+                },
+            )
+            return [dict(r) for r in await cur.fetchall()]
+
+        rows: list[dict[str, Any]] = await self._run(read)
+        return rows
+
+    async def matching_ids(self, query: TaskQuery, states: tuple[str, ...]) -> list[int]:
+        """Every task the query matches (all pages, up to BULK_MAX) that is in `states`: what a
+        bulk retry or cancel from the dashboard acts on."""
+        rows = await self.tasks(dataclasses.replace(query, offset=0, limit=BULK_MAX))
+        return [int(r["id"]) for r in rows if r["state"] in states]
+
+    async def task(self, task_id: int) -> dict[str, Any] | None:
+        async def read(conn: db.AsyncConn) -> dict[str, Any] | None:
+            t = await views.task(conn, task_id)
+            if t is None:
+                return None
+            out = t.public()
+            out.update(
+                error_type=t.error_type,
+                error_traceback=t.error_traceback,
+                progress_stage=t.progress_stage,
+                run_at=t.run_at.isoformat(),
+                timeout_s=t.timeout_s,
+            )
+            return out
+
+        found: dict[str, Any] | None = await self._run(read)
+        return found
+
+    async def logs(
+        self, host: str | None, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self._run(
+            fleet.recent_logs, host, after_id=after_id, limit=limit
+        )
+        return rows
+
+    async def media(self, limit: int = 200) -> list[dict[str, Any]]:
+        root = self.storage_root or storage_root(self.inventory.storage_root)
+        self.storage_root = root
+        items: list[dict[str, Any]] = await self._run(media.items, root, limit=limit)
+        return items
+
+    async def transcript_head(self, item: dict[str, Any], lines: int = 8) -> list[str]:
+        """The first lines of an item's plain-text transcript (empty when there is none yet)."""
+        path = (item.get("outputs") or {}).get("txt")
+        if not path:
+            return []
+
+        def read() -> list[str]:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    return [line.rstrip("\n") for _, line in zip(range(lines), fh, strict=False)]
+            except OSError:
+                return []
+
+        return await asyncio.to_thread(read)
+
+    # -- acting --------------------------------------------------------------------------
+    async def retry(self, ids: list[int]) -> list[int]:
+        moved: list[int] = await self._run(lambda c: Queue(c).retry(ids))
+        return moved
+
+    async def cancel(self, ids: list[int]) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = await self._run(lambda c: Queue(c).cancel(ids))
+        return done
+
+    async def raise_priority(self, task_id: int, by: int = 10) -> int | None:
+        async def bump(conn: db.AsyncConn) -> int | None:
+            cur = await conn.execute(q("raise_priority"), {"id": task_id, "by": by})
+            row = await cur.fetchone()
+            return int(row["priority"]) if row else None  # type: ignore[call-overload]
+
+        new: int | None = await self._run(bump)
+        return new
+
+    async def configure_host(
+        self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
+    ) -> str:
+        """Change a host's task types and concurrency: written back to the inventory (comments
+        and order kept) and applied to its running agent at once. Returns what happened."""
+        from control.head.inventory_edit import set_host
+
+        said: list[str] = []
+        path = self.inventory.path
+        if path is not None and self.inventory.host(host) is not None:
+            await asyncio.to_thread(
+                set_host,
+                path,
+                host,
+                enabled_tasks=enabled_tasks,
+                max_concurrent_tasks=max_concurrent_tasks,
+            )
+            from control.core.inventory import load
+
+            self.inventory = await asyncio.to_thread(load, path)
+            said.append(f"saved to {path.name}")
+        result = await self.command(
+            host,
+            "configure",
+            {"enabled_tasks": enabled_tasks, "max_concurrent_tasks": max_concurrent_tasks},
+        )
+        if result.acknowledged:
+            said.append(str(result.outcome))
+        else:
+            said.append("agent not answering: applies when it next starts")
+        return "; ".join(said)
+
+    def ssh_hosts(self) -> list[dict[str, Any]]:
+        """The hosts provisioning can reach (transport ssh), as the Provision screen lists them."""
+        return [
+            {
+                "name": h.name,
+                "address": f"{h.address}:{h.port}",
+                "user": h.user or "",
+                "base_dir": h.base_dir,
+                "env": h.env.get("manager", "uv")
+                + (f" ({h.env['name']})" if h.env.get("name") else ""),
+                "enabled": h.enabled,
+            }
+            for h in self.inventory.hosts.values()
+            if h.transport == "ssh"
+        ]
+
+    async def start_agent(self, host: str) -> str:
+        """Start a provisioned host's agent over SSH (it is not running, so the database
+        cannot reach it)."""
+        from provisioning.session import agent_over_ssh, ssh_for
+
+        spec = self.inventory.host(host)
+        if spec is None or spec.transport != "ssh":
+            raise ContentctlError(f"{host} is not an ssh host in the inventory: start it there")
+        ssh = ssh_for(self.inventory)
+        try:
+            return await agent_over_ssh(ssh, spec, "start")
+        finally:
+            await ssh.close()
+
+    async def provision(
+        self, host: str, *, dry_run: bool, on_step: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """Provision (or plan, with dry_run) one host, calling `on_step` as each step ends.
+        Uses its own database connection: a provisioning run takes minutes."""
+        from dataclasses import asdict
+
+        from provisioning import session
+
+        spec = self.inventory.host(host)
+        if spec is None or spec.transport != "ssh":
+            raise ContentctlError(f"{host} is not an ssh host in the inventory")
+        try:
+            conn = await database.open_database(self.target)
+        except (psycopg.Error, OSError) as exc:
+            raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+        try:
+            url = await asyncio.to_thread(dbserve.agent_url, self.target, True)
+            prov = await session.build(
+                self.inventory,
+                url,
+                conn,
+                dry_run=dry_run,
+                on_step=lambda _h, step: on_step(asdict(step)),
+            )
+            try:
+                report = await prov.provision(spec)
+            finally:
+                await prov.ssh.close()
+        finally:
+            await conn.close()
+        return {"host": host, "failed": report.failed, "changed": report.changed}
+
+    async def command(
+        self, host: str, command: str, args: dict[str, Any] | None = None
+    ) -> agents.CommandResult:
+        """Send drain/undrain/restart/stop and wait (briefly) for the agent's acknowledgement.
+        The wait polls without holding the connection lock, so the screen keeps refreshing."""
+        cid: int = await self._run(fleet.send_command, host, command, args or {})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMAND_TIMEOUT_S
+        while True:
+            states: dict[int, dict[str, Any]] = await self._run(fleet.command_states, [cid])
+            st = states.get(cid, {})
+            if st.get("acked_at") is not None:
+                return agents.CommandResult(host, True, st.get("outcome"))
+            if loop.time() >= deadline:
+                return agents.CommandResult(host, False, None)
+            await asyncio.sleep(0.2)
+
+
+def _redacted(url: str) -> str:
+    from control.core.redact import scrub
+
+    return scrub(url)
+
+
+def _first_line(exc: BaseException) -> str:
+    from control.core.redact import first_line
+
+    return first_line(exc)

@@ -1,0 +1,23 @@
+"""The head's way to its database: the external server (a provisioned password from the
+keychain), or the embedded one in the state dir, started when needed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from control.core import db
+from control.core.settings import DatabaseTarget, state_dir
+from control.head.embedded import EmbeddedServer
+
+
+def resolve_url(target: DatabaseTarget) -> str:
+    """The URL to connect to: the external one, or the embedded server (started if needed)."""
+    if target.url is not None:
+        return db.with_keychain_password(target.url)
+    return EmbeddedServer(state_dir()).ensure_running()
+
+
+async def open_database(target: DatabaseTarget, *, migrate_fresh: bool = True) -> db.AsyncConn:
+    """Connect (starting the embedded server if that is the target) and check the schema."""
+    url = await asyncio.to_thread(resolve_url, target)
+    return await db.open_url(url, migrate_fresh=migrate_fresh)

