@@ -217,7 +217,7 @@ async def test_a_side_task_that_dies_is_started_again_and_results_arrive(
             raise RuntimeError("outbox bug")
         await real_run()
 
-    agent.outbox.run = flaky  # type: ignore[method-assign]
+    agent.outbox.run = flaky
     await asyncio.wait_for(agent.run(), 30)
     assert (await fetch_task(conn, e.id))["state"] == "succeeded"
     assert agent.side_restarts.get("outbox") == 1
