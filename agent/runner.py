@@ -35,7 +35,7 @@ from control import __version__
 from control.core import codehash, fleet
 from control.core.queue import CHANNEL, ClaimedTask, Failure, Queue
 from control.core.redact import first_line
-from control.core.tasktypes import TypePolicy
+from control.core.tasktypes import ALL_TYPES, TypePolicy
 
 log = logging.getLogger(__name__)
 
@@ -445,7 +445,6 @@ class Agent:
 
     def _configure(self, args: dict[str, Any]) -> str:
         """New enabled task types and/or concurrency, applied at once (running tasks finish)."""
-        from control.core.tasktypes import ALL_TYPES
 
         tasks = args.get("enabled_tasks")
         if tasks is not None:
@@ -684,7 +683,6 @@ def config_from_inventory(
     types: Iterable[str] | None = None,
 ) -> AgentConfig:
     """The agent's settings from the inventory (its host entry and `worker_limits`)."""
-    from control.core.tasktypes import ALL_TYPES
 
     spec = inventory.host(host)
     limits = {t: TypeLimits.from_config(raw) for t, raw in inventory.worker_limits.items()}

@@ -7,11 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from control.core import fleet
+from control.core.codehash import code_hash
 from control.core.db import AsyncConn
 from control.core.errors import ContentctlError, UsageError
 from control.core.inventory import HostSpec, Inventory
 from control.core.secrets import get_secret
-from provisioning.provision import Provisioner, Step
+from provisioning import plan
+from provisioning.provision import Provisioner, Step, read_facts
 from provisioning.ssh import SSH
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +35,6 @@ async def build(
     ask_nas_password: Callable[[str], str] | None = None,
     on_step: Callable[[str, Step], None] | None = None,
 ) -> Provisioner:
-    from control.core.codehash import code_hash
 
     url = agent_url  # the URL agents use, with its password (split off before sending)
     nas_password = None
@@ -72,8 +73,6 @@ async def build(
 async def agent_over_ssh(ssh: SSH, host: HostSpec, action: str) -> str:
     """Start, stop or restart a provisioned host's agent process over SSH (for when it is not
     running, or not answering through the database). Returns what happened."""
-    from provisioning import plan
-    from provisioning.provision import read_facts
 
     facts = await read_facts(ssh, host)
     layout = plan.Layout(str(facts["base_dir"]))

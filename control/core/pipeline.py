@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from control.core.queue import TaskSpec
 from control.core.sql import q
 from control.core.storage import media_dir
 
@@ -65,7 +66,6 @@ def stage_of(task_type: str) -> str:
 
 
 def _spec(item: dict[str, Any], task_type: str, key: str, **payload: Any) -> TaskSpec:
-    from control.core.queue import TaskSpec
 
     gen = int(item["generation"])
     return TaskSpec(

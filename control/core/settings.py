@@ -6,6 +6,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from control.core.errors import UsageError
 
 ENV_HOME = "CONTENTCTL_HOME"
 ENV_INVENTORY = "CONTENTCTL_INVENTORY"
@@ -74,9 +77,6 @@ def database_target(
 
 def _check_url(url: str) -> None:
     """A database URL that cannot even be parsed is a usage error, said in one line."""
-    from urllib.parse import urlsplit
-
-    from control.core.errors import UsageError
 
     if "://" not in url:
         return  # a conninfo string ("host=... dbname=..."): libpq judges it

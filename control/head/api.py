@@ -11,19 +11,24 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from control.core import db, fleet
+from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
-from control.core.inventory import Inventory
+from control.core.inventory import Inventory, load
 from control.core.queue import Queue
+from control.core.redact import first_line, scrub
 from control.core.settings import DatabaseTarget, storage_root
 from control.core.sql import q
 from control.head import agents, database, dbserve, media, status, views
+from control.head.inventory_edit import set_host
+from provisioning import session
+from provisioning.session import agent_over_ssh, ssh_for
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +53,6 @@ class TaskQuery:
 
 def head_code_hash() -> str:
     """The code hash this machine's agent would report (hosts that differ run stale code)."""
-    from control.core.codehash import code_hash
 
     return code_hash()
 
@@ -214,7 +218,6 @@ class ControlPlane:
     ) -> str:
         """Change a host's task types and concurrency: written back to the inventory (comments
         and order kept) and applied to its running agent at once. Returns what happened."""
-        from control.head.inventory_edit import set_host
 
         said: list[str] = []
         path = self.inventory.path
@@ -226,7 +229,6 @@ class ControlPlane:
                 enabled_tasks=enabled_tasks,
                 max_concurrent_tasks=max_concurrent_tasks,
             )
-            from control.core.inventory import load
 
             self.inventory = await asyncio.to_thread(load, path)
             said.append(f"saved to {path.name}")
@@ -260,7 +262,6 @@ class ControlPlane:
     async def start_agent(self, host: str) -> str:
         """Start a provisioned host's agent over SSH (it is not running, so the database
         cannot reach it)."""
-        from provisioning.session import agent_over_ssh, ssh_for
 
         spec = self.inventory.host(host)
         if spec is None or spec.transport != "ssh":
@@ -276,9 +277,6 @@ class ControlPlane:
     ) -> dict[str, Any]:
         """Provision (or plan, with dry_run) one host, calling `on_step` as each step ends.
         Uses its own database connection: a provisioning run takes minutes."""
-        from dataclasses import asdict
-
-        from provisioning import session
 
         spec = self.inventory.host(host)
         if spec is None or spec.transport != "ssh":
@@ -323,12 +321,10 @@ class ControlPlane:
 
 
 def _redacted(url: str) -> str:
-    from control.core.redact import scrub
 
     return scrub(url)
 
 
 def _first_line(exc: BaseException) -> str:
-    from control.core.redact import first_line
 
     return first_line(exc)

@@ -38,7 +38,7 @@ def test_the_command_line_loads_no_dashboard_ssh_or_orm_before_a_command_needs_i
     """`contentctl agent run` starts through the same entry point as every command: until a
     command asks for them, the dashboard, SSH and the ORM stay unloaded (a worker's agent)."""
     code = (
-        "import sys, json, tui.launcher, control.cli, agent.runner;"
+        "import sys, json, tui.launcher, control.cli.main, control.cli.commands.run, agent.runner;"
         "print(json.dumps(sorted(m for m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
-from control.cli.main import build_parser
+from control.cli.parser import build_parser
 
 
 def _commands(

@@ -14,6 +14,7 @@ from textual.widgets import (
     Static,
 )
 
+from control.head.api import Unavailable
 from tui.widgets.confirm import Confirm
 
 STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
@@ -89,7 +90,6 @@ class Base(Screen[None]):
     async def guarded(self, call: Coroutine[Any, Any, Any], *, refresh: bool = False) -> Any:
         """Run a control-plane call; report the database's state to the app. `refresh`: the
         call is the screen's periodic read (timer ticks wait for it; actions do not count)."""
-        from control.head.api import Unavailable
 
         error: str | None = None
         result: Any = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -17,6 +18,7 @@ from textual.widgets import (
     Static,
 )
 
+from control.core.errors import ContentctlError
 from tui import format as fmt
 from tui.screens.base import HISTORY, STATES, Base
 from tui.screens.provision import ProvisionScreen
@@ -26,7 +28,6 @@ from tui.widgets.live_table import LiveTable, selected_key, sync_rows
 
 def snap_clock(snap: dict[str, Any]) -> float:
     """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
-    from datetime import datetime
 
     try:
         return datetime.fromisoformat(str(snap.get("generated_at"))).timestamp()
@@ -277,7 +278,6 @@ class FleetScreen(Base):
 
     @work(group="commands")
     async def start_agent(self, host: str) -> None:
-        from control.core.errors import ContentctlError
 
         self.notify(f"starting {host} over SSH…", timeout=2)
         try:

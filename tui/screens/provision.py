@@ -17,6 +17,7 @@ from textual.widgets import (
     Static,
 )
 
+from control.core.errors import ContentctlError
 from tui.screens.base import Base
 from tui.widgets.live_table import selected_key, sync_rows
 
@@ -94,7 +95,6 @@ class ProvisionScreen(Base):
 
     @work(group="provision")
     async def run_provision(self, host: str, *, dry_run: bool) -> None:
-        from control.core.errors import ContentctlError
 
         log = self.query_one("#steps", RichLog)
         log.write(Text(f"{'plan' if dry_run else 'provision'} {host}", style="bold"))

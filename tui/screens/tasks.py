@@ -17,6 +17,7 @@ from textual.widgets import (
     Static,
 )
 
+from control.head.api import TaskQuery
 from tui import format as fmt
 from tui.screens.base import STATES, Base
 from tui.widgets.live_table import selected_key, sync_rows
@@ -74,7 +75,6 @@ class TasksScreen(Base):
         table.focus()
 
     def task_query(self) -> Any:
-        from control.head.api import TaskQuery
 
         words = {}
         free = []

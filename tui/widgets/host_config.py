@@ -17,6 +17,8 @@ from textual.widgets import (
     SelectionList,
 )
 
+from control.core.tasktypes import ALL_TYPES
+
 
 class HostConfig(ModalScreen[tuple[list[str], int] | None]):
     """A host's enabled task types and concurrency: space toggles a type, ctrl+s saves."""
@@ -33,7 +35,6 @@ class HostConfig(ModalScreen[tuple[list[str], int] | None]):
         self.max_concurrent = max_concurrent or 1
 
     def compose(self) -> ComposeResult:
-        from control.core.tasktypes import ALL_TYPES
 
         with Vertical(id="confirm"):
             yield Label(

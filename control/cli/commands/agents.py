@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,62 +13,16 @@ from typing import Any
 from control.cli import output
 from control.cli.commands.common import Session
 from control.cli.commands.fleet import select_hosts, ssh_session
+from control.core import fleet
 from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
-from control.head import database
+from control.head import agents
+from provisioning.session import agent_over_ssh
+from provisioning.ssh import fan_out
 
 log = logging.getLogger("contentctl")
 
 
-async def cmd_agent_run(args: argparse.Namespace) -> int:
-    from agent.logs import setup as setup_logs
-    from agent.runner import Agent, config_from_inventory
-    from control.core.settings import ENV_DATABASE_URL, state_dir, storage_root
-
-    s = Session(args)
-    name = args.host or socket.gethostname()
-    spec = s.inventory.host(name)
-    if spec is not None and not spec.enabled:
-        raise UsageError(
-            f"host {name!r} is disabled in {s.inventory.path}: set enabled: true to run it"
-        )
-    url = await asyncio.to_thread(database.resolve_url, s.target)
-    buffer = setup_logs(name, state_dir() / "logs", debug=bool(getattr(args, "debug", False)))
-    if spec is None:
-        log.warning(
-            "host %r is not in the inventory: running undeclared, with every task type", name
-        )
-    cfg = config_from_inventory(
-        name,
-        s.inventory,
-        overrides={
-            "max_concurrent": args.concurrency,
-            "burst": args.burst,
-            "grace_s": args.grace,
-            "lease_s": args.lease,
-            "heartbeat_s": args.heartbeat,
-        },
-    )
-    cfg.storage_root = storage_root(s.inventory.storage_root)
-    # `restart` re-executes the agent as it was started, keeping its host name. The database
-    # URL travels in the environment, never in argv (it may carry a password).
-    # (as given: a password the keychain supplied stays out of the environment)
-    os.environ[ENV_DATABASE_URL] = s.target.url or url
-    cfg.restart_argv = ["-m", "tui.launcher", "agent", "run", "--host", name]
-    for flag, value in (
-        ("--concurrency", args.concurrency),
-        ("--grace", args.grace),
-        ("--lease", args.lease),
-        ("--heartbeat", args.heartbeat),
-        ("--inventory", getattr(args, "inventory", None)),
-    ):
-        if value is not None:
-            cfg.restart_argv += [flag, str(value)]
-    return await Agent(cfg, url, buffer).run()
-
-
 async def cmd_agent_command(args: argparse.Namespace) -> int:
-    from control.core import fleet
-    from control.head import agents
 
     command = args.agent_command
     s = Session(args)
@@ -172,8 +124,6 @@ async def _agents_over_ssh(
     ]
     if not hosts:
         return {}
-    from provisioning.session import agent_over_ssh
-    from provisioning.ssh import fan_out
 
     ssh = ssh_session(s, args)
     try:
@@ -191,7 +141,6 @@ def _ssh_result(host: str, outcome: Any) -> dict[str, Any]:
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
-    from control.core import fleet
 
     s = Session(args)
     conn = await s.connect()
@@ -223,8 +172,6 @@ async def cmd_logs(args: argparse.Namespace) -> int:
 
 async def cmd_agent_ssh(args: argparse.Namespace) -> int:
     """`agent start`: the agent process over SSH."""
-    from provisioning.session import agent_over_ssh
-    from provisioning.ssh import fan_out
 
     s = Session(args)
     hosts = select_hosts(s, args.hosts, args.all)

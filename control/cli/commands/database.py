@@ -9,7 +9,9 @@ import logging
 from control.cli.commands.common import Session
 from control.core import db
 from control.core.errors import EXIT_OK, UsageError
-from control.head import database
+from control.core.settings import state_dir
+from control.head import database, dbserve
+from control.head.embedded import EmbeddedServer
 
 log = logging.getLogger("contentctl")
 
@@ -30,7 +32,6 @@ async def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_serve(args: argparse.Namespace) -> int:
-    from control.head import dbserve
 
     s = Session(args)
     if not s.target.embedded:
@@ -46,7 +47,6 @@ async def cmd_db_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_url(args: argparse.Namespace) -> int:
-    from control.head import dbserve
 
     s = Session(args)
     url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password)
@@ -55,8 +55,6 @@ async def cmd_db_url(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_stop(args: argparse.Namespace) -> int:
-    from control.core.settings import state_dir
-    from control.head.embedded import EmbeddedServer
 
     if not Session(args).target.embedded:
         raise UsageError(

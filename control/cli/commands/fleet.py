@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import logging
 import sys
 import time
@@ -13,12 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from control.cli import output
 from control.cli.commands.common import Session
-from control.core import db
+from control.core import db, fleet
+from control.core import inventory as inv_mod
 from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.core.inventory import load as load_inventory
 from control.core.redact import scrub
 from control.core.settings import inventory_path
 from control.core.tasktypes import ALL_TYPES
+from control.head import agents, dbserve, legacy
+from provisioning import session
+from provisioning.provision import HostReport, Step
+from provisioning.session import ssh_for
+from provisioning.ssh import fan_out
 
 if TYPE_CHECKING:
     from provisioning.ssh import SSH
@@ -27,8 +34,6 @@ log = logging.getLogger("contentctl")
 
 
 async def cmd_inventory(args: argparse.Namespace) -> int:
-    from control.core import inventory as inv_mod
-    from control.head import legacy
 
     if args.inventory_command == "import":
         source = Path(args.legacy).expanduser()
@@ -102,17 +107,12 @@ def select_hosts(s: Session, names: list[str], every: bool) -> list[Any]:
 
 
 def ssh_session(s: Session, args: argparse.Namespace) -> SSH:
-    from provisioning.session import ssh_for
 
     return ssh_for(s.inventory, bool(getattr(args, "accept_new_host_keys", False)))
 
 
 async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn) -> Any:
     """A Provisioner for this command, printing each step as it happens."""
-    import getpass
-
-    from provisioning import session
-    from provisioning.provision import Step
 
     def show(host: str, step: Step) -> None:
         if getattr(args, "json", False):
@@ -123,7 +123,6 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
         )
 
     interactive = not getattr(args, "yes", False) and sys.stdin.isatty()
-    from control.head import dbserve
 
     url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
     return await session.build(
@@ -180,7 +179,6 @@ def _report(outcomes: list[Any], dry_run: bool, as_json: bool = False) -> int:
 
 
 async def cmd_provision(args: argparse.Namespace) -> int:
-    from provisioning.ssh import fan_out
 
     s = Session(args)
     hosts = select_hosts(s, args.hosts, args.all)
@@ -204,10 +202,6 @@ async def cmd_provision(args: argparse.Namespace) -> int:
 async def cmd_rollout(args: argparse.Namespace) -> int:
     """Per host: drain, sync and update, restart, wait for the new code's heartbeat, undrain;
     `--parallel` hosts at a time; stop at the first host that fails."""
-    from control.core import fleet
-    from control.head import agents
-    from provisioning.provision import HostReport, Step
-    from provisioning.ssh import fan_out
 
     s = Session(args)
     hosts = select_hosts(s, args.hosts, args.all)

@@ -15,6 +15,9 @@ from control.cli.commands.common import Session, task_id
 from control.core import db, urls
 from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.core.inventory import Inventory
+from control.core.queue import Queue
+from control.core.settings import storage_root
+from control.head import media, reconcile, status
 
 log = logging.getLogger("contentctl")
 
@@ -30,8 +33,6 @@ def _langs(text: str | None, default: list[str]) -> list[str]:
 
 
 async def cmd_add(args: argparse.Namespace) -> int:
-    from control.core.settings import storage_root
-    from control.head import media
 
     s = Session(args)
     root = storage_root(s.inventory.storage_root)
@@ -95,8 +96,6 @@ async def _watch(
 ) -> list[dict[str, Any]]:
     """Follow the items until each is done: a bar (or a line) per item as its stages move,
     and after EXPLAIN_AFTER_S without change, why the waiting stage is not taken."""
-    from control.core.queue import Queue
-    from control.head import media, status
 
     shown: dict[int, str] = {}
     explained: dict[str, str] = {}
@@ -124,8 +123,6 @@ async def _watch(
 
 
 async def cmd_media(args: argparse.Namespace) -> int:
-    from control.core.settings import storage_root
-    from control.head import media
 
     s = Session(args)
     root = storage_root(s.inventory.storage_root)
@@ -172,8 +169,6 @@ async def cmd_media(args: argparse.Namespace) -> int:
 
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
-    from control.core.settings import storage_root
-    from control.head import reconcile
 
     s = Session(args)
     root = storage_root(s.inventory.storage_root)

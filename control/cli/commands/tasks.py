@@ -10,12 +10,12 @@ from control.cli import output
 from control.cli.commands.common import Session
 from control.core.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
 from control.core.queue import UNFINISHED, Queue, TaskSpec, parse_payload
+from control.head import status, views
 
 log = logging.getLogger("contentctl")
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    from control.head import status
 
     s = Session(args)
     conn = await s.connect()
@@ -63,7 +63,6 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 async def cmd_tasks(args: argparse.Namespace) -> int:
-    from control.head import views
 
     s = Session(args)
     conn = await s.connect()
@@ -81,7 +80,6 @@ async def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 async def cmd_task(args: argparse.Namespace) -> int:
-    from control.head import views
 
     s = Session(args)
     conn = await s.connect()

@@ -1,0 +1,63 @@
+"""`agent run`: this machine's agent in the foreground. Its own module: a worker's agent
+loads nothing the other commands need."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+
+from agent.logs import setup as setup_logs
+from agent.runner import Agent, config_from_inventory
+from control.cli.commands.common import Session
+from control.core.errors import UsageError
+from control.core.settings import ENV_DATABASE_URL, state_dir, storage_root
+from control.head import database
+
+log = logging.getLogger("contentctl")
+
+
+async def cmd_agent_run(args: argparse.Namespace) -> int:
+
+    s = Session(args)
+    name = args.host or socket.gethostname()
+    spec = s.inventory.host(name)
+    if spec is not None and not spec.enabled:
+        raise UsageError(
+            f"host {name!r} is disabled in {s.inventory.path}: set enabled: true to run it"
+        )
+    url = await asyncio.to_thread(database.resolve_url, s.target)
+    buffer = setup_logs(name, state_dir() / "logs", debug=bool(getattr(args, "debug", False)))
+    if spec is None:
+        log.warning(
+            "host %r is not in the inventory: running undeclared, with every task type", name
+        )
+    cfg = config_from_inventory(
+        name,
+        s.inventory,
+        overrides={
+            "max_concurrent": args.concurrency,
+            "burst": args.burst,
+            "grace_s": args.grace,
+            "lease_s": args.lease,
+            "heartbeat_s": args.heartbeat,
+        },
+    )
+    cfg.storage_root = storage_root(s.inventory.storage_root)
+    # `restart` re-executes the agent as it was started, keeping its host name. The database
+    # URL travels in the environment, never in argv (it may carry a password).
+    # (as given: a password the keychain supplied stays out of the environment)
+    os.environ[ENV_DATABASE_URL] = s.target.url or url
+    cfg.restart_argv = ["-m", "tui.launcher", "agent", "run", "--host", name]
+    for flag, value in (
+        ("--concurrency", args.concurrency),
+        ("--grace", args.grace),
+        ("--lease", args.lease),
+        ("--heartbeat", args.heartbeat),
+        ("--inventory", getattr(args, "inventory", None)),
+    ):
+        if value is not None:
+            cfg.restart_argv += [flag, str(value)]
+    return await Agent(cfg, url, buffer).run()
