@@ -23,11 +23,9 @@ log = logging.getLogger("contentctl")
 
 
 async def cmd_agent_command(args: argparse.Namespace) -> int:
-
     command = args.agent_command
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         known = {r["name"]: r for r in await fleet.hosts_rows(conn)}
         if args.all:
             hosts = sorted(set(known) | set(s.inventory.hosts))
@@ -59,8 +57,6 @@ async def cmd_agent_command(args: argparse.Namespace) -> int:
             # Remembered for when they come back: a drained host starts drained.
             for h in offline:
                 await fleet.send_command(conn, h, command, cmd_args)
-    finally:
-        await conn.close()
     # stop/restart of an agent that is not answering through the database: over SSH
     unanswered = [r.host for r in results if not r.acknowledged] + offline
     over_ssh = {}
@@ -141,13 +137,11 @@ def _ssh_result(host: str, outcome: Any) -> dict[str, Any]:
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
-
     s = Session(args)
-    conn = await s.connect()
     host = None if args.host == "all" else args.host
     since = datetime.now(UTC) - timedelta(seconds=args.since) if args.since else None
     filters = {"min_level": args.level, "since": since}
-    try:
+    async with s.database() as conn:
         rows = await fleet.recent_logs(conn, host, limit=args.lines, **filters)
         if host is not None and not rows and host not in s.inventory.hosts:
             known = {r["name"] for r in await fleet.hosts_rows(conn)}
@@ -166,8 +160,6 @@ async def cmd_logs(args: argparse.Namespace) -> int:
                 return EXIT_OK
             await asyncio.sleep(0.5)
             rows = await fleet.recent_logs(conn, host, after_id=last, limit=1000, **filters)
-    finally:
-        await conn.close()
 
 
 async def cmd_agent_ssh(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from control.core import db
 from control.core.inventory import Inventory
@@ -26,6 +28,15 @@ class Session:
 
     async def connect(self) -> db.AsyncConn:
         return await database.open_database(self.target)
+
+    @contextlib.asynccontextmanager
+    async def database(self) -> AsyncIterator[db.AsyncConn]:
+        """`async with s.database() as conn:` the command's connection, closed at the end."""
+        conn = await self.connect()
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
 
 ID_MAX = 2**63 - 1  # ids are bigint

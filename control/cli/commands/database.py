@@ -32,7 +32,6 @@ async def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_serve(args: argparse.Namespace) -> int:
-
     s = Session(args)
     if not s.target.embedded:
         raise UsageError(
@@ -47,7 +46,6 @@ async def cmd_db_serve(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_url(args: argparse.Namespace) -> int:
-
     s = Session(args)
     url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password)
     print(url)
@@ -55,7 +53,6 @@ async def cmd_db_url(args: argparse.Namespace) -> int:
 
 
 async def cmd_db_stop(args: argparse.Namespace) -> int:
-
     if not Session(args).target.embedded:
         raise UsageError(
             "db stop stops the embedded server; this command points at an external one"

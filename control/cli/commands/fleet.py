@@ -34,7 +34,6 @@ log = logging.getLogger("contentctl")
 
 
 async def cmd_inventory(args: argparse.Namespace) -> int:
-
     if args.inventory_command == "import":
         source = Path(args.legacy).expanduser()
         data, notes = legacy.convert(source)
@@ -107,7 +106,6 @@ def select_hosts(s: Session, names: list[str], every: bool) -> list[Any]:
 
 
 def ssh_session(s: Session, args: argparse.Namespace) -> SSH:
-
     return ssh_for(s.inventory, bool(getattr(args, "accept_new_host_keys", False)))
 
 
@@ -179,7 +177,6 @@ def _report(outcomes: list[Any], dry_run: bool, as_json: bool = False) -> int:
 
 
 async def cmd_provision(args: argparse.Namespace) -> int:
-
     s = Session(args)
     hosts = select_hosts(s, args.hosts, args.all)
     if not args.yes and not args.dry_run and sys.stdin.isatty():
@@ -187,22 +184,18 @@ async def cmd_provision(args: argparse.Namespace) -> int:
         if input(f"provision {names}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing done")
             return EXIT_FAILED
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         prov = await _provisioner(s, args, conn)
         try:
             outcomes = await fan_out(hosts, prov.provision, parallel=args.parallel)
         finally:
             await prov.ssh.close()
-    finally:
-        await conn.close()
     return EXIT_FAILED if _report(outcomes, args.dry_run, args.json) else EXIT_OK
 
 
 async def cmd_rollout(args: argparse.Namespace) -> int:
     """Per host: drain, sync and update, restart, wait for the new code's heartbeat, undrain;
     `--parallel` hosts at a time; stop at the first host that fails."""
-
     s = Session(args)
     hosts = select_hosts(s, args.hosts, args.all)
     conn = await s.connect()

@@ -33,7 +33,6 @@ def _langs(text: str | None, default: list[str]) -> list[str]:
 
 
 async def cmd_add(args: argparse.Namespace) -> int:
-
     s = Session(args)
     root = storage_root(s.inventory.storage_root)
     opts = media.options(
@@ -45,8 +44,7 @@ async def cmd_add(args: argparse.Namespace) -> int:
     if kind != "file":
         urls.check_added(args.source, "the feed URL" if kind == "podcast" else "the URL")
     episodes = await asyncio.to_thread(media.fetch_feed, args.source) if kind == "podcast" else []
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         if kind == "podcast":
             added = await media.add_podcast(conn, args.source, episodes, opts)
         elif kind == "youtube":
@@ -55,8 +53,6 @@ async def cmd_add(args: argparse.Namespace) -> int:
             added = [await media.add_file(conn, Path(args.source).expanduser(), root, opts)]
         if args.wait:
             return await _wait_media(conn, root, [a.id for a in added], args.json, s.inventory)
-    finally:
-        await conn.close()
     if args.json:
         output.emit_json([{"id": a.id, "created": a.created, "title": a.title} for a in added])
     else:
@@ -96,7 +92,6 @@ async def _watch(
 ) -> list[dict[str, Any]]:
     """Follow the items until each is done: a bar (or a line) per item as its stages move,
     and after EXPLAIN_AFTER_S without change, why the waiting stage is not taken."""
-
     shown: dict[int, str] = {}
     explained: dict[str, str] = {}
     changed_at = time.monotonic()
@@ -123,7 +118,6 @@ async def _watch(
 
 
 async def cmd_media(args: argparse.Namespace) -> int:
-
     s = Session(args)
     root = storage_root(s.inventory.storage_root)
     words = list(args.words)
@@ -138,8 +132,7 @@ async def cmd_media(args: argparse.Namespace) -> int:
         raise UsageError(f"media: {exc}") from None
     if args.from_stage and not retry:
         raise UsageError("--from goes with `media retry ID`")
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         if retry:
             assert media_id is not None
             done = await media.retry(conn, media_id, args.from_stage)
@@ -159,8 +152,6 @@ async def cmd_media(args: argparse.Namespace) -> int:
                 output.print_media_item(one)
             return EXIT_OK
         many = await media.items(conn, root, limit=args.limit)
-    finally:
-        await conn.close()
     if args.json:
         output.emit_json(many)
     else:
@@ -169,14 +160,10 @@ async def cmd_media(args: argparse.Namespace) -> int:
 
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
-
     s = Session(args)
     root = storage_root(s.inventory.storage_root)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         findings = await reconcile.run(conn, root, fix=args.fix)
-    finally:
-        await conn.close()
     if args.json:
         output.emit_json(findings)
     elif not findings:

@@ -16,13 +16,9 @@ log = logging.getLogger("contentctl")
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         snap = await status.snapshot(conn, s.inventory)
-    finally:
-        await conn.close()
     if args.json:
         output.emit_json(snap)
     else:
@@ -47,11 +43,8 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
     )
     spec.validate()
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         results = await Queue(conn, s.inventory.task_types).enqueue([spec] * args.count)
-    finally:
-        await conn.close()
     if args.json:
         output.emit_json([{"id": r.id, "created": r.created} for r in results])
     elif len(results) == 1:
@@ -63,15 +56,11 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 async def cmd_tasks(args: argparse.Namespace) -> int:
-
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         rows = await views.tasks(
             conn, state=args.state, task_type=args.type, host=args.host, limit=args.limit
         )
-    finally:
-        await conn.close()
     if args.json:
         output.emit_json([t.public() for t in rows])
     else:
@@ -80,13 +69,9 @@ async def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 async def cmd_task(args: argparse.Namespace) -> int:
-
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         t = await views.task(conn, args.id)
-    finally:
-        await conn.close()
     if t is None:
         raise ContentctlError(f"task {args.id} does not exist: see `contentctl tasks`")
     if args.json:
@@ -104,11 +89,8 @@ async def cmd_retry(args: argparse.Namespace) -> int:
     if args.type and not args.failed:
         raise UsageError("--type goes with --failed")
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         moved = await Queue(conn).retry(args.ids or None, args.type)
-    finally:
-        await conn.close()
     missing = sorted(set(args.ids) - set(moved)) if args.ids else []
     if args.json:
         output.emit_json({"retried": moved, "not_retried": missing})
@@ -130,13 +112,10 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     if not args.ids and not filtered:
         raise UsageError("name task ids to cancel, or select them with --type and/or --state")
     s = Session(args)
-    conn = await s.connect()
-    try:
+    async with s.database() as conn:
         rows = await Queue(conn).cancel(
             args.ids or None, types=args.type, states=args.state or UNFINISHED
         )
-    finally:
-        await conn.close()
     now = [r["id"] for r in rows if r["state"] == "cancelled"]
     asked = [r for r in rows if r["state"] == "running"]
     missing = sorted(set(args.ids) - {r["id"] for r in rows})
