@@ -1,4 +1,4 @@
-"""The task queue: one manager object, one method per query (the SQL is in sql/queries.sql).
+"""The task queue: one manager object, one method per query (the SQL is in sql/queue.sql).
 
 Agents, the CLI and the dashboard talk to `Queue`, never to the SQL. Every answer an agent gives
 about a task (progress, completion, failure, hand-back) carries the attempt token it got when it

@@ -22,7 +22,7 @@ from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
 from control.core.inventory import Inventory, load
 from control.core.queue import Queue
-from control.core.redact import first_line, scrub
+from control.core.redact import first_line
 from control.core.settings import DatabaseTarget, storage_root
 from control.core.sql import q
 from control.head import agents, database, dbserve, media, status, views
@@ -67,7 +67,7 @@ class ControlPlane:
         self.storage_root: Path | None = None
         self._conn: db.AsyncConn | None = None
         self._lock = asyncio.Lock()
-        self.label = _redacted(target.url) if target.url else "embedded"
+        self.label = db.redact(target.url) if target.url else "embedded"
         self.code_hash: str | None = head_code_hash()
 
     async def _connection(self) -> db.AsyncConn:
@@ -76,7 +76,7 @@ class ControlPlane:
         try:
             self._conn = await database.open_database(self.target)
         except (psycopg.Error, OSError, ContentctlError) as exc:
-            raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+            raise Unavailable(f"database unreachable: {first_line(exc)}") from None
         return self._conn
 
     async def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
@@ -87,13 +87,13 @@ class ControlPlane:
                 return await fn(conn, *args, **kw)
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 await self._drop()
-                raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+                raise Unavailable(f"database unreachable: {first_line(exc)}") from None
             except psycopg.Error as exc:
                 # anything else the server said (a deadlock, a lock timeout, a statement
                 # cancelled): the dashboard reports it and asks again; it never crashes on it
                 if conn.broken or conn.closed:
                     await self._drop()
-                raise Unavailable(f"database error: {_first_line(exc)}") from None
+                raise Unavailable(f"database error: {first_line(exc)}") from None
 
     async def _drop(self) -> None:
         if self._conn is not None:
@@ -284,7 +284,7 @@ class ControlPlane:
         try:
             conn = await database.open_database(self.target)
         except (psycopg.Error, OSError) as exc:
-            raise Unavailable(f"database unreachable: {_first_line(exc)}") from None
+            raise Unavailable(f"database unreachable: {first_line(exc)}") from None
         try:
             url = await asyncio.to_thread(dbserve.agent_url, self.target, True)
             prov = await session.build(
@@ -318,13 +318,3 @@ class ControlPlane:
             if loop.time() >= deadline:
                 return agents.CommandResult(host, False, None)
             await asyncio.sleep(0.2)
-
-
-def _redacted(url: str) -> str:
-
-    return scrub(url)
-
-
-def _first_line(exc: BaseException) -> str:
-
-    return first_line(exc)

@@ -1,5 +1,5 @@
 """Media items: adding them (a video URL, a podcast feed, a local file), reading their stage
-states, re-running them from a stage, and reconciling the database with the storage root.
+states, and re-running them from a stage (comparing with the storage root: head/reconcile.py).
 
 Stage states are read from the item's tasks of its current generation (docs/contract.md,
 `contentctl media ID --json`): `pending` (not started yet), `queued`, `running`, `succeeded`,

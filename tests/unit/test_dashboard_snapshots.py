@@ -314,15 +314,27 @@ def test_drain_asks_first(snap_compare: Any) -> None:
     assert snap_compare(_app(), press=["d"], terminal_size=(100, 24))
 
 
-def test_the_database_password_never_reaches_the_screen() -> None:
+async def test_the_database_password_never_reaches_the_screen() -> None:
+    """The real control plane on a database that cannot be reached: the screen (label,
+    banner with the connection error) shows the URL without its password."""
     from control.core.inventory import Inventory
     from control.core.settings import DatabaseTarget
     from control.head.api import ControlPlane
 
     plane = ControlPlane(
-        DatabaseTarget("postgresql://ops:s3cr3t-pw@head/contentctl"), Inventory(None)
+        DatabaseTarget("postgresql://ops:s3cr3t-pw@127.0.0.1:9/contentctl"), Inventory(None)
     )
-    assert "s3cr3t-pw" not in plane.label and "head/contentctl" in plane.label
+    app = Dashboard(plane, refresh_s=0.2)
+    async with app.run_test(size=(140, 30)) as pilot:
+        banner = app.screen.query_one("#banner")
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if banner.display:
+                break
+        svg = app.export_screenshot()
+    screen = html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
+    assert "unreachable" in screen or "cannot reach" in screen, screen[:400]
+    assert "s3cr3t-pw" not in screen
 
 
 def test_provision_screen_plan(snap_compare: Any) -> None:
@@ -430,3 +442,34 @@ async def test_a_second_provision_press_does_not_cancel_the_run_in_flight() -> N
         said = [n.message for n in app._notifications]
     assert finished == ["mac-7"]  # the first run completed, exactly one ran
     assert "a provisioning run is going on" in said
+
+
+async def test_a_host_that_starts_later_joins_the_logs_host_cycle() -> None:
+    """Before, the Logs screen read the host list once: a host started later never came up
+    when `h` cycled through the hosts."""
+    from datetime import timedelta
+
+    class Later(FixedPlane):
+        calls = 0
+
+        async def logs(
+            self, host: str | None, after_id: int = 0, limit: int = 500
+        ) -> list[dict[str, Any]]:
+            Later.calls += 1
+            if Later.calls == 4:  # a new host's first line, after the first paint
+                ts = T0 + timedelta(seconds=5)
+                return [{"id": 99, "host": "late-1", "ts": ts, "level": "INFO", "message": "hi"}]
+            return await super().logs(host, after_id, limit)
+
+    app = Dashboard(Later(), refresh_s=0.1)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("3")
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if Later.calls > 5:
+                break
+        seen = []
+        for _ in range(10):
+            await pilot.press("h")
+            seen.append(app.screen.host)
+    assert "late-1" in seen

@@ -112,3 +112,19 @@ def test_vad_is_on_for_long_audio_unless_the_inventory_says() -> None:
         "vad_filter": True,
         "initial_prompt": "Oban",
     }
+
+
+def test_every_task_type_has_a_handler_and_every_stage_a_type() -> None:
+    import importlib
+
+    from agent.handlers import HANDLERS
+    from control.core import pipeline
+    from control.core.tasktypes import ALL_TYPES
+
+    assert set(HANDLERS) == set(ALL_TYPES)
+    for task_type, ref in HANDLERS.items():
+        module, _, name = ref.rpartition(".") if ":" not in ref else ref.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)), task_type
+    assert {pipeline.stage_of(t) for t in ALL_TYPES if t not in ("noop", "sleep", "fail")} == set(
+        pipeline.STAGES
+    )

@@ -14,10 +14,11 @@ from textual.widgets import (
     Static,
 )
 
+from control.core import tasktypes
 from control.head.api import Unavailable
 from tui.widgets.confirm import Confirm
 
-STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
+STATES = tasktypes.STATES  # one definition: control.core.tasktypes
 HISTORY = 12  # heartbeats of CPU/memory kept per host for the mini sparklines
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -19,6 +20,8 @@ from textual.widgets import (
 from tui import format as fmt
 from tui.screens.base import LEVELS, Base
 
+HOSTS_EVERY = 10  # fetches between two reads of the host list (about ten seconds)
+
 
 class LogsScreen(Base):
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -33,7 +36,8 @@ class LogsScreen(Base):
     def __init__(self) -> None:
         super().__init__()
         self.host: str | None = None
-        self.hosts: list[str] = []
+        self.hosts: list[str] = []  # the `h` cycle: grows as hosts appear
+        self.fetches = 0
         self.level = "DEBUG"
         self.follow = True
         self.search = ""
@@ -56,10 +60,11 @@ class LogsScreen(Base):
 
     @work(exclusive=True, group="logs")
     async def fetch(self) -> None:
-        if not self.hosts:
+        self.fetches += 1
+        if not self.hosts or self.fetches % HOSTS_EVERY == 0:  # hosts that started since
             snap = await self.guarded(self.plane.fleet(), refresh=True)
             if snap is not None:
-                self.hosts = [h["name"] for h in snap["hosts"]]
+                self.learn_hosts(h["name"] for h in snap["hosts"])
         rows = await self.guarded(
             self.plane.logs(self.host, after_id=self.last_id, limit=1000), refresh=True
         )
@@ -68,6 +73,7 @@ class LogsScreen(Base):
         self.show_filters()
         if not rows:
             return
+        self.learn_hosts(r["host"] for r in rows)  # a host that logs is a host to cycle to
         self.last_id = max(self.last_id, *(int(r["id"]) for r in rows))
         self.buffer.extend(rows)
         if self.follow:
@@ -75,6 +81,11 @@ class LogsScreen(Base):
             for r in rows:
                 if self.wanted(r):
                     log.write(self.format_line(r))
+
+    def learn_hosts(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self.hosts:
+                self.hosts.append(name)
 
     def show_filters(self) -> None:
         self.query_one("#filters", Static).update(

@@ -15,13 +15,14 @@ from textual.widgets import (
     Static,
 )
 
+from control.core import pipeline
 from tui import format as fmt
 from tui.screens.base import Base
 from tui.widgets.live_table import selected_key, sync_rows
 
 
 class MediaScreen(Base):
-    STAGES = ("download", "extract_audio", "transcribe", "stitch", "translate")
+    STAGES = pipeline.STAGES  # one definition: control.core.pipeline
 
     def __init__(self) -> None:
         super().__init__()

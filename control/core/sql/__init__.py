@@ -1,4 +1,5 @@
-"""Named SQL blocks from `queries.sql`, loaded once (procrastinate's pattern)."""
+"""Named SQL blocks from the `*.sql` files beside this module (one per domain: queue, fleet,
+media, views), loaded once (procrastinate's pattern). A name is defined once across them."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 @cache
 def queries() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("queries.sql").read_text()
-    parts = _NAME.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
-    return {
-        name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)
-    }
+    out: dict[str, str] = {}
+    for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        parts = _NAME.split(entry.read_text())
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in out:
+                raise RuntimeError(f"SQL block {name!r} is defined twice ({entry.name})")
+            out[name] = body.strip().rstrip(";")
+    return out
 
 
 def q(name: str) -> str:
