@@ -12,11 +12,13 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from tui.messages import DatabaseState, ProvisionHost
 from tui.screens import (
     FleetScreen,
     LogsScreen,
@@ -25,6 +27,7 @@ from tui.screens import (
     ProvisionScreen,
     TasksScreen,
 )
+from tui.screens.base import Base
 
 
 class Dashboard(App[int]):
@@ -73,14 +76,28 @@ class Dashboard(App[int]):
         else:
             self.action_show_help_panel()
 
-    def database_state(self, error: str | None) -> None:
-        """Screens report each refresh's outcome; the banner follows it."""
-        if error == self.db_error:
+    @on(ProvisionHost)
+    def provision_host(self, message: ProvisionHost) -> None:
+        """The Fleet screen's `p`: the Provision screen, the host selected, its plan started."""
+        self.switch_mode("provision")
+        screen = self.screen
+        if isinstance(screen, ProvisionScreen):
+
+            def plan() -> None:  # once the screen is mounted (the first time it is new)
+                screen.select(message.host)
+                screen.start(message.host, dry_run=True)
+
+            self.call_after_refresh(plan)
+
+    @on(DatabaseState)
+    def database_state(self, message: DatabaseState) -> None:
+        """Screens report each call's outcome; every screen's banner follows it."""
+        if message.error == self.db_error:
             return
-        self.db_error = error
+        self.db_error = message.error
         for screen in self.screen_stack:
-            if hasattr(screen, "show_banner"):
-                screen.show_banner(error)
+            if isinstance(screen, Base):
+                screen.show_banner(message.error)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -11,14 +11,15 @@ the migrated schema in agreement.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import AsyncRowFactory, dict_row, scalar_row
 
 from control.core.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
 
@@ -26,6 +27,43 @@ MIGRATION_LOCK = 0x636F6E74  # "cont": pg_advisory_lock key for migrations
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 AsyncConn = psycopg.AsyncConnection[dict[str, object]]
+R = TypeVar("R")
+
+
+async def fetch(
+    conn: AsyncConn, factory: AsyncRowFactory[R], query: str, params: Mapping[str, Any]
+) -> list[R]:
+    """Every row of `query`, shaped by a row factory: `class_row(ClaimedTask)` for a typed row,
+    `scalar_row` for one column."""
+    async with conn.cursor(row_factory=factory) as cur:
+        await cur.execute(query.encode(), params)
+        return await cur.fetchall()
+
+
+async def fetch_one(
+    conn: AsyncConn, factory: AsyncRowFactory[R], query: str, params: Mapping[str, Any]
+) -> R | None:
+    async with conn.cursor(row_factory=factory) as cur:
+        await cur.execute(query.encode(), params)
+        return await cur.fetchone()
+
+
+async def rows(
+    conn: AsyncConn, query: str, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every row as a dict whose values are typed as the columns' (read with care)."""
+    return await fetch(conn, dict_row, query, params or {})
+
+
+async def row(
+    conn: AsyncConn, query: str, params: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    return await fetch_one(conn, dict_row, query, params or {})
+
+
+async def ids(conn: AsyncConn, query: str, params: Mapping[str, Any]) -> list[int]:
+    """The first column of every row, as integers (ids a statement returned)."""
+    return [int(v) for v in await fetch(conn, scalar_row, query, params)]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from control.core import db
 from control.core.db import AsyncConn
 from control.core.sql import q
 
@@ -96,8 +97,8 @@ async def running_rows(conn: AsyncConn) -> list[dict[str, Any]]:
 
 # -- daily counters ---------------------------------------------------------------------------
 async def daily_counts(conn: AsyncConn, host: str, day: date) -> dict[str, int]:
-    cur = await conn.execute(q("count_daily"), {"host": host, "day": day})
-    return {str(r["type"]): int(r["count"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+    found = await db.rows(conn, q("count_daily"), {"host": host, "day": day})
+    return {str(r["type"]): int(r["count"]) for r in found}
 
 
 async def bump_daily(conn: AsyncConn, host: str, day: date, counts: dict[str, int]) -> None:
@@ -109,9 +110,8 @@ async def bump_daily(conn: AsyncConn, host: str, day: date, counts: dict[str, in
 
 
 async def done_since(conn: AsyncConn, host: str, since: datetime) -> int:
-    cur = await conn.execute(q("done_since"), {"host": host, "since": since})
-    row = await cur.fetchone()
-    return int(row["n"]) if row else 0  # type: ignore[call-overload]
+    row = await db.row(conn, q("done_since"), {"host": host, "since": since})
+    return int(row["n"]) if row else 0
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -147,12 +147,11 @@ async def send_command(conn: AsyncConn, host: str, command: str, args: dict[str,
         row = await cur.fetchone()
         await conn.execute("SELECT pg_notify(%s, %s)", (COMMAND_CHANNEL, host))
     assert row is not None
-    return int(row["id"])  # type: ignore[call-overload,no-any-return]
+    return int(str(row["id"]))
 
 
 async def command_states(conn: AsyncConn, ids: list[int]) -> dict[int, dict[str, Any]]:
-    cur = await conn.execute(q("command_state"), {"ids": ids})
-    return {int(r["id"]): dict(r) for r in await cur.fetchall()}  # type: ignore[call-overload]
+    return {int(r["id"]): r for r in await db.rows(conn, q("command_state"), {"ids": ids})}
 
 
 # -- logs -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from control.core import db
 from control.core.queue import TaskSpec
 from control.core.sql import q
 from control.core.storage import media_dir
@@ -155,13 +156,8 @@ async def advance(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | N
             changes["duration_s"] = result.get("duration_s") or item["duration_s"]
             follow = first_specs({**item, **changes, "outputs": outputs}, "transcribe")
         elif stage == "transcribe":
-            cur = await conn.execute(
-                q("chunk_results"), {"media_id": item["id"], "generation": item["generation"]}
-            )
-            chunks: list[dict[str, Any]] = [
-                dict(r["result"])  # type: ignore[call-overload]
-                for r in await cur.fetchall()
-            ]
+            params = {"media_id": item["id"], "generation": item["generation"]}
+            chunks = [dict(r["result"]) for r in await db.rows(conn, q("chunk_results"), params)]
             if len(chunks) < int(task.payload.get("chunks", 1)):
                 continue  # other chunks still running
             outputs["chunks"] = [

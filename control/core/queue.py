@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from control.core import db
 from control.core.db import AsyncConn
 from control.core.errors import UsageError
 from control.core.sql import q
@@ -72,6 +74,20 @@ class ClaimedTask:
     timeout_s: float | None
     token: uuid.UUID
     media_id: int | None
+
+
+@dataclass(frozen=True)
+class Count:
+    """Tasks of a type in a state (a row of the status counts)."""
+
+    type: str
+    state: str
+    n: int
+
+
+@dataclass(frozen=True)
+class FinishedCount(Count):
+    tail: int  # finished rows not rolled up yet
 
 
 @dataclass(frozen=True)
@@ -151,8 +167,7 @@ class Queue:
             "timeouts": [_timeout(s, self.policy(s.type)) for s in specs],
             "media_ids": [s.media_id for s in specs],
         }
-        cur = await self.conn.execute(q("insert_tasks_bulk"), params)
-        return [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
+        return await db.ids(self.conn, q("insert_tasks_bulk"), params)
 
     async def _insert_keyed(self, spec: TaskSpec) -> Enqueued:
         params = {
@@ -167,16 +182,11 @@ class Queue:
         }
         # The existing task may finish between our conflict and our look-up: then try again.
         for _ in range(5):
-            cur = await self.conn.execute(q("insert_task"), params)
-            row = await cur.fetchone()
-            if row is not None:
-                return Enqueued(int(row["id"]), True)  # type: ignore[call-overload]
-            cur = await self.conn.execute(
-                q("live_task_by_unique_key"), {"unique_key": spec.unique_key}
-            )
-            row = await cur.fetchone()
-            if row is not None:
-                return Enqueued(int(row["id"]), False)  # type: ignore[call-overload]
+            if new := await db.ids(self.conn, q("insert_task"), params):
+                return Enqueued(new[0], True)
+            key = {"unique_key": spec.unique_key}
+            if live := await db.ids(self.conn, q("live_task_by_unique_key"), key):
+                return Enqueued(live[0], False)
         raise RuntimeError(f"unique key {spec.unique_key!r} kept changing under enqueue")
 
     # -- consumers ------------------------------------------------------------------------
@@ -195,32 +205,15 @@ class Queue:
         if not type_list or limit < 1:
             return []
         capped = {t: n for t, n in (caps or {}).items() if t in type_list and n < limit}
-        cur = await self.conn.execute(
-            q("claim"),
-            {
-                "host": host,
-                "types": type_list,
-                "limit": limit,
-                "lease_s": lease_s,
-                "capped": list(capped),
-                "caps": list(capped.values()),
-            },
-        )
-        rows = await cur.fetchall()
-        return [
-            ClaimedTask(
-                id=int(r["id"]),  # type: ignore[call-overload]
-                type=str(r["type"]),
-                payload=dict(r["payload"] or {}),  # type: ignore[call-overload]
-                priority=int(r["priority"]),  # type: ignore[call-overload]
-                attempts=int(r["attempts"]),  # type: ignore[call-overload]
-                max_attempts=int(r["max_attempts"]),  # type: ignore[call-overload]
-                timeout_s=r["timeout_s"],  # type: ignore[arg-type]
-                token=r["attempt_token"],  # type: ignore[arg-type]
-                media_id=r["media_id"],  # type: ignore[arg-type]
-            )
-            for r in rows
-        ]
+        params = {
+            "host": host,
+            "types": type_list,
+            "limit": limit,
+            "lease_s": lease_s,
+            "capped": list(capped),
+            "caps": list(capped.values()),
+        }
+        return await db.fetch(self.conn, class_row(ClaimedTask), q("claim"), params)
 
     async def types_with_work(self, types: Iterable[str]) -> set[str]:
         """Which of these types have claimable tasks now (the agent explaining its idleness)."""
@@ -254,15 +247,12 @@ class Queue:
     async def _complete_many(
         self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
     ) -> set[int]:
-        cur = await self.conn.execute(
-            q("complete_many"),
-            {
-                "ids": [t.id for t, _ in done],
-                "tokens": [t.token for t, _ in done],
-                "results": [Jsonb(r or {}) for _, r in done],
-            },
-        )
-        accepted = {int(r["id"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+        params = {
+            "ids": [t.id for t, _ in done],
+            "tokens": [t.token for t, _ in done],
+            "results": [Jsonb(r or {}) for _, r in done],
+        }
+        accepted = set(await db.ids(self.conn, q("complete_many"), params))
         for t, _ in done:
             if t.id not in accepted:
                 self._accepted(None, "completion", t)
@@ -377,11 +367,11 @@ class Queue:
         """Move failed tasks back to the queue (by id, or every failed task [of a type])."""
         async with self.conn.transaction():
             await self.conn.execute(q("lock_stats_meta_shared"))
-            cur = await self.conn.execute(
+            moved = await db.ids(
+                self.conn,
                 q("retry_failed"),
                 {"ids": list(ids) if ids is not None else None, "type": task_type},
             )
-            moved = [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
             if moved:
                 await self.conn.execute(q("notify"), {"payload": "retry"})
         return moved
@@ -394,15 +384,13 @@ class Queue:
         def add(task_type: str, state: str, n: int) -> None:
             counts.setdefault(task_type, dict.fromkeys(STATES, 0))[state] += n
 
-        cur = await self.conn.execute(q("stats_live"))
-        for r in await cur.fetchall():
-            add(str(r["type"]), str(r["state"]), int(r["n"]))  # type: ignore[call-overload]
-        cur = await self.conn.execute(q("stats_finished"))
+        for live in await db.fetch(self.conn, class_row(Count), q("stats_live"), {}):
+            add(live.type, live.state, live.n)
         tail = 0
-        for r in await cur.fetchall():
-            if r["state"] in FINISHED_STATES:
-                add(str(r["type"]), str(r["state"]), int(r["n"]))  # type: ignore[call-overload]
-                tail += int(r["tail"])  # type: ignore[call-overload]
+        for done in await db.fetch(self.conn, class_row(FinishedCount), q("stats_finished"), {}):
+            if done.state in FINISHED_STATES:
+                add(done.type, done.state, done.n)
+                tail += done.tail
         if tail >= ROLLUP_TAIL:
             await self.rollup()
         return counts

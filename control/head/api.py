@@ -113,8 +113,8 @@ class ControlPlane:
 
         async def read(conn: db.AsyncConn) -> dict[str, Any]:
             snap = await status.snapshot(conn, self.inventory)
-            cur = await conn.execute(q("throughput"), {"minutes": THROUGHPUT_MINUTES})
-            per_minute = {int(r["ago"]): int(r["n"]) for r in await cur.fetchall()}  # type: ignore[call-overload]
+            found = await db.rows(conn, q("throughput"), {"minutes": THROUGHPUT_MINUTES})
+            per_minute = {int(r["ago"]): int(r["n"]) for r in found}
             snap["throughput"] = [
                 per_minute.get(m, 0) for m in range(THROUGHPUT_MINUTES - 1, -1, -1)
             ]
@@ -206,9 +206,8 @@ class ControlPlane:
 
     async def raise_priority(self, task_id: int, by: int = 10) -> int | None:
         async def bump(conn: db.AsyncConn) -> int | None:
-            cur = await conn.execute(q("raise_priority"), {"id": task_id, "by": by})
-            row = await cur.fetchone()
-            return int(row["priority"]) if row else None  # type: ignore[call-overload]
+            row = await db.row(conn, q("raise_priority"), {"id": task_id, "by": by})
+            return int(row["priority"]) if row else None
 
         new: int | None = await self._run(bump)
         return new

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
-from control.core import pipeline
+from control.core import db, pipeline
 from control.core.db import AsyncConn
 from control.core.errors import ContentctlError, UsageError
 from control.core.queue import Queue
@@ -302,10 +302,9 @@ async def items(
     rows: list[dict[str, Any]] = [dict(r) for r in await cur.fetchall()]
     if not rows:
         return []
-    cur = await conn.execute(q("media_tasks"), {"ids": [r["id"] for r in rows]})
     tasks: dict[int, list[dict[str, Any]]] = {}
-    for t in await cur.fetchall():
-        tasks.setdefault(int(t["media_id"]), []).append(dict(t))  # type: ignore[call-overload]
+    for t in await db.rows(conn, q("media_tasks"), {"ids": [r["id"] for r in rows]}):
+        tasks.setdefault(int(t["media_id"]), []).append(t)
     return [view(r, tasks.get(int(r["id"]), []), storage_root) for r in rows]
 
 
@@ -368,8 +367,7 @@ async def retry(conn: AsyncConn, media_id: int, stage: str | None) -> dict[str, 
             for k in drop[s]:
                 if not (s == "download" and item["kind"] == "file"):
                     outputs.pop(k, None)
-        cur = await conn.execute(q("live_media_tasks"), {"id": media_id})
-        live = [int(r["id"]) for r in await cur.fetchall()]  # type: ignore[call-overload]
+        live = await db.ids(conn, q("live_media_tasks"), {"id": media_id})
         queue = Queue(conn)
         if live:
             await queue.cancel(live)

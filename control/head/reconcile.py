@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from control.core import pipeline
+from control.core import db, pipeline
 from control.core.db import AsyncConn
 from control.core.queue import Queue
 from control.core.sql import q
@@ -88,11 +88,7 @@ async def run(conn: AsyncConn, root: Path, *, fix: bool) -> list[dict[str, Any]]
         for f in findings:
             f["fixed"] = True
 
-    cur = await conn.execute(q("all_media_items"))
-    items: dict[int, dict[str, Any]] = {
-        int(r["id"]): dict(r)  # type: ignore[call-overload]
-        for r in await cur.fetchall()
-    }
+    items = {int(r["id"]): r for r in await db.rows(conn, q("all_media_items"))}
     for media_id, item in items.items():
         outputs: dict[str, Any] = dict(item["outputs"] or {})
         missing = [(s, p) for s, p in _recorded(outputs) if not (root / p).is_file()]

@@ -473,3 +473,28 @@ async def test_a_host_that_starts_later_joins_the_logs_host_cycle() -> None:
             await pilot.press("h")
             seen.append(app.screen.host)
     assert "late-1" in seen
+
+
+async def test_p_on_a_fleet_host_opens_its_provisioning_plan() -> None:
+    from textual.widgets import RichLog
+
+    from tui.screens.provision import ProvisionScreen
+
+    app = Dashboard(FixedPlane(), refresh_s=5)
+    async with app.run_test(size=(140, 30)) as pilot:
+        hosts = app.screen.query_one("#hosts")
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if hosts.row_count:
+                break
+        hosts.move_cursor(row=2)  # gpu-1
+        await pilot.press("p")
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ProvisionScreen):
+                log = app.screen.query_one("#steps", RichLog)
+                if "gpu-1: would change" in "\n".join(line.text for line in log.lines):
+                    break
+        assert isinstance(app.screen, ProvisionScreen)
+        shown = "\n".join(line.text for line in app.screen.query_one("#steps", RichLog).lines)
+        assert "plan gpu-1" in shown and "gpu-1: would change" in shown

@@ -4,7 +4,7 @@ banner, the footer and a refresh loop that runs while the screen shows."""
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
@@ -16,6 +16,7 @@ from textual.widgets import (
 
 from control.core import tasktypes
 from control.head.api import Unavailable
+from tui.messages import DatabaseState
 from tui.widgets.confirm import Confirm
 
 STATES = tasktypes.STATES  # one definition: control.core.tasktypes
@@ -53,6 +54,14 @@ class Plane(Protocol):
     async def close(self) -> None: ...
 
 
+class HasPlane(Protocol):
+    """The app the screens run in (tui.app.Dashboard) holds the control plane."""
+
+    plane: Plane
+    db_error: str | None
+    refresh_s: float
+
+
 class Base(Screen[None]):
     """Header, database banner, footer, and a refresh loop that runs while the screen shows."""
 
@@ -63,14 +72,14 @@ class Base(Screen[None]):
         yield Static("", id="banner", markup=False)
 
     def on_mount(self) -> None:
-        self.show_banner(getattr(self.app, "db_error", None))
+        app = cast("HasPlane", self.app)
+        self.show_banner(app.db_error)
         self.refresh_data()
-        self.set_interval(getattr(self.app, "refresh_s", 1.0), self.refresh_data)
+        self.set_interval(app.refresh_s, self.refresh_data)
 
     @property
     def plane(self) -> Plane:
-        plane: Plane = self.app.plane  # type: ignore[attr-defined]
-        return plane
+        return cast("HasPlane", self.app).plane
 
     def show_banner(self, error: str | None) -> None:
         banner = self.query_one("#banner", Static)
@@ -103,7 +112,7 @@ class Base(Screen[None]):
             self.in_flight -= refresh
         if not self.is_attached or not self.app.is_running:
             return None  # the screen went away meanwhile (the app is closing)
-        self.app.database_state(error)  # type: ignore[attr-defined]
+        self.post_message(DatabaseState(error))  # the app keeps every screen's banner in step
         return result
 
     def action_filter(self) -> None:

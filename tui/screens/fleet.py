@@ -20,8 +20,8 @@ from textual.widgets import (
 
 from control.core.errors import ContentctlError
 from tui import format as fmt
+from tui.messages import ProvisionHost
 from tui.screens.base import HISTORY, STATES, Base
-from tui.screens.provision import ProvisionScreen
 from tui.widgets.host_config import HostConfig
 from tui.widgets.live_table import LiveTable, selected_key, sync_rows
 
@@ -268,11 +268,7 @@ class FleetScreen(Base):
             self.notify("no host selected", severity="warning")
             return
         if what == "provision":
-            self.app.switch_mode("provision")
-            screen = self.app.screen
-            if isinstance(screen, ProvisionScreen):
-                screen.select(host)
-                screen.run_provision(host, dry_run=True)
+            self.post_message(ProvisionHost(host))  # the app switches screens
             return
         self.start_agent(host)
 

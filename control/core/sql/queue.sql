@@ -89,7 +89,10 @@ WITH expired AS (
     RETURNING t.id, t.type, t.payload, t.priority, t.run_at, t.attempts, t.max_attempts,
               t.timeout_s, t.attempt_token, t.media_id
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, id;
+-- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it)
+SELECT id, type, coalesce(payload, '{}'::jsonb) AS payload, priority, attempts, max_attempts,
+       timeout_s, attempt_token AS token, media_id
+FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: sweep_expired
 -- Expired leases that must not run again: cancelled while their agent was gone, or out of
