@@ -6,13 +6,10 @@
 SELECT * FROM tasks WHERE id = %(id)s;
 
 -- name: list_tasks
--- A page of tasks, newest first. `state` filters on what the operator sees: a scheduled task
--- whose time has come reads (and filters) as queued.
+-- A page of tasks, newest first. `state` filters on what the operator sees
+-- (contentctl_shown_state, migration 0005: a scheduled task whose time has come is queued).
 SELECT * FROM tasks
-WHERE (%(state)s::text IS NULL
-       OR (%(state)s::text = 'queued' AND (state = 'queued' OR (state = 'scheduled' AND run_at <= now())))
-       OR (%(state)s::text = 'scheduled' AND state = 'scheduled' AND run_at > now())
-       OR (%(state)s::text NOT IN ('queued', 'scheduled') AND state = %(state)s::text))
+WHERE (%(state)s::text IS NULL OR contentctl_shown_state(state, run_at) = %(state)s::text)
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(host)s::text IS NULL OR host = %(host)s::text)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
@@ -25,10 +22,7 @@ LIMIT %(limit)s;
 SELECT id, type, state, priority, attempts, max_attempts, host, progress, progress_stage,
        error_message, media_id, created_at, started_at, finished_at, run_at, payload
 FROM tasks
-WHERE (%(state)s::text IS NULL
-       OR (%(state)s::text = 'queued' AND (state = 'queued' OR (state = 'scheduled' AND run_at <= now())))
-       OR (%(state)s::text = 'scheduled' AND state = 'scheduled' AND run_at > now())
-       OR (%(state)s::text NOT IN ('queued', 'scheduled') AND state = %(state)s::text))
+WHERE (%(state)s::text IS NULL OR contentctl_shown_state(state, run_at) = %(state)s::text)
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(host)s::text IS NULL OR host = %(host)s::text)
   AND (%(text)s::text IS NULL OR payload::text ILIKE %(text)s::text
