@@ -9,6 +9,7 @@ import collections
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 from datetime import UTC, datetime
@@ -137,6 +138,10 @@ def setup(host: str, log_dir: Path, *, debug: bool = False) -> DatabaseBuffer:
     file_handler.setFormatter(JsonFormatter(host))
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # under a service (launchd, systemd) stderr goes to a file nobody rotates: warnings only
+    stderr_level = os.environ.get("CONTENTCTL_LOG_STDERR", "").upper()
+    if stderr_level in ("WARNING", "ERROR"):
+        stderr.setLevel(stderr_level)
     db_buffer = DatabaseBuffer()
     records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUE_LINES)
     writer = Writer(records, file_handler, stderr, respect_handler_level=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from control.core.inventory import HostSpec
+from provisioning import services
 
 # What the head ships to a worker (relative to the repository root).
 SYNC_DIRS = ("control", "agent", "tui", "provisioning")  # what a worker installs and runs
@@ -138,20 +139,26 @@ def keyring_env(host: HostSpec, layout: Layout) -> str:
     )
 
 
-def agent_env(host: HostSpec, layout: Layout, database_url: str) -> str:
-    """The agent's environment file: no secrets (the database password is in the keychain)."""
-    lines = [
-        "# Written by `contentctl provision`; the database password lives in the keychain.",
-        f"CONTENTCTL_HOME={shlex.quote(layout.home)}",
-        f"CONTENTCTL_INVENTORY={shlex.quote(layout.inventory)}",
-        f"CONTENTCTL_DATABASE_URL={shlex.quote(database_url)}",
-        "CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN=1",
-    ]
+def agent_env_vars(host: HostSpec, layout: Layout, database_url: str) -> dict[str, str]:
+    """The agent's environment: no secrets (the database password is in the keychain)."""
+    env = {
+        "CONTENTCTL_HOME": layout.home,
+        "CONTENTCTL_INVENTORY": layout.inventory,
+        "CONTENTCTL_DATABASE_URL": database_url,
+        "CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN": "1",
+    }
     if host.keyring_backend:
-        lines += [
-            f"PYTHON_KEYRING_BACKEND={shlex.quote(host.keyring_backend)}",
-            f"XDG_DATA_HOME={shlex.quote(layout.secrets)}",
-        ]
+        env["PYTHON_KEYRING_BACKEND"] = host.keyring_backend
+        env["XDG_DATA_HOME"] = layout.secrets
+    return env
+
+
+def agent_env(host: HostSpec, layout: Layout, database_url: str) -> str:
+    """The agent's environment file (read by the supervisor script and the systemd unit)."""
+    lines = ["# Written by `contentctl provision`; the database password lives in the keychain."]
+    lines += [
+        f"{k}={shlex.quote(v)}" for k, v in agent_env_vars(host, layout, database_url).items()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -179,29 +186,72 @@ rm -f supervisor.pid
 """
 
 
-def service_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> tuple[str, list[str]]:
-    """How the agent is kept running: launchd on macOS, a systemd user unit where systemd runs
-    for the user, else the supervisor script started in its own session."""
+SERVICE_KINDS = ("launchd", "systemd-user", "systemd-system", "supervisor")
+
+
+def service_kind(facts: dict[str, Any], host: HostSpec) -> str:
+    """How the agent is kept running: the inventory's `service:`, else launchd on macOS, a
+    systemd user unit where the user's systemd answers, else the supervisor script."""
+    if host.service != "auto":
+        return host.service
+    if facts.get("os") == "Darwin":
+        return "launchd"
+    if facts.get("systemd_user"):
+        return "systemd-user"
+    return "supervisor"
+
+
+@dataclass(frozen=True)
+class ServiceFile:
+    path: str
+    text: str
+
+
+def service_file(
+    kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout, env: dict[str, str]
+) -> ServiceFile:
+    """The file that makes the agent a service of `kind`, and where it goes."""
+    paths = services.Paths(layout.base)
+    home = str(facts.get("home") or "~")
+    if kind == "launchd":
+        plist = services.launchd_plist(host, paths, env).decode()
+        return ServiceFile(services.plist_path(home, host), plist)
+    if kind in ("systemd-user", "systemd-system"):
+        system = kind == "systemd-system"
+        unit = services.systemd_unit(host, paths, system=system, user=facts.get("user"))
+        return ServiceFile(services.unit_path(home, host, system), unit)
+    return ServiceFile(layout.runner, runner_script(host, layout))
+
+
+def start_commands(kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout) -> list[str]:
+    """Install (load, enable) and (re)start the agent's service of `kind`."""
+    if kind == "launchd":
+        plist = services.plist_path(str(facts.get("home")), host)
+        return services.launchd_install(host, facts, plist)
+    if kind in ("systemd-user", "systemd-system"):
+        return services.systemd_install(host, facts, kind == "systemd-system")
     runner = shlex.quote(layout.runner)
     pidfile = shlex.quote(layout.pidfile)
-    if facts.get("os") == "Darwin":
-        label = f"com.contentctl.agent.{host.name}"
-        plist = f"$HOME/Library/LaunchAgents/{label}.plist"
-        return "launchd", [
-            f"launchctl bootout gui/$(id -u)/{label} 2>/dev/null || true",
-            f"launchctl bootstrap gui/$(id -u) {plist}",
-        ]
-    if facts.get("systemd_user"):
-        unit = f"contentctl-agent-{host.name}.service"
-        return "systemd", [
-            "systemctl --user daemon-reload",
-            f"systemctl --user enable --now {unit}",
-            f"systemctl --user restart {unit}",
-        ]
-    return "supervisor", [
+    return [
         f"cd {shlex.quote(layout.base)} && (setsid nohup sh {runner} > /dev/null 2>&1 "
         f"< /dev/null & echo $! > {pidfile})"
     ]
+
+
+def control_commands(
+    kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout, action: str
+) -> list[str]:
+    """`agent start|stop|restart` through the installed manager."""
+    if kind == "launchd":
+        plist = services.plist_path(str(facts.get("home")), host)
+        return services.launchd_control(host, facts, plist, action)
+    if kind in ("systemd-user", "systemd-system"):
+        return services.systemd_control(host, kind == "systemd-system", action)
+    if action == "stop":
+        return [stop_command(layout)]
+    if action == "restart":
+        return [stop_command(layout), *start_commands(kind, facts, host, layout)]
+    return start_commands(kind, facts, host, layout)
 
 
 def stop_command(layout: Layout) -> str:

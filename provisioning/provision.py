@@ -11,6 +11,7 @@ heartbeat carrying the head's code hash). A second run on a provisioned host cha
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import shlex
 import time
@@ -29,9 +30,34 @@ from provisioning.ssh import SSH, SSHFailure
 HEARTBEAT_WAIT_S = 120.0
 
 FACTS = r"""
-import json, os, platform, shutil, sys
+import json, os, platform, pwd, shutil, subprocess, sys
 base = os.path.expanduser(sys.argv[1])
+name = sys.argv[2] if len(sys.argv) > 2 else ""
 home = os.path.expanduser("~")
+user = pwd.getpwuid(os.getuid()).pw_name
+def run(*cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p
+def out(*cmd):
+    p = run(*cmd)
+    return p.stdout.strip() if p is not None and p.returncode == 0 else None
+system = out("uname", "-s") or platform.system()
+arch = out("uname", "-m") or platform.machine()
+darwin = system == "Darwin"
+def ok(*cmd):
+    p = run(*cmd)
+    return p is not None and p.returncode == 0
+gui = darwin and ok("launchctl", "print", f"gui/{os.getuid()}")
+sysd = (not darwin) and shutil.which("systemctl") is not None
+sysd_user = sysd and ok("systemctl", "--user", "show-environment")
+linger = bool(sysd and out("loginctl", "show-user", user, "-p", "Linger", "--value") == "yes")
+keychain = None
+if darwin:
+    login = os.path.join(home, "Library/Keychains/login.keychain-db")
+    keychain = "unlocked" if ok("security", "show-keychain-info", login) else "locked"
 def which(name, *extra):
     found = shutil.which(name)
     if found:
@@ -54,13 +80,30 @@ try:
     os.kill(pid, 0)
 except Exception:
     pid = None
+label = "com.contentctl.agent." + name
+unit = "contentctl-agent-" + name + ".service"
+plist = os.path.join(home, "Library/LaunchAgents", label + ".plist")
+user_unit = os.path.join(home, ".config/systemd/user", unit)
+system_unit = os.path.join("/etc/systemd/system", unit)
+service, running = None, False
+if darwin and os.path.isfile(plist):
+    service = "launchd"
+    domain = ("gui/" if gui else "user/") + str(os.getuid())
+    running = ok("launchctl", "print", domain + "/" + label)
+elif sysd and os.path.isfile(system_unit):
+    service = "systemd-system"
+    running = out("systemctl", "is-active", unit) == "active"
+elif sysd and os.path.isfile(user_unit):
+    service = "systemd-user"
+    running = out("systemctl", "--user", "is-active", unit) == "active"
 print(json.dumps({
-    "os": platform.system(), "arch": platform.machine(),
-    "apple_silicon": platform.system() == "Darwin" and platform.machine() == "arm64",
+    "service": service, "service_running": running,
+    "os": system, "arch": arch, "apple_silicon": darwin and arch == "arm64",
+    "uid": os.getuid(), "user": user, "home": home, "gui_session": gui,
+    "systemd": sysd, "systemd_user": sysd_user, "linger": linger, "keychain": keychain,
     "python": platform.python_version(), "base_dir": base,
     "disk_free_gb": round(st.f_bavail * st.f_frsize / 1e9, 1),
     "uv": which("uv", "~/.local/bin/uv", "~/.cargo/bin/uv"), "conda": conda, "conda_envs": envs,
-    "systemd_user": bool(shutil.which("systemctl") and os.environ.get("XDG_RUNTIME_DIR")),
     "code_present": os.path.isfile(os.path.join(base, "app", "pyproject.toml")),
     "supervisor_pid": pid,
 }))
@@ -114,7 +157,8 @@ def parse_facts(host: str, stdout: str) -> dict[str, Any]:
 
 
 async def read_facts(ssh: SSH, host: HostSpec) -> dict[str, Any]:
-    res = await ssh.run(host, f"python3 - {shlex.quote(host.base_dir)}", input=FACTS)
+    cmd = f"python3 - {shlex.quote(host.base_dir)} {shlex.quote(host.name)}"
+    res = await ssh.run(host, cmd, input=FACTS)
     if not res.ok:
         raise StepFailed(f"{host.name}: python3 is needed on the host: {res.last_line()}")
     return parse_facts(host.name, res.stdout)
@@ -248,6 +292,15 @@ class Provisioner:
 
     async def _secret(self, host: HostSpec, state: dict[str, Any], name: str, value: str) -> str:
         layout: plan.Layout = state["layout"]
+        facts = state["facts"]
+        if facts.get("keychain") == "locked" and not host.keyring_backend:
+            # macOS: nobody logged in (a reboot, SSH only): the login keychain stays locked,
+            # and a boot-time agent could not read it either. Never a silent plaintext file.
+            raise StepFailed(
+                f"{host.name}: the login keychain of {facts.get('user')} is locked (nobody is "
+                "logged in on the Mac): log in on its screen once and enable automatic login, "
+                "or name a keyring_backend for this host in the inventory"
+            )
         python = state.get("python") or shlex.quote(f"{layout.app}/.venv/bin/python")
         mode = "check" if self.dry_run else "set"
         prefix = plan.keyring_env(host, layout)
@@ -281,6 +334,7 @@ class Provisioner:
         statuses = []
         if password:
             statuses.append(await self._secret(host, state, "database_password", password))
+        state["env_vars"] = plan.agent_env_vars(host, layout, bare)
         env_text = plan.agent_env(host, layout, bare)
         inv_text = self.inventory_path.read_text() if self.inventory_path else "hosts: {}\n"
         statuses.append(await self._put_text(host, layout.env_file, env_text))
@@ -290,32 +344,45 @@ class Provisioner:
         return status, f"{bare} (password in the keychain)" if password else bare
 
     async def _service(self, host: HostSpec, state: dict[str, Any]) -> tuple[str, str]:
+        """Write the service's file (plist, unit or supervisor script); the start step loads
+        it. Under --dry-run the detail carries the file, or its diff against the host's."""
         layout: plan.Layout = state["layout"]
-        kind, _ = plan.service_plan(state["facts"], host, layout)
-        status = await self._put_text(host, layout.runner, plan.runner_script(host, layout))
-        if status == "changed":
-            await self.ssh.run(host, f"chmod 755 {shlex.quote(layout.runner)}")
+        facts = state["facts"]
+        kind = plan.service_kind(facts, host)
+        env = state.get("env_vars") or {}
+        file = plan.service_file(kind, facts, host, layout, env)
+        status = await self._put_text(host, file.path, file.text)
+        if status == "changed" and kind == "supervisor":
+            await self.ssh.run(host, f"chmod 755 {shlex.quote(file.path)}")
         state["service_changed"] = status != "ok"
         state["service_kind"] = kind
-        return status, f"{kind}: {layout.runner}"
+        detail = f"{kind}: {file.path}"
+        if status == "would-change":
+            detail += "\n" + await self._diff(host, file.path, file.text)
+        return status, detail
+
+    def _running(self, kind: str, facts: dict[str, Any]) -> bool:
+        if kind == "supervisor":
+            return bool(facts.get("supervisor_pid"))
+        return facts.get("service") == kind and bool(facts.get("service_running"))
 
     async def _start(self, host: HostSpec, state: dict[str, Any]) -> tuple[str, str]:
         layout: plan.Layout = state["layout"]
         facts = state["facts"]
-        running = bool(facts.get("supervisor_pid"))
+        kind = state["service_kind"]
+        running = self._running(kind, facts)
         stale = any(
             state.get(k)
             for k in ("code_changed", "env_changed", "config_changed", "service_changed")
         )
         if running and not stale:
-            return "ok", f"agent running (supervisor pid {facts['supervisor_pid']})"
+            return "ok", f"agent running ({kind})"
         if self.dry_run:
-            return "would-change", "restart the agent" if running else "start the agent"
+            return "would-change", ("restart" if running else "start") + f" the agent ({kind})"
         since = time.time()
-        if running:
+        if facts.get("supervisor_pid"):  # the supervisor's agent, or one moving to a service
             await self.ssh.run(host, plan.stop_command(layout), timeout_s=60)
-        _, commands = plan.service_plan(facts, host, layout)
-        for cmd in commands:
+        for cmd in plan.start_commands(kind, facts, host, layout):
             res = await self.ssh.run(host, cmd)
             if not res.ok:
                 raise StepFailed(f"{host.name}: starting the agent failed: {res.last_line()}")
@@ -328,7 +395,17 @@ class Provisioner:
                         f"{layout.home}/agent.out on the host"
                     )
                 await asyncio.sleep(0.5)
-        return "changed", ("restarted" if running else "started") + ", heartbeating"
+        return "changed", ("restarted" if running else "started") + f" ({kind}), heartbeating"
+
+    async def _diff(self, host: HostSpec, path: str, text: str) -> str:
+        """What writing `text` to `path` would change: the new file, or a unified diff."""
+        res = await self.ssh.run(host, f"cat {shlex.quote(path)} 2>/dev/null || true")
+        if not res.stdout:
+            return "new file:\n" + text
+        lines = difflib.unified_diff(
+            res.stdout.splitlines(), text.splitlines(), path, path + " (new)", lineterm=""
+        )
+        return "\n".join(lines)
 
     async def _put_text(self, host: HostSpec, path: str, text: str) -> str:
         q = shlex.quote(path)

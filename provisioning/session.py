@@ -76,23 +76,21 @@ async def agent_over_ssh(ssh: SSH, host: HostSpec, action: str) -> str:
 
     facts = await read_facts(ssh, host)
     layout = plan.Layout(str(facts["base_dir"]))
-    said = []
-    if action in ("stop", "restart") and facts.get("supervisor_pid"):
-        done = await ssh.run(host, plan.stop_command(layout), timeout_s=60)
-        said.append(done.stdout.strip() or "stopped")
-        facts["supervisor_pid"] = None
-    elif action == "stop":
-        return "not running"
-    if action in ("start", "restart"):
-        if facts.get("supervisor_pid"):
+    if not facts.get("code_present"):
+        raise ContentctlError(
+            f"{host.name}: not provisioned: run `contentctl provision {host.name}`"
+        )
+    kind = facts.get("service") or "supervisor"  # the manager provisioning installed
+    if kind == "supervisor":
+        running = bool(facts.get("supervisor_pid"))
+        if action == "start" and running:
             return f"already running (supervisor pid {facts['supervisor_pid']})"
-        if not facts.get("code_present"):
-            raise ContentctlError(
-                f"{host.name}: not provisioned: run `contentctl provision {host.name}`"
-            )
-        for cmd in plan.service_plan(facts, host, layout)[1]:
-            res = await ssh.run(host, cmd)
-            if not res.ok:
-                raise ContentctlError(f"{host.name}: start failed: {res.last_line()}")
-        said.append("started")
-    return ", ".join(said)
+    else:
+        running = bool(facts.get("service_running"))
+    if action == "stop" and not running:
+        return f"not running ({kind})"
+    for cmd in plan.control_commands(kind, facts, host, layout, action):
+        res = await ssh.run(host, cmd, timeout_s=90)
+        if not res.ok:
+            raise ContentctlError(f"{host.name}: {action} failed ({kind}): {res.last_line()}")
+    return {"start": "started", "stop": "stopped", "restart": "restarted"}[action] + f" ({kind})"

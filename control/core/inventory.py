@@ -31,6 +31,10 @@ HOST_KEYS = {
     "env": dict,
     "transcribe": dict,
     "keyring_backend": str,  # e.g. keyrings.alt.file.PlaintextKeyring on a headless Linux box
+    # how the agent is kept running: auto (launchd on macOS, a systemd user unit where the
+    # user's systemd runs, else a supervisor script), or launchd, systemd-user, systemd-system
+    # (a system unit with User=, when provisioning as root), supervisor
+    "service": str,
 }
 TOP_KEYS = {
     "database": str,
@@ -90,6 +94,7 @@ POLICY_KEYS = {
 }
 NAS_KEYS = {"url": str, "user": str, "mount_point": str}
 ENV_KEYS = {"manager": str, "name": str}
+SERVICES = ("auto", "launchd", "systemd-user", "systemd-system", "supervisor")
 WINDOW_KEYS = {"start": str, "end": str, "end_jitter_minutes": (int, float)}
 DELAY_KEYS = {"min_s": (int, float), "max_s": (int, float)}
 # Inclusive bounds for numbers, by key (the same key means the same thing in every block).
@@ -136,6 +141,7 @@ class HostSpec:
     env: dict[str, str] = field(default_factory=lambda: {"manager": "uv"})
     transcribe: dict[str, Any] = field(default_factory=dict)
     keyring_backend: str | None = None
+    service: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -373,6 +379,9 @@ class _Validator:
             raise self.error((*kp, "env", "manager"), "must be uv or conda")
         if env.get("manager") == "conda" and not env.get("name"):
             raise self.error((*kp, "env"), "a conda env needs a name: {manager: conda, name: ...}")
+        service = raw.get("service", "auto")
+        if service not in SERVICES:
+            raise self.error((*kp, "service"), f"must be one of {', '.join(SERVICES)}")
         max_conc = raw.get("max_concurrent_tasks", 1)
         if max_conc < 1:
             raise self.error((*kp, "max_concurrent_tasks"), "must be at least 1")
@@ -393,6 +402,7 @@ class _Validator:
             env={str(k): str(v) for k, v in env.items()},
             transcribe=self.transcribe(raw.get("transcribe"), (*kp, "transcribe")),
             keyring_backend=raw.get("keyring_backend"),
+            service=service,
         )
 
 

@@ -176,7 +176,7 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
     steps = {ln.split()[1]: ln for ln in third.stdout.splitlines() if ln.startswith("h1 ")}
     assert "sent 1 file(s)" in steps["code"], third.stdout
     assert " ok " in steps["drain"] and " ok " in steps["undrain"], third.stdout
-    assert "restarted, heartbeating" in steps["start"], third.stdout
+    assert "restarted (supervisor), heartbeating" in steps["start"], third.stdout
     status = _wait_status(
         head, lambda s: {h["name"]: h for h in s["hosts"]}["h1"]["state"] == "online"
     )
@@ -321,7 +321,7 @@ async def test_provision_from_the_dashboard_plan_then_apply(
                 break
             await pilot.pause(0.1)
         assert "h1: changed" in shown(), shown()
-        assert "started, heartbeating" in shown()
+        assert "started (supervisor), heartbeating" in shown()
 
         # stopped through the database, the supervisor lets it be; `s` starts it over SSH
         stopped = run(head, "agent", "stop", "h1", "--timeout", "30")

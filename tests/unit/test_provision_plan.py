@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from control.core.inventory import HostSpec
-from provisioning.plan import Layout, agent_env, env_plan, runner_script, service_plan
+from provisioning.plan import (
+    Layout,
+    agent_env,
+    control_commands,
+    env_plan,
+    runner_script,
+    service_kind,
+    start_commands,
+)
 
 LAYOUT = Layout("/home/signal4/contentctl")
 
@@ -42,13 +50,29 @@ def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_
     assert existing.python == "/opt/conda/bin/conda run -n content-processing python"
 
 
-def test_service_manager_follows_the_platform() -> None:
-    assert service_plan({"os": "Darwin"}, _host(), LAYOUT)[0] == "launchd"
-    assert service_plan({"os": "Linux", "systemd_user": True}, _host(), LAYOUT)[0] == "systemd"
-    kind, cmds = service_plan({"os": "Linux", "systemd_user": False}, _host(), LAYOUT)
-    assert (
-        kind == "supervisor" and "setsid nohup sh /home/signal4/contentctl/run-agent.sh" in cmds[0]
-    )
+def test_service_manager_follows_the_platform_unless_the_inventory_says() -> None:
+    assert service_kind({"os": "Darwin"}, _host()) == "launchd"
+    assert service_kind({"os": "Linux", "systemd_user": True}, _host()) == "systemd-user"
+    linux = {"os": "Linux", "systemd_user": False}
+    assert service_kind(linux, _host()) == "supervisor"
+    assert service_kind(linux, _host(service="systemd-system")) == "systemd-system"
+    cmds = start_commands("supervisor", linux, _host(), LAYOUT)
+    assert "setsid nohup sh /home/signal4/contentctl/run-agent.sh" in cmds[0]
+    facts = {"os": "Linux", "user": "signal4", "linger": False}
+    user = start_commands("systemd-user", facts, _host(), LAYOUT)
+    assert user == [
+        "loginctl enable-linger signal4",
+        "systemctl --user daemon-reload",
+        "systemctl --user enable contentctl-agent-mac-7.service",
+        "systemctl --user restart contentctl-agent-mac-7.service",
+    ]
+    assert control_commands("systemd-system", facts, _host(), LAYOUT, "stop") == [
+        "systemctl stop contentctl-agent-mac-7.service"
+    ]
+    mac = {"os": "Darwin", "uid": 501, "gui_session": False, "home": "/Users/signal4"}
+    assert control_commands("launchd", mac, _host(), LAYOUT, "restart") == [
+        "launchctl kickstart -k user/501/com.contentctl.agent.mac-7"
+    ]
 
 
 def test_the_agent_env_carries_no_password() -> None:
@@ -80,7 +104,7 @@ def test_every_command_keeps_a_hostile_base_dir_one_quoted_word() -> None:
         *env_plan({"uv": "/opt/my uv/uv"}, _host(), layout).commands,
         *env_plan({"conda": "/opt/$(x)/conda"}, host, layout).commands,
         env_plan({}, _host(), layout).python,
-        *service_plan({"os": "Linux"}, host, layout)[1],
+        *start_commands("supervisor", {"os": "Linux"}, host, layout),
         stop_command(layout),
         runner_script(host, layout),
     ]

@@ -115,10 +115,11 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
     def show(host: str, step: Step) -> None:
         if getattr(args, "json", False):
             return  # the whole report comes at the end, as one JSON document
-        print(
-            f"{host:16} {step.name:15} {step.status:13} {step.seconds:6.1f}s  {step.detail}",
-            flush=True,
-        )
+        first, *more = step.detail.splitlines() or [""]
+        print(f"{host:16} {step.name:15} {step.status:13} {step.seconds:6.1f}s  {first}")
+        for line in more:  # a dry run's file or diff
+            print(f"{'':16}   {line}")
+        sys.stdout.flush()
 
     interactive = not getattr(args, "yes", False) and sys.stdin.isatty()
 
