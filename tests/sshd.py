@@ -90,7 +90,16 @@ def _tls_env() -> str:
     )
 
 
-def start_sshd(address: str, root: Path, user_key: Path) -> Sshd:
+def start_sshd(
+    address: str,
+    root: Path,
+    user_key: Path,
+    *,
+    path_first: Path | None = None,
+    home: Path | None = None,
+) -> Sshd:
+    """An sshd on `address`; `path_first` goes first on the sessions' PATH (shims), `home`
+    replaces HOME (service files a test host writes stay in the test's directory)."""
     assert address.startswith("127."), "tests only ever use loopback addresses"
     d = root / f"sshd-{address}"
     d.mkdir(parents=True)
@@ -108,7 +117,8 @@ def start_sshd(address: str, root: Path, user_key: Path) -> Sshd:
         f"PidFile {d / 'sshd.pid'}\n"
         "Subsystem sftp internal-sftp\n"
         # the machine's uv and Python, as a provisioned fleet host would have them
-        f"SetEnv PATH={tools}:/usr/local/bin:/usr/bin:/bin{_tls_env()}\n"
+        f"SetEnv PATH={f'{path_first}:' if path_first else ''}{tools}:/usr/local/bin:/usr/bin:/bin"
+        f"{f' HOME={home}' if home else ''}{_tls_env()}\n"
     )
     server = Sshd(address, port, d, host_key, user_key)
     _start(server)
