@@ -32,10 +32,10 @@ from agent.load import LoadSampler
 from agent.logs import DatabaseBuffer
 from agent.outbox import Outbox
 from control import __version__
-from control.core import codehash, fleet
+from control.core import codehash, fleet, storage_health
 from control.core.queue import CHANNEL, ClaimedTask, Failure, Queue
 from control.core.redact import first_line
-from control.core.tasktypes import ALL_TYPES, TypePolicy
+from control.core.tasktypes import ALL_TYPES, DIAGNOSTIC_TYPES, TypePolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ LOG_PRUNE_EVERY = 60  # shipments
 # still one sweep every 1.5 s fleet-wide). Expired leases with attempts left are claimed again
 # without it; the sweep only closes tasks that must not run again.
 SWEEP_EVERY = 60
+STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
+STORAGE_ID_EVERY = 12  # heartbeats between two reads of the fleet's storage id
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
 
@@ -125,6 +127,10 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self._commands_job: asyncio.Task[None] | None = None
         self.side_restarts: dict[str, int] = {}  # side task -> times it was started again
+        # the storage root's health (NAS mounted, the fleet's marker, writable): checked at
+        # start and on every heartbeat; while it is bad, only diagnostic types are claimed
+        self.storage = storage_health.Health(True, None, "")
+        self._storage_id: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -211,6 +217,26 @@ class Agent:
         self.stop_event.set()
         self._wake.set()
 
+    async def _check_storage(self) -> None:
+        """The storage root's health, off the event loop and bounded in time (a hung NAS
+        blocks a thread, never the agent)."""
+        root = self.config.storage_root
+        try:
+            health = await asyncio.wait_for(
+                asyncio.to_thread(storage_health.check, root, self._storage_id), STORAGE_CHECK_S
+            )
+        except TimeoutError:
+            health = storage_health.Health(
+                False, f"{root} is not answering", datetime.now(UTC).isoformat(timespec="seconds")
+            )
+        if health.ok != self.storage.ok:
+            if health.ok:
+                log.info("storage available again: %s", root)
+            else:
+                log.warning("storage unavailable: %s: claiming diagnostic tasks only", health.error)
+            self._wake.set()
+        self.storage = health
+
     async def _load_state(self) -> None:
         cfg = self.config
         day = cfg.clock().date()
@@ -225,6 +251,8 @@ class Agent:
             return counts, done, drained, row["now"] if row else datetime.now(UTC)  # type: ignore[return-value]
 
         counts, self._done_today, drained, self._started_at = await self.db.run(read)
+        self._storage_id = await self.db.sql(storage_health.fleet_storage_id)
+        await self._check_storage()
         self.limiter.load_daily(counts, day)
         if drained:
             log.info("this host is drained (contentctl agent undrain %s to resume)", cfg.host)
@@ -246,7 +274,10 @@ class Agent:
             elif cfg.max_concurrent - len(self._running) <= 0:
                 self._idle_reason = "max_concurrency"
             else:
-                decision = self.limiter.decide(cfg.enabled_tasks)
+                types = cfg.enabled_tasks
+                if not self.storage.ok:  # the NAS is gone: nothing that reads or writes it
+                    types = tuple(t for t in types if t in DIAGNOSTIC_TYPES)
+                decision = self.limiter.decide(types)
                 self._idle_until = decision.until
                 if decision.reason is not None:
                     self._idle_reason = decision.reason
@@ -272,6 +303,8 @@ class Agent:
                     self._idle_reason = None if self._running else "no_work"
                     if decision.blocked and not self._running:
                         await self._explain_idle(decision)
+                    if not self.storage.ok and not self._running:
+                        self._idle_reason = f"storage unavailable: {self.storage.error}"
                 if cfg.burst and not self._running and self._idle_reason is not None:
                     if len(self.outbox):
                         # a success still on its way may enqueue the next stage: look again
@@ -520,6 +553,9 @@ class Agent:
             poked = self._poke.is_set()
             self._poke.clear()
             try:
+                if beats % STORAGE_ID_EVERY == 0 and beats:  # `storage init` may run any time
+                    self._storage_id = await self.db.sql(storage_health.fleet_storage_id)
+                await self._check_storage()
                 if await self._heartbeat_once(renew_all=poked):
                     # its own task: a stop it obeys must not cancel its acknowledgement
                     self._commands_job = asyncio.create_task(self._check_commands())
@@ -551,6 +587,7 @@ class Agent:
             "counters": {"done_this_run": self._done_this_run, "done_today": self._done_today},
             "idle_reason": None if self._running and idle == "no_work" else idle,
             "idle_until": self._idle_until.isoformat() if self._idle_until else None,
+            "storage": self.storage.doc(),
             "uptime_s": round(now - self._started),
             "running": [
                 {

@@ -108,6 +108,8 @@ cmd_media = _lazy("media:cmd_media")
 cmd_reconcile = _lazy("media:cmd_reconcile")
 
 
+cmd_storage_init = _lazy("storage:cmd_storage_init")
+cmd_storage_check = _lazy("storage:cmd_storage_check")
 cmd_demo = _lazy("extras:cmd_demo")
 cmd_completion = _lazy("extras:cmd_completion")
 
@@ -570,6 +572,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")
     json_flag(sp)
+
+    stp = add(
+        "storage",
+        None,
+        "the fleet's shared storage root (a NAS mount): mark it, check every host's view",
+        ("storage init", "storage check --json"),
+    )
+    sts = stp.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
+    sp = action(
+        sts,
+        "init",
+        cmd_storage_init,
+        "write the fleet's storage marker into the storage root (refused on an empty mount point)",
+        ("storage init", "storage init --force"),
+    )
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="mark a root that is not a mount point, or not empty",
+    )
+    json_flag(sp)
+    sp = action(
+        sts,
+        "check",
+        cmd_storage_check,
+        "the marker and free space on every host, from their heartbeats",
+        ("storage check", "storage check --json"),
+    )
+    json_flag(sp, "machine-readable: root, storage_id, here, hosts")
 
     sp = add(
         "demo",

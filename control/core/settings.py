@@ -92,8 +92,11 @@ def _check_url(url: str) -> None:
         raise UsageError(f"the database URL must start with postgresql://, not {parts.scheme}://")
 
 
-def storage_root(configured: str | None) -> Path:
-    """The inventory's `storage_root`, else `$CONTENTCTL_HOME/storage`."""
+def storage_root(configured: str | None, *, create: bool = True) -> Path:
+    """The inventory's `storage_root`, else `$CONTENTCTL_HOME/storage`; created unless
+    `create` is false (a configured root is a NAS mount point: making it would hide that the
+    NAS is gone)."""
     root = Path(configured).expanduser() if configured else state_dir() / "storage"
-    root.mkdir(parents=True, exist_ok=True)
-    return root.resolve()
+    if create and not configured:
+        root.mkdir(parents=True, exist_ok=True)
+    return root.resolve() if root.exists() else root.absolute()

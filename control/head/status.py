@@ -69,6 +69,8 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
                 "idle_reason": _idle_reason(state, body),
                 "idle_until": body.get("idle_until") if state == "online" else None,
                 "counters": body.get("counters", {}),
+                # the agent's view of the storage root (NAS mounted, marker, writable)
+                "storage": body.get("storage") if state not in ("offline", "disabled") else None,
                 "agent_version": row["agent_version"] if row else None,
                 "code_hash": row["code_hash"] if row else None,
             }

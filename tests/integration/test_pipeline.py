@@ -78,6 +78,7 @@ def cli(agent_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[
 
 def write_inventory(env: dict[str, str], text: str) -> Path:
     storage = Path(env["CONTENTCTL_HOME"]) / "storage"
+    storage.mkdir(parents=True, exist_ok=True)  # a configured root is never created for us
     Path(env["CONTENTCTL_INVENTORY"]).write_text(f"storage_root: {storage}\n{text}")
     return storage
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from control.cli import output
 from control.cli.commands.common import Session, task_id
-from control.core import db, urls
-from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
+from control.core import db, storage_health, urls
+from control.core.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
 from control.core.inventory import Inventory
 from control.core.queue import Queue
 from control.core.settings import storage_root
@@ -161,8 +161,17 @@ async def cmd_media(args: argparse.Namespace) -> int:
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
     s = Session(args)
-    root = storage_root(s.inventory.storage_root)
+    root = storage_root(s.inventory.storage_root, create=False)
     async with s.database() as conn:
+        # Judging the database by an unmounted NAS would call every file missing and re-run
+        # every item (and --fix used to create the root and re-queue from download).
+        expected = await storage_health.fleet_storage_id(conn)
+        health = storage_health.check(root, expected)
+        if not health.ok:
+            raise ContentctlError(
+                f"reconcile: storage unavailable: {health.error}: mount it and try again "
+                "(nothing was compared or changed)"
+            )
         findings = await reconcile.run(conn, root, fix=args.fix)
     if args.json:
         output.emit_json(findings)

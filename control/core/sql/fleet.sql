@@ -122,3 +122,10 @@ SELECT floor(extract(epoch FROM now() - finished_at) / 60)::int AS ago, count(*)
 FROM tasks
 WHERE finished_at > now() - make_interval(mins => %(minutes)s) AND state = 'succeeded'
 GROUP BY 1;
+
+-- name: storage_id
+SELECT storage_id::text AS storage_id FROM fleet_storage;
+
+-- name: set_storage_id
+INSERT INTO fleet_storage (storage_id) VALUES (%(storage_id)s::uuid)
+ON CONFLICT (one) DO UPDATE SET storage_id = EXCLUDED.storage_id, created_at = now();

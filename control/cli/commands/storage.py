@@ -1,0 +1,73 @@
+"""`storage init` and `storage check`: the fleet's shared storage root, marked and watched."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from control.cli import output
+from control.cli.commands.common import Session
+from control.core import storage_health
+from control.core.errors import EXIT_FAILED, EXIT_OK
+from control.core.settings import storage_root
+from control.head import status
+
+
+async def cmd_storage_init(args: argparse.Namespace) -> int:
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root, create=False)
+    async with s.database() as conn:
+        storage_id = await storage_health.init(conn, root, force=args.force)
+    if args.json:
+        output.emit_json({"root": str(root), "storage_id": storage_id})
+    else:
+        print(f"{root}: marked as the fleet's storage ({storage_id})")
+    return EXIT_OK
+
+
+async def cmd_storage_check(args: argparse.Namespace) -> int:
+    """This machine's view of the storage root, and every host's from its heartbeats."""
+    s = Session(args)
+    root = storage_root(s.inventory.storage_root, create=False)
+    async with s.database() as conn:
+        expected = await storage_health.fleet_storage_id(conn)
+        hosts = await status.hosts(conn, s.inventory)
+    here = storage_health.check(root, expected)
+    rows = [
+        {
+            "host": h["name"],
+            "state": h["state"],
+            "storage": h.get("storage"),
+            "disk_free_gb": (h.get("load") or {}).get("disk_free_gb"),
+        }
+        for h in hosts
+    ]
+    bad = [r for r in rows if r["storage"] and not r["storage"]["ok"]]
+    if args.json:
+        output.emit_json(
+            {
+                "root": str(root),
+                "storage_id": expected,
+                "here": here.doc(),
+                "hosts": rows,
+            }
+        )
+    else:
+        print(f"storage root {root}: " + ("ok" if here.ok else f"UNAVAILABLE: {here.error}"))
+        print(f"fleet storage id: {expected or 'none (run `contentctl storage init`)'}")
+        table_rows = [
+            [
+                r["host"],
+                r["state"],
+                "-" if not r["storage"] else ("ok" if r["storage"]["ok"] else "UNAVAILABLE"),
+                "" if r["disk_free_gb"] is None else f"{r['disk_free_gb']:.1f} GB",
+                (r["storage"] or {}).get("error") or "",
+            ]
+            for r in rows
+        ]
+        print(output.table(["host", "state", "storage", "free", "why"], table_rows))
+    if bad and not args.json:
+        print(f"{len(bad)} host(s) without storage", file=sys.stderr)
+    if bad or not here.ok:
+        return EXIT_FAILED
+    return EXIT_OK
