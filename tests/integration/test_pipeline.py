@@ -297,7 +297,7 @@ async def test_payload_path_outside_the_storage_root_is_refused(
     conn: db.AsyncConn,
 ) -> None:
     storage = write_inventory(agent_env, "")
-    storage.mkdir(parents=True)
+    storage.mkdir(parents=True, exist_ok=True)
     secret = storage.parent / "outside.txt"
     secret.write_text("not yours")
     os.symlink(secret, storage / "link.ogg")
