@@ -14,6 +14,7 @@ from typing import Any
 
 from control.core.inventory import HostSpec
 from provisioning import services
+from provisioning.layout import Layout as Layout  # re-exported: plans speak of it
 
 # What the head ships to a worker (relative to the repository root).
 SYNC_DIRS = ("control", "agent", "tui", "provisioning")  # what a worker installs and runs
@@ -25,41 +26,6 @@ MINIFORGE = (
     "https://github.com/conda-forge/miniforge/releases/latest/download/"
     "Miniforge3-$(uname)-$(uname -m).sh"
 )
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where things live under a worker's base_dir."""
-
-    base: str
-
-    @property
-    def app(self) -> str:
-        return f"{self.base}/app"
-
-    @property
-    def home(self) -> str:
-        return f"{self.base}/home"
-
-    @property
-    def env_file(self) -> str:
-        return f"{self.base}/agent.env"
-
-    @property
-    def inventory(self) -> str:
-        return f"{self.base}/inventory.yaml"
-
-    @property
-    def runner(self) -> str:
-        return f"{self.base}/run-agent.sh"
-
-    @property
-    def pidfile(self) -> str:
-        return f"{self.base}/supervisor.pid"
-
-    @property
-    def secrets(self) -> str:
-        return f"{self.base}/secrets"
 
 
 @dataclass
@@ -211,7 +177,7 @@ def service_file(
     kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout, env: dict[str, str]
 ) -> ServiceFile:
     """The file that makes the agent a service of `kind`, and where it goes."""
-    paths = services.Paths(layout.base)
+    paths = layout
     home = str(facts.get("home") or "~")
     if kind == "launchd":
         plist = services.launchd_plist(host, paths, env).decode()

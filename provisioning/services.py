@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import plistlib
 import shlex
-from dataclasses import dataclass
 
 from control.core.inventory import HostSpec
+from provisioning.layout import Layout
 
 LABEL_PREFIX = "com.contentctl.agent"
 GRACE_S = 10  # the agent's default --grace
@@ -33,29 +33,6 @@ THROTTLE_S = 10
 # What the service's environment says beyond agent.env: log warnings only to stderr (the
 # agent's rotating file has the rest), so the service's output file does not grow forever.
 SERVICE_ENV = {"CONTENTCTL_LOG_STDERR": "warning"}
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where a host's agent lives (mirrors provisioning.plan.Layout, plus the service's files)."""
-
-    base: str  # base_dir, expanded on the host
-
-    @property
-    def contentctl(self) -> str:
-        return f"{self.base}/app/.venv/bin/contentctl"
-
-    @property
-    def home(self) -> str:
-        return f"{self.base}/home"
-
-    @property
-    def service_log(self) -> str:
-        return f"{self.base}/home/logs/service.out"
-
-    @property
-    def env_file(self) -> str:
-        return f"{self.base}/agent.env"
 
 
 def label(host: HostSpec) -> str:
@@ -76,11 +53,11 @@ def unit_path(home: str, host: HostSpec, system: bool) -> str:
     return f"{home}/.config/systemd/user/{unit_name(host)}"
 
 
-def argv(host: HostSpec, paths: Paths) -> list[str]:
+def argv(host: HostSpec, paths: Layout) -> list[str]:
     return [paths.contentctl, "agent", "run", "--host", host.name]
 
 
-def launchd_plist(host: HostSpec, paths: Paths, env: dict[str, str]) -> bytes:
+def launchd_plist(host: HostSpec, paths: Layout, env: dict[str, str]) -> bytes:
     """The LaunchAgent, written with plistlib (so any path or value is data, never markup).
     `env` is the agent's environment without secrets (the database password and the NAS
     password live in the keychain)."""
@@ -115,7 +92,7 @@ def _path_value(path: str) -> str:
     return path.replace("%", "%%")
 
 
-def systemd_unit(host: HostSpec, paths: Paths, *, system: bool, user: str | None) -> str:
+def systemd_unit(host: HostSpec, paths: Layout, *, system: bool, user: str | None) -> str:
     """The agent's unit. `system`: a system unit running as `user` (provisioning as root,
     allowed by the inventory); else a user unit (with lingering, it starts at boot)."""
     lines = [

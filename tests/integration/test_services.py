@@ -45,6 +45,30 @@ def shim_state(tmp_path: Path):  # type: ignore[no-untyped-def]
     shims.stop_all(state)
 
 
+def shim_host(
+    head: dict[str, str],
+    tmp_path: Path,
+    factory: tuple[Path, list[Sshd]],
+    state: Path,
+    *,
+    kind: str,
+    address: str,
+    keyring: bool = True,
+) -> Path:
+    """A loopback sshd host whose PATH puts the `kind` shims first and whose HOME is the
+    test's; the inventory names it mac-1; the head serves its database. Returns HOME."""
+    user_key, servers = factory
+    home = tmp_path / f"{kind}-home"
+    home.mkdir()
+    shims.install(tmp_path / "shims", state, kind)
+    server = start_sshd(address, tmp_path, user_key, path_first=tmp_path / "shims", home=home)
+    servers.append(server)
+    backend = "    keyring_backend: keyrings.alt.file.PlaintextKeyring\n" if keyring else ""
+    _inventory(head, tmp_path, user_key, server, backend)
+    serve_db(head)
+    return home
+
+
 def test_a_headless_mac_gets_a_launch_agent_in_its_user_domain(
     head: dict[str, str],
     tmp_path: Path,

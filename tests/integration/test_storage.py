@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from control.core import db
+from control.core.storage_health import is_mount_point
 from control.core.queue import Queue, TaskSpec
 from tests.helpers import contentctl, wait_for
 
@@ -26,7 +27,7 @@ SPEECH = Path(__file__).parent.parent.parent / "control" / "head" / "assets" / "
 
 
 def _mounted(path: Path) -> bool:
-    return os.path.ismount(path)
+    return is_mount_point(path)  # a bind mount of a directory, too (os.path.ismount misses it)
 
 
 @pytest.fixture

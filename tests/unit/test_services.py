@@ -13,6 +13,7 @@ import pytest
 
 from control.core.inventory import HostSpec
 from provisioning import services
+from provisioning.layout import Layout
 
 HOSTILE_BASE = "/srv/con tent/$(touch PWNED)`id`;%h"
 
@@ -22,7 +23,7 @@ def _host() -> HostSpec:
 
 
 def test_the_launch_agent_has_what_launchd_needs_and_no_secret() -> None:
-    paths = services.Paths(HOSTILE_BASE)
+    paths = Layout(HOSTILE_BASE)
     env = {"CONTENTCTL_HOME": f"{HOSTILE_BASE}/home", "CONTENTCTL_DB_PASSWORD_IN_KEYCHAIN": "1"}
     doc = plistlib.loads(services.launchd_plist(_host(), paths, env))
     assert doc["Label"] == "com.contentctl.agent.mac-7"
@@ -62,7 +63,7 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path, system: bool) ->
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
     (base / "agent.env").write_text("CONTENTCTL_HOME=/x\n")
-    text = services.systemd_unit(_host(), services.Paths(str(base)), system=system, user="nobody")
+    text = services.systemd_unit(_host(), Layout(str(base)), system=system, user="nobody")
     assert "Restart=on-failure" in text and "KillSignal=SIGTERM" in text
     assert f"TimeoutStopSec={services.STOP_TIMEOUT_S}" in text
     assert services.STOP_TIMEOUT_S > services.GRACE_S
