@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from control.core import db
-from control.core.storage_health import is_mount_point
 from control.core.queue import Queue, TaskSpec
+from control.core.storage_health import is_mount_point
 from tests.helpers import contentctl, wait_for
 
 pytestmark = pytest.mark.slow
