@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
@@ -57,6 +57,8 @@ def head_code_hash() -> str:
     return code_hash()
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
 BULK_MAX = 10_000  # tasks one dashboard bulk action may touch
 
 
@@ -79,7 +81,12 @@ class ControlPlane:
             raise Unavailable(f"database unreachable: {first_line(exc)}") from None
         return self._conn
 
-    async def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
+    async def _run(
+        self,
+        fn: Callable[Concatenate[db.AsyncConn, P], Awaitable[T]],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> T:
         """Call `fn(conn, ...)`; a broken connection is dropped and reported as Unavailable."""
         async with self._lock:
             conn = await self._connection()
