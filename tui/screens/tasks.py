@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -10,6 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import (
     DataTable,
     Footer,
@@ -21,6 +23,16 @@ from control.head.api import TaskQuery
 from tui import format as fmt
 from tui.screens.base import STATES, Base
 from tui.widgets.live_table import selected_key, sync_rows
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """The Tasks screen's query: state filter, free-text/`key:value` search, order, page."""
+
+    state: str | None = None
+    search: str = ""
+    sort: str = "newest"
+    page_start: int = 0
 
 
 class TasksScreen(Base):
@@ -47,13 +59,16 @@ class TasksScreen(Base):
     PAGE = 100
     SORTS = ("newest", "oldest", "priority")
 
+    # What the table shows, as one value: any change reloads (watch_view), so the actions
+    # only say what changed.
+    view: reactive[TaskView] = reactive(TaskView(), init=False)
+
     def __init__(self) -> None:
         super().__init__()
-        self.state_filter: str | None = None
-        self.search = ""
-        self.sort = "newest"
-        self.page_start = 0
         self.shown_detail: int | None = None
+
+    def watch_view(self) -> None:
+        self.load()
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -78,19 +93,19 @@ class TasksScreen(Base):
 
         words = {}
         free = []
-        for part in self.search.split():
+        for part in self.view.search.split():
             key, sep, value = part.partition(":")
             if sep and key in ("state", "type", "host"):
                 words[key] = value
             else:
                 free.append(part)
         return TaskQuery(
-            state=words.get("state") or self.state_filter,
+            state=words.get("state") or self.view.state,
             type=words.get("type"),
             host=words.get("host"),
             text=" ".join(free) or None,
-            sort=self.sort,
-            offset=self.page_start,
+            sort=self.view.sort,
+            offset=self.view.page_start,
             limit=self.PAGE,
         )
 
@@ -103,10 +118,10 @@ class TasksScreen(Base):
         rows = await self.guarded(self.plane.tasks(q), refresh=True)
         if rows is None:
             return
-        page = self.page_start // self.PAGE + 1
+        page = self.view.page_start // self.PAGE + 1
         self.query_one("#filters", Static).update(
             f"state: {q.state or 'any'}   type: {q.type or 'any'}   host: {q.host or 'any'}   "
-            f"text: {q.text or '-'}   sort: {self.sort}   page {page}"
+            f"text: {q.text or '-'}   sort: {self.view.sort}   page {page}"
         )
         table = self.query_one("#tasks", DataTable)
         sync_rows(
@@ -254,28 +269,21 @@ class TasksScreen(Base):
 
     def action_cycle_state(self) -> None:
         order: list[str | None] = [None, *STATES]
-        self.state_filter = order[(order.index(self.state_filter) + 1) % len(order)]
-        self.page_start = 0
-        self.load()
+        state = order[(order.index(self.view.state) + 1) % len(order)]
+        self.view = replace(self.view, state=state, page_start=0)
 
     def action_cycle_sort(self) -> None:
-        self.sort = self.SORTS[(self.SORTS.index(self.sort) + 1) % len(self.SORTS)]
-        self.page_start = 0
-        self.load()
+        sort = self.SORTS[(self.SORTS.index(self.view.sort) + 1) % len(self.SORTS)]
+        self.view = replace(self.view, sort=sort, page_start=0)
 
     def action_page(self, step: int) -> None:
-        self.page_start = max(0, self.page_start + step * self.PAGE)
-        self.load()
+        self.view = replace(self.view, page_start=max(0, self.view.page_start + step * self.PAGE))
 
     def filter_cleared(self) -> None:
-        self.search = ""
-        self.page_start = 0
         self.query_one("#tasks", DataTable).focus()
-        self.load()
+        self.view = replace(self.view, search="", page_start=0)
 
     @on(Input.Submitted, "#filter")
     def filter_done(self, event: Input.Submitted) -> None:
-        self.search = event.value
-        self.page_start = 0
         self.query_one("#tasks", DataTable).focus()
-        self.load()
+        self.view = replace(self.view, search=event.value, page_start=0)
