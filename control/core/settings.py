@@ -92,11 +92,13 @@ def _check_url(url: str) -> None:
         raise UsageError(f"the database URL must start with postgresql://, not {parts.scheme}://")
 
 
-def storage_root(configured: str | None, *, create: bool = True) -> Path:
-    """The inventory's `storage_root`, else `$CONTENTCTL_HOME/storage`; created unless
-    `create` is false (a configured root is a NAS mount point: making it would hide that the
-    NAS is gone)."""
-    root = Path(configured).expanduser() if configured else state_dir() / "storage"
-    if create and not configured:
+def storage_root(configured: str | None) -> Path:
+    """The inventory's `storage_root`, else `$CONTENTCTL_HOME/storage`. The default is ours and
+    created on first use; a configured root is a mount point (the NAS) and never created here:
+    making it would hide that the NAS is gone."""
+    if not configured:
+        root = state_dir() / "storage"
         root.mkdir(parents=True, exist_ok=True)
+        return root.resolve()
+    root = Path(configured).expanduser()
     return root.resolve() if root.exists() else root.absolute()

@@ -104,6 +104,10 @@ async def add_url(conn: AsyncConn, url: str, opts: dict[str, Any]) -> Added:
 
 async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[str, Any]) -> Added:
     """A local file: copied into the storage root (the agents read it there), then extracted."""
+    if not storage_root.is_dir():
+        raise ContentctlError(
+            f"storage root {storage_root} does not exist: mount the NAS there (nothing added)"
+        )
     if path.is_symlink():
         raise UsageError(
             f"{path} is a symbolic link: give the file it points to ({path.resolve()}) if you "

@@ -161,7 +161,7 @@ async def cmd_media(args: argparse.Namespace) -> int:
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
     s = Session(args)
-    root = storage_root(s.inventory.storage_root, create=False)
+    root = storage_root(s.inventory.storage_root)
     async with s.database() as conn:
         # Judging the database by an unmounted NAS would call every file missing and re-run
         # every item (and --fix used to create the root and re-queue from download).

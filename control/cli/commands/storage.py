@@ -15,7 +15,7 @@ from control.head import status
 
 async def cmd_storage_init(args: argparse.Namespace) -> int:
     s = Session(args)
-    root = storage_root(s.inventory.storage_root, create=False)
+    root = storage_root(s.inventory.storage_root)
     async with s.database() as conn:
         storage_id = await storage_health.init(conn, root, force=args.force)
     if args.json:
@@ -28,7 +28,7 @@ async def cmd_storage_init(args: argparse.Namespace) -> int:
 async def cmd_storage_check(args: argparse.Namespace) -> int:
     """This machine's view of the storage root, and every host's from its heartbeats."""
     s = Session(args)
-    root = storage_root(s.inventory.storage_root, create=False)
+    root = storage_root(s.inventory.storage_root)
     async with s.database() as conn:
         expected = await storage_health.fleet_storage_id(conn)
         hosts = await status.hosts(conn, s.inventory)
