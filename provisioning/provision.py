@@ -15,7 +15,7 @@ import difflib
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,8 @@ class Provisioner:
     heartbeat: Callable[[str, str, float], Any] | None = None  # (host, code_hash, since) -> bool
     head_code_hash: str = ""
     on_step: Callable[[str, Step], None] | None = None
+    # one host's own database URL (its own role); None: every host uses `database_url`
+    host_url: Callable[[HostSpec], Awaitable[str]] | None = None
 
     async def provision(self, host: HostSpec) -> HostReport:
         report = HostReport(host.name)
@@ -323,7 +325,8 @@ class Provisioner:
 
     async def _database(self, host: HostSpec, state: dict[str, Any]) -> tuple[str, str]:
         layout: plan.Layout = state["layout"]
-        parts = urlsplit(self.database_url)
+        url = await self.host_url(host) if self.host_url else self.database_url
+        parts = urlsplit(url)
         password = parts.password
         netloc = parts.hostname or ""
         if parts.username:

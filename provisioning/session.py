@@ -3,7 +3,7 @@ head, the NAS password from the head's keychain, heartbeats read from the databa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from control.core import fleet
@@ -34,8 +34,9 @@ async def build(
     source: Path | None = None,
     ask_nas_password: Callable[[str], str] | None = None,
     on_step: Callable[[str, Step], None] | None = None,
+    host_url: Callable[[HostSpec], Awaitable[str]] | None = None,
 ) -> Provisioner:
-
+    """`host_url`: each host's own database URL (its own role), when the head makes them."""
     url = agent_url  # the URL agents use, with its password (split off before sending)
     nas_password = None
     if inventory.nas.get("url"):
@@ -67,6 +68,7 @@ async def build(
         heartbeat=heartbeat,
         head_code_hash=code_hash(tree),
         on_step=on_step,
+        host_url=host_url,
     )
 
 

@@ -20,7 +20,7 @@ import psycopg
 from control.core import db, fleet
 from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
-from control.core.inventory import Inventory, load
+from control.core.inventory import HostSpec, Inventory, load
 from control.core.queue import Queue
 from control.core.redact import first_line
 from control.core.settings import DatabaseTarget, storage_root
@@ -293,10 +293,17 @@ class ControlPlane:
             raise Unavailable(f"database unreachable: {first_line(exc)}") from None
         try:
             url = await asyncio.to_thread(dbserve.agent_url, self.target, True)
+
+            async def host_url(h: HostSpec) -> str:
+                return await asyncio.to_thread(
+                    dbserve.host_agent_url, self.target, h.name, create=not dry_run
+                )
+
             prov = await session.build(
                 self.inventory,
                 url,
                 conn,
+                host_url=host_url,
                 dry_run=dry_run,
                 on_step=lambda _h, step: on_step(asdict(step)),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from control.core.db import redact
 from control.core.errors import ContentctlError
@@ -34,9 +34,27 @@ def serve(listen: str, port: int, advertise: str | None) -> str:
     return _url(advertised, port, password)
 
 
-def _url(host: str, port: int, password: str | None) -> str:
+def _url(host: str, port: int, password: str | None, role: str = AGENT_ROLE) -> str:
     secret = f":{quote(password, safe='')}" if password else ""
-    return f"postgresql://{AGENT_ROLE}{secret}@{host}:{port}/{DATABASE}"
+    return f"postgresql://{quote(role, safe='')}{secret}@{host}:{port}/{DATABASE}"
+
+
+def host_agent_url(target: DatabaseTarget, host: str, *, create: bool = True) -> str:
+    """The URL one host's agent uses: its own role (`agent_<host>`, created with a password
+    kept in this machine's keychain) on the embedded server; an external server's URL as given.
+    `create=False` (a dry run) changes nothing on the server."""
+    if target.url is not None:
+        return target.url
+    shared = agent_url(target, True)  # serving over TCP, and where
+    key = f"{_password_key()}:agent_{host}"
+    password = get_secret(key)
+    if password is None and create:
+        password = secrets.token_urlsafe(24)
+        set_secret(key, password)
+    if password is not None and create:
+        EmbeddedServer(state_dir()).ensure_host_role(host, password)
+    parts = urlsplit(shared)
+    return _url(parts.hostname or "", parts.port or 5432, password, f"agent_{host}")
 
 
 def agent_url(target: DatabaseTarget, show_password: bool) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from control.core.errors import ContentctlError, DatabaseUnavailable
 
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 DATABASE = "contentctl"
 SUPERUSER = "postgres"
-AGENT_ROLE = "contentctl"
+AGENT_ROLE = "contentctl"  # the shared agent role of earlier `db serve`s
+AGENT_GROUP = "contentctl_agent"  # what every host's own role is a member of (migration 0007)
 DEFAULT_PORT = 5432
 MAX_CONNECTIONS = 500
 TUNING_MARK = "# -- contentctl settings --"
@@ -133,6 +135,30 @@ class EmbeddedServer:
             server = self._handle()
             self._pg_ctl(server, "stop", "-m", "fast")
             return True
+
+    def ensure_host_role(self, host: str, password: str) -> str:
+        """The login role of one host's agent (`agent_<host>`, a member of the agents' group,
+        whose rights migration 0007 sets), with this password; returns the role's name."""
+        role = f"agent_{host}"  # host names are plain words (validated at inventory load)
+        uri = self.ensure_running()
+        with psycopg.connect(uri, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            verb = "ALTER" if exists.fetchone() else "CREATE"
+            verifier = scram_sha256_verifier(password)
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    sql.SQL(verb), sql.Identifier(role), sql.Literal(verifier)
+                )
+            )
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(AGENT_GROUP), sql.Identifier(role))
+            )
+            conn.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(DATABASE), sql.Identifier(role)
+                )
+            )
+        return role
 
     def serve(self, listen: str, port: int, password: str) -> None:
         """Listen on TCP with scram authentication for the agent role; restart to apply."""
@@ -242,6 +268,9 @@ class EmbeddedServer:
             "local   replication   all               trust",
             f"host    all   {AGENT_ROLE}   0.0.0.0/0     scram-sha-256",
             f"host    all   {AGENT_ROLE}   ::/0          scram-sha-256",
+            # each host's own role (provisioning creates agent_<host> in this group)
+            f"host    all   +{AGENT_GROUP}   0.0.0.0/0     scram-sha-256",
+            f"host    all   +{AGENT_GROUP}   ::/0          scram-sha-256",
             "",
         ]
         stat = hba.stat()

@@ -146,3 +146,76 @@ def test_the_embedded_server_allows_connections_for_a_fleet(fresh_home: Path) ->
     url = EmbeddedServer(fresh_home).ensure_running()
     with psycopg.connect(url) as c:
         assert c.execute("SHOW max_connections").fetchone() == ("500",)
+
+
+def test_a_host_s_own_role_can_work_and_cannot_hurt_the_fleet(fresh_home: Path) -> None:
+    """Each attack runs as host h1's agent role over TCP against `db serve`; each is refused,
+    and the work an agent does (claim, complete, beat, ship logs, read its commands) goes."""
+    import asyncio
+
+    from control.core import db, fleet
+    from control.core.queue import Queue, TaskSpec
+    from control.core.settings import DatabaseTarget
+    from control.head import dbserve
+
+    port = _free_port()
+    assert main(["status"]) == 0
+    assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
+
+    async def attacks() -> None:
+        target = DatabaseTarget(None)
+        url_h1 = dbserve.host_agent_url(target, "h1")
+        url_h2 = dbserve.host_agent_url(target, "h2")
+        assert url_h1.startswith("postgresql://agent_h1:") and f"@127.0.0.1:{port}/" in url_h1
+
+        head = await db.open_url(EmbeddedServer(fresh_home).ensure_running())
+        [queued] = await Queue(head).enqueue([TaskSpec("noop")])
+        await fleet.send_command(head, "h2", "drain", {})
+
+        # what an agent does, as h1
+        agent = await db.connect(url_h1)
+        q = Queue(agent)
+        [claimed] = await q.claim("h1", ["noop"], limit=1)
+        assert claimed.id == queued.id and await q.complete(claimed)
+        await fleet.insert_logs(agent, "h1", [])
+        assert await fleet.pending_commands(agent, "h2") == []  # h2's command is not h1's to see
+
+        h2 = await db.connect(url_h2)  # h2 sees its own command
+        assert len(await fleet.pending_commands(h2, "h2")) == 1
+
+        async def refused(statement: str) -> None:
+            conn = await psycopg.AsyncConnection.connect(url_h1, autocommit=True)
+            try:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    await conn.execute(statement)
+            finally:
+                await conn.close()
+
+        await refused("DELETE FROM tasks")
+        await refused("TRUNCATE tasks")
+        await refused("INSERT INTO contentctl_schema (version, name) VALUES (99, 'evil')")
+        await refused("UPDATE task_stats SET count = 0")
+        await refused("ALTER ROLE agent_h2 PASSWORD 'taken-over'")
+        await refused("SELECT rolpassword FROM pg_authid")
+        await refused("INSERT INTO agent_commands (host, command) VALUES ('h2', 'stop')")
+        await refused("CREATE ROLE intruder LOGIN")
+        # another host's backend
+        h2_pid = (await (await h2.execute("SELECT pg_backend_pid() AS pid")).fetchone())["pid"]
+        await refused(f"SELECT pg_terminate_backend({h2_pid})")
+        # another host's heartbeat row: invisible, and not writable as h1
+        conn = await psycopg.AsyncConnection.connect(url_h1, autocommit=True)
+        try:
+            cur = await conn.execute("UPDATE agent_commands SET acked_at = now() WHERE host = 'h2'")
+            assert cur.rowcount == 0
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # row-level security
+                await conn.execute(
+                    "INSERT INTO host_daily_counts (host, type, day, count) "
+                    "VALUES ('h2', 'noop', current_date, 999)"
+                )
+        finally:
+            await conn.close()
+        assert len(await fleet.pending_commands(h2, "h2")) == 1  # untouched
+        for c in (agent, h2, head):
+            await c.close()
+
+    asyncio.run(attacks())

@@ -17,6 +17,7 @@ from control.cli.commands.common import Session
 from control.core import db, fleet
 from control.core import inventory as inv_mod
 from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
+from control.core.inventory import HostSpec
 from control.core.inventory import load as load_inventory
 from control.core.redact import scrub
 from control.core.settings import inventory_path
@@ -124,10 +125,18 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
     interactive = not getattr(args, "yes", False) and sys.stdin.isatty()
 
     url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
+    dry_run = bool(getattr(args, "dry_run", False))
+
+    async def host_url(host: HostSpec) -> str:  # each host its own role (a dry run: none made)
+        return await asyncio.to_thread(
+            dbserve.host_agent_url, s.target, host.name, create=not dry_run
+        )
+
     return await session.build(
         s.inventory,
         url,
         conn,
+        host_url=host_url,
         dry_run=bool(getattr(args, "dry_run", False)),
         accept_new=bool(getattr(args, "accept_new_host_keys", False)),
         source=Path(args.source).expanduser().resolve() if args.source else None,
