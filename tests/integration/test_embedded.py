@@ -219,3 +219,39 @@ def test_a_host_s_own_role_can_work_and_cannot_hurt_the_fleet(fresh_home: Path) 
             await c.close()
 
     asyncio.run(attacks())
+
+
+def test_no_local_user_but_ours_reaches_the_database(own_pg_home: Path) -> None:
+    """The probe: a state dir so deep the socket cannot live in it (before: a world-writable
+    /tmp dir with a `trust` socket, where any local user logged in as postgres), and another
+    local user (nobody) trying the socket."""
+    import pwd
+
+    deep = own_pg_home / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    server = EmbeddedServer(deep)
+    try:
+        uri = server.ensure_running()
+        hba = (deep / "pgdata" / "pg_hba.conf").read_text()
+        assert "trust" not in hba and "peer map=contentctl" in hba
+        socket_dir = Path(uri.split("host=")[1].split("&")[0])
+        assert socket_dir != deep / "pgdata"  # too long: our own private directory
+        assert socket_dir.stat().st_mode & 0o777 == 0o700
+        with psycopg.connect(uri, connect_timeout=5) as c:  # we (root) still get in
+            assert c.execute("SELECT 1").fetchone() == (1,)
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import psycopg; psycopg.connect({uri!r}, connect_timeout=5)",
+                ],
+                user=nobody.pw_uid,
+                group=nobody.pw_gid,
+                capture_output=True,
+                text=True,
+            )
+            assert probe.returncode != 0  # refused: no way into the socket, no peer mapping
+    finally:
+        server.stop()
