@@ -29,8 +29,14 @@ def main(argv: Sequence[str] | None = None, *, dashboard: Dashboard | None = Non
     """Run one command; nothing it prints (from workers, feeds, websites) can drive the
     terminal: control characters are dropped from stdout and stderr. `dashboard` opens the
     dashboard (`demo` ends in it); the console script passes it, control/ never imports tui/."""
-    with clean_output():
-        return _main(argv, dashboard)
+    # Files contentctl makes (state, logs, serve.json) are the user's alone; media files in
+    # the storage root set their own mode (they are shared with the fleet's other users).
+    previous = os.umask(0o077)
+    try:
+        with clean_output():
+            return _main(argv, dashboard)
+    finally:
+        os.umask(previous)
 
 
 def _scrubbed_traceback(kind: type[BaseException], exc: BaseException, tb: Any) -> None:

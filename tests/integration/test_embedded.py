@@ -255,3 +255,11 @@ def test_no_local_user_but_ours_reaches_the_database(own_pg_home: Path) -> None:
             assert probe.returncode != 0  # refused: no way into the socket, no peer mapping
     finally:
         server.stop()
+
+
+def test_what_contentctl_writes_in_the_state_dir_is_private(fresh_home: Path) -> None:
+    port = _free_port()
+    assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
+    for name in ("serve.json", "advertise.json", "pg_ctl.log"):
+        mode = (fresh_home / name).stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
