@@ -30,6 +30,7 @@ from agent.executor import Executor, Outcome
 from agent.limits import Clock, Decision, Limiter, TypeLimits, local_now
 from agent.load import LoadSampler
 from agent.logs import DatabaseBuffer
+from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
 from control import __version__
 from control.core import codehash, fleet, storage_health
@@ -69,6 +70,8 @@ class AgentConfig:
     limits: dict[str, TypeLimits] = field(default_factory=dict)
     clock: Clock = local_now
     storage_root: Path = field(default_factory=Path.home)
+    nas: NasMount | None = None  # the NAS this agent mounts itself (inventory `nas:`)
+    nas_credentials: Path | None = None  # where it writes the cifs credentials (0600)
     task_settings: dict[str, Any] = field(default_factory=dict)  # for handlers (pipeline)
     restart_argv: list[str] | None = None  # how to start again on `restart`
 
@@ -131,6 +134,11 @@ class Agent:
         # start and on every heartbeat; while it is bad, only diagnostic types are claimed
         self.storage = storage_health.Health(True, None, "")
         self._storage_id: str | None = None
+        self.mounter = (
+            Mounter(config.nas, config.nas_credentials or config.storage_root / ".nas.cred")
+            if config.nas is not None
+            else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
@@ -219,7 +227,20 @@ class Agent:
 
     async def _check_storage(self) -> None:
         """The storage root's health, off the event loop and bounded in time (a hung NAS
-        blocks a thread, never the agent)."""
+        blocks a thread, never the agent). A NAS the inventory names is mounted (again) when
+        it is missing, with backoff."""
+        health = await self._storage_health()
+        if not health.ok and self.mounter is not None and await self.mounter.ensure() is None:
+            health = await self._storage_health()  # mounted (or not due yet): look again
+        if health.ok != self.storage.ok:
+            if health.ok:
+                log.info("storage available again: %s", self.config.storage_root)
+            else:
+                log.warning("storage unavailable: %s: claiming diagnostic tasks only", health.error)
+            self._wake.set()
+        self.storage = health
+
+    async def _storage_health(self) -> storage_health.Health:
         root = self.config.storage_root
         try:
             health = await asyncio.wait_for(
@@ -229,13 +250,7 @@ class Agent:
             health = storage_health.Health(
                 False, f"{root} is not answering", datetime.now(UTC).isoformat(timespec="seconds")
             )
-        if health.ok != self.storage.ok:
-            if health.ok:
-                log.info("storage available again: %s", root)
-            else:
-                log.warning("storage unavailable: %s: claiming diagnostic tasks only", health.error)
-            self._wake.set()
-        self.storage = health
+        return health
 
     async def _load_state(self) -> None:
         cfg = self.config

@@ -35,6 +35,8 @@ HOST_KEYS = {
     # user's systemd runs, else a supervisor script), or launchd, systemd-user, systemd-system
     # (a system unit with User=, when provisioning as root), supervisor
     "service": str,
+    "storage_root": str,  # this host's path to the shared storage (Macs: /Volumes/...)
+    "nas_mount_point": str,  # where this host mounts the NAS, if not the fleet's
 }
 TOP_KEYS = {
     "database": str,
@@ -92,7 +94,8 @@ POLICY_KEYS = {
     "backoff_base_s": (int, float),
     "backoff_max_s": (int, float),
 }
-NAS_KEYS = {"url": str, "user": str, "mount_point": str}
+NAS_KEYS = {"url": str, "user": str, "mount_point": (str, dict)}
+NAS_PLATFORMS = ("darwin", "linux")
 ENV_KEYS = {"manager": str, "name": str}
 SERVICES = ("auto", "launchd", "systemd-user", "systemd-system", "supervisor")
 WINDOW_KEYS = {"start": str, "end": str, "end_jitter_minutes": (int, float)}
@@ -142,6 +145,8 @@ class HostSpec:
     transcribe: dict[str, Any] = field(default_factory=dict)
     keyring_backend: str | None = None
     service: str = "auto"
+    storage_root: str | None = None  # this host's view of the shared storage (absolute)
+    nas_mount_point: str | None = None  # where this host mounts the NAS (absolute)
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,8 @@ class Inventory:
     hosts: dict[str, HostSpec] = field(default_factory=dict)
     database: str | None = None
     storage_root: str | None = None
-    nas: dict[str, str] = field(default_factory=dict)
+    # url (smb://server/share), user, mount_point (one path, or per platform: darwin, linux)
+    nas: dict[str, Any] = field(default_factory=dict)
     known_hosts: str | None = None
     worker_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_types: dict[str, TypePolicy] = field(default_factory=dict)
@@ -334,19 +340,46 @@ class _Validator:
                 top.get("task_types"), ("task_types",), dict.fromkeys(ALL_TYPES, dict)
             ).items()
         }
-        nas = self.mapping(top.get("nas"), ("nas",), NAS_KEYS)
+        nas = self.nas(top.get("nas"))
         pipeline = self.pipeline(top.get("pipeline"))
         return Inventory(
             path=self.path,
             hosts=hosts,
             database=top.get("database"),
             storage_root=top.get("storage_root"),
-            nas={str(k): str(v) for k, v in nas.items()},
+            nas=nas,
             known_hosts=top.get("known_hosts"),
             worker_limits=self.limits(top.get("worker_limits"), ("worker_limits",)),
             task_types=policies,
             pipeline=pipeline,
         )
+
+    def absolute(self, value: Any, keypath: tuple[str, ...]) -> str:
+        if not isinstance(value, str) or not (value.startswith("/") or value.startswith("~")):
+            raise self.error(keypath, f"must be an absolute path, not {value!r}")
+        return value
+
+    def nas(self, value: Any) -> dict[str, Any]:
+        kp = ("nas",)
+        nas = dict(self.mapping(value, kp, NAS_KEYS))
+        if not nas:
+            return {}
+        for key in ("url", "user"):
+            if not nas.get(key):
+                raise self.error(kp, f"the NAS needs {key}: {{url: smb://server/share, user: ...}}")
+        if not str(nas["url"]).startswith("smb://") or "/" not in str(nas["url"])[6:]:
+            raise self.error((*kp, "url"), f"must be smb://server/share, not {nas['url']!r}")
+        mount = nas.get("mount_point")
+        if isinstance(mount, dict):
+            nas["mount_point"] = {
+                str(k): self.absolute(v, (*kp, "mount_point", str(k)))
+                for k, v in self.mapping(
+                    mount, (*kp, "mount_point"), dict.fromkeys(NAS_PLATFORMS, str)
+                ).items()
+            }
+        elif mount is not None:
+            nas["mount_point"] = self.absolute(mount, (*kp, "mount_point"))
+        return nas
 
     def pipeline(self, value: Any) -> dict[str, Any]:
         kp = ("pipeline",)
@@ -403,6 +436,16 @@ class _Validator:
             transcribe=self.transcribe(raw.get("transcribe"), (*kp, "transcribe")),
             keyring_backend=raw.get("keyring_backend"),
             service=service,
+            storage_root=(
+                self.absolute(raw["storage_root"], (*kp, "storage_root"))
+                if "storage_root" in raw
+                else None
+            ),
+            nas_mount_point=(
+                self.absolute(raw["nas_mount_point"], (*kp, "nas_mount_point"))
+                if "nas_mount_point" in raw
+                else None
+            ),
         )
 
 

@@ -136,3 +136,79 @@ def test_storage_init_refuses_a_plain_directory(agent_env: dict[str, str], tmp_p
     out = contentctl(agent_env, "reconcile", "--fix")
     assert out.returncode == 1 and "does not exist" in out.stderr, out.stderr
     assert not gone.exists()  # never created
+
+
+MOUNT_SHIM = """#!{python}
+# Stands in for `mount -t cifs` (no cifs on this kernel): records its arguments, checks the
+# credentials file, then bind-mounts the test's share where the agent asked.
+import json, os, stat, subprocess, sys
+args = sys.argv[1:]
+with open({log!r}, "a") as fh:
+    fh.write(json.dumps(args) + "\\n")
+if args[:2] != ["-t", "cifs"]:
+    os.execv("/bin/mount", ["mount", *args])
+opts = dict(o.split("=", 1) for o in args[4].split(",") if "=" in o) if len(args) > 4 else {{}}
+cred = opts.get("credentials") or args[args.index("-o") + 1].split("credentials=")[1].split(",")[0]
+mode = stat.S_IMODE(os.stat(cred).st_mode)
+text = open(cred).read()
+with open({log!r}, "a") as fh:
+    fh.write(json.dumps({{"cred_mode": oct(mode), "cred_has_password": "password=" in text}}) + "\\n")
+sys.exit(subprocess.run(["/bin/mount", "--bind", {share!r}, args[3]]).returncode)
+"""
+
+
+async def test_the_agent_mounts_the_nas_again_when_it_is_lost(
+    nas: tuple[Path, Path],
+    agent_env: dict[str, str],
+    spawn_agent: Callable[..., subprocess.Popen[str]],
+    conn: db.AsyncConn,
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    share, point = nas
+    Path(agent_env["CONTENTCTL_INVENTORY"]).write_text(
+        f"storage_root: {point}\n"
+        f"nas: {{url: 'smb://nas.local/content', user: signal4, mount_point: {point}}}\n"
+    )
+    assert contentctl(agent_env, "storage", "init").returncode == 0
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    log = tmp_path / "mount.log"
+    (shims / "mount").write_text(
+        MOUNT_SHIM.format(python=sys.executable, log=str(log), share=str(share))
+    )
+    (shims / "mount").chmod(0o755)
+    env = {
+        **agent_env,
+        "PATH": f"{shims}:{os.environ['PATH']}",
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(tmp_path / "keys"),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "keyring", "set", "contentctl", "nas_password"],
+        input="nas-Secret-9\n", env=env, text=True, check=True,
+    )  # fmt: skip
+    spawn_agent("--host", "mounter", *FAST, env=env)
+
+    async def ok() -> bool:
+        cur = await conn.execute("SELECT heartbeat->'storage'->>'ok' AS ok FROM host_beats")
+        row = await cur.fetchone()
+        return bool(row and row["ok"] == "true")
+
+    await wait_for(ok, 20)
+    subprocess.run(["umount", "-l", str(point)], check=True)  # the NAS drops
+    t0 = time.monotonic()
+    await wait_for(lambda: _remounted(point), 20, interval_s=0.1)
+    print(f"NAS mounted again by the agent after {time.monotonic() - t0:.2f} s")
+    await wait_for(ok, 10)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    [mount_call] = [c for c in calls if isinstance(c, list) and c[:2] == ["-t", "cifs"]]
+    assert mount_call[2:4] == ["//nas.local/content", str(point)]
+    assert "nas-Secret-9" not in json.dumps(calls)  # never in argv
+    [cred] = [c for c in calls if isinstance(c, dict)]
+    assert cred == {"cred_mode": "0o600", "cred_has_password": True}
+
+
+async def _remounted(point: Path) -> bool:
+    return (point / ".contentctl-storage").exists()

@@ -106,3 +106,38 @@ def test_a_good_window_and_delay_load() -> None:
         P,
     )
     assert inv.worker_limits["noop"]["window"]["end"] == "21:30"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "match"),
+    [
+        ("nas: {user: signal4}", "the NAS needs url"),
+        ("nas: {url: 'smb://nas.local/content'}", "the NAS needs user"),
+        ("nas: {url: 'http://nas/x', user: a}", "smb://server/share"),
+        ("nas: {url: 'smb://nas.local/c', user: a, mount_point: mnt/nas}", "absolute path"),
+        ("nas: {url: 'smb://n/c', user: a, mount_point: {darwin: /V, windows: /x}}", "windows"),
+        ("hosts: {a: {storage_root: relative/path}}", "absolute path"),
+    ],
+)
+def test_a_bad_nas_block_is_one_line_naming_the_key(snippet: str, match: str) -> None:
+    refused(snippet + "\n", match)
+
+
+def test_the_nas_mount_as_data_never_carries_the_password() -> None:
+    from agent.nas import mount_command, mount_for
+
+    inv = parse(
+        "nas: {url: 'smb://nas.local/content', user: 'sig nal', mount_point: "
+        "{darwin: /Volumes/content, linux: /mnt/content}}\n",
+        P,
+    )
+    mac = mount_for(inv.nas, None, platform="darwin")
+    assert mac is not None
+    assert mount_command(mac, None) == [
+        "mount_smbfs", "-N", "//sig%20nal@nas.local/content", "/Volumes/content"
+    ]  # fmt: skip
+    linux = mount_for(inv.nas, "/srv/nas", platform="linux")  # a host's own mount point
+    assert linux is not None and str(linux.mount_point) == "/srv/nas"
+    cmd = mount_command(linux, Path("/home/a/.cred"))
+    assert cmd[:5] == ["mount", "-t", "cifs", "//nas.local/content", "/srv/nas"]
+    assert "credentials=/home/a/.cred" in cmd[-1] and "password" not in " ".join(cmd)

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 
+from agent import nas
 from agent.logs import setup as setup_logs
 from agent.runner import Agent, config_from_inventory
 from control.cli.commands.common import Session
@@ -45,7 +46,11 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
             "heartbeat_s": args.heartbeat,
         },
     )
-    cfg.storage_root = storage_root(s.inventory.storage_root)
+    cfg.storage_root = storage_root(
+        (spec.storage_root if spec else None) or s.inventory.storage_root
+    )
+    cfg.nas = nas.mount_for(s.inventory.nas, spec.nas_mount_point if spec else None)
+    cfg.nas_credentials = state_dir() / "nas.cred"
     # `restart` re-executes the agent as it was started, keeping its host name. The database
     # URL travels in the environment, never in argv (it may carry a password).
     # (as given: a password the keychain supplied stays out of the environment)
