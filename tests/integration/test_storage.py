@@ -147,12 +147,12 @@ with open({log!r}, "a") as fh:
     fh.write(json.dumps(args) + "\\n")
 if args[:2] != ["-t", "cifs"]:
     os.execv("/bin/mount", ["mount", *args])
-opts = dict(o.split("=", 1) for o in args[4].split(",") if "=" in o) if len(args) > 4 else {{}}
-cred = opts.get("credentials") or args[args.index("-o") + 1].split("credentials=")[1].split(",")[0]
+cred = args[args.index("-o") + 1].split("credentials=")[1].split(",")[0]
 mode = stat.S_IMODE(os.stat(cred).st_mode)
 text = open(cred).read()
+seen = {{"cred_mode": oct(mode), "cred_has_password": "password=" in text}}
 with open({log!r}, "a") as fh:
-    fh.write(json.dumps({{"cred_mode": oct(mode), "cred_has_password": "password=" in text}}) + "\\n")
+    fh.write(json.dumps(seen) + "\\n")
 sys.exit(subprocess.run(["/bin/mount", "--bind", {share!r}, args[3]]).returncode)
 """
 
