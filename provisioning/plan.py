@@ -131,16 +131,20 @@ def agent_env(host: HostSpec, layout: Layout, database_url: str) -> str:
 def runner_script(host: HostSpec, layout: Layout) -> str:
     """A supervisor that keeps the agent running: restarted 2 s after it crashes; an agent that
     exits 0 (stopped on purpose) stays stopped; SIGTERM stops both (the agent hands its tasks
-    back first)."""
+    back first). Its output file gets only warnings (the agent's own log file rotates) and is
+    itself rotated at 10 MB, one old copy kept, each time the agent starts."""
     return f"""#!/bin/sh
 # Written by `contentctl provision`: keeps the agent of {host.name} running.
 cd {shlex.quote(layout.base)} || exit 1
 mkdir -p home
-set -a; . ./agent.env; set +a
+set -a; . ./agent.env; CONTENTCTL_LOG_STDERR=warning; set +a
 child=
 stop() {{ rm -f supervisor.pid; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait; exit 0; }}
 trap stop TERM INT
 while :; do
+    if [ -f home/agent.out ] && [ "$(wc -c < home/agent.out)" -gt 10485760 ]; then
+        mv -f home/agent.out home/agent.out.1
+    fi
     ./app/.venv/bin/contentctl agent run --host {shlex.quote(host.name)} >> home/agent.out 2>&1 &
     child=$!
     wait $child

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from control.core.inventory import HostSpec
 from provisioning.plan import (
     Layout,
@@ -116,3 +118,24 @@ def test_every_command_keeps_a_hostile_base_dir_one_quoted_word() -> None:
         assert not any(w in ("id", "-rf", "~") for w in words), cmd
     facts = parse_facts("h", 'Welcome!\n{"os": "Linux"\n{"base_dir": "/b", "os": "Linux"}\n')
     assert facts["base_dir"] == "/b"
+
+
+def test_the_supervisor_rotates_its_output_file(tmp_path: Path) -> None:
+    """The supervisor's output file is rotated at 10 MB when the agent (re)starts; run the
+    script for real with a stand-in agent that exits 0 at once."""
+    import subprocess
+
+    base = tmp_path / "base dir"
+    (base / "home").mkdir(parents=True)
+    (base / "agent.env").write_text("X=1\n")
+    agent = base / "app" / ".venv" / "bin" / "contentctl"
+    agent.parent.mkdir(parents=True)
+    agent.write_text("#!/bin/sh\necho started\nexit 0\n")
+    agent.chmod(0o755)
+    big = base / "home" / "agent.out"
+    big.write_bytes(b"x" * (10 * 1024 * 1024 + 1))
+    script = base / "run-agent.sh"
+    script.write_text(runner_script(_host(), Layout(str(base))))
+    subprocess.run(["sh", str(script)], check=True, timeout=30)
+    assert (base / "home" / "agent.out.1").stat().st_size > 10 * 1024 * 1024
+    assert big.read_text() == "started\n"
