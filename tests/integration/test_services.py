@@ -75,20 +75,7 @@ def test_a_headless_mac_gets_a_launch_agent_in_its_user_domain(
     sshd_factory: tuple[Path, list[Sshd]],
     shim_state: Path,
 ) -> None:
-    user_key, servers = sshd_factory
-    home = tmp_path / "mac-home"
-    home.mkdir()
-    shims.install(tmp_path / "shims", shim_state, "macos")
-    server = start_sshd("127.0.0.4", tmp_path, user_key, path_first=tmp_path / "shims", home=home)
-    servers.append(server)
-    _inventory(
-        head,
-        tmp_path,
-        user_key,
-        server,
-        "    keyring_backend: keyrings.alt.file.PlaintextKeyring\n",
-    )
-    serve_db(head)
+    home = shim_host(head, tmp_path, sshd_factory, shim_state, kind="macos", address="127.0.0.4")
     src = source_tree(tmp_path)
 
     plan = run(
@@ -133,15 +120,10 @@ def test_a_locked_keychain_on_a_headless_mac_is_a_clear_refusal(
     sshd_factory: tuple[Path, list[Sshd]],
     shim_state: Path,
 ) -> None:
-    user_key, servers = sshd_factory
-    home = tmp_path / "mac-home"
-    home.mkdir()
-    shims.install(tmp_path / "shims", shim_state, "macos")
+    shim_host(  # no keyring_backend named
+        head, tmp_path, sshd_factory, shim_state, kind="macos", address="127.0.0.5", keyring=False
+    )
     (shim_state / "keychain_locked").touch()
-    server = start_sshd("127.0.0.5", tmp_path, user_key, path_first=tmp_path / "shims", home=home)
-    servers.append(server)
-    _inventory(head, tmp_path, user_key, server, "")  # no keyring_backend named
-    serve_db(head)
     out = run(head, "provision", "mac-1", "--yes", "--accept-new-host-keys")
     assert out.returncode == 1
     [line] = [ln for ln in out.stderr.splitlines() if "keychain" in ln]
@@ -154,20 +136,7 @@ def test_a_linux_box_with_systemd_gets_a_user_unit_and_linger(
     sshd_factory: tuple[Path, list[Sshd]],
     shim_state: Path,
 ) -> None:
-    user_key, servers = sshd_factory
-    home = tmp_path / "linux-home"
-    home.mkdir()
-    shims.install(tmp_path / "shims", shim_state, "systemd")
-    server = start_sshd("127.0.0.6", tmp_path, user_key, path_first=tmp_path / "shims", home=home)
-    servers.append(server)
-    _inventory(
-        head,
-        tmp_path,
-        user_key,
-        server,
-        "    keyring_backend: keyrings.alt.file.PlaintextKeyring\n",
-    )
-    serve_db(head)
+    home = shim_host(head, tmp_path, sshd_factory, shim_state, kind="systemd", address="127.0.0.6")
     src = source_tree(tmp_path)
     first = run(head, "provision", "mac-1", "--yes", "--accept-new-host-keys", "--source", str(src))
     assert first.returncode == 0, first.stdout + first.stderr
