@@ -33,7 +33,7 @@ from agent.logs import DatabaseBuffer
 from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
 from control import __version__
-from control.core import codehash, fleet, storage_health
+from control.core import codehash, fleet, schedules, storage_health
 from control.core.queue import CHANNEL, ClaimedTask, Failure, Queue
 from control.core.redact import first_line
 from control.core.tasktypes import ALL_TYPES, DIAGNOSTIC_TYPES, TypePolicy
@@ -579,6 +579,7 @@ class Agent:
                     done, self._drain_commands = self._drain_commands, []
                     await self.db.sql(fleet.command_done, done)
                 beats += 1
+                await self.db.sql(schedules.tick)  # due recurring work, once fleet-wide
                 if beats % SWEEP_EVERY == 1:
                     await self.db.run(Queue.sweep_expired)
                     await self.executor.reap_idle()

@@ -108,6 +108,9 @@ cmd_media = _lazy("media:cmd_media")
 cmd_reconcile = _lazy("media:cmd_reconcile")
 
 
+cmd_schedule_list = _lazy("schedules:cmd_schedule_list")
+cmd_schedule_add = _lazy("schedules:cmd_schedule_add")
+cmd_schedule_pause = _lazy("schedules:cmd_schedule_pause")
 cmd_storage_init = _lazy("storage:cmd_storage_init")
 cmd_storage_check = _lazy("storage:cmd_storage_check")
 cmd_demo = _lazy("extras:cmd_demo")
@@ -572,6 +575,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--fix", action="store_true", help="re-queue, re-run or record")
     json_flag(sp)
+
+    scp = add(
+        "schedule",
+        None,
+        "recurring work: one task per tick, fleet-wide",
+        ("schedule list", "schedule add nightly-noop noop --cron '0 3 * * *'"),
+    )
+    scs = scp.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    sp = action(scs, "list", cmd_schedule_list, "every schedule", ("schedule list --json",))
+    json_flag(sp)
+    sp = action(
+        scs,
+        "add",
+        cmd_schedule_add,
+        "create or replace a schedule",
+        ("schedule add hourly-noop noop --every 1h", "schedule add n sleep --cron '*/5 * * * *'"),
+    )
+    sp.add_argument("name", metavar="NAME", help="the schedule's name (unique)")
+    sp.add_argument("type", metavar="TYPE", choices=ALL_TYPES, help="the task type it enqueues")
+    when = sp.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=_duration, metavar="DURATION", help="90s, 30m, 2h")
+    when.add_argument("--cron", metavar="EXPR", help="five cron fields: m h dom mon dow")
+    sp.add_argument("--payload", metavar="JSON", help="the tasks' input, a JSON object")
+    json_flag(sp)
+    for name, text in (("pause", "stop ticking (nothing is enqueued)"), ("resume", "tick again")):
+        sp = action(scs, name, cmd_schedule_pause, text, (f"schedule {name} nightly-noop",))
+        sp.add_argument("name", metavar="NAME", help="the schedule's name")
 
     stp = add(
         "storage",

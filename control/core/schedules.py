@@ -1,0 +1,102 @@
+"""Recurring schedules in the queue: a cron expression (croniter) or an interval, one task per
+tick fleet-wide, whoever notices the tick first (agents tick on their heartbeat; any head
+command may too). Exactly once through a compare-and-set on the tick plus a unique key per
+schedule and tick; a missed tick (the fleet was down) runs once on catch-up, then the schedule
+goes on from now, not once per missed tick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from croniter import croniter
+from psycopg.types.json import Jsonb
+
+from control.core import db
+from control.core.errors import UsageError
+from control.core.queue import Queue, TaskSpec
+from control.core.sql import q
+from control.core.tasktypes import ALL_TYPES
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task_type: str
+    payload: dict[str, Any]
+    cron: str | None = None
+    every_s: float | None = None
+
+
+def next_after(s: Schedule | dict[str, Any], now: datetime) -> datetime:
+    """The first tick strictly after `now`."""
+    cron = s.cron if isinstance(s, Schedule) else s.get("cron")
+    every = s.every_s if isinstance(s, Schedule) else s.get("every_s")
+    if cron:
+        out: datetime = croniter(cron, now).get_next(datetime)
+        return out
+    assert every
+    return now + timedelta(seconds=float(every))
+
+
+def validate(s: Schedule) -> None:
+    if s.task_type not in ALL_TYPES:
+        raise UsageError(f"unknown task type {s.task_type!r}: use one of {', '.join(ALL_TYPES)}")
+    if (s.cron is None) == (s.every_s is None):
+        raise UsageError("a schedule has either --cron or --every, not both or neither")
+    if s.cron is not None and not croniter.is_valid(s.cron):
+        raise UsageError(f"not a cron expression: {s.cron!r} (five fields: m h dom mon dow)")
+    if s.every_s is not None and not s.every_s > 0:
+        raise UsageError("--every must be longer than zero")
+
+
+async def put(conn: db.AsyncConn, s: Schedule, now: datetime | None = None) -> datetime:
+    """Create or replace a schedule; returns its first tick."""
+    validate(s)
+    first = next_after(s, now or datetime.now(UTC))
+    params = {
+        "name": s.name,
+        "task_type": s.task_type,
+        "payload": Jsonb(s.payload),
+        "cron": s.cron,
+        "every_s": s.every_s,
+        "next_run_at": first,
+    }
+    await conn.execute(q("schedule_upsert"), params)
+    return first
+
+
+async def tick(conn: db.AsyncConn, now: datetime | None = None) -> list[int]:
+    """Enqueue the due schedules' tasks (each tick once, fleet-wide); returns the new task ids.
+    `now` is injectable (tests; a head with its own clock)."""
+    now = now or datetime.now(UTC)
+    made: list[int] = []
+    for row in await db.rows(conn, q("schedules_due"), {"now": now}):
+        due = row["next_run_at"]
+        async with conn.transaction():
+            moved = await db.rows(
+                conn,
+                q("schedule_advance"),
+                {"name": row["name"], "due": due, "next": next_after(row, now)},
+            )
+            if not moved:
+                continue  # another process took this tick
+            spec = TaskSpec(
+                str(row["task_type"]),
+                payload=dict(row["payload"] or {}),
+                unique_key=f"schedule:{row['name']}:{due.isoformat()}",
+            )
+            [done] = await Queue(conn).enqueue([spec])
+            await conn.execute(q("schedule_task"), {"name": row["name"], "task_id": done.id})
+            made.append(done.id)
+    return made
+
+
+async def all_schedules(conn: db.AsyncConn) -> list[dict[str, Any]]:
+    return await db.rows(conn, q("schedules_all"))
+
+
+async def pause(conn: db.AsyncConn, name: str, paused: bool) -> None:
+    if not await db.rows(conn, q("schedule_pause"), {"name": name, "paused": paused}):
+        raise UsageError(f"no schedule named {name!r}: see `contentctl schedule list`")
