@@ -8,6 +8,7 @@ Stage states are read from the item's tasks of its current generation (docs/cont
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
@@ -91,12 +92,30 @@ async def _insert(
     return dict(existing), False
 
 
+def video_identity(url: str) -> str:
+    """What makes two URLs the same video: yt-dlp's extractor and video id, matched offline
+    (`youtu.be/ID`, `watch?v=ID&t=10` and a playlist entry are one item); the URL itself for
+    anything only the generic extractor takes (a direct media URL)."""
+    from yt_dlp.extractor import gen_extractor_classes  # heavy: only when a URL is added
+
+    for ie in gen_extractor_classes():
+        if ie.ie_key() == "Generic" or not ie.suitable(url):
+            continue
+        try:
+            video_id = ie.get_temp_id(url)
+        except Exception:  # an extractor whose pattern has no id group
+            video_id = None
+        if video_id:
+            return f"video:{ie.ie_key()}:{video_id}"
+        break
+    return f"url:{url}"
+
+
 async def add_url(conn: AsyncConn, url: str, opts: dict[str, Any]) -> Added:
-    """A video (or any URL yt-dlp can fetch): one item per URL, its download task."""
+    """A video (or any URL yt-dlp can fetch): one item per video, its download task."""
+    key = await asyncio.to_thread(video_identity, url)
     async with conn.transaction():
-        item, created = await _insert(
-            conn, kind="youtube", source=url, unique_key=f"url:{url}", opts=opts
-        )
+        item, created = await _insert(conn, kind="youtube", source=url, unique_key=key, opts=opts)
         if created:
             await Queue(conn).enqueue(pipeline.first_specs(item, "download"))
     return Added(int(item["id"]), created, item.get("title"))

@@ -95,3 +95,23 @@ async def test_task_processes_get_no_database_url_or_secrets(
     assert "CONTENTCTL_DATABASE_URL" not in environ
     assert "pg-Secret-1" not in environ.values() and "dk-Secret-2" not in environ.values()
     assert environ.get("CONTENTCTL_HOME") == agent_env["CONTENTCTL_HOME"]  # the rest is there
+
+
+async def test_one_video_under_two_urls_is_one_item(
+    agent_env: dict[str, str], conn: db.AsyncConn
+) -> None:
+    """`youtu.be/ID` and `watch?v=ID&t=10` are the same video (yt-dlp's extractor and id,
+    matched offline); a direct media URL is its own identity."""
+    import json
+
+    first = contentctl(agent_env, "add", "https://youtu.be/dQw4w9WgXcQ", "--json")
+    again = contentctl(
+        agent_env, "add", "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=10", "--json"
+    )
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert json.loads(first.stdout)[0]["created"] is True
+    assert json.loads(again.stdout)[0]["created"] is False
+    other = contentctl(agent_env, "add", "http://127.0.0.1:9/talk.ogg", "--json")
+    assert json.loads(other.stdout)[0]["created"] is True
+    cur = await conn.execute("SELECT count(*) AS n FROM media_items")
+    assert (await cur.fetchone() or {})["n"] == 2
