@@ -362,7 +362,7 @@ class Agent:
         entry = self._running[task.id]
         limits = self.config.limits.get(task.type)
         extra = {"task_id": task.id}
-        log.info(
+        log.debug(  # one line per task at INFO (its end) is enough: each is shipped to the DB
             "task %s (%s) started, attempt %s/%s",
             task.id,
             task.type,

@@ -31,6 +31,8 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 MASK = "***"
+# Every pattern above needs one of these: a cheap test first keeps plain lines cheap.
+_MAYBE = re.compile(r"[=:]|bearer|basic|token|deepl", re.IGNORECASE)
 
 
 def _mask_value(m: re.Match[str]) -> str:
@@ -42,6 +44,8 @@ def _mask_value(m: re.Match[str]) -> str:
 def scrub(text: str, extra: tuple[str, ...] = ()) -> str:
     """`text` with URL passwords and token parameters, authorization values, secret-named
     values and any `extra` secret masked. A JSON text stays valid JSON."""
+    if not extra and not _MAYBE.search(text):
+        return text  # the common log line: nothing a secret could hide in (no =, :, auth words)
     text = _URL_PASSWORD.sub(rf"\1{MASK}@", text)
     text = _URL_PARAM.sub(rf"\1{MASK}", text)
     text = _AUTH_SCHEME.sub(rf"\1\2{MASK}", text)
