@@ -12,22 +12,18 @@ import asyncio
 import os
 import shutil
 import stat
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from psycopg.types.json import Jsonb
 
-from control.core import db, pipeline
+from control.core import db, feeds, pipeline
 from control.core.db import AsyncConn
 from control.core.errors import ContentctlError, UsageError
 from control.core.queue import Queue
 from control.core.sql import q
 from control.core.storage import media_dir, resolve
-from control.core.urls import SCHEMES
 
 FEED_TIMEOUT_S = 30.0
 OUTPUT_KEYS = ("audio", "transcript_json", "srt", "vtt", "txt")
@@ -158,61 +154,8 @@ async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[s
 
 
 def fetch_feed(url: str) -> list[dict[str, Any]]:
-    """The feed's episodes (guid, enclosure URL, metadata), oldest first."""
-    import feedparser
-
-    try:
-        with urllib.request.urlopen(url, timeout=FEED_TIMEOUT_S) as resp:
-            body = resp.read()
-    except (urllib.error.URLError, TimeoutError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ContentctlError(f"cannot fetch podcast feed {url}: {reason}: check the URL") from None
-    feed = feedparser.parse(body)
-    if feed.bozo and not feed.entries:
-        raise ContentctlError(
-            f"{url} is not a podcast feed ({feed.bozo_exception}): give the RSS/Atom URL"
-        )
-    channel = feed.feed.get("title")
-    episodes = []
-    for entry in feed.entries:
-        enclosure = next(
-            (link.get("href") for link in entry.get("links", []) if link.get("rel") == "enclosure"),
-            None,
-        )
-        if not enclosure or urlsplit(enclosure).scheme.lower() not in SCHEMES:
-            continue  # no media, or not a web address (file://...): not an episode we fetch
-        guid = entry.get("id") or enclosure
-        duration = _duration(entry.get("itunes_duration"))
-        published = entry.get("published_parsed")
-        episodes.append(
-            {
-                "guid": guid,
-                "url": enclosure,
-                "title": entry.get("title"),
-                "channel": channel,
-                "duration_s": duration,
-                "upload_date": (
-                    f"{published.tm_year:04d}{published.tm_mon:02d}{published.tm_mday:02d}"
-                    if published
-                    else None
-                ),
-            }
-        )
-    episodes.reverse()  # feeds list newest first
-    return episodes
-
-
-def _duration(raw: Any) -> float | None:
-    if not raw:
-        return None
-    try:
-        parts = [float(p) for p in str(raw).split(":")]
-    except ValueError:
-        return None
-    seconds = 0.0
-    for p in parts:
-        seconds = seconds * 60 + p
-    return seconds
+    """The feed's episodes, oldest first (read on the head when a feed is added)."""
+    return feeds.episodes(url, feeds.fetch(url).body)
 
 
 async def add_podcast(
