@@ -12,7 +12,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from control.core import db, pipeline
+from control.core import db, intake
 from control.core.errors import ContentctlError, SchemaBehind
 from control.core.queue import Queue
 from control.core.tasktypes import TypePolicy
@@ -62,7 +62,7 @@ class AgentDb:
         conn.prepare_threshold = 0
         self._conn = conn
         # successes of pipeline stages enqueue the next stage in the same transaction
-        self._queue = Queue(conn, self._policies, on_complete=pipeline.advance)
+        self._queue = Queue(conn, self._policies, on_complete=intake.on_complete)
         self.up.set()
 
     @property

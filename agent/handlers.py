@@ -90,6 +90,7 @@ HANDLERS: dict[str, str] = {
     "transcribe": "agent.stages.transcribe:transcribe",
     "stitch": "agent.stages.stitch:stitch",
     "translate": "agent.stages.translate:translate",
+    "poll_source": "agent.stages.poll:poll_source",
 }
 
 

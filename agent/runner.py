@@ -36,7 +36,7 @@ from control import __version__
 from control.core import codehash, fleet, schedules, storage_health
 from control.core.queue import CHANNEL, ClaimedTask, Failure, Queue
 from control.core.redact import first_line
-from control.core.tasktypes import ALL_TYPES, DIAGNOSTIC_TYPES, TypePolicy
+from control.core.tasktypes import ALL_TYPES, NO_STORAGE_TYPES, TypePolicy
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class Agent:
             else:
                 types = cfg.enabled_tasks
                 if not self.storage.ok:  # the NAS is gone: nothing that reads or writes it
-                    types = tuple(t for t in types if t in DIAGNOSTIC_TYPES)
+                    types = tuple(t for t in types if t in NO_STORAGE_TYPES)
                 decision = self.limiter.decide(types)
                 self._idle_until = decision.until
                 if decision.reason is not None:

@@ -111,6 +111,9 @@ cmd_reconcile = _lazy("media:cmd_reconcile")
 cmd_schedule_list = _lazy("schedules:cmd_schedule_list")
 cmd_schedule_add = _lazy("schedules:cmd_schedule_add")
 cmd_schedule_pause = _lazy("schedules:cmd_schedule_pause")
+cmd_source_add = _lazy("sources:cmd_source_add")
+cmd_source_list = _lazy("sources:cmd_source_list")
+cmd_source_action = _lazy("sources:cmd_source_action")
 cmd_storage_init = _lazy("storage:cmd_storage_init")
 cmd_storage_check = _lazy("storage:cmd_storage_check")
 cmd_demo = _lazy("extras:cmd_demo")
@@ -602,6 +605,51 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("pause", "stop ticking (nothing is enqueued)"), ("resume", "tick again")):
         sp = action(scs, name, cmd_schedule_pause, text, (f"schedule {name} nightly-noop",))
         sp.add_argument("name", metavar="NAME", help="the schedule's name")
+
+    srp = add(
+        "source",
+        None,
+        "podcast feeds the fleet polls by itself; each new episode becomes an item once",
+        ("source add https://example.org/feed.xml --podcast --every 1h", "source list"),
+    )
+    srs = srp.add_subparsers(dest="source_command", metavar="ACTION", required=True)
+    sp = action(
+        srs,
+        "add",
+        cmd_source_add,
+        "add a feed: polled now, then on its schedule (default hourly)",
+        ("source add https://example.org/feed.xml --podcast --latest 2 --lang de",),
+    )
+    sp.add_argument("url", metavar="URL", help="the feed's URL")
+    sp.add_argument("--podcast", action="store_true", help="URL is a podcast feed")
+    when = sp.add_mutually_exclusive_group()
+    when.add_argument("--every", type=_duration, metavar="DURATION", help="poll every 30m, 2h...")
+    when.add_argument("--cron", metavar="EXPR", help="poll on a cron schedule")
+    sp.add_argument(
+        "--latest",
+        type=_positive("--latest", 10_000),
+        default=None,
+        help=f"the first poll takes only the latest N episodes (default {5})",
+    )
+    sp.add_argument("--lang", metavar="LANGS", help="translate its items into these")
+    sp.add_argument(
+        "--priority",
+        type=_whole("--priority", -PRIORITY_MAX, PRIORITY_MAX),
+        default=0,
+        help="its items' priority (default 0)",
+    )
+    sp.add_argument("--name", help="a short name (default: from the URL)")
+    json_flag(sp)
+    sp = action(srs, "list", cmd_source_list, "every source and its last poll", ("source list",))
+    json_flag(sp)
+    for name, text in (
+        ("poll", "poll now"),
+        ("pause", "stop polling"),
+        ("resume", "poll again"),
+        ("remove", "forget the source (its items stay)"),
+    ):
+        sp = action(srs, name, cmd_source_action, text, (f"source {name} my-feed",))
+        sp.add_argument("name", metavar="ID|NAME", help="the source's id or name")
 
     stp = add(
         "storage",

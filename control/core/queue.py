@@ -23,7 +23,15 @@ from control.core import db
 from control.core.db import AsyncConn
 from control.core.errors import UsageError
 from control.core.sql import q
-from control.core.tasktypes import ALL_TYPES, FINISHED_STATES, STATES, TypePolicy, is_known, policy
+from control.core.tasktypes import (
+    ALL_TYPES,
+    FINISHED_STATES,
+    INTAKE_TYPES,
+    STATES,
+    TypePolicy,
+    is_known,
+    policy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,11 @@ UNFINISHED = ("queued", "scheduled", "running")
 CompletionHook = Callable[
     ["Queue", list[tuple["ClaimedTask", dict[str, Any] | None]]], Awaitable[None]
 ]
+
+
+def _chained(task: ClaimedTask) -> bool:
+    """A completion with consequences: a media stage, or a source's poll."""
+    return task.media_id is not None or task.type in INTAKE_TYPES
 
 
 class Queue:
@@ -236,11 +249,11 @@ class Queue:
         if not done:
             return set()
         hook = self._on_complete
-        if hook is None or not any(t.media_id is not None for t, _ in done):
+        if hook is None or not any(_chained(t) for t, _ in done):
             return await self._complete_many(done)
         async with self.conn.transaction():
             accepted = await self._complete_many(done)
-            chained = [(t, r) for t, r in done if t.id in accepted and t.media_id is not None]
+            chained = [(t, r) for t, r in done if t.id in accepted and _chained(t)]
             await hook(self, chained)
         return accepted
 

@@ -13,8 +13,10 @@ PIPELINE_TYPES = (
     "stitch",
     "translate",
 )
+INTAKE_TYPES = ("poll_source",)  # reads a source (a feed) and adds what is new
 DIAGNOSTIC_TYPES = ("noop", "sleep", "fail")
-ALL_TYPES = PIPELINE_TYPES + DIAGNOSTIC_TYPES
+ALL_TYPES = PIPELINE_TYPES + INTAKE_TYPES + DIAGNOSTIC_TYPES
+NO_STORAGE_TYPES = INTAKE_TYPES + DIAGNOSTIC_TYPES  # what runs while the NAS is away
 
 STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
 LIVE_STATES = ("queued", "scheduled", "running")
