@@ -1,6 +1,6 @@
 """The operator dashboard: `contentctl` with no command.
 
-Five screens (Fleet, Tasks, Logs, Media, Provision), switched with 1-5 (or f, t, l, m). Data
+Six screens (Fleet, Tasks, Logs, Media, Provision, Sources), switched with 1-6. Data
 comes from `control.api.ControlPlane` through async workers about once a second; tables are
 updated in place (cursor and scroll kept). When the database goes away a banner says so and the
 screens keep asking; when it is back, the banner goes.
@@ -25,6 +25,7 @@ from tui.screens import (
     MediaScreen,
     Plane,
     ProvisionScreen,
+    SourcesScreen,
     TasksScreen,
 )
 from tui.screens.base import Base
@@ -39,6 +40,7 @@ class Dashboard(App[int]):
         "logs": LogsScreen,
         "media": MediaScreen,
         "provision": ProvisionScreen,
+        "sources": SourcesScreen,
     }
     DEFAULT_MODE = "fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -47,6 +49,7 @@ class Dashboard(App[int]):
         Binding("3,l", "switch_mode('logs')", "Logs"),
         Binding("4,m", "switch_mode('media')", "Media"),
         Binding("5", "switch_mode('provision')", "Provision"),
+        Binding("6", "switch_mode('sources')", "Sources"),
         Binding("question_mark", "toggle_help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -107,6 +110,7 @@ class Dashboard(App[int]):
             ("logs", "Logs"),
             ("media", "Media"),
             ("provision", "Provision"),
+            ("sources", "Sources"),
         ):
             yield SystemCommand(
                 f"Go to {title}",

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from control.core import db, fleet
+from control.core import db, fleet, intake, schedules
 from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
 from control.core.inventory import HostSpec, Inventory, load
@@ -201,6 +201,22 @@ class ControlPlane:
                 return []
 
         return await asyncio.to_thread(read)
+
+    async def sources(self) -> list[dict[str, Any]]:
+        """Every source with its schedule's next poll and whether it is paused."""
+        rows: list[dict[str, Any]] = await self._run(db.rows, q("sources_all"))
+        return rows
+
+    async def poll_source(self, name: str) -> int:
+        task: int = await self._run(intake.poll_now, name)
+        return task
+
+    async def pause_source(self, name: str, paused: bool) -> None:
+        async def act(conn: db.AsyncConn) -> None:
+            src = await intake.by_name(conn, name)
+            await schedules.pause(conn, intake.schedule_name(src["name"]), paused)
+
+        await self._run(act)
 
     # -- acting --------------------------------------------------------------------------
     async def retry(self, ids: list[int]) -> list[int]:

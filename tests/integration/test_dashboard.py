@@ -244,3 +244,39 @@ async def test_retry_every_failed_task_the_filter_matches(
             await pilot.pause(0.1)
         assert await states() == {"queued"}
         assert (await fetch_task(conn, other.id))["state"] == "queued"  # untouched anyway
+
+
+async def test_sources_screen_polls_and_pauses(
+    db_url: str, conn: db.AsyncConn, agent_env: dict[str, str]
+) -> None:
+    from control.core import intake
+
+    await intake.add(
+        conn,
+        name="talk",
+        url="http://127.0.0.1:9/feed.xml",
+        options={"latest": 2},
+        every_s=3600,
+        cron=None,
+    )
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("6")
+        table = app.screen.query_one("#sources", DataTable)
+        await until(pilot, lambda: cell_text(table, "1", "name") == "talk")
+        assert cell_text(table, "1", "state") == "active"
+        await pilot.press("n")
+
+        async def polls_queued() -> int:
+            cur = await conn.execute("SELECT count(*) AS n FROM tasks WHERE type = 'poll_source'")
+            return int((await cur.fetchone() or {})["n"])
+
+        for _ in range(50):
+            if await polls_queued() == 2:  # the first poll at add, and ours
+                break
+            await pilot.pause(0.1)
+        assert await polls_queued() == 2
+        await pilot.press("space")
+        await until(pilot, lambda: cell_text(table, "1", "state") == "paused")
+        cur = await conn.execute("SELECT paused FROM schedules WHERE name = 'source:talk'")
+        assert (await cur.fetchone() or {})["paused"] is True

@@ -8,6 +8,7 @@ from tui.screens.fleet import FleetScreen
 from tui.screens.logs import LogsScreen
 from tui.screens.media import MediaScreen
 from tui.screens.provision import ProvisionScreen
+from tui.screens.sources import SourcesScreen
 from tui.screens.tasks import TasksScreen
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "MediaScreen",
     "Plane",
     "ProvisionScreen",
+    "SourcesScreen",
     "TasksScreen",
 ]
