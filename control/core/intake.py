@@ -5,6 +5,7 @@ entries (the backlog is remembered as skipped); later polls take every new entry
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -50,7 +51,7 @@ async def add(
             {"name": name, "url": url, "kind": "podcast", "options": Jsonb(options)},
         )
         payload = {"source_id": sid, "url": url}
-        await schedules.put(conn, schedules.Schedule(**{**spec.__dict__, "payload": payload}))
+        await schedules.put(conn, dataclasses.replace(spec, payload=payload))
         await Queue(conn).enqueue([TaskSpec("poll_source", payload=payload)])
     return sid
 
@@ -123,20 +124,21 @@ async def record(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | No
             },
         )
         if options != (src["options"] or {}):
+            await conn.execute(q("source_options"), {"id": src["id"], "options": Jsonb(options)})
+        # the next scheduled poll asks conditionally (written only when the validators moved)
+        etag = result.get("etag") or src["etag"]
+        modified = result.get("last_modified") or src["last_modified"]
+        if (etag, modified) != (src["etag"], src["last_modified"]):
+            payload = {
+                "source_id": src["id"],
+                "url": src["url"],
+                "etag": etag,
+                "last_modified": modified,
+            }
             await conn.execute(
-                "UPDATE sources SET options = %s WHERE id = %s", (Jsonb(options), src["id"])
+                q("schedule_payload"),
+                {"name": schedule_name(src["name"]), "payload": Jsonb(payload)},
             )
-        # the next scheduled poll asks conditionally
-        payload = {
-            "source_id": src["id"],
-            "url": src["url"],
-            "etag": result.get("etag") or src["etag"],
-            "last_modified": result.get("last_modified") or src["last_modified"],
-        }
-        await conn.execute(
-            "UPDATE schedules SET payload = %s WHERE name = %s",
-            (Jsonb(payload), schedule_name(src["name"])),
-        )
 
 
 async def _add_episode(queue: Queue, src: dict[str, Any], entry: dict[str, Any]) -> int:

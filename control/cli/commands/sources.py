@@ -29,12 +29,7 @@ async def cmd_source_add(args: argparse.Namespace) -> int:
         "priority": args.priority,
         "latest": args.latest or intake.DEFAULT_LATEST,
     }
-    spec = schedules.Schedule(
-        intake.schedule_name(name), "poll_source", {}, cron=args.cron, every_s=args.every
-    )
-    if args.cron is not None or args.every is not None:
-        schedules.validate(spec)
-    async with s.database() as conn:
+    async with s.database() as conn:  # intake.add validates the schedule before any write
         sid = await intake.add(
             conn, name=name, url=args.url, options=options, every_s=args.every, cron=args.cron
         )

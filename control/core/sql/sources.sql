@@ -33,3 +33,9 @@ DELETE FROM schedules WHERE name = %(name)s;
 
 -- name: set_media_source
 UPDATE media_items SET source_id = %(source_id)s WHERE id = %(id)s;
+
+-- name: source_options
+UPDATE sources SET options = %(options)s WHERE id = %(id)s;
+
+-- name: schedule_payload
+UPDATE schedules SET payload = %(payload)s WHERE name = %(name)s;
