@@ -762,4 +762,5 @@ def task_settings(pipeline: dict[str, Any], host_transcribe: dict[str, Any]) -> 
         "transcribe": {**(pipeline.get("transcribe") or {}), **host_transcribe},
         "translate": dict(pipeline.get("translate") or {}),
         "allow_private_networks": bool(pipeline.get("allow_private_networks", False)),
+        "ytdlp": dict(pipeline.get("ytdlp") or {}),
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 from agent.handlers import Context, TaskError
 from agent.stages import out_dir, rel
+from control.core import ytdlp
 from control.core.urls import Refused, check_fetch
 
 # yt-dlp errors that another attempt will not fix
@@ -53,7 +54,16 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "retries": 3,
         "progress_hooks": [hook],
         "logger": _QuietLogger(),
+        # the fleet's pipeline.ytdlp, then the source's: format, cookies, rate limit, sleep
+        **ytdlp.download_params(ctx.settings.get("ytdlp") or {}, payload.get("ytdlp") or {}),
     }
+    cookies = opts.get("cookiefile")
+    if cookies and not os.path.isfile(cookies):
+        raise TaskError(
+            f"cookies file {cookies} is not on this host: copy it there or change the "
+            "`cookies` option",
+            retryable=False,
+        )
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)

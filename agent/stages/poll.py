@@ -1,12 +1,15 @@
-"""`poll_source`: read a source (a podcast feed) with conditional GET and answer with what it
-holds; the completion (control.core.intake, in the same transaction) adds the new entries."""
+"""`poll_source`: read a source and answer with what it holds; the completion
+(control.core.intake, in the same transaction) adds the new entries. A podcast feed is read with
+conditional GET (ETag, Last-Modified); a channel or playlist by yt-dlp's flat extraction (a list
+of entries, nothing downloaded)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agent.handlers import Context, TaskError
-from control.core import feeds
+from control.core import feeds, ytdlp
 from control.core.errors import ContentctlError
 from control.core.urls import Refused, check_fetch
 
@@ -19,6 +22,8 @@ def poll_source(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         check_fetch(url, allow_private=bool(ctx.settings.get("allow_private_networks")))
     except Refused as exc:
         raise TaskError(f"refusing to poll {url}: {exc}", retryable=False) from None
+    if payload.get("kind") == "playlist":
+        return _playlist(url, payload, ctx)
     try:
         got = feeds.fetch(url, payload.get("etag"), payload.get("last_modified"))
         if got.status == 304:
@@ -32,3 +37,22 @@ def poll_source(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "last_modified": got.last_modified,
         "entries": entries,
     }
+
+
+def _playlist(url: str, payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    import yt_dlp
+
+    params = ytdlp.download_params(ctx.settings.get("ytdlp") or {}, payload.get("ytdlp") or {})
+    params.pop("format", None)  # a listing has no format to choose
+    try:
+        got = ytdlp.playlist(url, int(payload.get("scan") or ytdlp.FLAT_SCAN), params)
+    except ytdlp.NotAPlaylist:
+        raise TaskError(
+            f"{url} lists no entries (not a channel or playlist)", retryable=False
+        ) from None
+    except yt_dlp.utils.DownloadError as exc:
+        message = re.sub(r"^ERROR:\s*", "", str(exc).strip().splitlines()[0])
+        raise TaskError(f"listing {url} failed: {message}", retryable=True) from None
+    entries = got["entries"]
+    entries.reverse()  # oldest first, as a feed's episodes are: the backlog is the front
+    return {"status": 200, "entries": entries}

@@ -5,6 +5,7 @@ when the command runs)."""
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import math
 from collections.abc import Callable, Coroutine
@@ -53,6 +54,14 @@ def _seconds(text: str) -> float:
             f"seconds must be between 0 and {SECONDS_MAX:.0f}, not {text!r}"
         )
     return value
+
+
+def _date(text: str) -> str:
+    """YYYY-MM-DD -> YYYYMMDD (yt-dlp's and the feeds' upload_date)."""
+    try:
+        return datetime.date.fromisoformat(text).strftime("%Y%m%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (give YYYY-MM-DD)") from None
 
 
 def _duration(text: str) -> float:
@@ -499,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--limit", type=_positive("--limit"), default=50, help="at most this many (default 50)"
     )
+    sp.add_argument("--source", metavar="ID|NAME", help="only the items this source found")
     json_flag(sp, "machine-readable (keys in docs/contract.md)")
 
     ip = add(
@@ -609,19 +619,31 @@ def build_parser() -> argparse.ArgumentParser:
     srp = add(
         "source",
         None,
-        "podcast feeds the fleet polls by itself; each new episode becomes an item once",
-        ("source add https://example.org/feed.xml --podcast --every 1h", "source list"),
+        "feeds, channels and playlists the fleet polls by itself; each new entry becomes an "
+        "item once",
+        (
+            "source add https://example.org/feed.xml --podcast --every 1h",
+            "source add https://www.youtube.com/@channel/videos --latest 3 --every 6h",
+            "source list",
+        ),
     )
     srs = srp.add_subparsers(dest="source_command", metavar="ACTION", required=True)
     sp = action(
         srs,
         "add",
         cmd_source_add,
-        "add a feed: polled now, then on its schedule (default hourly)",
-        ("source add https://example.org/feed.xml --podcast --latest 2 --lang de",),
+        "add a feed, channel or playlist: polled now, then on its schedule (default hourly)",
+        (
+            "source add https://example.org/feed.xml --podcast --latest 2 --lang de",
+            "source add https://www.youtube.com/playlist?list=PL... --reject-title '#shorts'",
+        ),
     )
-    sp.add_argument("url", metavar="URL", help="the feed's URL")
-    sp.add_argument("--podcast", action="store_true", help="URL is a podcast feed")
+    sp.add_argument(
+        "url", metavar="URL", help="a podcast feed (with --podcast), a channel or a playlist"
+    )
+    sp.add_argument(
+        "--podcast", action="store_true", help="URL is a podcast feed (else: yt-dlp lists it)"
+    )
     when = sp.add_mutually_exclusive_group()
     when.add_argument("--every", type=_duration, metavar="DURATION", help="poll every 30m, 2h...")
     when.add_argument("--cron", metavar="EXPR", help="poll on a cron schedule")
@@ -629,8 +651,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--latest",
         type=_positive("--latest", 10_000),
         default=None,
-        help=f"the first poll takes only the latest N episodes (default {5})",
+        help=f"the first poll takes only the latest N entries (default {5})",
     )
+    sp.add_argument(
+        "--since",
+        type=_date,
+        metavar="DATE",
+        help="the first poll takes only entries published since YYYY-MM-DD (undated: skipped)",
+    )
+    yt = sp.add_argument_group("yt-dlp options (override the inventory's pipeline.ytdlp)")
+    yt.add_argument("--format", metavar="SELECTOR", help="yt-dlp format, e.g. bestaudio")
+    yt.add_argument("--cookies", metavar="PATH", help="a cookies.txt on the workers (never copied)")
+    yt.add_argument("--rate-limit", metavar="RATE", help="download rate cap: 500K, 2M")
+    yt.add_argument(
+        "--sleep", type=float, metavar="SECONDS", help="wait this long before each download"
+    )
+    yt.add_argument("--match-title", metavar="REGEX", help="take only entries whose title matches")
+    yt.add_argument("--reject-title", metavar="REGEX", help="skip entries whose title matches")
     sp.add_argument("--lang", metavar="LANGS", help="translate its items into these")
     sp.add_argument(
         "--priority",

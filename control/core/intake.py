@@ -1,7 +1,9 @@
-"""Sources that the fleet polls by itself (podcast feeds): created with a schedule that
-enqueues `poll_source`; a poll's result is recorded in the transaction that completes it, so
-each new episode becomes a media item exactly once. The first poll takes only the latest N
-entries (the backlog is remembered as skipped); later polls take every new entry."""
+"""Sources that the fleet polls by itself (podcast feeds, channels and playlists): created with
+a schedule that enqueues `poll_source`; a poll's result is recorded in the transaction that
+completes it, so each new entry becomes a media item exactly once (a feed's episode by feed URL
+and guid, a video by yt-dlp's extractor and id, so a video added by hand is not added again).
+The first poll takes only the latest N entries (the backlog is remembered as skipped); later
+polls take every new entry. A poll that finds nothing new writes nothing to the source."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from control.core import db, pipeline, schedules
+from control.core import db, pipeline, schedules, ytdlp
 from control.core.errors import UsageError
 from control.core.queue import ClaimedTask, Queue, TaskSpec
 from control.core.sql import q
@@ -23,16 +25,9 @@ def schedule_name(source_name: str) -> str:
     return f"source:{source_name}"
 
 
-async def add(
-    conn: db.AsyncConn,
-    *,
-    name: str,
-    url: str,
-    options: dict[str, Any],
-    every_s: float | None,
-    cron: str | None,
-) -> int:
-    """A new source, its schedule, and a first poll now; returns the source id."""
+def poll_schedule(name: str, every_s: float | None, cron: str | None) -> schedules.Schedule:
+    """A source's schedule (default: hourly), validated: a bad cron expression is refused
+    before anything is read or written."""
     spec = schedules.Schedule(
         schedule_name(name),
         "poll_source",
@@ -41,6 +36,19 @@ async def add(
         every_s=every_s or (None if cron else 3600),
     )
     schedules.validate(spec)
+    return spec
+
+
+async def add(
+    conn: db.AsyncConn,
+    *,
+    name: str,
+    url: str,
+    kind: str,
+    options: dict[str, Any],
+    spec: schedules.Schedule,
+) -> int:
+    """A new source, its schedule, and a first poll now; returns the source id."""
     async with conn.transaction():
         rows = await db.rows(conn, q("source_by_name"), {"name": name})
         if rows:
@@ -48,23 +56,32 @@ async def add(
         [sid] = await db.ids(
             conn,
             q("source_insert"),
-            {"name": name, "url": url, "kind": "podcast", "options": Jsonb(options)},
+            {"name": name, "url": url, "kind": kind, "options": Jsonb(options)},
         )
-        payload = {"source_id": sid, "url": url}
+        payload = poll_payload({"id": sid, "url": url, "kind": kind, "options": options})
         await schedules.put(conn, dataclasses.replace(spec, payload=payload))
         await Queue(conn).enqueue([TaskSpec("poll_source", payload=payload)])
     return sid
 
 
+def poll_payload(src: dict[str, Any]) -> dict[str, Any]:
+    """What a poll task needs: the URL, the feed's validators, a listing's yt-dlp options."""
+    payload: dict[str, Any] = {"source_id": src["id"], "url": src["url"]}
+    if src["kind"] == "playlist":
+        options = src.get("options") or {}
+        payload["kind"] = "playlist"
+        payload["scan"] = max(ytdlp.FLAT_SCAN, int(options.get("latest") or DEFAULT_LATEST))
+        if options.get("ytdlp"):
+            payload["ytdlp"] = options["ytdlp"]
+    elif src.get("etag") or src.get("last_modified"):
+        payload["etag"] = src.get("etag")
+        payload["last_modified"] = src.get("last_modified")
+    return payload
+
+
 async def poll_now(conn: db.AsyncConn, name: str) -> int:
     src = await by_name(conn, name)
-    payload = {
-        "source_id": src["id"],
-        "url": src["url"],
-        "etag": src["etag"],
-        "last_modified": src["last_modified"],
-    }
-    [done] = await Queue(conn).enqueue([TaskSpec("poll_source", payload=payload)])
+    [done] = await Queue(conn).enqueue([TaskSpec("poll_source", payload=poll_payload(src))])
     return done.id
 
 
@@ -96,54 +113,56 @@ async def record(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | No
     conn = queue.conn
     for task, result in done:
         result = result or {}
+        if result.get("status") == 304:
+            continue  # unchanged: nothing to write (the poll task itself says when it ran)
         src = await db.row(conn, q("source_lock"), {"id": task.payload.get("source_id")})
         if src is None:
             continue  # removed meanwhile
         found = 0
         options = dict(src["options"] or {})
-        if result.get("status") != 304:
-            entries = list(result.get("entries") or [])
-            skipped = set(options.get("skipped") or [])
-            if src["polls"] == 0:  # the backlog: only the latest N
-                latest = int(options.get("latest") or DEFAULT_LATEST)
-                backlog = entries[:-latest] if latest < len(entries) else []
-                skipped |= {e["guid"] for e in backlog}
-                options["skipped"] = sorted(skipped)[:SKIPPED_MAX]
-                entries = entries[len(backlog) :]
-            for entry in entries:
-                if entry["guid"] in skipped:
-                    continue
-                found += await _add_episode(queue, src, entry)
+        taken = ytdlp.title_filter(options.get("ytdlp") or {})
+        entries = [e for e in result.get("entries") or [] if taken(e.get("title"))]
+        skipped = set(options.get("skipped") or [])
+        if src["polls"] == 0:  # the backlog: only the latest N, or those since a date
+            backlog = _backlog(entries, options)
+            skipped |= {e["guid"] for e in backlog}
+            options["skipped"] = sorted(skipped)[:SKIPPED_MAX]
+        for entry in entries:
+            if entry["guid"] in skipped:
+                continue
+            found += await _add_entry(queue, src, entry)
+        etag = result.get("etag") or src["etag"]
+        modified = result.get("last_modified") or src["last_modified"]
+        moved = (etag, modified) != (src["etag"], src["last_modified"])
+        if not (found or moved or src["polls"] == 0):
+            continue  # nothing new: no write (a fleet polls hundreds of these an hour)
         await conn.execute(
             q("source_polled"),
-            {
-                "id": src["id"],
-                "etag": result.get("etag"),
-                "last_modified": result.get("last_modified"),
-                "found": found,
-            },
+            {"id": src["id"], "etag": etag, "last_modified": modified, "found": found},
         )
         if options != (src["options"] or {}):
             await conn.execute(q("source_options"), {"id": src["id"], "options": Jsonb(options)})
-        # the next scheduled poll asks conditionally (written only when the validators moved)
-        etag = result.get("etag") or src["etag"]
-        modified = result.get("last_modified") or src["last_modified"]
-        if (etag, modified) != (src["etag"], src["last_modified"]):
-            payload = {
-                "source_id": src["id"],
-                "url": src["url"],
-                "etag": etag,
-                "last_modified": modified,
-            }
+        if moved:  # the next scheduled poll asks conditionally
+            payload = poll_payload({**src, "etag": etag, "last_modified": modified})
             await conn.execute(
                 q("schedule_payload"),
                 {"name": schedule_name(src["name"]), "payload": Jsonb(payload)},
             )
 
 
-async def _add_episode(queue: Queue, src: dict[str, Any], entry: dict[str, Any]) -> int:
+def _backlog(entries: list[dict[str, Any]], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a first poll leaves alone: entries before `since` (undated ones too: a listing
+    without dates must not turn into thousands of downloads), else all but the latest N."""
+    if options.get("since"):
+        return [e for e in entries if (e.get("upload_date") or "") < options["since"]]
+    latest = int(options.get("latest") or DEFAULT_LATEST)
+    return entries[:-latest] if latest < len(entries) else []
+
+
+async def _add_entry(queue: Queue, src: dict[str, Any], entry: dict[str, Any]) -> int:
     conn = queue.conn
     opts = dict(src["options"] or {})
+    video = src["kind"] == "playlist"
     meta = {k: entry.get(k) for k in ("title", "channel", "duration_s", "upload_date", "guid")}
     meta["description"] = entry.get("description")
     meta["source_id"] = src["id"]
@@ -151,16 +170,17 @@ async def _add_episode(queue: Queue, src: dict[str, Any], entry: dict[str, Any])
         conn,
         q("insert_media_item"),
         {
-            "kind": "podcast",
+            "kind": "youtube" if video else "podcast",
             "source": entry["url"],
-            "unique_key": f"podcast:{src['url']}#{entry['guid']}",
-            "feed_url": src["url"],
+            # a video is one item however it was found; an episode is its feed's guid
+            "unique_key": entry["guid"] if video else f"podcast:{src['url']}#{entry['guid']}",
+            "feed_url": None if video else src["url"],
             "title": meta["title"],
             "channel": meta["channel"],
             "duration_s": meta["duration_s"],
             "upload_date": meta["upload_date"],
             "metadata": Jsonb(meta),
-            "options": Jsonb({k: opts[k] for k in ("langs", "priority") if k in opts}),
+            "options": Jsonb({k: opts[k] for k in ("langs", "priority", "ytdlp") if opts.get(k)}),
         },
     )
     if row is None:

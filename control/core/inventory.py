@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from control.core import ytdlp
 from control.core.errors import UsageError
 from control.core.tasktypes import ALL_TYPES, TypePolicy
 
@@ -57,6 +58,7 @@ PIPELINE_KEYS = {
     "translate": dict,
     # workers may fetch media from private addresses (10/8, 192.168/16, ...): off by default
     "allow_private_networks": bool,
+    "ytdlp": dict,  # format, cookies, rate_limit, sleep_s (control.core.ytdlp.FLEET_KEYS)
 }
 TRANSCRIBE_KEYS = {
     "backend": str,  # auto | faster-whisper | mlx
@@ -389,6 +391,11 @@ class _Validator:
         tr = self.mapping(out.get("translate"), (*kp, "translate"), TRANSLATE_KEYS)
         if tr.get("backend", "deepl") not in TRANSLATE_BACKENDS:
             raise self.error((*kp, "translate", "backend"), "must be deepl or openai")
+        if "ytdlp" in out:
+            try:
+                out["ytdlp"] = ytdlp.check(out["ytdlp"], ytdlp.FLEET_KEYS)
+            except ytdlp.BadOption as exc:
+                raise self.error((*kp, "ytdlp", exc.key), str(exc)) from None
         for i, lang in enumerate(out.get("langs") or []):
             if not isinstance(lang, str) or not lang.isalpha():
                 raise self.error((*kp, "langs", str(i)), f"not a language code: {lang!r}")

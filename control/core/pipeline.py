@@ -86,7 +86,10 @@ def first_specs(item: dict[str, Any], stage: str) -> list[TaskSpec]:
     if stage == "download":
         if item["kind"] == "file":
             return first_specs(item, "extract_audio")
-        return [_spec(item, DOWNLOAD_TYPES[item["kind"]], "", url=item["source"], out_dir=base)]
+        extra = {"ytdlp": options["ytdlp"]} if options.get("ytdlp") else {}
+        return [
+            _spec(item, DOWNLOAD_TYPES[item["kind"]], "", url=item["source"], out_dir=base, **extra)
+        ]
     if stage == "extract_audio":
         return [_spec(item, "extract_audio", "", input=outputs["source"], out_dir=base)]
     if stage == "transcribe":

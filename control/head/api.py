@@ -181,10 +181,13 @@ class ControlPlane:
         )
         return rows
 
-    async def media(self, limit: int = 200) -> list[dict[str, Any]]:
+    async def media(self, limit: int = 200, source_id: int | None = None) -> list[dict[str, Any]]:
+        """The latest items (of one source when given), with their stages."""
         root = self.storage_root or storage_root(self.inventory.storage_root)
         self.storage_root = root
-        items: list[dict[str, Any]] = await self._run(media.items, root, limit=limit)
+        items: list[dict[str, Any]] = await self._run(
+            media.items, root, limit=limit, source_id=source_id
+        )
         return items
 
     async def transcript_head(self, item: dict[str, Any], lines: int = 8) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from control.core import db, feeds, pipeline
+from control.core import db, feeds, pipeline, ytdlp
 from control.core.db import AsyncConn
 from control.core.errors import ContentctlError, UsageError
 from control.core.queue import Queue
@@ -88,28 +88,9 @@ async def _insert(
     return dict(existing), False
 
 
-def video_identity(url: str) -> str:
-    """What makes two URLs the same video: yt-dlp's extractor and video id, matched offline
-    (`youtu.be/ID`, `watch?v=ID&t=10` and a playlist entry are one item); the URL itself for
-    anything only the generic extractor takes (a direct media URL)."""
-    from yt_dlp.extractor import gen_extractor_classes  # heavy: only when a URL is added
-
-    for ie in gen_extractor_classes():
-        if ie.ie_key() == "Generic" or not ie.suitable(url):
-            continue
-        try:
-            video_id = ie.get_temp_id(url)
-        except Exception:  # an extractor whose pattern has no id group
-            video_id = None
-        if video_id:
-            return f"video:{ie.ie_key()}:{video_id}"
-        break
-    return f"url:{url}"
-
-
 async def add_url(conn: AsyncConn, url: str, opts: dict[str, Any]) -> Added:
     """A video (or any URL yt-dlp can fetch): one item per video, its download task."""
-    key = await asyncio.to_thread(video_identity, url)
+    key = await asyncio.to_thread(ytdlp.identity, url)
     async with conn.transaction():
         item, created = await _insert(conn, kind="youtube", source=url, unique_key=key, opts=opts)
         if created:
@@ -247,6 +228,7 @@ def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) 
         "title": item.get("title"),
         "channel": item.get("channel"),
         "duration_s": item.get("duration_s"),
+        "source_id": item.get("source_id"),
         "state": state,
         "generation": item["generation"],
         "stages": stages,
@@ -262,9 +244,15 @@ def _abs(root: Path, rel: str | None) -> str | None:
 
 
 async def items(
-    conn: AsyncConn, storage_root: Path, media_id: int | None = None, limit: int = 50
+    conn: AsyncConn,
+    storage_root: Path,
+    media_id: int | None = None,
+    limit: int = 50,
+    source_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    cur = await conn.execute(q("media_items"), {"id": media_id, "limit": limit})
+    cur = await conn.execute(
+        q("media_items"), {"id": media_id, "limit": limit, "source_id": source_id}
+    )
     rows: list[dict[str, Any]] = [dict(r) for r in await cur.fetchall()]
     if not rows:
         return []

@@ -255,9 +255,9 @@ async def test_sources_screen_polls_and_pauses(
         conn,
         name="talk",
         url="http://127.0.0.1:9/feed.xml",
+        kind="podcast",
         options={"latest": 2},
-        every_s=3600,
-        cron=None,
+        spec=intake.poll_schedule("talk", 3600, None),
     )
     app = app_for(db_url)
     async with app.run_test(size=(140, 30)) as pilot:
@@ -280,3 +280,39 @@ async def test_sources_screen_polls_and_pauses(
         await until(pilot, lambda: cell_text(table, "1", "state") == "paused")
         cur = await conn.execute("SELECT paused FROM schedules WHERE name = 'source:talk'")
         assert (await cur.fetchone() or {})["paused"] is True
+
+
+async def test_media_screen_filters_by_source(db_url: str, conn: db.AsyncConn) -> None:
+    """`s` on the Media screen shows one source's items, then the next source's, then all."""
+    from control.core import intake
+
+    for name in ("talk", "lectures"):
+        await intake.add(
+            conn,
+            name=name,
+            url=f"http://127.0.0.1:9/{name}.xml",
+            kind="podcast",
+            options={},
+            spec=intake.poll_schedule(name, 3600, None),
+        )
+    await conn.execute(
+        "INSERT INTO media_items (kind, source, unique_key, title, source_id) VALUES "
+        "('podcast', 'http://127.0.0.1:9/a.ogg', 'a', 'From talk', 1), "
+        "('podcast', 'http://127.0.0.1:9/b.ogg', 'b', 'From lectures', 2), "
+        "('file', '/tmp/c.ogg', NULL, 'By hand', NULL)"
+    )
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.press("4")
+        table = app.screen.query_one("#media", DataTable)
+
+        def titles() -> set[str]:
+            return {cell_text(table, key.value or "", "title") for key in table.rows}
+
+        await until(pilot, lambda: len(table.rows) == 3)
+        await pilot.press("s")
+        await until(pilot, lambda: titles() == {"From talk"})
+        await pilot.press("s")
+        await until(pilot, lambda: titles() == {"From lectures"})
+        await pilot.press("s")
+        await until(pilot, lambda: len(table.rows) == 3)

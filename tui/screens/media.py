@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import (
     DataTable,
@@ -24,8 +25,11 @@ from tui.widgets.live_table import selected_key, sync_rows
 class MediaScreen(Base):
     STAGES = pipeline.STAGES  # one definition: control.core.pipeline
 
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("s", "cycle_source", "Source")]
+
     def __init__(self) -> None:
         super().__init__()
+        self.source: dict[str, Any] | None = None  # show only this source's items
         self.items: dict[str, dict[str, Any]] = {}
         self.previews: dict[str, list[str]] = {}  # transcript path -> its first lines
 
@@ -48,7 +52,8 @@ class MediaScreen(Base):
 
     @work(exclusive=True, group="media")
     async def fetch(self) -> None:
-        items = await self.guarded(self.plane.media(), refresh=True)
+        source_id = self.source["id"] if self.source else None
+        items = await self.guarded(self.plane.media(source_id=source_id), refresh=True)
         if items is None:
             return
         self.items = {str(i["id"]): i for i in items}
@@ -65,6 +70,18 @@ class MediaScreen(Base):
             rows[str(i["id"])] = cells
         sync_rows(self.query_one("#media", DataTable), rows)
         self.show_detail()
+
+    @work(exclusive=True, group="media-source")
+    async def action_cycle_source(self) -> None:
+        """All items, then each source's in turn, then all again."""
+        sources = await self.guarded(self.plane.sources())
+        if sources is None:
+            return
+        ids = [s["id"] for s in sources]
+        at = ids.index(self.source["id"]) + 1 if self.source and self.source["id"] in ids else 0
+        self.source = sources[at] if at < len(sources) else None
+        self.notify(f"source: {self.source['name']}" if self.source else "all sources")
+        self.fetch()
 
     @on(DataTable.RowHighlighted, "#media")
     def show_detail(self) -> None:

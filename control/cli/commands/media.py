@@ -12,7 +12,7 @@ from typing import Any
 
 from control.cli import output
 from control.cli.commands.common import Session, task_id
-from control.core import db, storage_health, urls
+from control.core import db, intake, storage_health, urls
 from control.core.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
 from control.core.inventory import Inventory
 from control.core.queue import Queue
@@ -151,7 +151,10 @@ async def cmd_media(args: argparse.Namespace) -> int:
             else:
                 output.print_media_item(one)
             return EXIT_OK
-        many = await media.items(conn, root, limit=args.limit)
+        source_id = None
+        if args.source:
+            source_id = int((await intake.by_name(conn, args.source))["id"])
+        many = await media.items(conn, root, limit=args.limit, source_id=source_id)
     if args.json:
         output.emit_json(many)
     else:

@@ -3,41 +3,90 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
+from typing import Any
 
 from control.cli import output
 from control.cli.commands.common import Session
 from control.cli.commands.media import _langs
-from control.core import db, intake, schedules, urls
-from control.core.errors import EXIT_OK, UsageError
+from control.core import db, feeds, intake, schedules, urls, ytdlp
+from control.core.errors import EXIT_OK, ContentctlError, UsageError
 from control.core.sql import q
 
 
 async def cmd_source_add(args: argparse.Namespace) -> int:
-    if not args.podcast:
-        raise UsageError(
-            "only podcast feeds can be sources yet: add --podcast (channels and playlists: "
-            "`contentctl add URL` per video)"
-        )
-    urls.check_added(args.url, "the feed URL")
+    urls.check_added(args.url, "the feed URL" if args.podcast else "the channel or playlist URL")
     if args.latest is not None and args.latest < 1:
         raise UsageError("--latest must be at least 1")
+    given = {
+        "format": args.format,
+        "cookies": args.cookies,
+        "rate_limit": args.rate_limit,
+        "sleep_s": args.sleep,
+        "match_title": args.match_title,
+        "reject_title": args.reject_title,
+    }
+    try:
+        yt_options = ytdlp.check(given, ytdlp.SOURCE_KEYS)
+    except ytdlp.BadOption as exc:
+        flag = {"sleep_s": "sleep"}.get(exc.key, exc.key).replace("_", "-")
+        raise UsageError(f"--{flag}: {exc}") from None
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", args.url.split("://", 1)[-1]).strip("-")
     s = Session(args)
-    options = {
+    kind = "podcast" if args.podcast else "playlist"
+    spec = intake.poll_schedule(name, args.every, args.cron)
+    # read it once here, so a URL that is no feed, no channel and no playlist is refused now
+    title = await asyncio.to_thread(_probe, args.url, kind, yt_options)
+    options: dict[str, Any] = {
         "langs": _langs(args.lang, list(s.inventory.pipeline.get("langs") or [])),
         "priority": args.priority,
         "latest": args.latest or intake.DEFAULT_LATEST,
     }
-    async with s.database() as conn:  # intake.add validates the schedule before any write
+    if args.since:
+        options["since"] = args.since
+    if yt_options:
+        options["ytdlp"] = yt_options
+    async with s.database() as conn:
         sid = await intake.add(
-            conn, name=name, url=args.url, options=options, every_s=args.every, cron=args.cron
+            conn,
+            name=name,
+            url=args.url,
+            kind=kind,
+            options=options,
+            spec=spec,
         )
     if args.json:
-        output.emit_json({"id": sid, "name": name, "url": args.url})
+        output.emit_json({"id": sid, "name": name, "url": args.url, "kind": kind})
     else:
-        print(f"source {sid} ({name}) added; polling it now")
+        print(f"source {sid} ({name}, {kind} {title!r}) added; polling it now")
     return EXIT_OK
+
+
+def _probe(url: str, kind: str, yt_options: dict[str, Any]) -> str | None:
+    """The source's title, or one line saying why this URL cannot be a source."""
+    if kind == "podcast":
+        try:
+            got = feeds.fetch(url)
+            eps = feeds.episodes(url, got.body)
+        except ContentctlError as exc:
+            raise UsageError(str(exc)) from None
+        return f"{len(eps)} episodes"
+    import yt_dlp
+
+    params = ytdlp.download_params({}, yt_options)
+    params.pop("format", None)
+    try:
+        got_list = ytdlp.playlist(url, 1, params)
+    except ytdlp.NotAPlaylist:
+        raise UsageError(
+            f"{url} is one video, not a channel or playlist: `contentctl add URL` adds it "
+            "(a podcast feed: add --podcast)"
+        ) from None
+    except yt_dlp.utils.DownloadError as exc:
+        message = re.sub(r"^ERROR:\s*", "", str(exc).strip().splitlines()[0])
+        raise UsageError(f"{url} cannot be listed ({message}): check the URL") from None
+    return got_list.get("title")
 
 
 async def cmd_source_list(args: argparse.Namespace) -> int:
@@ -63,7 +112,7 @@ async def cmd_source_list(args: argparse.Namespace) -> int:
         output.emit_json(docs)
         return EXIT_OK
     if not docs:
-        print("no sources: `contentctl source add FEED_URL --podcast`")
+        print("no sources: `contentctl source add FEED_URL --podcast` or a channel's URL")
         return EXIT_OK
     table = [
         [

@@ -43,6 +43,7 @@ SELECT * FROM media_items WHERE unique_key = %(unique_key)s;
 -- name: media_items
 SELECT * FROM media_items
 WHERE (%(id)s::bigint IS NULL OR id = %(id)s::bigint)
+  AND (%(source_id)s::bigint IS NULL OR source_id = %(source_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s;
 
