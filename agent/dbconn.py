@@ -38,6 +38,10 @@ class AgentDb:
         self._conn: db.AsyncConn | None = None
         self._queue: Queue | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        # one operation at a time on the connection: two coroutines' transactions would
+        # otherwise nest (the heartbeat's schedule tick inside a completion's transaction) and
+        # commit out of order
+        self._turn = asyncio.Lock()
         self.outages = 0
 
     async def open(self) -> None:
@@ -77,7 +81,8 @@ class AgentDb:
         """`op(queue, *args, **kwargs)`; DbDown if the connection is lost (or already down)."""
         queue = self.queue
         try:
-            return await op(queue, *args, **kwargs)
+            async with self._turn:
+                return await op(queue, *args, **kwargs)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if self._conn is not None and not self._conn.broken and not self._conn.closed:
                 raise  # a real error on a healthy connection (a timeout, a bad query)
