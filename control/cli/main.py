@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from control.cli import audited
 from control.cli.output import clean_output
 from control.cli.parser import Command, build_parser
 from control.core.errors import EXIT_FAILED, EXIT_USAGE, ContentctlError
@@ -45,6 +46,23 @@ def _scrubbed_traceback(kind: type[BaseException], exc: BaseException, tb: Any) 
     sys.stderr.write(scrub("".join(traceback.format_exception(kind, exc, tb))))
 
 
+async def _audited(func: Command, args: Any) -> int:
+    """Run the command; an operator action leaves its audit row however it ends."""
+    action = audited.action_of(args)
+    if action is None:
+        return await func(args)
+    outcome = "failed"
+    try:
+        code = await func(args)
+        outcome = "ok" if code == 0 else f"exit {code}"
+        return code
+    except BaseException as exc:
+        outcome = f"failed: {scrub(first_line(exc))}"
+        raise
+    finally:
+        await audited.record(args, action, outcome)
+
+
 def _main(argv: Sequence[str] | None, dashboard: Dashboard | None = None) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:  # the shell asking for completions (then it exits)
@@ -67,7 +85,7 @@ def _main(argv: Sequence[str] | None, dashboard: Dashboard | None = None) -> int
         parser.print_help()
         return EXIT_USAGE
     try:
-        return asyncio.run(func(args))
+        return asyncio.run(_audited(func, args))
     except ContentctlError as exc:
         if debug:
             raise

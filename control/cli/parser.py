@@ -65,8 +65,8 @@ def _date(text: str) -> str:
 
 
 def _duration(text: str) -> float:
-    """90, 90s, 30m, 2h -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
+    """90, 90s, 30m, 2h, 7d -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     t = text.strip().lower()
     scale = units.get(t[-1:])
     number = t[:-1] if scale else t
@@ -74,7 +74,7 @@ def _duration(text: str) -> float:
         value = float(number) * (scale or 1)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"a duration is a number with s, m or h (90s, 30m, 2h), not {text!r}"
+            f"a duration is a number with s, m, h or d (90s, 30m, 2h, 7d), not {text!r}"
         ) from None
     if not math.isfinite(value) or not 0 < value <= SECONDS_MAX:
         raise argparse.ArgumentTypeError(f"a duration must be positive, up to a year, not {text!r}")
@@ -125,6 +125,10 @@ cmd_source_list = _lazy("sources:cmd_source_list")
 cmd_source_action = _lazy("sources:cmd_source_action")
 cmd_storage_init = _lazy("storage:cmd_storage_init")
 cmd_storage_check = _lazy("storage:cmd_storage_check")
+cmd_prune = _lazy("operations:cmd_prune")
+cmd_audit = _lazy("operations:cmd_audit")
+cmd_alerts = _lazy("operations:cmd_alerts")
+cmd_metrics_serve = _lazy("operations:cmd_metrics_serve")
 cmd_demo = _lazy("extras:cmd_demo")
 cmd_completion = _lazy("extras:cmd_completion")
 
@@ -716,6 +720,76 @@ def build_parser() -> argparse.ArgumentParser:
         ("storage check", "storage check --json"),
     )
     json_flag(sp, "machine-readable: root, storage_id, here, hosts")
+
+    sp = add(
+        "prune",
+        cmd_prune,
+        "remove finished rows past their retention (rolled up by day first) and expired "
+        "media files",
+        ("prune --dry-run", "prune --json"),
+    )
+    sp.add_argument(
+        "--dry-run", action="store_true", help="count what would go and the disk it frees"
+    )
+    json_flag(sp, "machine-readable: tasks by state, other rows, files, bytes_freed")
+
+    sp = add(
+        "audit",
+        cmd_audit,
+        "operators' actions: who did what, on which hosts or tasks, and how it ended",
+        ("audit", "audit --since 24h --json"),
+    )
+    sp.add_argument(
+        "--since",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="only actions from the last DURATION (90s, 30m, 2h, 7d)",
+    )
+    sp.add_argument(
+        "--limit", type=_positive("--limit"), default=200, help="at most this many (default 200)"
+    )
+    json_flag(sp)
+
+    mp = add(
+        "metrics",
+        None,
+        "Prometheus metrics of the fleet (and the head's alerts and daily prune)",
+        ("metrics serve", "metrics serve --listen 0.0.0.0 --port 9464"),
+    )
+    mps = mp.add_subparsers(dest="metrics_command", metavar="ACTION", required=True)
+    sp = action(
+        mps,
+        "serve",
+        cmd_metrics_serve,
+        "serve /metrics until stopped; also evaluates alerts and runs the daily prune",
+        ("metrics serve", "metrics serve --no-prune"),
+    )
+    sp.add_argument(
+        "--listen", default="127.0.0.1", metavar="ADDR", help="address (default 127.0.0.1)"
+    )
+    sp.add_argument(
+        "--port", type=_whole("--port", 0, 65535), default=9464, help="port (default 9464)"
+    )
+    sp.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules here")
+    sp.add_argument("--no-prune", action="store_true", help="do not run the daily prune here")
+
+    alp = add(
+        "alerts",
+        None,
+        "alert incidents and webhooks (rules: the inventory's alerts block)",
+        ("alerts test", "alerts list --json"),
+    )
+    als = alp.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
+    sp = action(als, "test", cmd_alerts, "send one test message to every webhook", ("alerts test",))
+    json_flag(sp)
+    sp = action(
+        als, "list", cmd_alerts, "recent incidents, open and closed", ("alerts list --json",)
+    )
+    sp.add_argument(
+        "--limit", type=_positive("--limit"), default=50, help="at most this many (default 50)"
+    )
+    json_flag(sp)
 
     sp = add(
         "demo",

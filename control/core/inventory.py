@@ -48,8 +48,35 @@ TOP_KEYS = {
     "worker_limits": dict,
     "task_types": dict,
     "pipeline": dict,
+    "retention": dict,
+    "alerts": dict,
     "hosts": dict,
 }
+# days to keep, by kind of row or file (control.core.retention.DEFAULTS); files default: keep
+RETENTION_KEYS = {
+    "succeeded_days": (int, float),
+    "cancelled_days": (int, float),
+    "failed_days": (int, float),
+    "commands_days": (int, float),
+    "daily_counts_days": (int, float),
+    "audit_days": (int, float),
+    "incidents_days": (int, float),
+    "keep_source_days": (int, float),
+    "keep_audio_days": (int, float),
+    "batch_size": int,
+    "pause_ms": (int, float),
+}
+ALERT_KEYS = {
+    "webhooks": list,
+    "host_offline_minutes": (int, float),
+    "task_stalled": bool,
+    "media_failed": bool,
+    "queue_age_minutes": (int, float),
+    "storage_unavailable": bool,
+    "every_s": (int, float),
+}
+WEBHOOK_KEYS = {"url": str, "format": str}
+WEBHOOK_FORMATS = ("json", "ntfy", "slack")
 PIPELINE_KEYS = {
     "chunk_s": (int, float),
     "overlap_s": (int, float),
@@ -124,6 +151,12 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "end_jitter_minutes": (0, 24 * 60),
     "min_s": (0, FOREVER),
     "max_s": (0, FOREVER),
+    **{k: (0.01, 100 * 365) for k in RETENTION_KEYS if k.endswith("_days")},
+    "batch_size": (1, 1_000_000),
+    "pause_ms": (0, 60_000),
+    "host_offline_minutes": (0.1, FOREVER),
+    "queue_age_minutes": (0.1, FOREVER),
+    "every_s": (1, 24 * 3600),
 }
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
@@ -163,6 +196,8 @@ class Inventory:
     worker_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     task_types: dict[str, TypePolicy] = field(default_factory=dict)
     pipeline: dict[str, Any] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Any] = field(default_factory=dict)
 
     def host(self, name: str) -> HostSpec | None:
         return self.hosts.get(name)
@@ -344,6 +379,8 @@ class _Validator:
         }
         nas = self.nas(top.get("nas"))
         pipeline = self.pipeline(top.get("pipeline"))
+        retention = dict(self.mapping(top.get("retention"), ("retention",), RETENTION_KEYS))
+        alerts = self.alerts(top.get("alerts"))
         return Inventory(
             path=self.path,
             hosts=hosts,
@@ -354,7 +391,27 @@ class _Validator:
             worker_limits=self.limits(top.get("worker_limits"), ("worker_limits",)),
             task_types=policies,
             pipeline=pipeline,
+            retention=retention,
+            alerts=alerts,
         )
+
+    def alerts(self, value: Any) -> dict[str, Any]:
+        kp = ("alerts",)
+        out = dict(self.mapping(value, kp, ALERT_KEYS))
+        hooks = []
+        for i, raw in enumerate(out.get("webhooks") or []):
+            hook = dict(self.mapping(raw, (*kp, "webhooks", str(i)), WEBHOOK_KEYS))
+            url = hook.get("url")
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise self.error((*kp, "webhooks", str(i), "url"), "must be an http(s) URL")
+            if hook.setdefault("format", "json") not in WEBHOOK_FORMATS:
+                raise self.error(
+                    (*kp, "webhooks", str(i), "format"),
+                    f"must be one of {', '.join(WEBHOOK_FORMATS)}",
+                )
+            hooks.append(hook)
+        out["webhooks"] = hooks
+        return out
 
     def absolute(self, value: Any, keypath: tuple[str, ...]) -> str:
         if not isinstance(value, str) or not (value.startswith("/") or value.startswith("~")):

@@ -8,16 +8,17 @@ cannot be reached; the next call reconnects, so the dashboard just keeps asking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from control.core import db, fleet, intake, schedules
+from control.core import audit, db, fleet, intake, schedules
 from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
 from control.core.inventory import HostSpec, Inventory, load
@@ -210,8 +211,31 @@ class ControlPlane:
         rows: list[dict[str, Any]] = await self._run(db.rows, q("sources_all"))
         return rows
 
+    async def audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest operator actions, newest first."""
+        rows: list[dict[str, Any]] = await self._run(audit.recent, None, limit)
+        return rows
+
+    # -- acting (each action is one audit row: who, what, on what, how it ended) ----------
+    @contextlib.asynccontextmanager
+    async def _acting(
+        self, action: str, targets: Sequence[Any], **detail: Any
+    ) -> AsyncIterator[None]:
+        outcome = "ok"
+        try:
+            yield
+        except BaseException as exc:
+            outcome = f"failed: {first_line(exc)}"
+            raise
+        finally:
+            with contextlib.suppress(Unavailable):
+                await self._run(
+                    audit.record, action, targets, outcome, via="dashboard", detail=detail
+                )
+
     async def poll_source(self, name: str) -> int:
-        task: int = await self._run(intake.poll_now, name)
+        async with self._acting("source poll", [name]):
+            task: int = await self._run(intake.poll_now, name)
         return task
 
     async def pause_source(self, name: str, paused: bool) -> None:
@@ -219,15 +243,17 @@ class ControlPlane:
             src = await intake.by_name(conn, name)
             await schedules.pause(conn, intake.schedule_name(src["name"]), paused)
 
-        await self._run(act)
+        async with self._acting("source pause" if paused else "source resume", [name]):
+            await self._run(act)
 
-    # -- acting --------------------------------------------------------------------------
     async def retry(self, ids: list[int]) -> list[int]:
-        moved: list[int] = await self._run(lambda c: Queue(c).retry(ids))
+        async with self._acting("retry", ids):
+            moved: list[int] = await self._run(lambda c: Queue(c).retry(ids))
         return moved
 
     async def cancel(self, ids: list[int]) -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = await self._run(lambda c: Queue(c).cancel(ids))
+        async with self._acting("cancel", ids):
+            done: list[dict[str, Any]] = await self._run(lambda c: Queue(c).cancel(ids))
         return done
 
     async def raise_priority(self, task_id: int, by: int = 10) -> int | None:
@@ -235,7 +261,8 @@ class ControlPlane:
             row = await db.row(conn, q("raise_priority"), {"id": task_id, "by": by})
             return int(row["priority"]) if row else None
 
-        new: int | None = await self._run(bump)
+        async with self._acting("priority", [task_id], by=by):
+            new: int | None = await self._run(bump)
         return new
 
     async def configure_host(
@@ -244,6 +271,17 @@ class ControlPlane:
         """Change a host's task types and concurrency: written back to the inventory (comments
         and order kept) and applied to its running agent at once. Returns what happened."""
 
+        async with self._acting(
+            "agent configure",
+            [host],
+            enabled_tasks=enabled_tasks,
+            max_concurrent_tasks=max_concurrent_tasks,
+        ):
+            return await self._configure(host, enabled_tasks, max_concurrent_tasks)
+
+    async def _configure(
+        self, host: str, enabled_tasks: list[str], max_concurrent_tasks: int
+    ) -> str:
         said: list[str] = []
         path = self.inventory.path
         if path is not None and self.inventory.host(host) is not None:
@@ -257,7 +295,7 @@ class ControlPlane:
 
             self.inventory = await asyncio.to_thread(load, path)
             said.append(f"saved to {path.name}")
-        result = await self.command(
+        result = await self._send(
             host,
             "configure",
             {"enabled_tasks": enabled_tasks, "max_concurrent_tasks": max_concurrent_tasks},
@@ -293,7 +331,8 @@ class ControlPlane:
             raise ContentctlError(f"{host} is not an ssh host in the inventory: start it there")
         ssh = ssh_for(self.inventory)
         try:
-            return await agent_over_ssh(ssh, spec, "start")
+            async with self._acting("agent start", [host]):
+                return await agent_over_ssh(ssh, spec, "start")
         finally:
             await ssh.close()
 
@@ -327,7 +366,11 @@ class ControlPlane:
                 on_step=lambda _h, step: on_step(asdict(step)),
             )
             try:
-                report = await prov.provision(spec)
+                if dry_run:
+                    report = await prov.provision(spec)
+                else:
+                    async with self._acting("provision", [host]):
+                        report = await prov.provision(spec)
             finally:
                 await prov.ssh.close()
         finally:
@@ -339,6 +382,12 @@ class ControlPlane:
     ) -> agents.CommandResult:
         """Send drain/undrain/restart/stop and wait (briefly) for the agent's acknowledgement.
         The wait polls without holding the connection lock, so the screen keeps refreshing."""
+        async with self._acting(f"agent {command}", [host]):
+            return await self._send(host, command, args)
+
+    async def _send(
+        self, host: str, command: str, args: dict[str, Any] | None = None
+    ) -> agents.CommandResult:
         cid: int = await self._run(fleet.send_command, host, command, args or {})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COMMAND_TIMEOUT_S

@@ -99,13 +99,24 @@ async def test_retry_and_cancel_from_the_tasks_screen(
         await pilot.press("y")
         await until(pilot, lambda: cell_text(table, str(waiting.id), "state") == "cancelled")
         assert (await fetch_task(conn, waiting.id))["state"] == "cancelled"
+    # both actions are in the audit trail, as the dashboard's
+    cur = await conn.execute(
+        "SELECT via, action, targets, outcome, actor FROM audit_log ORDER BY id"
+    )
+    rows = [dict(r) for r in await cur.fetchall()]
+    assert [(r["via"], r["action"], r["targets"], r["outcome"]) for r in rows] == [
+        ("dashboard", "retry", [str(failed.id)], "ok"),
+        ("dashboard", "cancel", [str(waiting.id)], "ok"),
+    ]
+    assert "@" in rows[0]["actor"]
 
 
 async def test_log_view_shows_what_the_agent_just_logged(
     db_url: str, spawn_agent: Callable[..., subprocess.Popen[str]], queue: Queue
 ) -> None:
     spawn_agent("--host", "logger-1")
-    [t] = await queue.enqueue([TaskSpec("noop")])
+    # a success is logged at DEBUG (the task row says it); a failure at WARNING
+    [t] = await queue.enqueue([TaskSpec("fail", max_attempts=1)])
     app = app_for(db_url)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("3")
@@ -114,7 +125,7 @@ async def test_log_view_shows_what_the_agent_just_logged(
         def shown() -> str:
             return "\n".join(line.text for line in log.lines)
 
-        await until(pilot, lambda: f"task {t.id} (noop) succeeded" in shown())
+        await until(pilot, lambda: f"task {t.id} (fail) failed" in shown())
         assert "logger-1" in shown()
 
 

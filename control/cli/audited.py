@@ -1,0 +1,84 @@
+"""Which commands are operator actions, and their audit row: one per run of such a command,
+written after it ends (its exit code or its one-line error), on a connection of its own so a
+command's own failure cannot lose it. Read-only commands and dry runs are not recorded."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from control.core import audit
+
+log = logging.getLogger(__name__)
+
+ACTIONS = {
+    "add",
+    "enqueue",
+    "retry",
+    "cancel",
+    "prune",
+    "provision",
+    "rollout",
+    "agent drain",
+    "agent undrain",
+    "agent restart",
+    "agent stop",
+    "agent start",
+    "source add",
+    "source poll",
+    "source pause",
+    "source resume",
+    "source remove",
+    "schedule add",
+    "schedule pause",
+    "schedule resume",
+    "storage init",
+    "db migrate",
+    "media retry",
+    "reconcile --fix",
+    "alerts test",
+}
+TARGETS = ("hosts", "ids", "name", "url", "sources", "id")
+
+
+def action_of(args: argparse.Namespace) -> str | None:
+    """`agent drain`, `retry`, ...; None for a command that changes nothing."""
+    cmd = getattr(args, "command", None)
+    if not cmd or getattr(args, "dry_run", False):
+        return None
+    sub = getattr(args, f"{cmd}_command", None)
+    name = f"{cmd} {sub}" if sub else cmd
+    if cmd == "media":
+        name = "media retry" if (getattr(args, "words", None) or [""])[0] == "retry" else cmd
+    if cmd == "reconcile" and getattr(args, "fix", False):
+        name = "reconcile --fix"
+    return name if name in ACTIONS else None
+
+
+def targets_of(args: argparse.Namespace) -> list[Any]:
+    out: list[Any] = []
+    if getattr(args, "all", False):
+        out.append("--all")
+    for attr in TARGETS:
+        value = getattr(args, attr, None)
+        if isinstance(value, list):
+            out.extend(value)
+        elif value is not None and not isinstance(value, bool):
+            out.append(value)
+    if getattr(args, "command", None) == "media":
+        out.extend((getattr(args, "words", None) or [])[1:])
+    return out
+
+
+async def record(args: argparse.Namespace, action: str, outcome: str) -> None:
+    """Best effort: an action whose database is unreachable is not lost for want of an
+    audit row, and says so at debug level."""
+    from control.cli.commands.common import Session
+
+    try:
+        s = Session(args)
+        async with s.database() as conn:
+            await audit.record(conn, action, targets_of(args), outcome, via="cli")
+    except Exception as exc:  # the command's own error has been reported already
+        log.debug("audit row not written: %s", exc)

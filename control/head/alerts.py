@@ -1,0 +1,235 @@
+"""Alerts without a monitoring stack: the inventory's `alerts:` rules are evaluated against the
+database; an incident opens when a condition starts (announced once to every webhook) and
+closes when it ends (one recovery). State lives in alert_incidents, so a restarted head does
+not announce again, and the evaluation runs under a transaction-level advisory lock, so two
+evaluating processes (two heads) open each incident once; delivery takes incidents with
+FOR UPDATE SKIP LOCKED, so no incident is sent twice. A failed delivery retries with backoff.
+
+Webhook bodies: `json` (generic: status, rule, subject, message, opened_at, closed_at),
+`ntfy` (plain text with Title and Tags headers), `slack` ({"text": ...} with <, >, & escaped
+as Slack asks, so a host name cannot mention @channel)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from control.core import db, fleet
+from control.core.inventory import Inventory
+from control.core.redact import scrub
+from control.core.sql import q
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = 0x0C0A1E27  # pg_advisory_xact_lock key of the evaluation
+DELIVERY_TIMEOUT_S = 10.0
+BACKOFF_MIN_S = 5.0
+BACKOFF_MAX_S = 600.0
+DEFAULTS: dict[str, Any] = {
+    "host_offline_minutes": 5,
+    "task_stalled": True,
+    "media_failed": True,
+    "queue_age_minutes": 60,
+    "storage_unavailable": True,
+    "every_s": 30,
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    rule: str
+    subject: str
+    message: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.rule}:{self.subject}"
+
+
+def config(inventory: Inventory) -> dict[str, Any]:
+    return {**DEFAULTS, **inventory.alerts}
+
+
+async def conditions(conn: db.AsyncConn, inventory: Inventory) -> list[Condition]:
+    """What is wrong right now, by the configured rules."""
+    cfg = config(inventory)
+    found: list[Condition] = []
+    offline_s = float(cfg["host_offline_minutes"]) * 60
+    for row in await fleet.hosts_rows(conn):
+        name = str(row["name"])
+        spec = inventory.host(name)
+        if spec is not None and not spec.enabled:
+            continue
+        age = row["heartbeat_age_s"]
+        stopped = row["agent_state"] == "stopped"  # told to stop: not an incident
+        if age is not None and float(age) > offline_s and not stopped:
+            found.append(
+                Condition("host_offline", name, f"host {name} silent for {float(age) / 60:.1f} min")
+            )
+            continue
+        beat = dict(row["heartbeat"] or {})
+        if cfg["task_stalled"]:
+            for task in beat.get("running") or []:
+                if task.get("stalled"):
+                    found.append(
+                        Condition(
+                            "task_stalled",
+                            str(task.get("id")),
+                            f"task {task.get('id')} ({task.get('type')}) on {name} "
+                            "has made no progress",
+                        )
+                    )
+        storage = beat.get("storage") or {}
+        if cfg["storage_unavailable"] and storage and storage.get("ok") is False:
+            found.append(
+                Condition(
+                    "storage_unavailable",
+                    name,
+                    f"storage unavailable on {name}: {storage.get('error') or 'unknown'}",
+                )
+            )
+    if cfg["media_failed"]:
+        for r in await db.rows(conn, q("alert_media_failed")):
+            found.append(
+                Condition(
+                    "media_failed",
+                    str(r["id"]),
+                    f"media {r['id']} ({r['title'] or r['source']}) failed: "
+                    f"{_line(r['error_message'] or 'no message')}",
+                )
+            )
+    age_s = float(cfg["queue_age_minutes"]) * 60
+    for r in await db.rows(conn, q("alert_queue_age"), {"age_s": age_s}):
+        found.append(
+            Condition(
+                "queue_age",
+                str(r["type"]),
+                f"{r['type']}: the oldest queued task has waited {float(r['age_s']) / 60:.0f} min",
+            )
+        )
+    return found
+
+
+async def evaluate(conn: db.AsyncConn, inventory: Inventory) -> dict[str, int] | None:
+    """Open incidents for new conditions and close those that ended; None when another
+    process is evaluating right now."""
+    async with conn.transaction():
+        got = await db.row(
+            conn, "SELECT pg_try_advisory_xact_lock(%(key)s) AS ok", {"key": LOCK_KEY}
+        )
+        if not got or not got["ok"]:
+            return None
+        now = await conditions(conn, inventory)
+        opened = 0
+        for c in now:
+            rows = await db.rows(
+                conn,
+                q("incident_open"),
+                {"key": c.key, "rule": c.rule, "subject": c.subject, "message": c.message},
+            )
+            opened += len(rows)
+        closed = await db.rows(conn, q("incident_close"), {"keys": [c.key for c in now]})
+    return {"open": len(now), "opened": opened, "closed": len(closed)}
+
+
+async def deliver(conn: db.AsyncConn, inventory: Inventory) -> int:
+    """Send what is due (new incidents, recoveries); returns how many were delivered."""
+    hooks = list(config(inventory).get("webhooks") or [])
+    sent = 0
+    while True:
+        async with conn.transaction():
+            row = await db.row(conn, q("incident_due"))
+            if row is None:
+                return sent
+            if row["closed_at"] is None:
+                status = "firing"
+            elif row["fired_at"] is not None:
+                status = "resolved"
+            else:  # it ended before it was announced: nothing to say
+                status = "silent"
+            errors = []
+            if status != "silent" and hooks:
+                errors = await asyncio.to_thread(_post_all, hooks, _message(row, status))
+            if errors:
+                delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** int(row["attempts"]))
+                await conn.execute(
+                    q("incident_retry"),
+                    {"id": row["id"], "delay_s": delay, "error": "; ".join(errors)[:500]},
+                )
+                log.warning("alert %s not delivered: %s", row["key"], "; ".join(errors))
+                continue
+            await conn.execute(q("incident_sent"), {"id": row["id"], "status": status})
+            sent += status != "silent"
+
+
+def _message(row: dict[str, Any], status: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "rule": row["rule"],
+        "subject": row["subject"],
+        "message": row["message"],
+        "opened_at": row["opened_at"].isoformat(),
+        "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
+    }
+
+
+def _post_all(hooks: list[dict[str, Any]], msg: dict[str, Any]) -> list[str]:
+    errors = []
+    for hook in hooks:
+        try:
+            _post(hook, msg)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            # the webhook's URL may carry a token: name its host only
+            where = urlsplit(hook["url"]).hostname or "webhook"
+            errors.append(f"{where}: {_line(str(getattr(exc, 'reason', exc)))}")
+    return errors
+
+
+def _line(text: str) -> str:
+    return scrub((text.strip().splitlines() or [""])[0][:300])
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _post(hook: dict[str, Any], msg: dict[str, Any]) -> None:
+    fmt = hook.get("format", "json")
+    word = "RESOLVED" if msg["status"] == "resolved" else "ALERT"
+    headers = {"User-Agent": "contentctl"}
+    if fmt == "ntfy":
+        body = msg["message"].encode()
+        headers["Title"] = f"contentctl {word}: {msg['rule']}".encode("ascii", "replace").decode()
+        headers["Tags"] = "white_check_mark" if msg["status"] == "resolved" else "warning"
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+    elif fmt == "slack":
+        body = json.dumps({"text": _slack_escape(f"{word} {msg['message']}")}).encode()
+        headers["Content-Type"] = "application/json"
+    else:
+        body = json.dumps(msg).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(hook["url"], data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=DELIVERY_TIMEOUT_S) as resp:
+        if resp.status >= 300:
+            raise ValueError(f"HTTP {resp.status}")
+
+
+async def send_test(inventory: Inventory) -> list[str]:
+    """One test message to every webhook; the errors (empty when all took it)."""
+    hooks = list(config(inventory).get("webhooks") or [])
+    msg = {
+        "status": "test",
+        "rule": "test",
+        "subject": "contentctl",
+        "message": "contentctl alerts test: this webhook receives the fleet's alerts",
+        "opened_at": datetime.now(UTC).isoformat(),
+        "closed_at": None,
+    }
+    return await asyncio.to_thread(_post_all, hooks, msg)
