@@ -20,6 +20,7 @@ from textual.screen import Screen
 
 from tui.messages import DatabaseState, ProvisionHost
 from tui.screens import (
+    AuditScreen,
     FleetScreen,
     LogsScreen,
     MediaScreen,
@@ -41,6 +42,7 @@ class Dashboard(App[int]):
         "media": MediaScreen,
         "provision": ProvisionScreen,
         "sources": SourcesScreen,
+        "audit": AuditScreen,
     }
     DEFAULT_MODE = "fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -50,6 +52,7 @@ class Dashboard(App[int]):
         Binding("4,m", "switch_mode('media')", "Media"),
         Binding("5", "switch_mode('provision')", "Provision"),
         Binding("6", "switch_mode('sources')", "Sources"),
+        Binding("7", "switch_mode('audit')", "Audit"),
         Binding("question_mark", "toggle_help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -111,6 +114,7 @@ class Dashboard(App[int]):
             ("media", "Media"),
             ("provision", "Provision"),
             ("sources", "Sources"),
+            ("audit", "Audit"),
         ):
             yield SystemCommand(
                 f"Go to {title}",

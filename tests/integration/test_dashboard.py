@@ -99,6 +99,11 @@ async def test_retry_and_cancel_from_the_tasks_screen(
         await pilot.press("y")
         await until(pilot, lambda: cell_text(table, str(waiting.id), "state") == "cancelled")
         assert (await fetch_task(conn, waiting.id))["state"] == "cancelled"
+        await pilot.press("7")  # the Audit screen shows them
+        audit = app.screen.query_one("#audit", DataTable)
+        await until(pilot, lambda: len(audit.rows) == 2)
+        actions = {cell_text(audit, k.value or "", "action") for k in audit.rows}
+        assert actions == {"retry", "cancel"}
     # both actions are in the audit trail, as the dashboard's
     cur = await conn.execute(
         "SELECT via, action, targets, outcome, actor FROM audit_log ORDER BY id"

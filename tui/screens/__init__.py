@@ -3,6 +3,7 @@ it is shown, updating its tables in place; none holds SQL or SSH (they call `con
 
 from __future__ import annotations
 
+from tui.screens.audit import AuditScreen
 from tui.screens.base import Base, Plane
 from tui.screens.fleet import FleetScreen
 from tui.screens.logs import LogsScreen
@@ -12,6 +13,7 @@ from tui.screens.sources import SourcesScreen
 from tui.screens.tasks import TasksScreen
 
 __all__ = [
+    "AuditScreen",
     "Base",
     "FleetScreen",
     "LogsScreen",
