@@ -13,19 +13,22 @@ SELECT (ARRAY['download_youtube', 'extract_audio', 'transcribe', 'stitch', 'tran
        CASE WHEN i %% 100 = 0 THEN (ARRAY['queued','scheduled','running'])[1 + (i / 100) %% 3]
             WHEN i %% 67 = 0 THEN 'failed' WHEN i %% 200 = 1 THEN 'cancelled'
             ELSE 'succeeded' END,
-       now() - make_interval(secs => i %% 2592000), 1,
+       now() - make_interval(secs => (i * %(step)s) %% 2592000), 1,
        'host-' || (i %% 500),
-       now() - make_interval(secs => i %% 2592000 + 60),
-       now() - make_interval(secs => i %% 2592000 + 30),
-       CASE WHEN i %% 100 = 0 THEN NULL ELSE now() - make_interval(secs => i %% 2592000) END,
+       now() - make_interval(secs => (i * %(step)s) %% 2592000 + 60),
+       now() - make_interval(secs => (i * %(step)s) %% 2592000 + 30),
+       CASE WHEN i %% 100 = 0 THEN NULL
+            ELSE now() - make_interval(secs => (i * %(step)s) %% 2592000) END,
        now(), '{}'::jsonb, 1.0
 FROM generate_series(1, %(n)s) AS i
 """
 
 
-async def fill_fleet(conn: db.AsyncConn, n: int, hosts: int) -> None:
-    """N tasks (99% finished, over 30 days, on `hosts` hosts) and `hosts` heartbeating hosts."""
-    await conn.execute(FILL_SQL.replace("%%", "%").replace("%(n)s", str(n)).encode())
+async def fill_fleet(conn: db.AsyncConn, n: int, hosts: int, step_s: int = 1) -> None:
+    """N tasks (99% finished, one every `step_s` seconds back to 30 days ago, then again, on
+    `hosts` hosts) and `hosts` heartbeating hosts."""
+    sql = FILL_SQL.replace("%%", "%").replace("%(n)s", str(n)).replace("%(step)s", str(step_s))
+    await conn.execute(sql.encode())
     await conn.execute(
         "UPDATE tasks SET lease_expires_at = now() + interval '1 hour',"
         " attempt_token = gen_random_uuid()"
