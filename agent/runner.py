@@ -48,6 +48,7 @@ LOG_PRUNE_EVERY = 60  # shipments
 SWEEP_EVERY = 60
 STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
 STORAGE_ID_EVERY = 12  # heartbeats between two reads of the fleet's storage id
+TICK_EVERY = 3  # heartbeats between two looks for due schedules (15 s at the default beat)
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
 
@@ -113,6 +114,7 @@ class Agent:
         self._running: dict[int, _Running] = {}
         self._log_buffer = log_buffer
         self._load = LoadSampler(config.storage_root)
+        self._beat_gate = fleet.BeatGate()
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC)
         self._code_hash = codehash.code_hash()
@@ -581,7 +583,8 @@ class Agent:
                     done, self._drain_commands = self._drain_commands, []
                     await self.db.sql(fleet.command_done, done)
                 beats += 1
-                await self.db.sql(schedules.tick)  # due recurring work, once fleet-wide
+                if beats % TICK_EVERY == 1:
+                    await self.db.sql(schedules.tick)  # due recurring work, once fleet-wide
                 if beats % SWEEP_EVERY == 1:
                     await self.db.run(Queue.sweep_expired)
                     await self.executor.reap_idle()
@@ -643,6 +646,8 @@ class Agent:
         if state is not None:  # the last word
             await self.db.sql(fleet.send_heartbeat, hb)
             return False
+        if not self._beat_gate.due(hb) and not renew_all:
+            return False  # nothing changed and the last write is fresh: no statement at all
         return await self.db.sql(fleet.beat, hb)
 
     async def _renew(self, renew_all: bool) -> None:

@@ -6,8 +6,9 @@ cost PostgreSQL.
 1. One `contentctl agent run` on an empty queue: resident memory after start-up, and CPU over
    the idle window (heartbeats, LISTEN, polling included).
 2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
-   every 5 s (the heartbeat row, which also tells whether commands wait; its running task's
-   lease renewed every third beat; an expired-lease sweep every sixtieth beat), staggered;
+   every 5 s (the heartbeat row, written when its content moved or every second beat, which
+   also tells whether commands wait; its running task's lease renewed every third beat; a look
+   for due schedules every third beat; an expired-lease sweep every sixtieth beat), staggered;
    PostgreSQL's CPU over the window, as a share of one core.
 
 Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
@@ -39,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.load import LoadSampler
-from agent.runner import SWEEP_EVERY
-from control.core import db, fleet
+from agent.runner import SWEEP_EVERY, TICK_EVERY
+from control.core import db, fleet, schedules
 from control.core.queue import Queue, TaskSpec
 from control.head.embedded import EmbeddedServer
 
@@ -111,6 +112,7 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
     q = Queue(conn)
     [task] = await q.claim(name, ["noop"], lease_s=30)
     sampler = LoadSampler(Path.home())
+    gate = fleet.BeatGate()
     beats = 0
     started = datetime.now(UTC)
     await fleet.register(
@@ -148,9 +150,12 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
         # as the agent does: renew a lease once half of it (30 s) has passed, then beat
         if beats % 3 == 2:
             await q.renew_leases([task.token], lease_s=30)
-        if await fleet.beat(conn, hb):
+        # as the agent does: written when the content moved or every second beat
+        if gate.due(hb) and await fleet.beat(conn, hb):
             await fleet.pending_commands(conn, name)
         beats += 1
+        if beats % TICK_EVERY == 1:
+            await schedules.tick(conn)
         if beats % SWEEP_EVERY == 1:
             await q.sweep_expired()
         await asyncio.sleep(interval)

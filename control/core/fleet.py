@@ -18,6 +18,40 @@ OFFLINE_AFTER_S = 60.0
 AGENT_STATES = ("online", "draining", "drained", "stopped")
 COMMAND_CHANNEL = "contentctl_commands"
 HOST_STATES = ("online", "stale", "offline", "draining", "drained", "disabled")
+# An unchanged heartbeat is written every second beat (a liveness touch), so a silent agent is
+# still stale after three missed beats while an idle fleet writes half as often.
+LIVENESS_EVERY = 2
+PROGRESS_STEP = 0.05  # progress moves below this ride along with the next write
+
+
+class BeatGate:
+    """Whether a heartbeat must be written now: its content changed (state, running tasks and
+    their progress, idle reason, storage, counters), or LIVENESS_EVERY beats passed. Load
+    figures and uptime alone do not count: they ride along with the next write."""
+
+    def __init__(self, every: int = LIVENESS_EVERY) -> None:
+        self.every = every
+        self._last: str | None = None
+        self._skipped = 0
+
+    def due(self, hb: Heartbeat) -> bool:
+        key = _fingerprint(hb)
+        if key != self._last or self._skipped + 1 >= self.every:
+            self._last, self._skipped = key, 0
+            return True
+        self._skipped += 1
+        return False
+
+
+def _fingerprint(hb: Heartbeat) -> str:
+    import json
+
+    body = {k: v for k, v in hb.body.items() if k not in ("load", "uptime_s")}
+    body["running"] = [
+        {**r, "progress": round(float(r.get("progress") or 0) / PROGRESS_STEP)}
+        for r in body.get("running") or []
+    ]
+    return json.dumps([hb.agent_state, body], sort_keys=True, default=str)
 
 
 @dataclass

@@ -443,3 +443,32 @@ async def test_an_agent_whose_stderr_nobody_reads_keeps_working(
     await asyncio.sleep(1.5)  # three beats later it still beats: the loop is not stuck
     row = await _host(conn, "chatty")
     assert row is not None and float(row["age"]) < 1.5, row
+
+
+async def test_a_lone_task_after_an_idle_minute_starts_at_once(
+    spawn_agent: Callable[..., subprocess.Popen[str]], queue: Queue, conn: db.AsyncConn
+) -> None:
+    """Batching and skipped heartbeats must not delay the first task after a quiet spell: an
+    agent with the default 5 s heartbeat idles for a minute (its unchanged heartbeats written
+    every second beat), then one task is enqueued: it starts within a fraction of a second
+    (NOTIFY wakes the agent; the claim does not wait for a batch to fill)."""
+    spawn_agent("--host", "quiet")
+
+    async def registered() -> bool:
+        row = await db.row(conn, "SELECT count(*) AS n FROM host_beats WHERE name = 'quiet'")
+        return bool(row and row["n"])
+
+    await wait_for(registered, 20)
+    await asyncio.sleep(60)
+    [task] = await queue.enqueue([TaskSpec("noop")])
+    await wait_for(lambda: _done(conn, task.id), 10)
+    row = await db.row(
+        conn,
+        "SELECT extract(epoch FROM started_at - created_at) AS wait_s FROM tasks WHERE id = %(id)s",
+        {"id": task.id},
+    )
+    assert row and float(row["wait_s"]) < 0.5, row
+
+
+async def _done(conn: db.AsyncConn, task_id: int) -> bool:
+    return (await fetch_task(conn, task_id))["state"] == "succeeded"

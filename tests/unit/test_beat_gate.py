@@ -1,0 +1,45 @@
+"""The heartbeat is written when its content moves, or every second beat (a liveness touch);
+load figures alone ride along with the next write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from control.core import fleet
+
+
+def beat(cpu: float, progress: float = 0.5, state: str = "online", **extra: Any) -> fleet.Heartbeat:
+    return fleet.Heartbeat(
+        name="w1",
+        address=None,
+        agent_state=state,
+        agent_version="t",
+        code_hash="0",
+        pid=1,
+        started_at=datetime.now(UTC),
+        enabled_tasks=["noop"],
+        declared=True,
+        body={
+            "load": {"cpu_percent": cpu},
+            "uptime_s": cpu * 10,
+            "running": [{"id": 7, "type": "transcribe", "progress": progress}],
+            "idle_reason": None,
+            **extra,
+        },
+    )
+
+
+def test_an_unchanged_heartbeat_is_written_every_second_beat() -> None:
+    gate = fleet.BeatGate()
+    written = [gate.due(beat(cpu=float(i))) for i in range(6)]  # only the load moves
+    assert written == [True, False, True, False, True, False]
+
+
+def test_a_change_of_content_is_written_at_once() -> None:
+    gate = fleet.BeatGate()
+    assert gate.due(beat(1.0))
+    assert gate.due(beat(1.0, progress=0.6))  # progress moved a step
+    assert not gate.due(beat(2.0, progress=0.61))  # below a step: rides along
+    assert gate.due(beat(2.0, progress=0.61, state="draining"))
+    assert gate.due(beat(2.0, progress=0.61, state="draining", idle_reason="cooldown"))
