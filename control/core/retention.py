@@ -111,6 +111,7 @@ async def prune(
         for r in await db.rows(conn, q("prune_tasks_count"), params):
             rep.tasks[str(r["state"])] = int(r["n"])
     else:
+        params["after"] = datetime(1970, 1, 1, tzinfo=UTC)
         while True:
             async with conn.transaction():
                 rows = await db.rows(conn, q("prune_tasks"), params)
@@ -118,6 +119,7 @@ async def prune(
                 rep.tasks[str(r["state"])] = rep.tasks.get(str(r["state"]), 0) + int(r["n"])
             if sum(int(r["n"]) for r in rows) < batch:
                 break
+            params["after"] = max(r["last"] for r in rows)
             await asyncio.sleep(pause)
     rep.commands = await _simple(conn, "prune_commands", before("commands_days"), batch, dry_run)
     rep.daily_counts = await _simple(

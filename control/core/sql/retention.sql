@@ -4,9 +4,11 @@
 -- them); a superseded generation's tasks go like any other.
 
 -- name: prune_tasks
+-- The batch starts where the last one ended (%(after)s): an index scan from the start would
+-- walk every entry the earlier batches deleted (not vacuumed yet) again, batch after batch.
 WITH doomed AS (
     SELECT t.id FROM tasks AS t
-    WHERE t.finished_at < %(watermark)s
+    WHERE t.finished_at < %(watermark)s AND t.finished_at >= %(after)s
       AND ((t.state = 'succeeded' AND t.finished_at < %(succeeded_before)s)
         OR (t.state = 'cancelled' AND t.finished_at < %(cancelled_before)s)
         OR (t.state = 'failed' AND t.finished_at < %(failed_before)s))
@@ -28,7 +30,7 @@ WITH doomed AS (
     SET count = d.count + excluded.count, total_s = d.total_s + excluded.total_s,
         max_s = greatest(d.max_s, excluded.max_s)
 )
-SELECT state, count(*) AS n FROM gone GROUP BY state;
+SELECT state, count(*) AS n, max(finished_at) AS last FROM gone GROUP BY state;
 
 -- name: prune_tasks_count
 SELECT t.state, count(*) AS n FROM tasks AS t
