@@ -400,7 +400,14 @@ class Queue:
         for live in await db.fetch(self.conn, class_row(Count), q("stats_live"), {}):
             add(live.type, live.state, live.n)
         tail = 0
-        for done in await db.fetch(self.conn, class_row(FinishedCount), q("stats_finished"), {}):
+        mark = await db.row(self.conn, q("stats_watermark"))
+        finished = await db.fetch(
+            self.conn,
+            class_row(FinishedCount),
+            q("stats_finished"),
+            {"watermark": mark["watermark"] if mark else None},
+        )
+        for done in finished:
             if done.state in FINISHED_STATES:
                 add(done.type, done.state, done.n)
                 tail += done.tail

@@ -59,8 +59,3 @@ CREATE TABLE audit_log (
     detail  jsonb       NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX audit_log_at_idx ON audit_log (at);
-
--- The live tasks (claimable, running) by type and state, readable from the index alone: the
--- status counts no longer visit the heap pages of a large table to learn each live row's type.
-CREATE INDEX tasks_live_idx ON tasks (type, state, run_at)
-    WHERE state IN ('queued', 'scheduled', 'running');
