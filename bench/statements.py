@@ -42,8 +42,20 @@ from control.head.embedded import EmbeddedServer
 STATEMENT = re.compile(r"LOG:\s+(?:statement|execute [^:]*):\s*(.*)")
 
 
+def _first_lines() -> dict[str, str]:
+    """Each named SQL block's first line -> its name (the server log shows one line)."""
+    from control.core.sql import queries
+
+    return {body.splitlines()[0].strip(): name for name, body in queries().items()}
+
+
+FIRST = _first_lines()
+
+
 def kind(sql: str) -> str:
-    """A short name for a statement: its verb and the table or function it names."""
+    """A short name for a statement: the SQL block it comes from, else its verb and table."""
+    if sql.strip() in FIRST:
+        return FIRST[sql.strip()]
     s = " ".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     s = " ".join(s.split())
     m = re.match(
