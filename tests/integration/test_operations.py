@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from control.core import db, retention
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
-from tests.helpers import contentctl, wait_for
+from tests.helpers import contentctl, loopback_http, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -234,13 +233,8 @@ def receiver() -> Iterator[tuple[str, Receiver]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as base:
+        yield f"{base}/hook", state
 
 
 async def test_an_offline_host_alerts_once_and_recovers_once(

@@ -8,14 +8,13 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from control.core import db
-from tests.helpers import contentctl, wait_for
+from tests.helpers import contentctl, loopback_http, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +59,8 @@ def feed_server() -> Iterator[tuple[str, Feed]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/feed.xml", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as base:
+        yield f"{base}/feed.xml", state
 
 
 async def test_a_feed_source_adds_each_new_episode_once(
@@ -170,14 +163,8 @@ def site() -> Iterator[tuple[str, Site]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(Handler) as base:
+        yield base, state
 
 
 async def test_a_playlist_source_takes_the_latest_n_then_each_new_entry_once(
