@@ -115,7 +115,7 @@ async def record(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | No
         result = result or {}
         if result.get("status") == 304:
             continue  # unchanged: nothing to write (the poll task itself says when it ran)
-        src = await db.row(conn, q("source_lock"), {"id": task.payload.get("source_id")})
+        src = await db.row(conn, q("source_get"), {"id": task.payload.get("source_id")})
         if src is None:
             continue  # removed meanwhile
         found = 0

@@ -4,8 +4,10 @@
 INSERT INTO sources (name, url, kind, options) VALUES (%(name)s, %(url)s, %(kind)s, %(options)s)
 RETURNING id;
 
--- name: source_lock
-SELECT * FROM sources WHERE id = %(id)s FOR UPDATE;
+-- name: source_get
+-- No FOR UPDATE: a row lock marks the row, and a poll that finds nothing writes nothing. Two
+-- polls of one source racing add each entry once anyway (the items' unique key).
+SELECT * FROM sources WHERE id = %(id)s;
 
 -- name: source_polled
 -- Only when a poll changed something (new items, validators, the first poll's backlog).
