@@ -28,15 +28,16 @@ async def cmd_prune(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json(doc)
         return EXIT_FAILED if rep.errors else EXIT_OK
-    verb = "would remove" if args.dry_run else "removed"
+    verb = "would go" if args.dry_run else "removed"
     tasks = ", ".join(f"{n} {state}" for state, n in sorted(rep.tasks.items())) or "none"
-    print(f"tasks {verb}: {tasks} (folded into the daily rollup first)")
+    print(f"finished tasks {verb}: {tasks} (each folded into the daily rollup first)")
     print(
-        f"agent commands: {rep.commands}, daily counters: {rep.daily_counts}, "
-        f"audit rows: {rep.audit}, closed incidents: {rep.incidents}"
+        f"rows {verb}: agent commands {rep.commands}, daily counters {rep.daily_counts}, "
+        f"audit {rep.audit}, closed incidents {rep.incidents}"
     )
     files = ", ".join(f"{n} {kind}" for kind, n in sorted(rep.files.items())) or "none"
-    print(f"media files {verb}: {files}; {rep.bytes_freed / 1e6:.1f} MB {verb.split()[-1]}")
+    freed = "would be freed" if args.dry_run else "freed"
+    print(f"media files {verb}: {files} ({rep.bytes_freed / 1e6:.1f} MB {freed})")
     for err in rep.errors:
         print(f"  {err}")
     return EXIT_FAILED if rep.errors else EXIT_OK
