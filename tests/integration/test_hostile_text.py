@@ -74,3 +74,33 @@ async def test_cli_output_strips_terminal_control_sequences(
     # JSON output keeps the value (escaped by the encoder), so scripts see what was stored.
     out = contentctl(agent_env, "task", str(t.id), "--json")
     assert json.loads(out.stdout)["error"]["message"] == evil
+
+
+async def test_markup_in_sources_and_audit_rows_is_shown_as_text(
+    db_url: str, conn: db.AsyncConn
+) -> None:
+    """A source's last error comes from a website; an audit row's targets from a command line."""
+    from control.core import audit
+
+    await audit.record(conn, "source poll", [HOSTILE], f"failed: {HOSTILE}", via="cli")
+    await conn.execute(
+        "INSERT INTO sources (name, url, kind) VALUES ('feed', 'http://127.0.0.1:9/f', 'podcast')"
+    )
+    await conn.execute(
+        "INSERT INTO tasks (type, state, payload, error_message, finished_at) VALUES "
+        "('poll_source', 'failed', '{\"source_id\": 1}', %s, now())",
+        (HOSTILE,),
+    )
+    app = app_for(db_url)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.press("7")
+        table = app.screen.query_one("#audit", DataTable)
+        await until(pilot, lambda: len(table.rows) == 1)
+        key = next(iter(table.rows)).value or ""
+        assert cell_text(table, key, "on") == HOSTILE[:40]
+        assert cell_text(table, key, "outcome") == f"failed: {HOSTILE}"[:60]
+        await pilot.press("6")
+        sources = app.screen.query_one("#sources", DataTable)
+        await until(pilot, lambda: cell_text(sources, "1", "last error"))
+        assert cell_text(sources, "1", "last error") == HOSTILE[:60]
+        assert app.is_running and app._exception is None
