@@ -53,7 +53,7 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         "socket_timeout": 30,
         "retries": 3,
         "progress_hooks": [hook],
-        "logger": _QuietLogger(),
+        "logger": ytdlp.QuietLogger(warnings=True),
         # the fleet's pipeline.ytdlp, then the source's: format, cookies, rate limit, sleep
         **ytdlp.download_params(ctx.settings.get("ytdlp") or {}, payload.get("ytdlp") or {}),
     }
@@ -69,7 +69,7 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
             info = ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as exc:
         shutil.rmtree(work, ignore_errors=True)
-        message = re.sub(r"^ERROR:\s*", "", str(exc).strip().splitlines()[0])
+        message = ytdlp.error_line(exc)
         raise TaskError(
             f"download of {url} failed: {message}", retryable=not PERMANENT.search(message)
         ) from None
@@ -86,24 +86,6 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if "channel" not in meta and "uploader" in meta:
         meta["channel"] = meta["uploader"]
     return {"path": rel(ctx, dest), "bytes": dest.stat().st_size, "metadata": meta}
-
-
-class _QuietLogger:
-    """yt-dlp's messages go to our log (stderr of the task process), never to the protocol."""
-
-    def debug(self, msg: str) -> None:
-        pass
-
-    def info(self, msg: str) -> None:
-        pass
-
-    def warning(self, msg: str) -> None:
-        import logging
-
-        logging.getLogger("yt_dlp").warning(msg)
-
-    def error(self, msg: str) -> None:
-        pass  # raised as DownloadError
 
 
 def download_youtube(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:

@@ -5,7 +5,6 @@ of entries, nothing downloaded)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from agent.handlers import Context, TaskError
@@ -43,7 +42,6 @@ def _playlist(url: str, payload: dict[str, Any], ctx: Context) -> dict[str, Any]
     import yt_dlp
 
     params = ytdlp.download_params(ctx.settings.get("ytdlp") or {}, payload.get("ytdlp") or {})
-    params.pop("format", None)  # a listing has no format to choose
     try:
         got = ytdlp.playlist(url, int(payload.get("scan") or ytdlp.FLAT_SCAN), params)
     except ytdlp.NotAPlaylist:
@@ -51,8 +49,7 @@ def _playlist(url: str, payload: dict[str, Any], ctx: Context) -> dict[str, Any]
             f"{url} lists no entries (not a channel or playlist)", retryable=False
         ) from None
     except yt_dlp.utils.DownloadError as exc:
-        message = re.sub(r"^ERROR:\s*", "", str(exc).strip().splitlines()[0])
-        raise TaskError(f"listing {url} failed: {message}", retryable=True) from None
+        raise TaskError(f"listing {url} failed: {ytdlp.error_line(exc)}", retryable=True) from None
     entries = got["entries"]
     entries.reverse()  # oldest first, as a feed's episodes are: the backlog is the front
     return {"status": 200, "entries": entries}

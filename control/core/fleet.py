@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -44,8 +45,6 @@ class BeatGate:
 
 
 def _fingerprint(hb: Heartbeat) -> str:
-    import json
-
     body = {k: v for k, v in hb.body.items() if k not in ("load", "uptime_s")}
     body["running"] = [
         {**r, "progress": round(float(r.get("progress") or 0) / PROGRESS_STEP)}

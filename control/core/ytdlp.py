@@ -8,6 +8,8 @@ that never touch a video should not pay for it."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -80,8 +82,6 @@ def download_params(fleet: dict[str, Any], item: dict[str, Any]) -> dict[str, An
     if merged.get("format"):
         params["format"] = merged["format"]
     if merged.get("cookies"):
-        import os
-
         params["cookiefile"] = os.path.expanduser(merged["cookies"])
     if merged.get("rate_limit"):
         params["ratelimit"] = rate_bytes(merged["rate_limit"])
@@ -142,8 +142,9 @@ def playlist(url: str, limit: int, params: dict[str, Any] | None = None) -> dict
         "noprogress": True,
         "playlistend": limit,
         "socket_timeout": 30,
-        "logger": _Silent(),
-        **(params or {}),
+        "logger": QuietLogger(),
+        # a listing has no format to choose; every other download option applies
+        **{k: v for k, v in (params or {}).items() if k != "format"},
     }
     with yt_dlp.YoutubeDL(opts) as ydl:
         info = ydl.extract_info(url, download=False)
@@ -175,8 +176,17 @@ def playlist(url: str, limit: int, params: dict[str, Any] | None = None) -> dict
     return {"title": info.get("title"), "entries": out}
 
 
-class _Silent:
-    """yt-dlp's chatter stays out of our output; errors arrive as DownloadError."""
+def error_line(exc: BaseException) -> str:
+    """The first line of a yt-dlp error, without its `ERROR:` prefix."""
+    return re.sub(r"^ERROR:\s*", "", (str(exc).strip().splitlines() or [""])[0])
+
+
+class QuietLogger:
+    """yt-dlp's chatter stays out of our output (errors arrive as DownloadError); with
+    `warnings`, its warnings go to our log (the task process's stderr)."""
+
+    def __init__(self, warnings: bool = False) -> None:
+        self.warnings = warnings
 
     def debug(self, msg: str) -> None:
         pass
@@ -185,7 +195,8 @@ class _Silent:
         pass
 
     def warning(self, msg: str) -> None:
-        pass
+        if self.warnings:
+            logging.getLogger("yt_dlp").warning(msg)
 
     def error(self, msg: str) -> None:
         pass

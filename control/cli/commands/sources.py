@@ -74,18 +74,17 @@ def _probe(url: str, kind: str, yt_options: dict[str, Any]) -> str | None:
         return f"{len(eps)} episodes"
     import yt_dlp
 
-    params = ytdlp.download_params({}, yt_options)
-    params.pop("format", None)
     try:
-        got_list = ytdlp.playlist(url, 1, params)
+        got_list = ytdlp.playlist(url, 1, ytdlp.download_params({}, yt_options))
     except ytdlp.NotAPlaylist:
         raise UsageError(
             f"{url} is one video, not a channel or playlist: `contentctl add URL` adds it "
             "(a podcast feed: add --podcast)"
         ) from None
     except yt_dlp.utils.DownloadError as exc:
-        message = re.sub(r"^ERROR:\s*", "", str(exc).strip().splitlines()[0])
-        raise UsageError(f"{url} cannot be listed ({message}): check the URL") from None
+        raise UsageError(
+            f"{url} cannot be listed ({ytdlp.error_line(exc)}): check the URL"
+        ) from None
     return got_list.get("title")
 
 
