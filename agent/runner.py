@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,6 @@ class Agent:
         self._restart = False
         self._reregister = False
         self._exit_commands: list[int] = []
-        self._background: set[asyncio.Task[None]] = set()
         self._commands_job: asyncio.Task[None] | None = None
         self.side_restarts: dict[str, int] = {}  # side task -> times it was started again
         # the storage root's health (NAS mounted, the fleet's marker, writable): checked at
@@ -310,6 +309,7 @@ class Agent:
                             limit=cfg.max_concurrent - len(self._running),
                             lease_s=cfg.lease_s,
                             caps=decision.caps,
+                            count_day=cfg.clock().date(),  # the daily counters, same statement
                         )
                     except DbDown:
                         continue
@@ -343,21 +343,11 @@ class Agent:
             self._idle_reason, self._idle_until = why
 
     def _on_claimed(self, claimed: list[ClaimedTask]) -> None:
-        counts: dict[str, int] = {}
         for task in claimed:
             self.limiter.claimed(task.type)
-            counts[task.type] = counts.get(task.type, 0) + 1
             job = asyncio.create_task(self._run_one(task), name=f"task-{task.id}")
             self._running[task.id] = _Running(task, job)
             job.add_done_callback(lambda _: self._wake.set())
-        day = self.config.clock().date()
-        bump = asyncio.create_task(self._bump_daily(day, counts))
-        self._background.add(bump)
-        bump.add_done_callback(self._background.discard)
-
-    async def _bump_daily(self, day: date, counts: dict[str, int]) -> None:
-        with contextlib.suppress(DbDown):
-            await self.db.sql(fleet.bump_daily, self.config.host, day, counts)
 
     # -- running --------------------------------------------------------------------------
     async def _run_one(self, task: ClaimedTask) -> None:

@@ -134,14 +134,6 @@ async def daily_counts(conn: AsyncConn, host: str, day: date) -> dict[str, int]:
     return {str(r["type"]): int(r["count"]) for r in found}
 
 
-async def bump_daily(conn: AsyncConn, host: str, day: date, counts: dict[str, int]) -> None:
-    if counts:
-        await conn.execute(
-            q("bump_daily"),
-            {"host": host, "day": day, "types": list(counts), "counts": list(counts.values())},
-        )
-
-
 async def done_since(conn: AsyncConn, host: str, since: datetime) -> int:
     row = await db.row(conn, q("done_since"), {"host": host, "since": since})
     return int(row["n"]) if row else 0

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from datetime import date
+
+from control.core import fleet
 from control.core.queue import Queue, TaskSpec
 
 
@@ -27,3 +30,28 @@ async def test_a_capped_type_takes_its_cap_and_the_other_types_fill_the_claim(
     # a cap at or above the limit is no cap
     again = await queue.claim("h2", ["download_youtube"], limit=3, caps={"download_youtube": 5})
     assert len(again) == 3
+
+
+async def test_a_claim_counts_its_tasks_into_the_hosts_daily_counters(queue: Queue) -> None:
+    """The daily counters (worker limits per day) are written by the claim itself."""
+    await queue.enqueue([TaskSpec("noop") for _ in range(3)] + [TaskSpec("sleep")])
+    day = date(2026, 11, 27)
+    assert len(await queue.claim("h1", ["noop", "sleep"], limit=2, count_day=day)) == 2
+    assert len(await queue.claim("h1", ["noop", "sleep"], limit=5, count_day=day)) == 2
+    assert await fleet.daily_counts(queue.conn, "h1", day) == {"noop": 3, "sleep": 1}
+    assert await fleet.daily_counts(queue.conn, "h1", date(2026, 11, 28)) == {}
+
+
+async def test_a_bulk_enqueue_leaves_the_planner_fresh_statistics(queue: Queue) -> None:
+    """Without them a claim read and sorted the whole backlog (2.3x its server time)."""
+    await queue.enqueue([TaskSpec("noop") for _ in range(1500)])
+    cur = await queue.conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'tasks'")
+    row = await cur.fetchone()
+    assert row is not None and row["reltuples"] >= 1500
+    plan = await queue.conn.execute(
+        "EXPLAIN SELECT id FROM tasks WHERE state IN ('queued', 'scheduled') "
+        "AND run_at <= now() AND type = ANY(%s) ORDER BY priority DESC, run_at, id LIMIT 5",
+        (["noop"],),
+    )
+    text = "\n".join(str(next(iter(r.values()))) for r in await plan.fetchall())
+    assert "Index Scan using tasks_claimable_idx" in text, text

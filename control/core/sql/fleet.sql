@@ -52,12 +52,6 @@ SELECT id, type, host, progress, progress_stage FROM tasks WHERE state = 'runnin
 -- name: count_daily
 SELECT type, count FROM host_daily_counts WHERE host = %(host)s AND day = %(day)s;
 
--- name: bump_daily
-INSERT INTO host_daily_counts (host, type, day, count)
-SELECT %(host)s, t.type, %(day)s, t.n
-FROM unnest(%(types)s::text[], %(counts)s::int[]) AS t(type, n)
-ON CONFLICT (host, type, day) DO UPDATE SET count = host_daily_counts.count + excluded.count;
-
 -- name: done_since
 SELECT count(*) AS n FROM tasks
 WHERE host = %(host)s AND state = 'succeeded' AND finished_at >= %(since)s;

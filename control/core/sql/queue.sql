@@ -33,10 +33,59 @@ SELECT pg_notify('contentctl_tasks', %(payload)s);
 
 -- name: claim
 -- Expired leases first (their agent died or lost the network: the same path re-claims them,
--- there is no reaper), then pending work by priority and age. One statement, SKIP LOCKED.
--- `capped`/`caps`: types that may take at most so many tasks in this claim (a worker limit:
--- tasks left in the run, one at a time under a delay); every other type fills `limit`, so a
--- limit on one type never slows the others.
+-- there is no reaper), then pending work by priority and age. One statement, SKIP LOCKED; it
+-- also counts the claims into the host's daily counters. This is the claim without caps (the
+-- common case); claim_capped below adds worker limits. Kept small: a claim is planned each
+-- time (a generic plan cannot see `limit`), and planning was most of its cost.
+WITH expired AS (
+    SELECT id, priority, run_at FROM tasks
+    WHERE state = 'running' AND lease_expires_at < now()
+      AND cancel_requested_at IS NULL AND attempts < max_attempts
+      AND type = ANY(%(types)s)
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), ready AS (
+    SELECT id, priority, run_at FROM tasks
+    WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM (
+        SELECT id, 0 AS pass, priority, run_at FROM expired
+        UNION ALL SELECT id, 1, priority, run_at FROM ready
+    ) AS c
+    ORDER BY pass, priority DESC, run_at, id
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE tasks AS t
+    SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
+        attempt_token = gen_random_uuid(),
+        lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+        started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
+        updated_at = now()
+    FROM picked
+    WHERE t.id = picked.id
+    RETURNING t.id, t.type, t.payload, t.priority, t.run_at, t.attempts, t.max_attempts,
+              t.timeout_s, t.attempt_token, t.media_id
+), counted AS (
+    -- the host's daily counter (worker limits per day) in the same statement: no second write
+    INSERT INTO host_daily_counts (host, type, day, count)
+    SELECT %(host)s, type, %(day)s::date, count(*) FROM claimed
+    WHERE %(day)s::date IS NOT NULL
+    GROUP BY type
+    ON CONFLICT (host, type, day) DO UPDATE SET count = host_daily_counts.count + excluded.count
+)
+-- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it)
+SELECT id, type, coalesce(payload, '{}'::jsonb) AS payload, priority, attempts, max_attempts,
+       timeout_s, attempt_token AS token, media_id
+FROM claimed ORDER BY priority DESC, run_at, id;
+
+-- name: claim_capped
+-- The claim with worker limits. `capped`/`caps`: types that may take at most so many tasks in
+-- this claim (a worker limit: tasks left in the run, one at a time under a delay); every other
+-- type fills `limit`, so a limit on one type never slows the others.
 WITH expired AS (
     SELECT id, type, priority, run_at FROM tasks
     WHERE state = 'running' AND lease_expires_at < now()
@@ -88,6 +137,13 @@ WITH expired AS (
     WHERE t.id = picked.id
     RETURNING t.id, t.type, t.payload, t.priority, t.run_at, t.attempts, t.max_attempts,
               t.timeout_s, t.attempt_token, t.media_id
+), counted AS (
+    -- the host's daily counter (worker limits per day) in the same statement: no second write
+    INSERT INTO host_daily_counts (host, type, day, count)
+    SELECT %(host)s, type, %(day)s::date, count(*) FROM claimed
+    WHERE %(day)s::date IS NOT NULL
+    GROUP BY type
+    ON CONFLICT (host, type, day) DO UPDATE SET count = host_daily_counts.count + excluded.count
 )
 -- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it)
 SELECT id, type, coalesce(payload, '{}'::jsonb) AS payload, priority, attempts, max_attempts,
