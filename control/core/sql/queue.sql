@@ -65,8 +65,9 @@ WITH expired AS (
         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
         started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
         updated_at = now()
-    FROM picked
-    WHERE t.id = picked.id
+    -- ids as an array: the join stays on the primary key whatever the estimate of `picked`
+    -- (a generic plan guessed 1,000 rows and read the whole table into a hash join)
+    WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.type, t.payload, t.priority, t.run_at, t.attempts, t.max_attempts,
               t.timeout_s, t.attempt_token, t.media_id
 ), counted AS (
@@ -133,8 +134,7 @@ WITH expired AS (
         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
         started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
         updated_at = now()
-    FROM picked
-    WHERE t.id = picked.id
+    WHERE t.id = ANY(ARRAY(SELECT id FROM picked))  -- on the primary key (see claim)
     RETURNING t.id, t.type, t.payload, t.priority, t.run_at, t.attempts, t.max_attempts,
               t.timeout_s, t.attempt_token, t.media_id
 ), counted AS (
