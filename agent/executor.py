@@ -121,7 +121,11 @@ class Executor:
         child = await self._checkout(task.type)
         child.current_task = task.id
         self._busy[task.id] = child
-        watchdog = asyncio.create_task(self._watch(child, rss_limit_mb), name=f"watchdog-{task.id}")
+        watchdog = (
+            asyncio.create_task(self._watch(child, rss_limit_mb), name=f"watchdog-{task.id}")
+            if rss_limit_mb
+            else None
+        )
         outcome: Outcome | None = None
         try:
             msg = {
@@ -135,9 +139,8 @@ class Executor:
             child.proc.stdin.write((json.dumps(msg) + "\n").encode())
             await child.proc.stdin.drain()
             try:
-                outcome = await asyncio.wait_for(
-                    self._converse(child, task, on_progress), timeout_s
-                )
+                async with asyncio.timeout(timeout_s):  # no task per run, unlike wait_for
+                    outcome = await self._converse(child, task, on_progress)
             except TimeoutError:
                 child.kill("timeout")
                 await child.proc.wait()
@@ -151,7 +154,8 @@ class Executor:
             outcome = await self._crashed(child)
             return outcome
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             self._busy.pop(task.id, None)
             child.current_task = None
             if outcome is not None and outcome.kind in ("done", "error") and child.alive():
@@ -272,9 +276,7 @@ class Executor:
             message=f"the task process {how} before answering",
         )
 
-    async def _watch(self, child: _Child, limit_mb: float | None) -> None:
-        if not limit_mb:
-            return
+    async def _watch(self, child: _Child, limit_mb: float) -> None:
         while child.alive():
             rss = await asyncio.to_thread(child.rss_mb)
             if rss > limit_mb:
