@@ -119,13 +119,29 @@ def host_state(agent_state: str | None, heartbeat_age_s: float | None, enabled: 
 
 
 async def hosts_rows(conn: AsyncConn) -> list[dict[str, Any]]:
-    cur = await conn.execute(q("hosts_snapshot"))
-    return [dict(r) for r in await cur.fetchall()]
+    return await db.rows(conn, q("hosts_snapshot"))
 
 
-async def running_rows(conn: AsyncConn) -> list[dict[str, Any]]:
-    cur = await conn.execute(q("running_tasks"))
-    return [dict(r) for r in await cur.fetchall()]
+async def running_rows(conn: AsyncConn, hosts: list[str] | None = None) -> list[dict[str, Any]]:
+    """Running tasks: all of them, or those of `hosts`."""
+    if hosts is None:
+        return await db.rows(conn, q("running_tasks"))
+    return await db.rows(conn, q("running_tasks_of"), {"hosts": hosts})
+
+
+async def hosts_beaten_since(
+    conn: AsyncConn, since: datetime, seen: dict[str, datetime]
+) -> list[dict[str, Any]]:
+    """The rows of `hosts_rows` whose beat was written at or after `since`, but for the beats
+    in `seen` (host -> beat time: already read)."""
+    params = {"since": since, "seen_names": list(seen), "seen_at": list(seen.values())}
+    return await db.rows(conn, q("hosts_beaten_since"), params)
+
+
+async def server_now(conn: AsyncConn) -> datetime:
+    row = await db.row(conn, q("server_now"))
+    assert row is not None
+    return row["now"]  # type: ignore[no-any-return]
 
 
 # -- daily counters ---------------------------------------------------------------------------

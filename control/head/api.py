@@ -72,6 +72,7 @@ class ControlPlane:
         self._lock = asyncio.Lock()
         self.label = db.redact(target.url) if target.url else "embedded"
         self.code_hash: str | None = head_code_hash()
+        self.hosts_view = status.HostsView()  # the fleet screen reads only what changed
 
     async def _connection(self) -> db.AsyncConn:
         if self._conn is not None and not self._conn.closed:
@@ -120,7 +121,7 @@ class ControlPlane:
         """The fleet screen: status snapshot plus throughput per minute (oldest first)."""
 
         async def read(conn: db.AsyncConn) -> dict[str, Any]:
-            snap = await status.snapshot(conn, self.inventory)
+            snap = await status.snapshot(conn, self.inventory, self.hosts_view)
             found = await db.rows(conn, q("throughput"), {"minutes": THROUGHPUT_MINUTES})
             per_minute = {int(r["ago"]): int(r["n"]) for r in found}
             snap["throughput"] = [

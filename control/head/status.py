@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from control.core import fleet
@@ -12,7 +13,10 @@ from control.core.queue import Queue
 from control.core.tasktypes import STATES
 
 
-async def snapshot(conn: AsyncConn, inventory: Inventory) -> dict[str, Any]:
+async def snapshot(
+    conn: AsyncConn, inventory: Inventory, view: HostsView | None = None
+) -> dict[str, Any]:
+    """The status snapshot; with a `view`, the hosts are read incrementally (the dashboard)."""
     by_type = await Queue(conn).stats()
     totals = dict.fromkeys(STATES, 0)
     for counts in by_type.values():
@@ -22,16 +26,81 @@ async def snapshot(conn: AsyncConn, inventory: Inventory) -> dict[str, Any]:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "database": {"reachable": True, "schema_version": str(await schema_version(conn))},
         "queue": {"by_type": dict(sorted(by_type.items())), "totals": totals},
-        "hosts": await hosts(conn, inventory),
+        "hosts": await (view.hosts(conn, inventory) if view else hosts(conn, inventory)),
     }
 
 
 async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
     """Every host the inventory declares plus every host that has heartbeated, by name."""
     rows = {r["name"]: r for r in await fleet.hosts_rows(conn)}
-    running: dict[str, list[dict[str, Any]]] = {}
-    for t in await fleet.running_rows(conn):
-        running.setdefault(str(t["host"]), []).append(
+    return entries(rows, _by_host(await fleet.running_rows(conn)), inventory)
+
+
+class HostsView:
+    """The hosts of `hosts()`, read incrementally for a dashboard that asks every second.
+
+    The first read is in full; after it, only the hosts whose beat was written since the
+    newest beat seen (less MARGIN_S: a beat is stamped when its statement starts, and may
+    commit a moment later; the beats already read in that window are left out by the server),
+    with their running tasks. An agent writes its beat when what it
+    reports changed (its running tasks and their progress, state, load) and at least every
+    second beat, so a host with news is re-read within a beat; the others cost nothing, their
+    ages worked out from their beat times. A full read every FULL_EVERY_S catches what no beat
+    announces (a host forgotten, tasks taken back from a dead agent).
+    """
+
+    FULL_EVERY_S = 30.0
+    MARGIN_S = 2.0
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._running: dict[str, list[dict[str, Any]]] = {}
+        self._newest: datetime | None = None
+        self._full_at = -self.FULL_EVERY_S
+        self.reads = {"full": 0, "incremental": 0, "hosts_read": 0}  # for tests and benches
+
+    async def hosts(self, conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
+        clock = time.monotonic()
+        if self._newest is None or clock - self._full_at >= self.FULL_EVERY_S:
+            found = await fleet.hosts_rows(conn)
+            self._rows = {r["name"]: r for r in found}
+            self._running = _by_host(await fleet.running_rows(conn))
+            self._full_at = clock
+            self.reads["full"] += 1
+        else:
+            since = self._newest - timedelta(seconds=self.MARGIN_S)
+            seen = {
+                name: r["last_heartbeat_at"]
+                for name, r in self._rows.items()
+                if r["last_heartbeat_at"] is not None and r["last_heartbeat_at"] >= since
+            }
+            found = await fleet.hosts_beaten_since(conn, since, seen)
+            if found:
+                names = [str(r["name"]) for r in found]
+                running = _by_host(await fleet.running_rows(conn, names))
+                for name in names:
+                    self._running[name] = running.get(name, [])
+                self._rows.update((r["name"], r) for r in found)
+            self.reads["incremental"] += 1
+        self.reads["hosts_read"] += len(found)
+        now = await fleet.server_now(conn)
+        beats = [r["last_heartbeat_at"] for r in self._rows.values() if r["last_heartbeat_at"]]
+        if beats:
+            self._newest = max(beats)
+        elif self._newest is None:
+            self._newest = now
+        for r in self._rows.values():
+            at = r["last_heartbeat_at"]
+            r["heartbeat_age_s"] = None if at is None else (now - at).total_seconds()
+        # copies of the running lists: entries() marks them stalled or not
+        running = {h: [dict(t) for t in ts] for h, ts in self._running.items()}
+        return entries(self._rows, running, inventory)
+
+
+def _by_host(running: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for t in running:
+        by_host.setdefault(str(t["host"]), []).append(
             {
                 "id": t["id"],
                 "type": t["type"],
@@ -39,6 +108,16 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
                 "stage": t["progress_stage"],
             }
         )
+    return by_host
+
+
+def entries(
+    rows: dict[str, dict[str, Any]],
+    running: dict[str, list[dict[str, Any]]],
+    inventory: Inventory,
+) -> list[dict[str, Any]]:
+    """The hosts' entries of the snapshot (docs/contract.md) from their rows and running
+    tasks; the inventory's hosts that never beat are there too."""
     out = []
     for name in sorted(set(rows) | set(inventory.hosts)):
         row = rows.get(name)
@@ -62,6 +141,7 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
                 "state": state,
                 "declared": spec is not None,
                 "heartbeat_age_s": None if age is None else round(float(age), 1),
+                "last_heartbeat_at": _iso(row["last_heartbeat_at"]) if row else None,
                 "load": body.get("load", {}),
                 "running": running.get(name, []),
                 "enabled_tasks": enabled_tasks,
@@ -76,6 +156,10 @@ async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def _idle_reason(state: str, body: dict[str, Any]) -> str | None:

@@ -332,3 +332,46 @@ async def test_media_screen_filters_by_source(db_url: str, conn: db.AsyncConn) -
         await until(pilot, lambda: titles() == {"From lectures"})
         await pilot.press("s")
         await until(pilot, lambda: len(table.rows) == 3)
+
+
+async def test_many_hosts_news_reaches_the_screen_and_rows_scrolled_to(
+    db_url: str, conn: db.AsyncConn
+) -> None:
+    """60 hosts, 15 rows on screen: a beat on screen shows at the next refresh, a beat off
+    screen shows once the operator scrolls to it, and a refresh reads only the hosts that
+    beat since the last one (not all 60)."""
+    await conn.execute(
+        "INSERT INTO hosts (name, enabled_tasks) "
+        "SELECT 'h' || lpad(i::text, 2, '0'), ARRAY['noop'] FROM generate_series(1, 60) AS i"
+    )
+    await conn.execute(
+        "INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat) "
+        "SELECT 'h' || lpad(i::text, 2, '0'), 'online', now(), "
+        '\'{"load": {"cpu_percent": 10.0, "mem_percent": 20.0}}\' '
+        "FROM generate_series(1, 60) AS i"
+    )
+
+    async def beat(host: str, cpu: float) -> None:
+        await conn.execute(
+            "UPDATE host_beats SET last_heartbeat_at = now(), heartbeat = jsonb_set("
+            "heartbeat, '{load,cpu_percent}', to_jsonb(%s::float8)) WHERE name = %s",
+            (cpu, host),
+        )
+
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 30)) as pilot:
+        hosts = app.screen.query_one("#hosts", DataTable)
+        await until(pilot, lambda: hosts.row_count == 60)
+        await until(pilot, lambda: "10%" in cell_text(hosts, "h60", "cpu"))
+        view = app.plane.hosts_view
+        read_before = view.reads["hosts_read"]
+        await beat("h01", 77.0)
+        await beat("h60", 66.0)
+        await until(pilot, lambda: "77%" in cell_text(hosts, "h01", "cpu"))
+        await pilot.pause(1.0)  # a few more refreshes with nothing new
+        assert view.reads["hosts_read"] - read_before == 2  # only the two that beat
+        hosts.move_cursor(row=59, animate=False)  # the operator scrolls to the last host
+        await until(pilot, lambda: "66%" in cell_text(hosts, "h60", "cpu"))
+        assert "66%" in "".join(
+            strip.text for strip in hosts.render_lines(hosts.region.reset_offset)
+        )

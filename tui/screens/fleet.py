@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -24,15 +23,6 @@ from tui.messages import ProvisionHost
 from tui.screens.base import HISTORY, STATES, Base
 from tui.widgets.host_config import HostConfig
 from tui.widgets.live_table import LiveTable, selected_key, sync_rows
-
-
-def snap_clock(snap: dict[str, Any]) -> float:
-    """The snapshot's time in seconds (to tell a new heartbeat from the same one seen again)."""
-
-    try:
-        return datetime.fromisoformat(str(snap.get("generated_at"))).timestamp()
-    except ValueError:
-        return 0.0
 
 
 class FleetScreen(Base):
@@ -60,12 +50,14 @@ class FleetScreen(Base):
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, tuple[deque[float], deque[float]]] = {}
-        self.last_beat: dict[str, tuple[str, float]] = {}
+        self.last_beat: dict[str, str] = {}  # host -> the time of the beat last sampled
         self.row_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}
         self.last_summary = ""
         self.hosts_by_name: dict[str, dict[str, Any]] = {}
         self.host_filter = ""
         self.head_hash: str | None = None
+        self.last_snap: dict[str, Any] | None = None
+        self.offscreen_stale: set[str] = set()  # hosts whose news waits until scrolled to
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -96,6 +88,7 @@ class FleetScreen(Base):
             hosts.add_column(label, key=key)
         self.query_one("#filter", Input).display = False
         hosts.focus()
+        self.watch(hosts, "scroll_y", self._scrolled, init=False)
         self.head_hash = self.plane.code_hash
 
     def load(self) -> None:
@@ -108,8 +101,14 @@ class FleetScreen(Base):
             self.show(snap)
 
     def show(self, snap: dict[str, Any]) -> None:
+        self.last_snap = snap
         with self.app.batch_update():  # one repaint for the whole refresh
             self._show(snap)
+
+    def _scrolled(self) -> None:
+        """Rows coming on screen may hold news that was not drawn while they were off it."""
+        if self.offscreen_stale and self.last_snap is not None:
+            self.show(self.last_snap)
 
     def _show(self, snap: dict[str, Any]) -> None:
         hosts = snap["hosts"]
@@ -131,9 +130,12 @@ class FleetScreen(Base):
         summary.append(fmt.spark(per_min), style="green")
         summary.append(f"  {totals['queued']} queued  {totals['running']} running  ")
         summary.append(f"{totals['failed']} failed", style="red" if totals["failed"] else "")
-        if summary.markup != self.last_summary:  # an update re-lays the screen out: only if new
+        if summary.markup != self.last_summary:
             self.last_summary = summary.markup
-            self.query_one("#summary", Static).update(summary)
+            # no layout pass: #summary is two lines high whatever it says (dashboard.tcss), and
+            # a layout of the screen with 500 hosts took 40 ms, the throughput line changing
+            # every few seconds
+            self.query_one("#summary", Static).update(summary, layout=False)
 
         by_type = snap["queue"]["by_type"]
         queue_rows: dict[str, Sequence[Any]] = {
@@ -144,15 +146,22 @@ class FleetScreen(Base):
 
         rows: dict[str, Sequence[Any]] = {}
         needle = self.host_filter.lower()
-        clock = snap_clock(snap)
+        # Rows off screen keep their cells until scrolled to (then `_scrolled` shows them):
+        # with 500 hosts, building the cells of the hundred that beat each second was most of
+        # an idle refresh, and only a tenth of them are on screen.
+        table = self.query_one("#hosts", LiveTable)
+        order = {str(k.value): i for i, k in enumerate(table.rows)}
+        top = int(table.scroll_y)
+        bottom = top + table.size.height
+        self.offscreen_stale.clear()
         for h in hosts:
             load = h.get("load") or {}
             cpu_hist, mem_hist = self.history.setdefault(
                 h["name"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
             )
             age = h.get("heartbeat_age_s")
-            beat_id = (h["name"], round(-(age or 0) + clock, 0))
-            fresh = age is not None and self.last_beat.get(h["name"]) != beat_id
+            beat_id = h.get("last_heartbeat_at")
+            fresh = beat_id is not None and self.last_beat.get(h["name"]) != beat_id
             if load.get("cpu_percent") is not None and fresh:
                 # one sample per heartbeat, not one per refresh
                 self.last_beat[h["name"]] = beat_id
@@ -185,6 +194,11 @@ class FleetScreen(Base):
             if cached is not None and cached[0] == sig:
                 rows[h["name"]] = cached[1]  # unchanged: the same cell objects, nothing to do
                 continue
+            at = order.get(h["name"])
+            if cached is not None and at is not None and not top - 1 <= at <= bottom:
+                rows[h["name"]] = cached[1]  # off screen: drawn when scrolled to
+                self.offscreen_stale.add(h["name"])
+                continue
             name = Text(h["name"], style="bold" if h["state"] in ("stale", "offline") else "")
             cells = [
                 name,
@@ -200,7 +214,13 @@ class FleetScreen(Base):
             ]
             self.row_cache[h["name"]] = (sig, cells)
             rows[h["name"]] = cells
-        sync_rows(self.query_one("#hosts", DataTable), rows)
+        if list(rows) != list(order) and self.offscreen_stale:
+            # the rows change (a filter, a host came or went): every row is shown anew
+            self.offscreen_stale.clear()
+            self.row_cache.clear()
+            self._show(snap)
+            return
+        sync_rows(table, rows)
 
     def selected_host(self) -> str | None:
         return selected_key(self.query_one("#hosts", DataTable))

@@ -50,8 +50,13 @@ class LiveTable(DataTable[Any]):
             if rkey[1] in indexes:
                 self._row_renderable_cache.discard(rkey)
         self._line_cache.clear()
+        # Only rows on screen need a repaint (the others render afresh when scrolled to):
+        # refresh_row works out a row's region by summing the heights of the rows above it,
+        # which for a hundred changed hosts of five hundred was most of a refresh.
+        top = int(self.scroll_y)
+        bottom = top + self.size.height
         for index in indexes:
-            if index is not None:
+            if index is not None and top - 1 <= index <= bottom:
                 self.refresh_row(index)
 
 

@@ -46,8 +46,30 @@ FROM hosts AS h
 LEFT JOIN host_beats AS b USING (name)
 ORDER BY h.name;
 
+-- name: hosts_beaten_since
+-- The dashboard's incremental read: the hosts whose beat was written at or after `since`,
+-- less those it already has (`seen_names`/`seen_at`: the beats it read inside that window).
+SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.started_at,
+       h.enabled_tasks, h.declared, h.drain_requested, coalesce(b.heartbeat, '{}') AS heartbeat,
+       b.last_heartbeat_at,
+       extract(epoch FROM now() - b.last_heartbeat_at)::float8 AS heartbeat_age_s
+FROM hosts AS h
+JOIN host_beats AS b USING (name)
+WHERE b.last_heartbeat_at >= %(since)s
+  AND (b.name, b.last_heartbeat_at) NOT IN (
+      SELECT * FROM unnest(%(seen_names)s::text[], %(seen_at)s::timestamptz[]))
+ORDER BY h.name;
+
 -- name: running_tasks
 SELECT id, type, host, progress, progress_stage FROM tasks WHERE state = 'running' ORDER BY id;
+
+-- name: running_tasks_of
+SELECT id, type, host, progress, progress_stage FROM tasks
+WHERE state = 'running' AND host = ANY(%(hosts)s)
+ORDER BY id;
+
+-- name: server_now
+SELECT now() AS now;
 
 -- name: count_daily
 SELECT type, count FROM host_daily_counts WHERE host = %(host)s AND day = %(day)s;
