@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from control.head.agents import CommandResult
@@ -27,6 +27,7 @@ def _host(name: str, state: str, age: float | None, **kw: Any) -> dict[str, Any]
         "state": state,
         "declared": True,
         "heartbeat_age_s": age,
+        "last_heartbeat_at": None if age is None else (T0 - timedelta(seconds=age)).isoformat(),
         "load": kw.get("load", {}),
         "running": kw.get("running", []),
         "enabled_tasks": ["transcribe"],
