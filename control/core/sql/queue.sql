@@ -86,7 +86,9 @@ FROM claimed ORDER BY priority DESC, run_at, id;
 -- name: claim_capped
 -- The claim with worker limits. `capped`/`caps`: types that may take at most so many tasks in
 -- this claim (a worker limit: tasks left in the run, one at a time under a delay); every other
--- type fills `limit`, so a limit on one type never slows the others.
+-- type fills `limit`, so a limit on one type never slows the others. From `claimed` on it is
+-- the claim above, word for word: change the two together (each is kept whole, so that either
+-- can be read, and EXPLAINed, as the one statement the server runs).
 WITH expired AS (
     SELECT id, type, priority, run_at FROM tasks
     WHERE state = 'running' AND lease_expires_at < now()
