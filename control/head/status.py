@@ -42,11 +42,11 @@ class HostsView:
     The first read is in full; after it, only the hosts whose beat was written since the
     newest beat seen (less MARGIN_S: a beat is stamped when its statement starts, and may
     commit a moment later; the beats already read in that window are left out by the server),
-    with their running tasks. An agent writes its beat when what it
-    reports changed (its running tasks and their progress, state, load) and at least every
-    second beat, so a host with news is re-read within a beat; the others cost nothing, their
-    ages worked out from their beat times. A full read every FULL_EVERY_S catches what no beat
-    announces (a host forgotten, tasks taken back from a dead agent).
+    with their running tasks. An agent writes its beat when what it reports changed (its
+    running tasks and their progress, state, load) and at least every second beat, so a host
+    with news is re-read within a beat; the others cost nothing, their ages worked out from
+    their beat times. A full read every FULL_EVERY_S catches what no beat announces (a host
+    forgotten, tasks taken back from a dead agent).
     """
 
     FULL_EVERY_S = 30.0
