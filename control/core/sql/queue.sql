@@ -109,8 +109,13 @@ WITH expired AS (
     FROM unnest(%(capped)s::text[], %(caps)s::int[]) AS c(type, cap)
     CROSS JOIN LATERAL (
         SELECT id, type, priority, run_at FROM tasks
-        WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = c.type
-        ORDER BY priority DESC, run_at, id
+        -- one type through tasks_claimable_type_idx. Written as a range ordered by `type`, not
+        -- `type = c.type`: the planner cannot tell how many tasks one type has, and with `=` it
+        -- may walk tasks_claimable_idx instead, through every pending task of the other types;
+        -- the range keeps `type` in the order, which only this index gives without a sort
+        WHERE state IN ('queued', 'scheduled') AND run_at <= now()
+          AND type >= c.type AND type <= c.type
+        ORDER BY type, priority DESC, run_at, id
         LIMIT c.cap
         FOR UPDATE SKIP LOCKED
     ) AS r
