@@ -86,3 +86,20 @@ async def test_a_capped_claim_does_not_walk_the_other_types_backlog(queue: Queue
     assert row is not None
     [plan] = cast(list[dict[str, Any]], next(iter(row.values())))
     assert _rows_filtered_out(plan["Plan"]) < 50, plan
+
+
+async def test_the_server_plans_a_claim_once_and_keeps_the_plan(queue: Queue) -> None:
+    """Planning was most of a claim's server time: as the agent runs them (prepared), the
+    server must settle on a kept plan for both claims, with caps and without."""
+    await queue.enqueue([TaskSpec("noop") for _ in range(60)])
+    queue.conn.prepare_threshold = 0
+    for caps in ({}, {"download_youtube": 1}):
+        for _ in range(10):
+            await queue.claim("h1", ["download_youtube", "noop"], limit=3, caps=caps)
+    cur = await queue.conn.execute(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE '%%UPDATE tasks AS t%%SET state = ''running''%%'"
+    )
+    plans = await cur.fetchall()
+    assert len(plans) == 2, plans
+    assert all(int(str(p["generic_plans"])) >= 5 for p in plans), plans

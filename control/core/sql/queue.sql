@@ -35,8 +35,10 @@ SELECT pg_notify('contentctl_tasks', %(payload)s);
 -- Expired leases first (their agent died or lost the network: the same path re-claims them,
 -- there is no reaper), then pending work by priority and age. One statement, SKIP LOCKED; it
 -- also counts the claims into the host's daily counters. This is the claim without caps (the
--- common case); claim_capped below adds worker limits. Kept small: a claim is planned each
--- time (a generic plan cannot see `limit`), and planning was most of its cost.
+-- common case); claim_capped below adds worker limits. Queue.claim writes `types`, `limit`
+-- (and `capped`, `caps`) into the text as literals, so that the server can keep one plan per
+-- distinct claim: planning was most of a claim's cost, and a plan made without their values
+-- (a generic plan) sorted the backlog.
 WITH expired AS (
     SELECT id, priority, run_at FROM tasks
     WHERE state = 'running' AND lease_expires_at < now()
