@@ -4,6 +4,16 @@ a child that crashed or was killed is simply replaced by a fresh one for the nex
 
 Each child leads its own process group, so killing it also kills what it started (ffmpeg...).
 A watchdog samples the resident memory of that process tree and kills it above the type's limit.
+
+Short tasks run in batches: when a type's tasks take under SHORT_TASK_S on this host (measured
+here, never declared), the tasks of that type claimed together go to one child in one write and
+run there one after the other, each still with its own timeout and its own answer. A process
+round trip per task (two pipe writes, two wake-ups on a busy machine) cost more than a noop
+task itself. A batch's answers are handed on together when it ends, so its slots free together
+and the next claim is one full claim, not one per answer. A batched task that is cancelled
+before its turn still runs (its answer is dropped): batches are for tasks that take
+milliseconds. When the child dies mid-batch (a timeout, a crash, a kill), the tasks whose turn
+had not come run on their own instead.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ WATCHDOG_INTERVAL_S = 0.5
 DEFAULT_IDLE_TTL_S = 60.0  # light types: an idle child goes after a minute
 WARM_TYPES_IDLE_TTL_S = 3600.0  # model-heavy types keep their model loaded for an hour
 WARM_TYPES = ("transcribe", "translate")
+
+SHORT_TASK_S = 0.05  # a type whose tasks typically take less than this runs them in batches
+BATCH_BUDGET_S = 0.25  # ... of at most this much typical work, so a batch ends soon
+TYPICAL_WEIGHT = 0.2  # the weight of the newest run in a type's typical time
 
 ProgressCallback = Callable[[float, str | None], Awaitable[None]]
 
@@ -96,6 +110,28 @@ class _Child:
             os.killpg(self.pid, signal.SIGKILL)
 
 
+class _Rerun(Exception):
+    """A batched task whose turn never came (its process died first): run it on its own."""
+
+
+@dataclass
+class _Batched:
+    task: ClaimedTask
+    timeout_s: float | None
+    on_progress: ProgressCallback
+    answer: asyncio.Future[Outcome]
+
+
+@dataclass
+class _Batch:
+    task_type: str
+    size: int  # at most this many tasks
+    entries: list[_Batched] = field(default_factory=list)
+    child: _Child | None = None
+    current: int | None = None  # the task id the child is running now
+    job: asyncio.Task[None] | None = None  # the one that sends the batch and reads its answers
+
+
 class Executor:
     def __init__(
         self,
@@ -106,6 +142,8 @@ class Executor:
         self._busy: dict[int, _Child] = {}
         self._idle_ttl = dict(idle_ttl_s or {})
         self.settings = dict(settings or {})  # handed to handlers with every task
+        self._typical: dict[str, float] = {}  # seconds a task of the type takes, smoothed
+        self._forming: dict[str, _Batch] = {}  # the batch each type is gathering this turn
 
     # -- public ---------------------------------------------------------------------------
     async def run(
@@ -118,6 +156,19 @@ class Executor:
     ) -> Outcome:
         """Run one task in a child. Cancelling the caller kills the child (cancel, lost lease,
         drain deadline) and re-raises."""
+        typical = self._typical.get(task.type)
+        if rss_limit_mb is None and typical is not None and typical < SHORT_TASK_S:
+            with contextlib.suppress(_Rerun):
+                return await self._run_batched(task, timeout_s, on_progress, typical)
+        return await self._run_alone(task, timeout_s, rss_limit_mb, on_progress)
+
+    async def _run_alone(
+        self,
+        task: ClaimedTask,
+        timeout_s: float | None,
+        rss_limit_mb: float | None,
+        on_progress: ProgressCallback,
+    ) -> Outcome:
         child = await self._checkout(task.type)
         child.current_task = task.id
         self._busy[task.id] = child
@@ -138,17 +189,7 @@ class Executor:
             assert child.proc.stdin is not None
             child.proc.stdin.write((json.dumps(msg) + "\n").encode())
             await child.proc.stdin.drain()
-            try:
-                async with asyncio.timeout(timeout_s):  # no task per run, unlike wait_for
-                    outcome = await self._converse(child, task, on_progress)
-            except TimeoutError:
-                child.kill("timeout")
-                await child.proc.wait()
-                outcome = Outcome(
-                    "timeout",
-                    error_type="Timeout",
-                    message=f"timed out after {timeout_s:g} s; the task process was killed",
-                )
+            outcome = await self._answer(child, task, timeout_s, on_progress)
             return outcome
         except (ConnectionError, BrokenPipeError):
             outcome = await self._crashed(child)
@@ -164,6 +205,139 @@ class Executor:
                 self._idle.setdefault(task.type, []).append(child)
             else:
                 await self._dispose(child, "task ended without an answer")
+
+    async def _answer(
+        self,
+        child: _Child,
+        task: ClaimedTask,
+        timeout_s: float | None,
+        on_progress: ProgressCallback,
+    ) -> Outcome:
+        """The child's answer to the task it is running now, within the task's timeout; the
+        time it took teaches the type's typical time."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout_s):  # no task per run, unlike wait_for
+                outcome = await self._converse(child, task, on_progress)
+        except TimeoutError:
+            child.kill("timeout")
+            await child.proc.wait()
+            return Outcome(
+                "timeout",
+                error_type="Timeout",
+                message=f"timed out after {timeout_s:g} s; the task process was killed",
+            )
+        if outcome.kind in ("done", "error"):
+            took = time.monotonic() - started
+            before = self._typical.get(task.type, took)
+            self._typical[task.type] = before + TYPICAL_WEIGHT * (took - before)
+        return outcome
+
+    # -- batches of short tasks -----------------------------------------------------------
+    async def _run_batched(
+        self,
+        task: ClaimedTask,
+        timeout_s: float | None,
+        on_progress: ProgressCallback,
+        typical: float,
+    ) -> Outcome:
+        """Join the batch this type is gathering in this turn of the event loop (the tasks of
+        one claim start together) and wait for this task's answer. Raises _Rerun when the task
+        is to run on its own after all."""
+        batch = self._forming.get(task.type)
+        if batch is None or len(batch.entries) >= batch.size:
+            size = max(2, int(BATCH_BUDGET_S / max(typical, 1e-4)))
+            batch = self._forming[task.type] = _Batch(task.type, size)
+            batch.job = asyncio.create_task(
+                self._dispatch(batch), name=f"batch-{task.type}-{task.id}"
+            )
+        entry = _Batched(task, timeout_s, on_progress, asyncio.get_running_loop().create_future())
+        batch.entries.append(entry)
+        try:
+            return await entry.answer
+        except asyncio.CancelledError:
+            if batch.current == task.id and batch.child is not None:
+                batch.child.kill("the task was stopped")  # as for a task run alone
+            raise
+
+    async def _dispatch(self, batch: _Batch) -> None:
+        await asyncio.sleep(0)  # the rest of the claim joins during this turn
+        if self._forming.get(batch.task_type) is batch:
+            del self._forming[batch.task_type]
+        entries = [e for e in batch.entries if not e.answer.done()]
+        if len(entries) < 2:  # alone after all: the usual way
+            for e in entries:
+                e.answer.set_exception(_Rerun())
+            return
+        try:
+            child = await self._checkout(batch.task_type)
+        except Exception as exc:  # no process to run them: each task learns why
+            for e in entries:
+                if not e.answer.done():
+                    e.answer.set_exception(exc)
+            return
+        batch.child = child
+        for e in entries:
+            self._busy[e.task.id] = child
+        answers: list[Outcome] = []  # held until the batch ends: its slots free together
+        try:
+            lines = [
+                json.dumps(
+                    {
+                        "id": e.task.id,
+                        "type": e.task.type,
+                        "payload": e.task.payload,
+                        "attempt": e.task.attempts,
+                        "settings": self.settings,
+                    }
+                )
+                + "\n"
+                for e in entries
+            ]
+            assert child.proc.stdin is not None
+            child.proc.stdin.write("".join(lines).encode())
+            await child.proc.stdin.drain()
+            for e in entries:
+                batch.current = child.current_task = e.task.id
+                outcome = await self._answer(child, e.task, e.timeout_s, self._relay(e, child))
+                answers.append(outcome)
+                if outcome.kind not in ("done", "error"):
+                    break  # the process is gone (timeout, crash, kill)
+        except (ConnectionError, BrokenPipeError):
+            if len(answers) < len(entries):
+                answers.append(await self._crashed(child))
+        finally:
+            done = len(answers)
+            for e, outcome in zip(entries, answers, strict=False):
+                if not e.answer.done():
+                    e.answer.set_result(outcome)
+            for e in entries[done:]:
+                if not e.answer.done():
+                    e.answer.set_exception(_Rerun())
+            for e in entries:
+                self._busy.pop(e.task.id, None)
+            batch.current = child.current_task = None
+            if done == len(entries) and child.alive() and child.kill_reason is None:
+                child.tasks_run += done
+                child.idle_since = time.monotonic()
+                self._idle.setdefault(batch.task_type, []).append(child)
+            else:
+                await self._dispose(child, "a batch ended without every answer")
+
+    @staticmethod
+    def _relay(entry: _Batched, child: _Child) -> ProgressCallback:
+        """Progress to the task's own callback; what that raises (a lost lease, a cancel) ends
+        this task as it would a task run alone: its caller gets the error, its process dies."""
+
+        async def relay(fraction: float, stage: str | None) -> None:
+            try:
+                await entry.on_progress(fraction, stage)
+            except Exception as exc:
+                if not entry.answer.done():
+                    entry.answer.set_exception(exc)
+                child.kill("the task was stopped")
+
+        return relay
 
     def kill_task(self, task_id: int, reason: str) -> None:
         child = self._busy.get(task_id)
@@ -193,15 +367,15 @@ class Executor:
         return reaped
 
     async def close(self) -> None:
-        for c in [*self._busy.values(), *(c for cs in self._idle.values() for c in cs)]:
+        busy = {c.pid: c for c in self._busy.values()}.values()
+        for c in [*busy, *(c for cs in self._idle.values() for c in cs)]:
             await self._dispose(c, "agent stopping")
         self._busy.clear()
         self._idle.clear()
 
     def children(self) -> list[int]:
-        return [
-            c.pid for c in [*self._busy.values(), *(c for cs in self._idle.values() for c in cs)]
-        ]
+        busy = {c.pid: c for c in self._busy.values()}  # a batch's child runs several tasks
+        return [*busy, *(c.pid for cs in self._idle.values() for c in cs)]
 
     # -- internals ------------------------------------------------------------------------
     async def _checkout(self, task_type: str) -> _Child:

@@ -1,0 +1,95 @@
+"""Short tasks run in batches in one task process, each keeping its own timeout and answer.
+
+Real task processes (`python -m agent.child`), no database: the executor is driven directly."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from agent.executor import Executor, Outcome
+from control.core.queue import ClaimedTask
+
+_ids = iter(range(1, 10_000))
+
+
+def task(task_type: str, timeout_s: float | None = 30.0, **payload: Any) -> ClaimedTask:
+    return ClaimedTask(next(_ids), task_type, payload, 0, 1, 3, timeout_s, uuid.uuid4(), None)
+
+
+async def nothing(fraction: float, stage: str | None) -> None:
+    return None
+
+
+@pytest.fixture
+async def executor() -> AsyncIterator[Executor]:
+    ex = Executor()
+    yield ex
+    await ex.close()  # kills every task process it started
+
+
+async def run(ex: Executor, *tasks: ClaimedTask) -> list[Outcome]:
+    """Run these tasks as one claim does: all started in the same turn of the event loop."""
+    return await asyncio.gather(
+        *(ex.run(t, timeout_s=t.timeout_s, rss_limit_mb=None, on_progress=nothing) for t in tasks)
+    )
+
+
+async def test_the_short_tasks_of_one_claim_run_in_one_process(executor: Executor) -> None:
+    [first] = await run(executor, task("sleep", seconds=0, progress=False))  # learns: short
+    outcomes = await run(executor, *(task("sleep", seconds=0, progress=False) for _ in range(6)))
+    assert [o.kind for o in outcomes] == ["done"] * 6
+    pids = {o.result["pid"] for o in outcomes if o.result}
+    assert pids == {first.result["pid"] if first.result else None}, pids  # one warm process
+    assert len(executor.children()) == 1
+
+
+async def test_long_tasks_are_not_batched(executor: Executor) -> None:
+    await run(executor, task("sleep", seconds=0.1, progress=False))  # learns: not short
+    outcomes = await run(executor, *(task("sleep", seconds=0.1, progress=False) for _ in range(3)))
+    assert len({o.result["pid"] for o in outcomes if o.result}) == 3  # side by side
+
+
+async def test_a_batched_task_that_times_out_fails_alone_and_the_rest_still_run(
+    executor: Executor,
+) -> None:
+    await run(executor, task("sleep", seconds=0, progress=False))
+    outcomes = await run(
+        executor,
+        task("sleep", seconds=0, progress=False),
+        task("sleep", timeout_s=0.5, seconds=30, progress=False),
+        task("sleep", seconds=0, progress=False),
+        task("sleep", seconds=0, progress=False),
+    )
+    assert [o.kind for o in outcomes] == ["done", "timeout", "done", "done"], outcomes
+    assert outcomes[1].message and "timed out after 0.5 s" in outcomes[1].message
+    # the tasks after the one that hung ran in other processes (the batch's one was killed)
+    assert outcomes[2].result and outcomes[0].result
+    assert outcomes[2].result["pid"] != outcomes[0].result["pid"]
+
+
+async def test_a_crash_mid_batch_is_that_task_s_and_the_rest_still_run(executor: Executor) -> None:
+    await run(executor, task("fail"))  # an error is an answer: it teaches the type is short
+    outcomes = await run(executor, task("fail"), task("fail", crash=True), task("fail"))
+    assert [o.kind for o in outcomes] == ["error", "crashed", "error"], outcomes
+
+
+async def test_a_batched_task_stopped_while_running_kills_only_its_own_run(
+    executor: Executor,
+) -> None:
+    await run(executor, task("sleep", seconds=0, progress=False))
+    slow = task("sleep", seconds=30, progress=False)
+    jobs = [
+        asyncio.create_task(executor.run(t, timeout_s=30, rss_limit_mb=None, on_progress=nothing))
+        for t in (task("sleep", seconds=0, progress=False), slow, task("sleep", seconds=0))
+    ]
+    await asyncio.sleep(1.0)
+    jobs[1].cancel()  # the operator's cancel, a lost lease: the task's job is cancelled
+    done = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), 20)
+    assert isinstance(done[1], asyncio.CancelledError)
+    assert isinstance(done[0], Outcome) and done[0].kind == "done"
+    assert isinstance(done[2], Outcome) and done[2].kind == "done"
