@@ -27,7 +27,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +144,7 @@ class Executor:
         self.settings = dict(settings or {})  # handed to handlers with every task
         self._typical: dict[str, float] = {}  # seconds a task of the type takes, smoothed
         self._forming: dict[str, _Batch] = {}  # the batch each type is gathering this turn
+        self._in_batch: dict[int, float] = {}  # the task ids in a batch now: when it began
 
     # -- public ---------------------------------------------------------------------------
     async def run(
@@ -253,12 +254,15 @@ class Executor:
             )
         entry = _Batched(task, timeout_s, on_progress, asyncio.get_running_loop().create_future())
         batch.entries.append(entry)
+        self._in_batch[task.id] = time.monotonic()
         try:
             return await entry.answer
         except asyncio.CancelledError:
             if batch.current == task.id and batch.child is not None:
                 batch.child.kill("the task was stopped")  # as for a task run alone
             raise
+        finally:
+            self._in_batch.pop(task.id, None)
 
     async def _dispatch(self, batch: _Batch) -> None:
         await asyncio.sleep(0)  # the rest of the claim joins during this turn
@@ -338,6 +342,16 @@ class Executor:
                 child.kill("the task was stopped")
 
         return relay
+
+    def hold_s(self, task_ids: Iterable[int]) -> float:
+        """How long to hold the next claim for these running tasks: while all of them run in
+        batches that began less than BATCH_BUDGET_S ago (they end within milliseconds, all
+        their slots at once, and one full claim then beats a small claim per batch); 0 when
+        any runs alone or a batch is taking longer than it should."""
+        began = [self._in_batch.get(t) for t in task_ids]
+        if not began or None in began:
+            return 0.0
+        return max(0.0, min(b for b in began if b is not None) + BATCH_BUDGET_S - time.monotonic())
 
     def kill_task(self, task_id: int, reason: str) -> None:
         child = self._busy.get(task_id)

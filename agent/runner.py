@@ -289,6 +289,8 @@ class Agent:
                 timeout = 1.0
             elif cfg.max_concurrent - len(self._running) <= 0:
                 self._idle_reason = "max_concurrency"
+            elif (hold := self.executor.hold_s(self._running)) > 0:
+                timeout = hold  # only batches of short tasks run: claim when they end
             else:
                 types = cfg.enabled_tasks
                 if not self.storage.ok:  # the NAS is gone: nothing that reads or writes it

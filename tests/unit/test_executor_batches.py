@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.executor import Executor, Outcome
+from agent.executor import BATCH_BUDGET_S, Executor, Outcome
 from control.core.queue import ClaimedTask
 
 _ids = iter(range(1, 10_000))
@@ -93,3 +93,26 @@ async def test_a_batched_task_stopped_while_running_kills_only_its_own_run(
     assert isinstance(done[1], asyncio.CancelledError)
     assert isinstance(done[0], Outcome) and done[0].kind == "done"
     assert isinstance(done[2], Outcome) and done[2].kind == "done"
+
+
+async def test_the_next_claim_waits_for_a_batch_but_never_for_a_hung_one(
+    executor: Executor,
+) -> None:
+    """While only batches run, the agent holds its next claim until they end (one full claim
+    instead of one per batch); a batched task that hangs must not hold the agent's free slots
+    beyond BATCH_BUDGET_S."""
+    await run(executor, task("sleep", seconds=0, progress=False))
+    tasks = [task("sleep", seconds=30, progress=False), task("sleep", seconds=0)]
+    jobs = [
+        asyncio.create_task(executor.run(t, timeout_s=30, rss_limit_mb=None, on_progress=nothing))
+        for t in tasks
+    ]
+    await asyncio.sleep(0.05)
+    ids = [t.id for t in tasks]
+    assert 0 < executor.hold_s(ids) <= BATCH_BUDGET_S
+    assert executor.hold_s([*ids, 999_999]) == 0  # a task run alone: no holding
+    await asyncio.sleep(BATCH_BUDGET_S)
+    assert executor.hold_s(ids) == 0  # the first one hangs: claim for the free slots
+    for job in jobs:
+        job.cancel()
+    await asyncio.gather(*jobs, return_exceptions=True)
