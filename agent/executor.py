@@ -110,6 +110,18 @@ class _Child:
             os.killpg(self.pid, signal.SIGKILL)
 
 
+@dataclass
+class _Probe:
+    """The first task of a type whose time is not known here yet. The others claimed with it
+    wait until it has run SHORT_TASK_S (or answered sooner) to learn whether to batch: on an
+    agent's first claim of a short type, one task process instead of one per task (starting
+    fifty processes for fifty noop tasks cost more than running them); a long type's tasks
+    start that much later, until its first answer tells."""
+
+    running: asyncio.Event = field(default_factory=asyncio.Event)  # written to its process
+    over: asyncio.Event = field(default_factory=asyncio.Event)  # answered, or failed to
+
+
 class _Rerun(Exception):
     """A batched task whose turn never came (its process died first): run it on its own."""
 
@@ -144,6 +156,7 @@ class Executor:
         self.settings = dict(settings or {})  # handed to handlers with every task
         self._typical: dict[str, float] = {}  # seconds a task of the type takes, smoothed
         self._forming: dict[str, _Batch] = {}  # the batch each type is gathering this turn
+        self._probes: dict[str, _Probe] = {}  # per type whose time is being learned
         self._in_batch: dict[int, float] = {}  # the task ids in a batch now: when it began
 
     # -- public ---------------------------------------------------------------------------
@@ -158,6 +171,21 @@ class Executor:
         """Run one task in a child. Cancelling the caller kills the child (cancel, lost lease,
         drain deadline) and re-raises."""
         typical = self._typical.get(task.type)
+        if rss_limit_mb is None and typical is None:
+            probe = self._probes.get(task.type)
+            if probe is None:  # the first of its type: it runs alone and teaches the others
+                probe = self._probes[task.type] = _Probe()
+                try:
+                    return await self._run_alone(task, timeout_s, rss_limit_mb, on_progress, probe)
+                finally:
+                    probe.running.set()
+                    probe.over.set()
+                    self._probes.pop(task.type, None)
+            await probe.running.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHORT_TASK_S):
+                    await probe.over.wait()
+            typical = self._typical.get(task.type)
         if rss_limit_mb is None and typical is not None and typical < SHORT_TASK_S:
             with contextlib.suppress(_Rerun):
                 return await self._run_batched(task, timeout_s, on_progress, typical)
@@ -169,6 +197,7 @@ class Executor:
         timeout_s: float | None,
         rss_limit_mb: float | None,
         on_progress: ProgressCallback,
+        probe: _Probe | None = None,
     ) -> Outcome:
         child = await self._checkout(task.type)
         child.current_task = task.id
@@ -190,6 +219,8 @@ class Executor:
             assert child.proc.stdin is not None
             child.proc.stdin.write((json.dumps(msg) + "\n").encode())
             await child.proc.stdin.drain()
+            if probe is not None:
+                probe.running.set()
             outcome = await self._answer(child, task, timeout_s, on_progress)
             return outcome
         except (ConnectionError, BrokenPipeError):

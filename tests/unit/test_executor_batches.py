@@ -116,3 +116,14 @@ async def test_the_next_claim_waits_for_a_batch_but_never_for_a_hung_one(
     for job in jobs:
         job.cancel()
     await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def test_an_agent_s_first_claim_of_a_short_type_starts_one_process_not_one_per_task(
+    executor: Executor,
+) -> None:
+    """The first task teaches the others of its claim that the type is short: they wait for
+    it (at most SHORT_TASK_S once it runs) and follow in the same process."""
+    outcomes = await run(executor, *(task("sleep", seconds=0, progress=False) for _ in range(8)))
+    assert [o.kind for o in outcomes] == ["done"] * 8
+    assert len({o.result["pid"] for o in outcomes if o.result}) == 1
+    assert len(executor.children()) == 1
