@@ -43,8 +43,13 @@ DEFAULT_IDLE_TTL_S = 60.0  # light types: an idle child goes after a minute
 WARM_TYPES_IDLE_TTL_S = 3600.0  # model-heavy types keep their model loaded for an hour
 WARM_TYPES = ("transcribe", "translate")
 
-SHORT_TASK_S = 0.05  # a type whose tasks typically take less than this runs them in batches
-BATCH_BUDGET_S = 0.25  # ... of at most this much typical work, so a batch ends soon
+# A type whose tasks typically take less than SHORT_TASK_S runs them in batches of at most
+# BATCH_BUDGET_S of typical work. A batch gives up running its tasks side by side, which is
+# what a task waiting on the network gains from: kept to tasks of a few milliseconds, where
+# the process round trip (~1 ms on a busy host) is most of the cost, and to batches that end
+# within a tenth of a second.
+SHORT_TASK_S = 0.02
+BATCH_BUDGET_S = 0.1
 TYPICAL_WEIGHT = 0.2  # the weight of the newest run in a type's typical time
 
 ProgressCallback = Callable[[float, str | None], Awaitable[None]]
