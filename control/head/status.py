@@ -8,7 +8,7 @@ from typing import Any
 
 from control.core import fleet
 from control.core.db import AsyncConn, schema_version
-from control.core.inventory import Inventory
+from control.core.inventory import HostSpec, Inventory
 from control.core.queue import Queue
 from control.core.tasktypes import STATES
 
@@ -57,6 +57,9 @@ class HostsView:
         self._running: dict[str, list[dict[str, Any]]] = {}
         self._newest: datetime | None = None
         self._full_at = -self.FULL_EVERY_S
+        # each host's last entry and what it was built from (its row, its running tasks, its
+        # inventory entry): an unchanged host's entry is copied with its new age, not rebuilt
+        self._entries: dict[str, tuple[Any, Any, HostSpec | None, dict[str, Any]]] = {}
         self.reads = {"full": 0, "incremental": 0, "hosts_read": 0}  # for tests and benches
 
     async def hosts(self, conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
@@ -92,9 +95,38 @@ class HostsView:
         for r in self._rows.values():
             at = r["last_heartbeat_at"]
             r["heartbeat_age_s"] = None if at is None else (now - at).total_seconds()
-        # copies of the running lists: entries() marks them stalled or not
-        running = {h: [dict(t) for t in ts] for h, ts in self._running.items()}
-        return entries(self._rows, running, inventory)
+        out = []
+        for name in sorted(set(self._rows) | set(inventory.hosts)):
+            row = self._rows.get(name)
+            read = self._running.get(name)
+            spec = inventory.hosts.get(name)
+            entry = None
+            kept = self._entries.get(name)
+            if kept is not None and kept[0] is row and kept[1] is read and kept[2] is spec:
+                entry = _aged(kept[3], row, spec)
+            if entry is None:
+                # copies of the running tasks: _entry() marks them stalled or not
+                tasks = [dict(t) for t in read or ()]
+                entry = _entry(name, row, tasks, spec)
+            self._entries[name] = (row, read, spec, entry)
+            out.append(entry)
+        for gone in set(self._entries) - {e["name"] for e in out}:
+            del self._entries[gone]
+        return out
+
+
+def _aged(
+    entry: dict[str, Any], row: dict[str, Any] | None, spec: HostSpec | None
+) -> dict[str, Any] | None:
+    """The entry of an unchanged host with its new heartbeat age; None when the age moved it to
+    another state (stale, offline), which changes more than the age."""
+    age = row["heartbeat_age_s"] if row else None
+    state = fleet.host_state(
+        row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
+    )
+    if state != entry["state"]:
+        return None
+    return {**entry, "heartbeat_age_s": None if age is None else round(float(age), 1)}
 
 
 def _by_host(running: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -118,44 +150,47 @@ def entries(
 ) -> list[dict[str, Any]]:
     """The hosts' entries of the snapshot (docs/contract.md) from their rows and running
     tasks; the inventory's hosts that never beat are there too."""
-    out = []
-    for name in sorted(set(rows) | set(inventory.hosts)):
-        row = rows.get(name)
-        spec = inventory.hosts.get(name)
-        body: dict[str, Any] = dict(row["heartbeat"]) if row else {}
-        stalled = {r.get("id") for r in body.get("running") or [] if r.get("stalled")}
-        for task in running.get(name, []):
-            task["stalled"] = task["id"] in stalled
-        age = row["heartbeat_age_s"] if row else None
-        state = fleet.host_state(
-            row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
-        )
-        if spec is not None:
-            enabled_tasks = list(spec.enabled_tasks)
-        else:
-            enabled_tasks = list(row["enabled_tasks"]) if row else []
-        out.append(
-            {
-                "name": name,
-                "address": spec.address if spec else (row["address"] if row else None),
-                "state": state,
-                "declared": spec is not None,
-                "heartbeat_age_s": None if age is None else round(float(age), 1),
-                "last_heartbeat_at": _iso(row["last_heartbeat_at"]) if row else None,
-                "load": body.get("load", {}),
-                "running": running.get(name, []),
-                "enabled_tasks": enabled_tasks,
-                "max_concurrent_tasks": spec.max_concurrent_tasks if spec else None,
-                "idle_reason": _idle_reason(state, body),
-                "idle_until": body.get("idle_until") if state == "online" else None,
-                "counters": body.get("counters", {}),
-                # the agent's view of the storage root (NAS mounted, marker, writable)
-                "storage": body.get("storage") if state not in ("offline", "disabled") else None,
-                "agent_version": row["agent_version"] if row else None,
-                "code_hash": row["code_hash"] if row else None,
-            }
-        )
-    return out
+    return [
+        _entry(name, rows.get(name), running.get(name, []), inventory.hosts.get(name))
+        for name in sorted(set(rows) | set(inventory.hosts))
+    ]
+
+
+def _entry(
+    name: str, row: dict[str, Any] | None, running: list[dict[str, Any]], spec: HostSpec | None
+) -> dict[str, Any]:
+    """One host's entry; its running tasks are marked stalled or not (in place)."""
+    body: dict[str, Any] = (row["heartbeat"] or {}) if row else {}
+    stalled = {r.get("id") for r in body.get("running") or [] if r.get("stalled")}
+    for task in running:
+        task["stalled"] = task["id"] in stalled
+    age = row["heartbeat_age_s"] if row else None
+    state = fleet.host_state(
+        row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
+    )
+    if spec is not None:
+        enabled_tasks = list(spec.enabled_tasks)
+    else:
+        enabled_tasks = list(row["enabled_tasks"]) if row else []
+    return {
+        "name": name,
+        "address": spec.address if spec else (row["address"] if row else None),
+        "state": state,
+        "declared": spec is not None,
+        "heartbeat_age_s": None if age is None else round(float(age), 1),
+        "last_heartbeat_at": _iso(row["last_heartbeat_at"]) if row else None,
+        "load": body.get("load", {}),
+        "running": running,
+        "enabled_tasks": enabled_tasks,
+        "max_concurrent_tasks": spec.max_concurrent_tasks if spec else None,
+        "idle_reason": _idle_reason(state, body),
+        "idle_until": body.get("idle_until") if state == "online" else None,
+        "counters": body.get("counters", {}),
+        # the agent's view of the storage root (NAS mounted, marker, writable)
+        "storage": body.get("storage") if state not in ("offline", "disabled") else None,
+        "agent_version": row["agent_version"] if row else None,
+        "code_hash": row["code_hash"] if row else None,
+    }
 
 
 def _iso(at: datetime | None) -> str | None:

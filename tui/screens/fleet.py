@@ -52,6 +52,9 @@ class FleetScreen(Base):
         self.history: dict[str, tuple[deque[float], deque[float]]] = {}
         self.last_beat: dict[str, str] = {}  # host -> the time of the beat last sampled
         self.row_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}
+        # host -> (its beat, state, freshness) and running list when its cached cells were
+        # made: the same again means the same cells, told without working out the row
+        self.drawn_from: dict[str, tuple[tuple[Any, ...], Any]] = {}
         self.last_summary = ""
         self.hosts_by_name: dict[str, dict[str, Any]] = {}
         self.host_filter = ""
@@ -172,6 +175,18 @@ class FleetScreen(Base):
                 for v in (h["name"], h["state"], *(h.get("enabled_tasks") or []))
             ):
                 continue
+            still = (beat_id, h["state"], age is not None and age < fmt.BEAT_FRESH_S)
+            drawn = self.drawn_from.get(h["name"])
+            if (
+                still[2]
+                and drawn is not None
+                and drawn[0] == still
+                and drawn[1] is h.get("running")
+                and h["name"] in self.row_cache
+            ):
+                # the beat on screen, still fresh ("ok"), same state and tasks: same cells
+                rows[h["name"]] = self.row_cache[h["name"]][1]
+                continue
             code = ""
             if h.get("code_hash") and self.head_hash:
                 code = "ok" if h["code_hash"] == self.head_hash else "stale"
@@ -193,11 +208,13 @@ class FleetScreen(Base):
             cached = self.row_cache.get(h["name"])
             if cached is not None and cached[0] == sig:
                 rows[h["name"]] = cached[1]  # unchanged: the same cell objects, nothing to do
+                self.drawn_from[h["name"]] = (still, h.get("running"))
                 continue
             at = order.get(h["name"])
             if cached is not None and at is not None and not top - 1 <= at <= bottom:
                 rows[h["name"]] = cached[1]  # off screen: drawn when scrolled to
                 self.offscreen_stale.add(h["name"])
+                self.drawn_from.pop(h["name"], None)
                 continue
             name = Text(h["name"], style="bold" if h["state"] in ("stale", "offline") else "")
             cells = [
@@ -213,11 +230,13 @@ class FleetScreen(Base):
                 Text(code, style="bold yellow" if code == "stale" else "dim"),
             ]
             self.row_cache[h["name"]] = (sig, cells)
+            self.drawn_from[h["name"]] = (still, h.get("running"))
             rows[h["name"]] = cells
         if list(rows) != list(order) and self.offscreen_stale:
             # the rows change (a filter, a host came or went): every row is shown anew
             self.offscreen_stale.clear()
             self.row_cache.clear()
+            self.drawn_from.clear()
             self._show(snap)
             return
         sync_rows(table, rows)
