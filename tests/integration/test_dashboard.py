@@ -12,7 +12,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 
-from control.core import db
+from control.core import db, fleet
 from control.core.inventory import Inventory
 from control.core.queue import Failure, Queue, TaskSpec
 from control.core.settings import DatabaseTarget
@@ -375,3 +375,22 @@ async def test_many_hosts_news_reaches_the_screen_and_rows_scrolled_to(
         assert "66%" in "".join(
             strip.text for strip in hosts.render_lines(hosts.region.reset_offset)
         )
+
+
+async def test_a_host_that_falls_silent_turns_stale_on_screen_without_a_read_of_it(
+    db_url: str, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between full reads the dashboard re-reads only the hosts that beat; the others' entries
+    and cells are kept and aged. Silence must still show: the state moves with the age alone."""
+    monkeypatch.setattr(fleet, "STALE_AFTER_S", 2.0)
+    await conn.execute("INSERT INTO hosts (name, enabled_tasks) VALUES ('quiet', ARRAY['noop'])")
+    await conn.execute(
+        "INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat) "
+        "VALUES ('quiet', 'online', now(), '{\"load\": {\"cpu_percent\": 5.0}}')"
+    )
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 30)) as pilot:
+        hosts = app.screen.query_one("#hosts", DataTable)
+        await until(pilot, lambda: cell_text(hosts, "quiet", "state") == "online")
+        await until(pilot, lambda: cell_text(hosts, "quiet", "state") == "stale", timeout=10)
+        assert app.plane.hosts_view.reads["full"] == 1  # told by its age, not by a re-read
