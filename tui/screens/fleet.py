@@ -60,7 +60,8 @@ class FleetScreen(Base):
         self.host_filter = ""
         self.head_hash: str | None = None
         self.last_snap: dict[str, Any] | None = None
-        self.offscreen_stale: set[str] = set()  # hosts whose news waits until scrolled to
+        # hosts off screen whose news waits until scrolled to (their cells are older than it)
+        self.offscreen_stale: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -156,7 +157,6 @@ class FleetScreen(Base):
         order = {str(k.value): i for i, k in enumerate(table.rows)}
         top = int(table.scroll_y)
         bottom = top + table.size.height
-        self.offscreen_stale.clear()
         for h in hosts:
             load = h.get("load") or {}
             cpu_hist, mem_hist = self.history.setdefault(
@@ -177,14 +177,20 @@ class FleetScreen(Base):
                 continue
             still = (beat_id, h["state"], age is not None and age < fmt.BEAT_FRESH_S)
             drawn = self.drawn_from.get(h["name"])
+            at = order.get(h["name"])
             if (
                 still[2]
                 and drawn is not None
                 and drawn[0] == still
                 and drawn[1] is h.get("running")
                 and h["name"] in self.row_cache
+                and (
+                    h["name"] not in self.offscreen_stale
+                    or (at is not None and not top - 1 <= at <= bottom)
+                )
             ):
-                # the beat on screen, still fresh ("ok"), same state and tasks: same cells
+                # the same beat, still fresh ("ok"), same state and tasks as last time: the
+                # same cells (or, off screen, the same news still waiting to be drawn)
                 rows[h["name"]] = self.row_cache[h["name"]][1]
                 continue
             code = ""
@@ -206,15 +212,14 @@ class FleetScreen(Base):
                 tuple(cpu_hist),
             )
             cached = self.row_cache.get(h["name"])
+            self.drawn_from[h["name"]] = (still, h.get("running"))
             if cached is not None and cached[0] == sig:
                 rows[h["name"]] = cached[1]  # unchanged: the same cell objects, nothing to do
-                self.drawn_from[h["name"]] = (still, h.get("running"))
+                self.offscreen_stale.discard(h["name"])
                 continue
-            at = order.get(h["name"])
             if cached is not None and at is not None and not top - 1 <= at <= bottom:
                 rows[h["name"]] = cached[1]  # off screen: drawn when scrolled to
                 self.offscreen_stale.add(h["name"])
-                self.drawn_from.pop(h["name"], None)
                 continue
             name = Text(h["name"], style="bold" if h["state"] in ("stale", "offline") else "")
             cells = [
@@ -230,7 +235,7 @@ class FleetScreen(Base):
                 Text(code, style="bold yellow" if code == "stale" else "dim"),
             ]
             self.row_cache[h["name"]] = (sig, cells)
-            self.drawn_from[h["name"]] = (still, h.get("running"))
+            self.offscreen_stale.discard(h["name"])
             rows[h["name"]] = cells
         if list(rows) != list(order) and self.offscreen_stale:
             # the rows change (a filter, a host came or went): every row is shown anew
