@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.render import measure
 from textual.widgets import (
     DataTable,
 )
+from textual.widgets._data_table import default_cell_formatter
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 
@@ -33,6 +35,7 @@ class LiveTable(DataTable[Any]):
     def set_cells(self, changes: list[tuple[str, str, Any]]) -> None:
         rows: set[RowKey] = set()
         cells: set[tuple[RowKey, ColumnKey]] = set()
+        wider = False
         for row, col, value in changes:
             row_key, col_key = RowKey(row), ColumnKey(col)
             if row_key not in self._row_locations or col_key not in self._column_locations:
@@ -40,8 +43,17 @@ class LiveTable(DataTable[Any]):
             self._data[row_key][col_key] = value
             rows.add(row_key)
             cells.add((row_key, col_key))
+            column = self.columns[col_key]
+            width = measure(self.app.console, default_cell_formatter(value), 1)
+            if width > column.content_width:  # a column grows for a wider cell, never shrinks
+                column.content_width = width
+                wider = True
         if not rows:
             return
+        if wider:  # every row is laid out anew (the counter is in every render's cache key)
+            self._require_update_dimensions = True
+            self._update_count += 1
+            self.refresh()
         indexes = {self._row_locations.get(r) for r in rows}
         # only the cells that changed render again (a beat changes 3 or 4 of a row's 10, and
         # rendering a cell through Rich, ~0.3 ms, was most of drawing a changed row)
