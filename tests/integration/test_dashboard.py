@@ -396,3 +396,28 @@ async def test_a_host_that_falls_silent_turns_stale_on_screen_without_a_read_of_
         await until(pilot, lambda: cell_text(hosts, "quiet", "state") == "online")
         await until(pilot, lambda: cell_text(hosts, "quiet", "state") == "stale", timeout=10)
         assert app.plane.hosts_view.reads["full"] == 1  # told by its age, not by a re-read
+
+
+async def test_a_cell_wider_than_its_column_widens_it(
+    db_url: str, conn: db.AsyncConn, queue: Queue
+) -> None:
+    """The columns are sized by the first paint; a running task shown later (a wider cell)
+    must widen its column, not be cropped."""
+    await conn.execute("INSERT INTO hosts (name, enabled_tasks) VALUES ('w1', ARRAY['noop'])")
+    await conn.execute(
+        "INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat) "
+        "VALUES ('w1', 'online', now(), '{\"load\": {\"cpu_percent\": 5.0}}')"
+    )
+    app = app_for(db_url)
+    async with app.run_test(size=(160, 30)) as pilot:
+        hosts = app.screen.query_one("#hosts", DataTable)
+        await until(pilot, lambda: cell_text(hosts, "w1", "state") == "online")
+        await queue.enqueue([TaskSpec("download_podcast", {"url": "http://127.0.0.1/x"})])
+        [task] = await queue.claim("w1", ["download_podcast"])
+        await conn.execute("UPDATE host_beats SET last_heartbeat_at = now() WHERE name = 'w1'")
+
+        def drawn() -> str:
+            return "".join(strip.text for strip in hosts.render_lines(hosts.region.reset_offset))
+
+        await until(pilot, lambda: "download_podcast" in drawn())
+        assert task.type in drawn()
