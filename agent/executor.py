@@ -214,15 +214,8 @@ class Executor:
         )
         outcome: Outcome | None = None
         try:
-            msg = {
-                "id": task.id,
-                "type": task.type,
-                "payload": task.payload,
-                "attempt": task.attempts,
-                "settings": self.settings,
-            }
             assert child.proc.stdin is not None
-            child.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            child.proc.stdin.write(self._message(task).encode())
             await child.proc.stdin.drain()
             if probe is not None:
                 probe.running.set()
@@ -242,6 +235,17 @@ class Executor:
                 self._idle.setdefault(task.type, []).append(child)
             else:
                 await self._dispose(child, "task ended without an answer")
+
+    def _message(self, task: ClaimedTask) -> str:
+        """The line that hands a task to its process (agent.child reads one per task)."""
+        msg = {
+            "id": task.id,
+            "type": task.type,
+            "payload": task.payload,
+            "attempt": task.attempts,
+            "settings": self.settings,
+        }
+        return json.dumps(msg) + "\n"
 
     async def _answer(
         self,
@@ -321,21 +325,8 @@ class Executor:
             self._busy[e.task.id] = child
         answers: list[Outcome] = []  # held until the batch ends: its slots free together
         try:
-            lines = [
-                json.dumps(
-                    {
-                        "id": e.task.id,
-                        "type": e.task.type,
-                        "payload": e.task.payload,
-                        "attempt": e.task.attempts,
-                        "settings": self.settings,
-                    }
-                )
-                + "\n"
-                for e in entries
-            ]
             assert child.proc.stdin is not None
-            child.proc.stdin.write("".join(lines).encode())
+            child.proc.stdin.write("".join(self._message(e.task) for e in entries).encode())
             await child.proc.stdin.drain()
             for e in entries:
                 batch.current = child.current_task = e.task.id

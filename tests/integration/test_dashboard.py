@@ -379,17 +379,25 @@ async def test_many_hosts_news_reaches_the_screen_and_rows_scrolled_to(
         )
 
 
+async def a_host_that_beat(conn: db.AsyncConn, name: str) -> None:
+    """A declared host whose agent beat just now, online at 5% CPU."""
+    await conn.execute(
+        "INSERT INTO hosts (name, enabled_tasks) VALUES (%s, ARRAY['noop'])", (name,)
+    )
+    await conn.execute(
+        "INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat) "
+        "VALUES (%s, 'online', now(), '{\"load\": {\"cpu_percent\": 5.0}}')",
+        (name,),
+    )
+
+
 async def test_a_host_that_falls_silent_turns_stale_on_screen_without_a_read_of_it(
     db_url: str, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between full reads the dashboard re-reads only the hosts that beat; the others' entries
     and cells are kept and aged. Silence must still show: the state moves with the age alone."""
     monkeypatch.setattr(fleet, "STALE_AFTER_S", 2.0)
-    await conn.execute("INSERT INTO hosts (name, enabled_tasks) VALUES ('quiet', ARRAY['noop'])")
-    await conn.execute(
-        "INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat) "
-        "VALUES ('quiet', 'online', now(), '{\"load\": {\"cpu_percent\": 5.0}}')"
-    )
+    await a_host_that_beat(conn, "quiet")
     app = app_for(db_url)
     async with app.run_test(size=(140, 30)) as pilot:
         hosts = app.screen.query_one("#hosts", DataTable)
@@ -403,11 +411,7 @@ async def test_a_cell_wider_than_its_column_widens_it(
 ) -> None:
     """The columns are sized by the first paint; a running task shown later (a wider cell)
     must widen its column, not be cropped."""
-    await conn.execute("INSERT INTO hosts (name, enabled_tasks) VALUES ('w1', ARRAY['noop'])")
-    await conn.execute(
-        "INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat) "
-        "VALUES ('w1', 'online', now(), '{\"load\": {\"cpu_percent\": 5.0}}')"
-    )
+    await a_host_that_beat(conn, "w1")
     app = app_for(db_url)
     async with app.run_test(size=(160, 30)) as pilot:
         hosts = app.screen.query_one("#hosts", DataTable)
