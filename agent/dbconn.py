@@ -64,8 +64,9 @@ class AgentDb:
         # An agent runs the same few statements all day: prepare them on first use, so the
         # server plans each once per connection (planning was most of a heartbeat's cost).
         conn.prepare_threshold = 0
-        # a claim's limit is in its text (one statement per number of free slots): room for
-        # them all next to the rest, so none is evicted and prepared again
+        # a claim's types, limit and caps are in its text (one statement per number of free
+        # slots, mostly): room for them all next to the rest, so none is evicted and prepared
+        # again
         conn.prepared_max = 512
         self._conn = conn
         # successes of pipeline stages enqueue the next stage in the same transaction

@@ -103,3 +103,14 @@ async def test_the_server_plans_a_claim_once_and_keeps_the_plan(queue: Queue) ->
     plans = await cur.fetchall()
     assert len(plans) == 2, plans
     assert all(int(str(p["generic_plans"])) >= 5 for p in plans), plans
+
+
+async def test_a_claim_s_types_written_into_its_text_cannot_break_out(queue: Queue) -> None:
+    """The claim writes its types and caps into the statement as literals: quotes, percent
+    signs, braces and commas in a type name stay a name (psycopg quotes them)."""
+    await queue.enqueue([TaskSpec("noop")])
+    hostile = ["x'); DELETE FROM tasks; --", "50%s %(host)s", "{a,b}", 'q"uote']
+    assert await queue.claim("h1", hostile, limit=3, caps={hostile[0]: 1}) == []
+    assert await queue.claim("h1", hostile, limit=3) == []
+    [task] = await queue.claim("h1", [*hostile, "noop"], limit=3, caps={hostile[1]: 1})
+    assert task.type == "noop"
