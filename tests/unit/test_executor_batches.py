@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.executor import BATCH_BUDGET_S, Executor, Outcome
+from agent import executor as executor_module
+from agent.executor import Executor, Outcome
 from control.core.queue import ClaimedTask
 
 _ids = iter(range(1, 10_000))
@@ -25,8 +26,16 @@ async def nothing(fraction: float, stage: str | None) -> None:
     return None
 
 
+# What counts as short here, and how long a batch may hold the next claim: wider than the
+# agent's (20 ms, 100 ms), so that a loaded test machine cannot make a 0 s sleep look long.
+SHORT_S = 0.5
+BUDGET_S = 1.0
+
+
 @pytest.fixture
-async def executor() -> AsyncIterator[Executor]:
+async def executor(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Executor]:
+    monkeypatch.setattr(executor_module, "SHORT_TASK_S", SHORT_S)
+    monkeypatch.setattr(executor_module, "BATCH_BUDGET_S", BUDGET_S)
     ex = Executor()
     yield ex
     await ex.close()  # kills every task process it started
@@ -49,8 +58,10 @@ async def test_the_short_tasks_of_one_claim_run_in_one_process(executor: Executo
 
 
 async def test_long_tasks_are_not_batched(executor: Executor) -> None:
-    await run(executor, task("sleep", seconds=0.1, progress=False))  # learns: not short
-    outcomes = await run(executor, *(task("sleep", seconds=0.1, progress=False) for _ in range(3)))
+    await run(executor, task("sleep", seconds=SHORT_S * 2, progress=False))  # learns: long
+    outcomes = await run(
+        executor, *(task("sleep", seconds=SHORT_S * 2, progress=False) for _ in range(3))
+    )
     assert len({o.result["pid"] for o in outcomes if o.result}) == 3  # side by side
 
 
@@ -100,7 +111,7 @@ async def test_the_next_claim_waits_for_a_batch_but_never_for_a_hung_one(
 ) -> None:
     """While only batches run, the agent holds its next claim until they end (one full claim
     instead of one per batch); a batched task that hangs must not hold the agent's free slots
-    beyond BATCH_BUDGET_S."""
+    beyond the batch budget."""
     await run(executor, task("sleep", seconds=0, progress=False))
     tasks = [task("sleep", seconds=30, progress=False), task("sleep", seconds=0)]
     jobs = [
@@ -109,9 +120,9 @@ async def test_the_next_claim_waits_for_a_batch_but_never_for_a_hung_one(
     ]
     await asyncio.sleep(0.05)
     ids = [t.id for t in tasks]
-    assert 0 < executor.hold_s(ids) <= BATCH_BUDGET_S
+    assert 0 < executor.hold_s(ids) <= BUDGET_S
     assert executor.hold_s([*ids, 999_999]) == 0  # a task run alone: no holding
-    await asyncio.sleep(BATCH_BUDGET_S)
+    await asyncio.sleep(BUDGET_S)
     assert executor.hold_s(ids) == 0  # the first one hangs: claim for the free slots
     for job in jobs:
         job.cancel()
