@@ -50,10 +50,11 @@ class LiveTable(DataTable[Any]):
                 wider = True
         if not rows:
             return
-        if wider:  # every row is laid out anew (the counter is in every render's cache key)
+        if wider:  # every row is laid out and drawn anew: the counter is in every cache key
             self._require_update_dimensions = True
             self._update_count += 1
             self.refresh()
+            return
         indexes = {self._row_locations.get(r) for r in rows}
         # only the cells that changed render again (a beat changes 3 or 4 of a row's 10, and
         # rendering a cell through Rich, ~0.3 ms, was most of drawing a changed row)
