@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
 from control import __version__
 from control.core import codehash, fleet, schedules, storage_health
-from control.core.queue import CHANNEL, ClaimedTask, Failure, Queue
+from control.core.queue import CHANNEL, ClaimedTask, Failure, LeaseState, Queue
 from control.core.redact import first_line
 from control.core.tasktypes import ALL_TYPES, NO_STORAGE_TYPES, TypePolicy
 
@@ -42,13 +43,10 @@ log = logging.getLogger(__name__)
 
 LOG_SHIP_INTERVAL_S = 1.0
 LOG_PRUNE_EVERY = 60  # shipments
-# heartbeats between two sweeps of expired leases (any agent may sweep; with 200 agents that is
-# still one sweep every 1.5 s fleet-wide). Expired leases with attempts left are claimed again
-# without it; the sweep only closes tasks that must not run again.
-SWEEP_EVERY = 60
+# heartbeats between two looks for idle task processes to stop (local, no statement). Due
+# schedules, expired leases and the fleet's storage id come back with the written heartbeat.
+REAP_EVERY = 60
 STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
-STORAGE_ID_EVERY = 12  # heartbeats between two reads of the fleet's storage id
-TICK_EVERY = 3  # heartbeats between two looks for due schedules (15 s at the default beat)
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
 
@@ -564,10 +562,11 @@ class Agent:
             poked = self._poke.is_set()
             self._poke.clear()
             try:
-                if beats % STORAGE_ID_EVERY == 0 and beats:  # `storage init` may run any time
-                    self._storage_id = await self.db.sql(storage_health.fleet_storage_id)
                 await self._check_storage()
-                if await self._heartbeat_once(renew_all=poked):
+                reply = await self._heartbeat_once(renew_all=poked)
+                if reply is not None:
+                    self._storage_id = reply.storage_id  # `storage init` may run any time
+                if reply is not None and reply.commands_waiting:
                     # its own task: a stop it obeys must not cancel its acknowledgement
                     self._commands_job = asyncio.create_task(self._check_commands())
                     await asyncio.shield(self._commands_job)
@@ -575,12 +574,14 @@ class Agent:
                     done, self._drain_commands = self._drain_commands, []
                     await self.db.sql(fleet.command_done, done)
                 beats += 1
-                if beats % TICK_EVERY == 1:
+                if reply is not None and reply.schedules_due:
                     await self.db.sql(schedules.tick)  # due recurring work, once fleet-wide
-                if beats % SWEEP_EVERY == 1:
+                if reply is not None and reply.sweep_due:
                     await self.db.run(Queue.sweep_expired)
+                if reply is not None and reply.expired_claimable:
+                    self._wake.set()  # another host's lease ran out on work we run: take it
+                if beats % REAP_EVERY == 1:
                     await self.executor.reap_idle()
-                self._wake.set()  # expired leases elsewhere may be claimable: look now
             except DbDown:
                 continue
             except Exception:
@@ -629,33 +630,44 @@ class Agent:
             body=body,
         )
 
-    async def _heartbeat_once(self, state: str | None = None, *, renew_all: bool = False) -> bool:
-        """Renew the leases that are due, then beat; True if commands wait for this host."""
-        if state is None:
-            await self._renew(renew_all)
+    async def _heartbeat_once(
+        self, state: str | None = None, *, renew_all: bool = False
+    ) -> fleet.BeatReply | None:
+        """Beat, with the lease renewals that are due on the same round trip; None when
+        nothing changed and the last write is fresh (no statement at all)."""
         load = await asyncio.to_thread(self._load.sample)
         hb = self._heartbeat(state or self._state(), load)
         if state is not None:  # the last word
             await self.db.sql(fleet.send_heartbeat, hb)
-            return False
-        if not self._beat_gate.due(hb) and not renew_all:
-            return False  # nothing changed and the last write is fresh: no statement at all
-        return await self.db.sql(fleet.beat, hb)
-
-    async def _renew(self, renew_all: bool) -> None:
-        """Leases are renewed once half of them has passed (or at once when a cancel was
-        announced), not at every beat: renewals are logged writes, heartbeats are not. With the
-        defaults (30 s lease, 5 s beats) a renewal can fail twice before the lease runs out."""
+            return None
         now = time.monotonic()
-        due = [
-            e
-            for e in self._running.values()
-            if renew_all or now - e.renewed_at >= self.config.lease_s / 2
-        ]
-        tokens = [e.task.token for e in due] + self.outbox.pending_tokens()
-        if not tokens:
-            return
-        states = await self.db.run(Queue.renew_leases, tokens, lease_s=self.config.lease_s)
+        pending = self.outbox.pending_tokens()  # results not written yet keep their leases
+        must = renew_all or bool(pending) or bool(self._leases_due(now, ride_along=False))
+        if not self._beat_gate.due(hb, force=must):
+            return None
+        due = self._leases_due(now, ride_along=True, renew_all=renew_all)
+        reply = await self.db.sql(
+            fleet.beat, hb, renew=[e.task.token for e in due] + pending, lease_s=self.config.lease_s
+        )
+        self._leases_answered(due, reply.leases, now)
+        return reply
+
+    def _leases_due(
+        self, now: float, *, ride_along: bool, renew_all: bool = False
+    ) -> list[_Running]:
+        """Leases are renewed once half of them has passed (at once when a cancel was
+        announced), not at every beat: renewals are logged writes, heartbeats are not. A beat
+        written anyway takes along the leases that would pass half before the next written
+        beat, so that renewals seldom cost a round trip of their own. With the defaults (30 s
+        lease, 5 s beats) a renewal can fail twice before the lease runs out."""
+        half = self.config.lease_s / 2
+        if ride_along:
+            half -= self.config.heartbeat_s * fleet.LIVENESS_EVERY
+        return [e for e in self._running.values() if renew_all or now - e.renewed_at >= half]
+
+    def _leases_answered(
+        self, due: list[_Running], states: dict[uuid.UUID, LeaseState], now: float
+    ) -> None:
         for e in due:
             st = states.get(e.task.token)
             if st is None:

@@ -6,9 +6,10 @@ cost PostgreSQL.
 1. One `contentctl agent run` on an empty queue: resident memory after start-up, and CPU over
    the idle window (heartbeats, LISTEN, polling included).
 2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
-   every 5 s (the heartbeat row, written when its content moved or every second beat, which
-   also tells whether commands wait; its running task's lease renewed every third beat; a look
-   for due schedules every third beat; an expired-lease sweep every sixtieth beat), staggered;
+   every 5 s with one long task running (the heartbeat row, written when its content moved or
+   every second beat, with the task's lease renewed on the same round trip when half of it
+   would pass before the next written beat; the reply says whether schedules are due, expired leases wait for a sweep or
+   commands wait: none here), staggered;
    PostgreSQL's CPU over the window, as a share of one core.
 
 Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
@@ -40,7 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.load import LoadSampler
-from agent.runner import SWEEP_EVERY, TICK_EVERY
 from control.core import db, fleet, schedules
 from control.core.queue import Queue, TaskSpec
 from control.head.embedded import EmbeddedServer
@@ -130,6 +130,9 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
         ),
     )
     await asyncio.sleep(offset)
+    renewed = time.monotonic()
+    half = 30 / 2  # the agent's default lease, renewed once half of it has passed
+    ride = half - fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY  # or with a written beat
     while time.monotonic() < until:
         hb = fleet.Heartbeat(
             name=name,
@@ -147,17 +150,23 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
                 "running": [{"id": task.id, "progress": 0.5}],
             },
         )
-        # as the agent does: renew a lease once half of it (30 s) has passed, then beat
-        if beats % 3 == 2:
-            await q.renew_leases([task.token], lease_s=30)
-        # as the agent does: written when the content moved or every second beat
-        if gate.due(hb) and await fleet.beat(conn, hb):
-            await fleet.pending_commands(conn, name)
+        # as the agent does (agent/runner.py, _heartbeat_once and _heartbeat_loop): written
+        # when the content moved, every second beat, or when a lease must be renewed; the
+        # renewal rides along on the same round trip; the answer says whether to tick
+        # schedules, sweep expired leases or read commands (none of them here)
+        now = time.monotonic()
+        if gate.due(hb, force=now - renewed >= half):
+            renew = [task.token] if now - renewed >= ride else []
+            reply = await fleet.beat(conn, hb, renew=renew, lease_s=30)
+            if renew:
+                renewed = now
+            if reply.commands_waiting:
+                await fleet.pending_commands(conn, name)
+            if reply.schedules_due:
+                await schedules.tick(conn)
+            if reply.sweep_due:
+                await q.sweep_expired()
         beats += 1
-        if beats % TICK_EVERY == 1:
-            await schedules.tick(conn)
-        if beats % SWEEP_EVERY == 1:
-            await q.sweep_expired()
         await asyncio.sleep(interval)
     await conn.close()
     return beats

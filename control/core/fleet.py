@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -11,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from control.core import db
 from control.core.db import AsyncConn
+from control.core.queue import LeaseState, lease_states
 from control.core.sql import q
 
 HEARTBEAT_INTERVAL_S = 5.0
@@ -35,9 +38,10 @@ class BeatGate:
         self._last: str | None = None
         self._skipped = 0
 
-    def due(self, hb: Heartbeat) -> bool:
+    def due(self, hb: Heartbeat, *, force: bool = False) -> bool:
+        """Whether to write `hb`; `force`: it is written anyway (leases to renew)."""
         key = _fingerprint(hb)
-        if key != self._last or self._skipped + 1 >= self.every:
+        if force or key != self._last or self._skipped + 1 >= self.every:
             self._last, self._skipped = key, 0
             return True
         self._skipped += 1
@@ -67,16 +71,48 @@ class Heartbeat:
     body: dict[str, Any] = field(default_factory=dict)  # load, counters, idle_reason
 
 
-async def beat(conn: AsyncConn, hb: Heartbeat) -> bool:
-    """Record a heartbeat; True if commands wait for this host."""
+@dataclass(frozen=True)
+class BeatReply:
+    """What a written heartbeat learned on the same round trip."""
+
+    commands_waiting: bool = False  # commands wait for this host
+    schedules_due: bool = False  # a schedule is due: tick
+    sweep_due: bool = False  # expired leases that must not run again: sweep
+    expired_claimable: bool = False  # an expired lease of a type this host runs: claim now
+    storage_id: str | None = None  # the fleet's storage id (`storage init`), if any
+    leases: dict[uuid.UUID, LeaseState] = field(default_factory=dict)  # the renewals sent
+
+
+async def beat(
+    conn: AsyncConn, hb: Heartbeat, *, renew: Sequence[uuid.UUID] = (), lease_s: float = 30.0
+) -> BeatReply:
+    """Record a heartbeat, renewing the leases of `renew` with it: both statements go in one
+    pipeline, so the server is woken once (a round trip, not the statements, is most of what
+    a beat costs it)."""
     params = _heartbeat_params(hb)
-    cur = await conn.execute(q("beat"), params)
+    leases = None
+    async with conn.pipeline():
+        if renew:
+            leases = await conn.execute(
+                q("renew_leases"), {"tokens": list(renew), "lease_s": lease_s}
+            )
+        cur = await conn.execute(q("beat"), params)
     row = await cur.fetchone()
     if row is None:  # the unlogged row is gone (server crash): write it again
         await conn.execute(q("heartbeat"), params)
-        cur = await conn.execute(q("commands_waiting"), params)
+        cur = await conn.execute(q("beat"), params)
         row = await cur.fetchone()
-    return bool(row and row["commands_waiting"])
+    held = lease_states(renew, await leases.fetchall()) if leases is not None else {}
+    if row is None:
+        return BeatReply(leases=held)
+    return BeatReply(
+        commands_waiting=bool(row["commands_waiting"]),
+        schedules_due=bool(row["schedules_due"]),
+        sweep_due=bool(row["sweep_due"]),
+        expired_claimable=bool(row["expired_claimable"]),
+        storage_id=None if row["storage_id"] is None else str(row["storage_id"]),
+        leases=held,
+    )
 
 
 async def register(conn: AsyncConn, hb: Heartbeat) -> None:

@@ -117,6 +117,14 @@ class LeaseState:
     cancel_requested: bool
 
 
+def lease_states(
+    tokens: Sequence[uuid.UUID], rows: Iterable[Mapping[str, Any]]
+) -> dict[uuid.UUID, LeaseState]:
+    """The answer to `renew_leases`: a token that did not come back was taken over."""
+    held = {r["attempt_token"]: LeaseState(True, bool(r["cancel_requested"])) for r in rows}
+    return {t: held.get(t, LeaseState(False, False)) for t in tokens}
+
+
 TRACEBACK_TAIL_CHARS = 4000
 
 
@@ -339,11 +347,7 @@ class Queue:
         cur = await self.conn.execute(
             q("renew_leases"), {"tokens": list(tokens), "lease_s": lease_s}
         )
-        held = {
-            r["attempt_token"]: LeaseState(True, bool(r["cancel_requested"]))
-            for r in await cur.fetchall()
-        }
-        return {t: held.get(t, LeaseState(False, False)) for t in tokens}
+        return lease_states(tokens, await cur.fetchall())
 
     async def sweep_expired(self) -> int:
         """Finish expired tasks that must not run again. Any agent may call it; none must."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -300,12 +301,65 @@ async def test_a_heartbeat_commits_lazily_but_leaves_the_session_durable(
         declared=False,
     )
     await fleet.register(conn, hb)
-    assert await fleet.beat(conn, hb) is False
+    assert not (await fleet.beat(conn, hb)).commands_waiting
     await fleet.send_command(conn, "h", "drain", {})
-    assert await fleet.beat(conn, hb) is True
+    assert (await fleet.beat(conn, hb)).commands_waiting
     await conn.execute("TRUNCATE host_beats")  # what a server crash does to an unlogged table
-    assert await fleet.beat(conn, hb) is True
+    assert (await fleet.beat(conn, hb)).commands_waiting
     cur = await conn.execute("SELECT count(*) AS n FROM host_beats")
     assert (await cur.fetchone())["n"] == 1
     cur = await conn.execute("SHOW synchronous_commit")
     assert (await cur.fetchone())["synchronous_commit"] == "on"  # completions stay durable
+
+
+async def test_a_heartbeat_answers_what_the_agent_used_to_ask_on_its_own(
+    queue: Queue, conn: db.AsyncConn
+) -> None:
+    """One round trip renews the leases that are due and tells the agent whether a schedule
+    is due, whether expired leases wait for a sweep or for a claim, and the storage id."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from control.core import fleet, schedules
+
+    hb = fleet.Heartbeat(
+        name="h",
+        address=None,
+        agent_state="online",
+        agent_version="x",
+        code_hash="x",
+        pid=1,
+        started_at=datetime.now(UTC),
+        enabled_tasks=["noop"],
+        declared=False,
+    )
+    await fleet.register(conn, hb)
+    quiet = await fleet.beat(conn, hb)
+    assert (quiet.schedules_due, quiet.sweep_due, quiet.expired_claimable) == (False,) * 3
+    assert quiet.storage_id is None
+
+    [mine] = await queue.enqueue([TaskSpec("noop")])
+    [held] = await queue.claim("h", ["noop"], lease_s=0.5)
+    await queue.enqueue([TaskSpec("noop", max_attempts=1), TaskSpec("noop")])
+    [dead, alive] = await queue.claim("dies", ["noop"], limit=2, lease_s=0.1)
+    hourly = schedules.Schedule("hourly", "noop", {}, every_s=3600)
+    await schedules.put(conn, hourly, now=datetime.now(UTC) - timedelta(hours=2))
+    storage = uuid.uuid4()
+    await conn.execute("INSERT INTO fleet_storage (storage_id) VALUES (%s)", [storage])
+    await asyncio.sleep(0.2)  # `dies` went quiet: its two leases run out, ours is renewed
+    lost = uuid.uuid4()
+    reply = await fleet.beat(conn, hb, renew=[held.token, lost], lease_s=30)
+    assert reply.schedules_due and reply.sweep_due and reply.expired_claimable
+    assert reply.storage_id == str(storage)
+    assert reply.leases[held.token].held and not reply.leases[lost].held
+    row = await fetch_task(conn, mine.id)
+    assert row["lease_expires_at"] > datetime.now(UTC) + timedelta(seconds=25)
+
+    other_types = await fleet.beat(conn, replace(hb, enabled_tasks=["translate"]))
+    assert not other_types.expired_claimable  # not a type it runs: no reason to claim
+    assert await queue.sweep_expired() == 1
+    [again] = await queue.claim("h", ["noop"])
+    assert again.id == alive.id and dead.id != alive.id
+    await schedules.tick(conn)
+    after = await fleet.beat(conn, hb)
+    assert (after.schedules_due, after.sweep_due, after.expired_claimable) == (False,) * 3

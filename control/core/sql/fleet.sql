@@ -21,21 +21,33 @@ ON CONFLICT (name) DO UPDATE SET
     heartbeat = excluded.heartbeat;
 
 -- name: beat
--- An agent's heartbeat: one plain UPDATE of its unlogged row (no WAL), which also says whether
--- commands wait for it. The commit does not wait for the disk (synchronous_commit off for this
--- statement's own transaction): a heartbeat lost in a crash is replaced five seconds later.
--- No row (the table was emptied by a crash): the agent writes it again with `heartbeat`.
--- Measured here, this form costs the server half of what one statement with CTEs (upsert +
--- lease renewal + command check) did; lease renewal is its own statement, when due.
+-- An agent's heartbeat: one plain UPDATE of its unlogged row (no WAL). The commit does not wait
+-- for the disk (synchronous_commit off for this statement's own transaction): a heartbeat lost
+-- in a crash is replaced at the next one. No row (the table was emptied by a crash): the agent
+-- writes it again with `heartbeat` and beats once more.
+-- It also answers what the agent would otherwise ask on round trips of its own: whether
+-- commands wait for it, whether a schedule is due, whether expired leases must be finished (the
+-- sweep) or may be claimed by it, and the fleet's storage id (`storage init`). Each is a probe
+-- of a small index or table (agent_commands by host, the due schedules, the running tasks by
+-- lease expiry, the one-row fleet_storage). On this kind of machine a round trip to an idle
+-- backend costs the server ~0.5 ms whatever it carries: fewer round trips, not smaller
+-- statements, is what made 200 agents' beats cheaper.
 UPDATE host_beats
 SET agent_state = %(agent_state)s, last_heartbeat_at = now(), heartbeat = %(heartbeat)s
 WHERE name = %(name)s AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-RETURNING EXISTS (SELECT 1 FROM agent_commands
-                  WHERE host = %(name)s AND acked_at IS NULL) AS commands_waiting;
-
--- name: commands_waiting
-SELECT EXISTS (SELECT 1 FROM agent_commands
-               WHERE host = %(name)s AND acked_at IS NULL) AS commands_waiting;
+RETURNING
+    EXISTS (SELECT 1 FROM agent_commands
+            WHERE host = %(name)s AND acked_at IS NULL) AS commands_waiting,
+    EXISTS (SELECT 1 FROM schedules
+            WHERE NOT paused AND next_run_at <= now()) AS schedules_due,
+    EXISTS (SELECT 1 FROM tasks
+            WHERE state = 'running' AND lease_expires_at < now()
+              AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts)) AS sweep_due,
+    EXISTS (SELECT 1 FROM tasks
+            WHERE state = 'running' AND lease_expires_at < now()
+              AND cancel_requested_at IS NULL AND attempts < max_attempts
+              AND type = ANY(%(enabled_tasks)s)) AS expired_claimable,
+    (SELECT storage_id::text FROM fleet_storage) AS storage_id;
 
 -- name: hosts_snapshot
 SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.started_at,
