@@ -186,7 +186,7 @@ class FixedPlane:
             },
         ]
 
-    async def media(self, limit: int = 200) -> list[dict[str, Any]]:
+    async def media(self, limit: int = 200, source_id: int | None = None) -> list[dict[str, Any]]:
         return [
             {
                 "id": 7,

@@ -7,10 +7,11 @@ from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from tui import format as fmt
 from tui.screens.base import Base
+from tui.widgets.footer import Footer
 from tui.widgets.live_table import sync_rows
 
 

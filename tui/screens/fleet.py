@@ -12,7 +12,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import (
     DataTable,
-    Footer,
     Input,
     Static,
 )
@@ -21,6 +20,7 @@ from control.core.errors import ContentctlError
 from tui import format as fmt
 from tui.messages import ProvisionHost
 from tui.screens.base import HISTORY, STATES, Base
+from tui.widgets.footer import Footer
 from tui.widgets.host_config import HostConfig
 from tui.widgets.live_table import LiveTable, selected_key, sync_rows
 

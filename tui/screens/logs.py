@@ -11,7 +11,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import (
-    Footer,
     Input,
     RichLog,
     Static,
@@ -19,6 +18,7 @@ from textual.widgets import (
 
 from tui import format as fmt
 from tui.screens.base import LEVELS, Base
+from tui.widgets.footer import Footer
 
 HOSTS_EVERY = 10  # fetches between two reads of the host list (about ten seconds)
 

@@ -12,13 +12,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import (
     DataTable,
-    Footer,
     Static,
 )
 
 from control.core import pipeline
 from tui import format as fmt
 from tui.screens.base import Base
+from tui.widgets.footer import Footer
 from tui.widgets.live_table import selected_key, sync_rows
 
 

@@ -12,13 +12,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import (
     DataTable,
-    Footer,
     RichLog,
     Static,
 )
 
 from control.core.errors import ContentctlError
 from tui.screens.base import Base
+from tui.widgets.footer import Footer
 from tui.widgets.live_table import selected_key, sync_rows
 
 

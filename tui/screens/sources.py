@@ -9,10 +9,11 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from tui import format as fmt
 from tui.screens.base import Base
+from tui.widgets.footer import Footer
 from tui.widgets.live_table import selected_key, sync_rows
 
 

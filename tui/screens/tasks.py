@@ -14,7 +14,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import (
     DataTable,
-    Footer,
     Input,
     Static,
 )
@@ -22,6 +21,7 @@ from textual.widgets import (
 from control.head.api import TaskQuery
 from tui import format as fmt
 from tui.screens.base import STATES, Base
+from tui.widgets.footer import Footer
 from tui.widgets.live_table import selected_key, sync_rows
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.render import measure
 from textual.widgets import (
@@ -31,6 +32,32 @@ class LiveTable(DataTable[Any]):
     stale cells if that changes."""
 
     shown_rows: dict[str, Sequence[Any]] = {}  # noqa: RUF012 (replaced, never mutated)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable measures every cell of every new row through Rich's measuring protocol;
+        for 500 hosts that is 5,000 cells, ~60 ms of the first paint. The width of a Text cell
+        is worked out here the way Rich's Text measures itself (its longest line); rows with
+        any other cell, a label or an automatic height are DataTable's to measure."""
+        rest: list[RowKey] = []
+        for row_key in new_rows:
+            row = self.rows.get(row_key)
+            cells = self._data.get(row_key)
+            if (
+                row is None
+                or cells is None
+                or row.label is not None
+                or row.auto_height
+                or not all(type(v) is Text for v in cells.values())
+            ):
+                rest.append(row_key)
+                continue
+            for col_key, text in cells.items():
+                lines = text.plain.splitlines()
+                width = max(cell_len(line) for line in lines) if lines else 0
+                column = self.columns[col_key]
+                if width > column.content_width:
+                    column.content_width = width
+        super()._update_dimensions(rest)  # those, and the table's size
 
     def set_cells(self, changes: list[tuple[str, str, Any]]) -> None:
         rows: set[RowKey] = set()
