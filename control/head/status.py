@@ -42,11 +42,11 @@ class HostsView:
     The first read is in full; after it, only the hosts whose beat was written since the
     newest beat seen (less MARGIN_S: a beat is stamped when its statement starts, and may
     commit a moment later; the beats already read in that window are left out by the server),
-    with their running tasks. An agent writes its beat when what it reports changed (its
-    running tasks and their progress, state, load) and at least every second beat, so a host
-    with news is re-read within a beat; the others cost nothing, their ages worked out from
-    their beat times. A full read every FULL_EVERY_S catches what no beat announces (a host
-    forgotten, tasks taken back from a dead agent).
+    and the running tasks of those whose beat reports other tasks than before. An agent writes
+    its beat when what it reports changed (its running tasks and their progress, its state)
+    and at least every second beat, so a host with news is re-read within a beat; the others
+    cost nothing, their ages worked out from their beat times. A full read every FULL_EVERY_S
+    catches what no beat announces (a host forgotten, tasks taken back from a dead agent).
     """
 
     FULL_EVERY_S = 30.0
@@ -60,14 +60,17 @@ class HostsView:
         # each host's last entry and what it was built from (its row, its running tasks, its
         # inventory entry): an unchanged host's entry is copied with its new age, not rebuilt
         self._entries: dict[str, tuple[Any, Any, HostSpec | None, dict[str, Any]]] = {}
-        self.reads = {"full": 0, "incremental": 0, "hosts_read": 0}  # for tests and benches
+        # for tests and benches: reads, and rows of hosts and of running tasks read
+        self.reads = {"full": 0, "incremental": 0, "hosts_read": 0, "tasks_read": 0}
 
     async def hosts(self, conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
         clock = time.monotonic()
         if self._newest is None or clock - self._full_at >= self.FULL_EVERY_S:
             found = await fleet.hosts_rows(conn)
             self._rows = {r["name"]: r for r in found}
-            self._running = _by_host(await fleet.running_rows(conn))
+            tasks = await fleet.running_rows(conn)
+            self._running = _by_host(tasks)
+            self.reads["tasks_read"] += len(tasks)
             self._full_at = clock
             self.reads["full"] += 1
         else:
@@ -78,12 +81,22 @@ class HostsView:
                 if r["last_heartbeat_at"] is not None and r["last_heartbeat_at"] >= since
             }
             found = await fleet.hosts_beaten_since(conn, since, seen)
-            if found:
-                names = [str(r["name"]) for r in found]
-                running = _by_host(await fleet.running_rows(conn, names))
-                for name in names:
+            # a host's running tasks are read again when its beat reports other ones (ids,
+            # progress, stages: what an agent writes its beat for), or when it is new; a beat
+            # that only says "alive" costs no read of its tasks (a host running hundreds of
+            # tasks was most of an idle dashboard's reading)
+            moved = [
+                str(r["name"])
+                for r in found
+                if _reported(r) != _reported(self._rows.get(r["name"]))
+            ]
+            if moved:
+                tasks = await fleet.running_rows(conn, moved)
+                self.reads["tasks_read"] += len(tasks)
+                running = _by_host(tasks)
+                for name in moved:
                     self._running[name] = running.get(name, [])
-                self._rows.update((r["name"], r) for r in found)
+            self._rows.update((r["name"], r) for r in found)
             self.reads["incremental"] += 1
         self.reads["hosts_read"] += len(found)
         now = await fleet.server_now(conn)
@@ -113,6 +126,16 @@ class HostsView:
         for gone in set(self._entries) - {e["name"] for e in out}:
             del self._entries[gone]
         return out
+
+
+_NEW = object()  # a host not read before: its tasks are read
+
+
+def _reported(row: dict[str, Any] | None) -> Any:
+    """The running tasks a host's beat reports (None when it reports none, as older agents)."""
+    if row is None:
+        return _NEW
+    return (row["heartbeat"] or {}).get("running")
 
 
 def _aged(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.types.json import Jsonb
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 
@@ -418,10 +419,51 @@ async def test_a_cell_wider_than_its_column_widens_it(
         await until(pilot, lambda: cell_text(hosts, "w1", "state") == "online")
         await queue.enqueue([TaskSpec("download_podcast", {"url": "http://127.0.0.1/x"})])
         [task] = await queue.claim("w1", ["download_podcast"])
-        await conn.execute("UPDATE host_beats SET last_heartbeat_at = now() WHERE name = 'w1'")
+        await conn.execute(  # its agent's next beat reports the task
+            "UPDATE host_beats SET last_heartbeat_at = now(), "
+            "heartbeat = jsonb_set(heartbeat, '{running}', %s) WHERE name = 'w1'",
+            (Jsonb([{"id": task.id, "type": task.type, "progress": 0.0}]),),
+        )
 
         def drawn() -> str:
             return "".join(strip.text for strip in hosts.render_lines(hosts.region.reset_offset))
 
         await until(pilot, lambda: "download_podcast" in drawn())
         assert task.type in drawn()
+
+
+async def test_a_beat_that_reports_the_same_tasks_costs_no_read_of_them(
+    conn: db.AsyncConn, queue: Queue
+) -> None:
+    """Between full reads, a host's running tasks are read again when its beat reports other
+    ones (an agent writes its beat when a task's progress moved), not at every beat."""
+    from control.head.status import HostsView
+
+    await a_host_that_beat(conn, "busy")
+    await queue.enqueue([TaskSpec("noop")] * 3)
+    claimed = await queue.claim("busy", ["noop"], limit=3)
+
+    async def beat(progress: float) -> None:
+        running = [{"id": t.id, "progress": progress} for t in claimed]
+        await conn.execute(
+            "UPDATE host_beats SET last_heartbeat_at = clock_timestamp(), "
+            "heartbeat = jsonb_set(heartbeat, '{running}', %s) WHERE name = 'busy'",
+            (Jsonb(running),),
+        )
+
+    async def shown() -> list[float | None]:
+        [entry] = await view.hosts(conn, Inventory(path=None))
+        return [t["progress"] for t in entry["running"]]
+
+    view = HostsView()
+    await beat(0.0)
+    assert await shown() == [None, None, None]  # the full read
+    assert view.reads["tasks_read"] == 3
+    await beat(0.0)  # alive, the same tasks at the same progress
+    assert await shown() == [None, None, None]
+    assert view.reads == {"full": 1, "incremental": 1, "hosts_read": 2, "tasks_read": 3}
+    for t in claimed:  # the agent writes its tasks' progress, then beats about it
+        assert (await queue.progress(t, 0.5)).held
+    await beat(0.5)
+    assert await shown() == [0.5, 0.5, 0.5]
+    assert view.reads["tasks_read"] == 6
