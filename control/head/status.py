@@ -24,7 +24,10 @@ async def snapshot(
             totals[state] += n
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "database": {"reachable": True, "schema_version": str(await schema_version(conn))},
+        "database": {
+            "reachable": True,
+            "schema_version": str(await (view.schema(conn) if view else schema_version(conn))),
+        },
         "queue": {"by_type": dict(sorted(by_type.items())), "totals": totals},
         "hosts": await (view.hosts(conn, inventory) if view else hosts(conn, inventory)),
     }
@@ -57,11 +60,20 @@ class HostsView:
         self._running: dict[str, list[dict[str, Any]]] = {}
         self._newest: datetime | None = None
         self._full_at = -self.FULL_EVERY_S
+        self._server_at = (datetime.now(UTC), time.monotonic())
+        self._schema: tuple[int, float] | None = None  # the schema version, and when read
         # each host's last entry and what it was built from (its row, its running tasks, its
         # inventory entry): an unchanged host's entry is copied with its new age, not rebuilt
         self._entries: dict[str, tuple[Any, Any, HostSpec | None, dict[str, Any]]] = {}
         # for tests and benches: reads, and rows of hosts and of running tasks read
         self.reads = {"full": 0, "incremental": 0, "hosts_read": 0, "tasks_read": 0}
+
+    async def schema(self, conn: AsyncConn) -> int:
+        """The schema version, read again every FULL_EVERY_S (it moves with a migration)."""
+        clock = time.monotonic()
+        if self._schema is None or clock - self._schema[1] >= self.FULL_EVERY_S:
+            self._schema = (await schema_version(conn), clock)
+        return self._schema[0]
 
     async def hosts(self, conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
         clock = time.monotonic()
@@ -72,6 +84,9 @@ class HostsView:
             self._running = _by_host(tasks)
             self.reads["tasks_read"] += len(tasks)
             self._full_at = clock
+            # the server's clock, read once per full read: between two, its time is worked
+            # out from ours (a statement a second less; ages move with our clock)
+            self._server_at = await fleet.server_now(conn), time.monotonic()
             self.reads["full"] += 1
         else:
             since = self._newest - timedelta(seconds=self.MARGIN_S)
@@ -99,7 +114,8 @@ class HostsView:
             self._rows.update((r["name"], r) for r in found)
             self.reads["incremental"] += 1
         self.reads["hosts_read"] += len(found)
-        now = await fleet.server_now(conn)
+        server_at, read_at = self._server_at
+        now = server_at + timedelta(seconds=time.monotonic() - read_at)
         beats = [r["last_heartbeat_at"] for r in self._rows.values() if r["last_heartbeat_at"]]
         if beats:
             self._newest = max(beats)
