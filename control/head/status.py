@@ -134,9 +134,7 @@ class HostsView:
             if kept is not None and kept[0] is row and kept[1] is read and kept[2] is spec:
                 entry = _aged(kept[3], row, spec)
             if entry is None:
-                # copies of the running tasks: _entry() marks them stalled or not
-                tasks = [dict(t) for t in read or ()]
-                entry = _entry(name, row, tasks, spec)
+                entry = _entry(name, row, read or [], spec)
             self._entries[name] = (row, read, spec, entry)
             out.append(entry)
         for gone in set(self._entries) - {e["name"] for e in out}:
@@ -177,6 +175,7 @@ def _by_host(running: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
                 "type": t["type"],
                 "progress": t["progress"],
                 "stage": t["progress_stage"],
+                "stalled": False,  # unless the host's beat says so (_entry)
             }
         )
     return by_host
@@ -198,11 +197,12 @@ def entries(
 def _entry(
     name: str, row: dict[str, Any] | None, running: list[dict[str, Any]], spec: HostSpec | None
 ) -> dict[str, Any]:
-    """One host's entry; its running tasks are marked stalled or not (in place)."""
+    """One host's entry. Its running tasks (from `_by_host`, not stalled) are shared with the
+    entries before it; those its beat reports stalled are marked on copies."""
     body: dict[str, Any] = (row["heartbeat"] or {}) if row else {}
     stalled = {r.get("id") for r in body.get("running") or [] if r.get("stalled")}
-    for task in running:
-        task["stalled"] = task["id"] in stalled
+    if stalled:
+        running = [{**t, "stalled": t["id"] in stalled} for t in running]
     age = row["heartbeat_age_s"] if row else None
     state = fleet.host_state(
         row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
