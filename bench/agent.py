@@ -46,6 +46,9 @@ from control.core.queue import Queue, TaskSpec
 from control.head.embedded import EmbeddedServer
 
 
+ROUND_TRIPS = [0]  # the simulated agents' round trips to the server after start-up
+
+
 def with_db(url: str, name: str) -> str:
     head, _, query = url.partition("?")
     return f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
@@ -158,14 +161,18 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
         if gate.due(hb, force=now - renewed >= half):
             renew = [task.token] if now - renewed >= ride else []
             reply = await fleet.beat(conn, hb, renew=renew, lease_s=30)
+            ROUND_TRIPS[0] += 1
             if renew:
                 renewed = now
             if reply.commands_waiting:
                 await fleet.pending_commands(conn, name)
+                ROUND_TRIPS[0] += 1
             if reply.schedules_due:
                 await schedules.tick(conn)
+                ROUND_TRIPS[0] += 1
             if reply.sweep_due:
                 await q.sweep_expired()
+                ROUND_TRIPS[0] += 1
         beats += 1
         await asyncio.sleep(interval)
     await conn.close()
@@ -241,8 +248,10 @@ def main() -> int:
             f"{args.idle_seconds:g} s (target 1)"
         )
         pg_cpu, beats = asyncio.run(heartbeat_cost(url, server.pgdata, args.agents, args.window))
+        per_min = ROUND_TRIPS[0] / beats * 12 if beats else 0.0  # a beat every 5 s
         print(
-            f"{args.agents} agents heartbeating every 5 s: {beats} heartbeats, PostgreSQL at "
+            f"{args.agents} agents heartbeating every 5 s: {beats} heartbeats, "
+            f"{per_min:.1f} round trips per agent and minute, PostgreSQL at "
             f"{pg_cpu:.2f}% of one core over {args.window:g} s (target 1)"
         )
         floor = asyncio.run(floor_cost(server.pgdata, url, args.agents, args.window))
@@ -261,6 +270,7 @@ def main() -> int:
                 "idle_cpu_percent": round(cpu, 2),
                 "agents": args.agents,
                 "heartbeat_pg_cpu_percent": round(pg_cpu, 2),
+                "round_trips_per_agent_minute": round(per_min, 1),
                 "select1_floor_pg_cpu_percent": round(floor, 2),
             }
         )
