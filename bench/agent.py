@@ -8,8 +8,8 @@ cost PostgreSQL.
 2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
    every 5 s with one long task running (the heartbeat row, written when its content moved or
    every second beat, with the task's lease renewed on the same round trip when half of it
-   would pass before the next written beat; the reply says whether schedules are due, expired leases wait for a sweep or
-   commands wait: none here), staggered;
+   would pass before the next written beat; the reply says whether schedules are due, expired
+   leases wait for a sweep or commands wait: none here), staggered;
    PostgreSQL's CPU over the window, as a share of one core.
 
 Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
@@ -44,7 +44,6 @@ from agent.load import LoadSampler
 from control.core import db, fleet, schedules
 from control.core.queue import Queue, TaskSpec
 from control.head.embedded import EmbeddedServer
-
 
 ROUND_TRIPS = [0]  # the simulated agents' round trips to the server after start-up
 
