@@ -563,10 +563,12 @@ class Agent:
             self._poke.clear()
             try:
                 await self._check_storage()
-                reply = await self._heartbeat_once(renew_all=poked)
-                if reply is not None:
-                    self._storage_id = reply.storage_id  # `storage init` may run any time
-                if reply is not None and reply.commands_waiting:
+                # a beat not written learned nothing: nothing to do, the storage id kept
+                reply = await self._heartbeat_once(renew_all=poked) or fleet.BeatReply(
+                    storage_id=self._storage_id
+                )
+                self._storage_id = reply.storage_id  # `storage init` may run any time
+                if reply.commands_waiting:
                     # its own task: a stop it obeys must not cancel its acknowledgement
                     self._commands_job = asyncio.create_task(self._check_commands())
                     await asyncio.shield(self._commands_job)
@@ -574,11 +576,11 @@ class Agent:
                     done, self._drain_commands = self._drain_commands, []
                     await self.db.sql(fleet.command_done, done)
                 beats += 1
-                if reply is not None and reply.schedules_due:
+                if reply.schedules_due:
                     await self.db.sql(schedules.tick)  # due recurring work, once fleet-wide
-                if reply is not None and reply.sweep_due:
+                if reply.sweep_due:
                     await self.db.run(Queue.sweep_expired)
-                if reply is not None and reply.expired_claimable:
+                if reply.expired_claimable:
                     self._wake.set()  # another host's lease ran out on work we run: take it
                 if beats % REAP_EVERY == 1:
                     await self.executor.reap_idle()

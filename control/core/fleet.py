@@ -91,11 +91,13 @@ async def beat(
     a beat costs it)."""
     params = _heartbeat_params(hb)
     leases = None
-    async with conn.pipeline():
-        if renew:
+    if renew:
+        async with conn.pipeline():
             leases = await conn.execute(
                 q("renew_leases"), {"tokens": list(renew), "lease_s": lease_s}
             )
+            cur = await conn.execute(q("beat"), params)
+    else:
         cur = await conn.execute(q("beat"), params)
     row = await cur.fetchone()
     if row is None:  # the unlogged row is gone (server crash): write it again

@@ -99,7 +99,7 @@ class HostsView:
             # a host's running tasks are read again when its beat reports other ones (ids,
             # progress, stages: what an agent writes its beat for), or when it is new; a beat
             # that only says "alive" costs no read of its tasks (a host running hundreds of
-            # tasks was most of an idle dashboard's reading)
+            # them had them all read again at each of its beats)
             moved = [
                 str(r["name"])
                 for r in found

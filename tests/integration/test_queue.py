@@ -282,14 +282,13 @@ async def test_bad_specs_are_refused_before_anything_is_written(
     assert (await cur.fetchone())["n"] == 0
 
 
-async def test_a_heartbeat_commits_lazily_but_leaves_the_session_durable(
-    conn: db.AsyncConn,
-) -> None:
+def host_h_heartbeat() -> Any:
+    """The heartbeat of an undeclared host `h` that runs noop."""
     from datetime import UTC, datetime
 
     from control.core import fleet
 
-    hb = fleet.Heartbeat(
+    return fleet.Heartbeat(
         name="h",
         address=None,
         agent_state="online",
@@ -300,6 +299,14 @@ async def test_a_heartbeat_commits_lazily_but_leaves_the_session_durable(
         enabled_tasks=["noop"],
         declared=False,
     )
+
+
+async def test_a_heartbeat_commits_lazily_but_leaves_the_session_durable(
+    conn: db.AsyncConn,
+) -> None:
+    from control.core import fleet
+
+    hb = host_h_heartbeat()
     await fleet.register(conn, hb)
     assert not (await fleet.beat(conn, hb)).commands_waiting
     await fleet.send_command(conn, "h", "drain", {})
@@ -322,17 +329,7 @@ async def test_a_heartbeat_answers_what_the_agent_used_to_ask_on_its_own(
 
     from control.core import fleet, schedules
 
-    hb = fleet.Heartbeat(
-        name="h",
-        address=None,
-        agent_state="online",
-        agent_version="x",
-        code_hash="x",
-        pid=1,
-        started_at=datetime.now(UTC),
-        enabled_tasks=["noop"],
-        declared=False,
-    )
+    hb = host_h_heartbeat()
     await fleet.register(conn, hb)
     quiet = await fleet.beat(conn, hb)
     assert (quiet.schedules_due, quiet.sweep_due, quiet.expired_claimable) == (False,) * 3

@@ -103,14 +103,13 @@ class FleetScreen(Base):
 
     def load(self) -> None:
         self._due.set()
-        if self._reader is None:
+        if self._reader is None or self._reader.is_finished:
             self._reader = self.read_loop()
 
     @work(group="fleet")
     async def read_loop(self) -> None:
         """One worker for the screen's life, reading when a tick or an action asks: a worker
-        started at every tick cost a tenth of the idle dashboard's CPU, more than its read's
-        Python side."""
+        started at every tick was about a tenth of the idle dashboard's CPU."""
         while True:
             await self._due.wait()
             self._due.clear()
