@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -25,6 +25,8 @@ HOST_STATES = ("online", "stale", "offline", "draining", "drained", "disabled")
 # An unchanged heartbeat is written every second beat (a liveness touch), so a silent agent is
 # still stale after three missed beats while an idle fleet writes half as often.
 LIVENESS_EVERY = 2
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 PROGRESS_STEP = 0.05  # progress moves below this ride along with the next write
 
 
@@ -172,7 +174,8 @@ async def hosts_beaten_since(
 ) -> list[dict[str, Any]]:
     """The rows of `hosts_rows` whose beat was written at or after `since`, but for the beats
     in `seen` (host -> beat time: already read)."""
-    params = {"since": since, "seen_names": list(seen), "seen_at": list(seen.values())}
+    micros = {name: (at - EPOCH) // MICROSECOND for name, at in seen.items()}
+    params = {"since": since, "seen": Jsonb(micros)}
     return await db.rows(conn, q("hosts_beaten_since"), params)
 
 

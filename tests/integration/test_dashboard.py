@@ -467,3 +467,37 @@ async def test_a_beat_that_reports_the_same_tasks_costs_no_read_of_them(
     await beat(0.5)
     assert await shown() == [0.5, 0.5, 0.5]
     assert view.reads["tasks_read"] == 6
+
+
+async def test_a_beat_committed_after_a_newer_one_was_read_is_read_once(
+    db_url: str, conn: db.AsyncConn
+) -> None:
+    """A beat is stamped when its transaction starts and seen when it commits: one stamped
+    before a beat already read, committed after that read, is still read (it is inside the
+    margin), and a beat already read is not read again."""
+    from control.head.status import HostsView
+
+    await a_host_that_beat(conn, "early")
+    await a_host_that_beat(conn, "later")
+    view = HostsView()
+    await view.hosts(conn, Inventory(path=None))  # the full read
+    slow = await db.connect(db_url)
+    try:
+        await slow.set_autocommit(False)
+        await slow.execute(  # stamped now, committed after the other beat was read
+            "UPDATE host_beats SET last_heartbeat_at = now(), "
+            "heartbeat = '{\"load\": {\"cpu_percent\": 42.0}}' WHERE name = 'early'"
+        )
+        await conn.execute(
+            "UPDATE host_beats SET last_heartbeat_at = clock_timestamp() WHERE name = 'later'"
+        )
+        await view.hosts(conn, Inventory(path=None))
+        assert view.reads["hosts_read"] == 2 + 1  # `later` only
+        await slow.commit()
+    finally:
+        await slow.close()
+    entries = {e["name"]: e for e in await view.hosts(conn, Inventory(path=None))}
+    assert entries["early"]["load"] == {"cpu_percent": 42.0}
+    assert view.reads["hosts_read"] == 3 + 1  # `early`, and not `later` again
+    await view.hosts(conn, Inventory(path=None))
+    assert view.reads["hosts_read"] == 4  # nothing new: nothing read

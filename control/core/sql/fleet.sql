@@ -60,7 +60,9 @@ ORDER BY h.name;
 
 -- name: hosts_beaten_since
 -- The dashboard's incremental read: the hosts whose beat was written at or after `since`,
--- less those it already has (`seen_names`/`seen_at`: the beats it read inside that window).
+-- less those it already has (`seen`: a JSON object, host -> the beat it read inside that
+-- window in microseconds since the epoch; one parameter instead of two arrays, whose dumping
+-- was half of the read's cost in the dashboard).
 SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.started_at,
        h.enabled_tasks, h.declared, h.drain_requested, coalesce(b.heartbeat, '{}') AS heartbeat,
        b.last_heartbeat_at,
@@ -68,8 +70,8 @@ SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.
 FROM hosts AS h
 JOIN host_beats AS b USING (name)
 WHERE b.last_heartbeat_at >= %(since)s
-  AND (b.name, b.last_heartbeat_at) NOT IN (
-      SELECT * FROM unnest(%(seen_names)s::text[], %(seen_at)s::timestamptz[]))
+  AND (%(seen)s::jsonb ->> b.name)
+      IS DISTINCT FROM ((extract(epoch FROM b.last_heartbeat_at) * 1000000)::bigint)::text
 ORDER BY h.name;
 
 -- name: running_tasks
