@@ -9,7 +9,7 @@ from typing import Any
 from control.core import fleet
 from control.core.db import AsyncConn, schema_version
 from control.core.inventory import HostSpec, Inventory
-from control.core.queue import Queue
+from control.core.queue import Queue, StatsMark
 from control.core.tasktypes import STATES
 
 
@@ -17,7 +17,7 @@ async def snapshot(
     conn: AsyncConn, inventory: Inventory, view: HostsView | None = None
 ) -> dict[str, Any]:
     """The status snapshot; with a `view`, the hosts are read incrementally (the dashboard)."""
-    by_type = await Queue(conn).stats()
+    by_type = await Queue(conn).stats(view.stats_mark if view else None)
     totals = dict.fromkeys(STATES, 0)
     for counts in by_type.values():
         for state, n in counts.items():
@@ -62,6 +62,7 @@ class HostsView:
         self._full_at = -self.FULL_EVERY_S
         self._server_at = (datetime.now(UTC), time.monotonic())
         self._schema: tuple[int, float] | None = None  # the schema version, and when read
+        self.stats_mark = StatsMark()  # the queue's counts in one round trip after the first
         # each host's last entry and what it was built from (its row, its running tasks, its
         # inventory entry): an unchanged host's entry is copied with its new age, not rebuilt
         self._entries: dict[str, tuple[Any, Any, HostSpec | None, dict[str, Any]]] = {}
