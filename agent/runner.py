@@ -34,7 +34,7 @@ from agent.logs import DatabaseBuffer
 from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
 from control import __version__
-from control.core import codehash, fleet, schedules, storage_health
+from control.core import codehash, db, fleet, schedules, storage_health
 from control.core.queue import CHANNEL, ClaimedTask, Failure, LeaseState, Queue
 from control.core.redact import first_line
 from control.core.tasktypes import ALL_TYPES, NO_STORAGE_TYPES, TypePolicy
@@ -536,10 +536,9 @@ class Agent:
                 continue
             delay = 0.5
             try:
-                await conn.execute(f"LISTEN {CHANNEL}")
-                await conn.execute(f"LISTEN {fleet.COMMAND_CHANNEL}")
-                self._wake.set()  # anything enqueued while we were not listening
-                async for note in conn.notifies():
+                # once listening, anything enqueued while we were not is looked for
+                channels = [CHANNEL, fleet.COMMAND_CHANNEL]
+                async for note in db.listen(conn, channels, listening=self._wake.set):
                     if note.channel == fleet.COMMAND_CHANNEL:
                         if note.payload == self.config.host:
                             self._poke.set()

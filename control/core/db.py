@@ -10,8 +10,10 @@ the migrated schema in agreement.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -19,6 +21,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import Notify
 from psycopg.rows import AsyncRowFactory, dict_row, scalar_row
 
 from control.core.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
@@ -28,6 +31,46 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 AsyncConn = psycopg.AsyncConnection[dict[str, object]]
 R = TypeVar("R")
+
+
+async def listen(
+    conn: psycopg.AsyncConnection[Any],
+    channels: Sequence[str],
+    listening: Callable[[], object] = lambda: None,
+) -> AsyncIterator[Notify]:
+    """LISTEN on `channels`, call `listening()`, then yield each notification as it arrives.
+
+    psycopg's `notifies()` wakes every 0.1 s while nothing comes (it breaks a long wait into
+    short ones so that a signal can interrupt it: psycopg/psycopg#340); an agent listens all day,
+    and those wake-ups were the largest part of an idle agent's CPU after its heartbeat. This
+    registers a notify handler before LISTEN (so nothing is left in psycopg's backlog) and
+    reads the connection only when the socket is readable. A lost connection raises
+    psycopg.OperationalError from `consume_input`, as a query on it would."""
+    arrived: deque[Notify] = deque()
+    conn.add_notify_handler(arrived.append)
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    fd = conn.pgconn.socket
+    try:
+        for channel in channels:
+            await conn.execute(f"LISTEN {channel}")
+        # after the statements: psycopg watches the same socket while one runs, and the event
+        # loop keeps one reader per socket (what came meanwhile leaves the socket readable)
+        loop.add_reader(fd, readable.set)
+        listening()
+        while True:
+            while arrived:
+                yield arrived.popleft()
+            await readable.wait()
+            readable.clear()
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            while (note := pgconn.notifies()) is not None:
+                if pgconn.notify_handler is not None:
+                    pgconn.notify_handler(note)  # psycopg's: it calls ours with a Notify
+    finally:
+        loop.remove_reader(fd)
+        conn.remove_notify_handler(arrived.append)
 
 
 async def fetch(

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 
 from control.core import db
@@ -280,6 +281,41 @@ async def test_one_notification_per_enqueue_transaction(db_url: str, queue: Queu
         await listener.close()
     assert len(notes) == 1
     assert notes[0].payload == "noop,sleep"
+
+
+async def test_a_listener_gets_each_notification_and_an_error_when_its_connection_goes(
+    db_url: str, conn: db.AsyncConn
+) -> None:
+    """db.listen waits on the socket itself (psycopg's notifies() wakes ten times a second):
+    what is sent as soon as it listens and what comes later arrive, in order, on its channels
+    only; a listener whose backend is terminated raises OperationalError (agents reconnect)."""
+    listener = await db.connect(db_url)
+    ready = asyncio.Event()
+    got: list[tuple[str, str]] = []
+
+    async def send() -> None:
+        await ready.wait()
+        await conn.execute("NOTIFY a, 'one'")  # at once
+        await conn.execute("NOTIFY b, 'two'")
+        await asyncio.sleep(0.3)  # and after a while with nothing
+        await conn.execute("NOTIFY a, 'three'")
+        await conn.execute("NOTIFY c, 'not listened to'")
+        await conn.execute("NOTIFY a, 'four'")
+
+    sender = asyncio.create_task(send())
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            async with asyncio.timeout(10):
+                async for note in db.listen(listener, ["a", "b"], listening=ready.set):
+                    got.append((note.channel, note.payload))
+                    if len(got) == 4:
+                        await conn.execute(
+                            "SELECT pg_terminate_backend(%s)", (listener.info.backend_pid,)
+                        )
+    finally:
+        await sender
+        await listener.close()
+    assert got == [("a", "one"), ("b", "two"), ("a", "three"), ("a", "four")]
 
 
 async def test_bad_specs_are_refused_before_anything_is_written(
