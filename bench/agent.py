@@ -117,6 +117,7 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
     gate = fleet.BeatGate()
     beats = 0
     started = datetime.now(UTC)
+    t_start = time.monotonic()
     await fleet.register(
         conn,
         fleet.Heartbeat(
@@ -146,10 +147,29 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
             started_at=started,
             enabled_tasks=["noop"],
             declared=True,
-            body={
+            body={  # as an agent's (agent/runner.py, _heartbeat)
                 "load": sampler.sample(),
+                "counters": {"done_this_run": 0, "done_today": 0},
                 "idle_reason": None,
-                "running": [{"id": task.id, "progress": 0.5}],
+                "idle_until": None,
+                "storage": {
+                    "ok": True,
+                    "error": None,
+                    "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                },
+                "uptime_s": round(time.monotonic() - t_start),
+                "running": [
+                    {
+                        "id": task.id,
+                        "type": "noop",
+                        "progress": 0.5,
+                        "stage": None,
+                        "stalled": False,
+                    }
+                ],
+                "outbox": 0,
+                "task_processes": 1,
+                "db_outages": 0,
             },
         )
         # as the agent does (agent/runner.py, _heartbeat_once and _heartbeat_loop): written

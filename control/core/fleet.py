@@ -33,7 +33,8 @@ PROGRESS_STEP = 0.05  # progress moves below this ride along with the next write
 class BeatGate:
     """Whether a heartbeat must be written now: its content changed (state, running tasks and
     their progress, idle reason, storage, counters), or LIVENESS_EVERY beats passed. Load
-    figures and uptime alone do not count: they ride along with the next write."""
+    figures, uptime and the time of the last storage check alone do not count: they ride
+    along with the next write."""
 
     def __init__(self, every: int = LIVENESS_EVERY) -> None:
         self.every = every
@@ -52,6 +53,8 @@ class BeatGate:
 
 def _fingerprint(hb: Heartbeat) -> str:
     body = {k: v for k, v in hb.body.items() if k not in ("load", "uptime_s")}
+    if isinstance(body.get("storage"), dict):  # when it was checked rides along; what it found
+        body["storage"] = {k: v for k, v in body["storage"].items() if k != "checked_at"}
     body["running"] = [
         {**r, "progress": round(float(r.get("progress") or 0) / PROGRESS_STEP)}
         for r in body.get("running") or []

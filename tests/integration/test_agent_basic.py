@@ -221,3 +221,29 @@ async def test_a_side_task_that_dies_is_started_again_and_results_arrive(
     await asyncio.wait_for(agent.run(), 30)
     assert (await fetch_task(conn, e.id))["state"] == "succeeded"
     assert agent.side_restarts.get("outbox") == 1
+
+
+async def test_an_idle_agent_writes_its_beat_every_second_beat(
+    db_url: str, conn: db.AsyncConn
+) -> None:
+    """Nothing moves on an idle host: its beat is written every second beat (the liveness
+    touch), not at every one. (The storage check's own time changed at every beat and made
+    each one a write.)"""
+    # beats a second apart: the storage check stamps its time to the second
+    agent = _agent(db_url, poll_s=60.0, heartbeat_s=1.0)
+    runner = asyncio.create_task(agent.run())
+    try:
+        await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
+        await asyncio.sleep(1.0)  # started: its first beats written
+        written = set()
+        deadline = time.monotonic() + 6.0  # six beats
+        while time.monotonic() < deadline:
+            cur = await conn.execute(
+                "SELECT last_heartbeat_at FROM host_beats WHERE name = 'inproc'"
+            )
+            written.add((await cur.fetchone())["last_heartbeat_at"])
+            await asyncio.sleep(0.02)
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(runner, 15)
+    assert 2 <= len(written) <= 4

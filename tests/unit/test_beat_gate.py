@@ -43,3 +43,13 @@ def test_a_change_of_content_is_written_at_once() -> None:
     assert not gate.due(beat(2.0, progress=0.61))  # below a step: rides along
     assert gate.due(beat(2.0, progress=0.61, state="draining"))
     assert gate.due(beat(2.0, progress=0.61, state="draining", idle_reason="cooldown"))
+
+
+def test_the_storage_checks_time_rides_along_but_what_it_found_is_written() -> None:
+    def storage(ok: bool, at: str) -> dict[str, Any]:
+        return {"storage": {"ok": ok, "error": None if ok else "not mounted", "checked_at": at}}
+
+    gate = fleet.BeatGate()
+    assert gate.due(beat(1.0, **storage(True, "2026-11-28T00:00:00+00:00")))
+    assert not gate.due(beat(1.0, **storage(True, "2026-11-28T00:00:05+00:00")))
+    assert gate.due(beat(1.0, **storage(False, "2026-11-28T00:00:10+00:00")))
