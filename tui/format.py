@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.text import Text
 
+from control.core import fleet
+
 TICKS = "▁▂▃▄▅▆▇█"
 STATE_STYLES = {
     "online": "green",
@@ -53,7 +55,9 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-BEAT_FRESH_S = 6.0  # a heartbeat every 5 s: younger than this is simply fresh
+# An idle agent writes its beat every LIVENESS_EVERY-th heartbeat (control/core/fleet.py):
+# a beat younger than that gap and a little slack is simply fresh.
+BEAT_FRESH_S = fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY + 2.0
 
 
 def beat_age(seconds: float | None) -> Text:

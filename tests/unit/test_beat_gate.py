@@ -53,3 +53,13 @@ def test_the_storage_checks_time_rides_along_but_what_it_found_is_written() -> N
     assert gate.due(beat(1.0, **storage(True, "2026-11-28T00:00:00+00:00")))
     assert not gate.due(beat(1.0, **storage(True, "2026-11-28T00:00:05+00:00")))
     assert gate.due(beat(1.0, **storage(False, "2026-11-28T00:00:10+00:00")))
+
+
+def test_the_dashboard_reads_an_idle_hosts_beat_as_fresh_until_the_next_write_is_late() -> None:
+    """An unchanged beat is written every second heartbeat, so a healthy idle host's beat is
+    up to two intervals old: the dashboard says `ok` for it, and its age only when late."""
+    from tui import format as fmt
+
+    gap = fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY
+    assert fmt.beat_age(gap + 1.0).plain == "ok"
+    assert fmt.beat_age(fleet.STALE_AFTER_S - 0.5).plain == "14s"
