@@ -156,15 +156,18 @@ def _reported(row: dict[str, Any] | None) -> Any:
 def _aged(
     entry: dict[str, Any], row: dict[str, Any] | None, spec: HostSpec | None
 ) -> dict[str, Any] | None:
-    """The entry of an unchanged host with its new heartbeat age; None when the age moved it to
-    another state (stale, offline), which changes more than the age."""
+    """The entry of an unchanged host with its new heartbeat age, set in place: the same object
+    as at the last read, so that a reader can tell an unchanged host by identity (the fleet
+    screen skips it). None when the age moved it to another state (stale, offline), which
+    changes more than the age."""
     age = row["heartbeat_age_s"] if row else None
     state = fleet.host_state(
         row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
     )
     if state != entry["state"]:
         return None
-    return {**entry, "heartbeat_age_s": None if age is None else round(float(age), 1)}
+    entry["heartbeat_age_s"] = None if age is None else round(float(age), 1)
+    return entry
 
 
 def _by_host(running: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

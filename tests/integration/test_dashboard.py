@@ -407,6 +407,35 @@ async def test_a_host_that_falls_silent_turns_stale_on_screen_without_a_read_of_
         assert app.plane.hosts_view.reads["full"] == 1  # told by its age, not by a re-read
 
 
+
+async def test_a_beat_behind_a_filter_and_a_late_beat_show_on_screen(
+    db_url: str, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fleet screen passes over a host whose entry is the one its row was drawn from: a
+    beat that came while a filter hid the host must show once the filter is cleared, and a
+    beat growing late (no read, no new entry) must still show its age."""
+    from tui import format as fmt
+
+    await a_host_that_beat(conn, "late")
+    await a_host_that_beat(conn, "hidden")
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 30)) as pilot:
+        hosts = app.screen.query_one("#hosts", DataTable)
+        await until(pilot, lambda: cell_text(hosts, "hidden", "beat") == "ok")
+        await pilot.press("slash", *"late", "enter")
+        await until(pilot, lambda: hosts.row_count == 1)
+        await conn.execute(
+            "UPDATE host_beats SET last_heartbeat_at = now(), "
+            "heartbeat = '{\"load\": {\"cpu_percent\": 88.0}}' WHERE name = 'hidden'"
+        )
+        await pilot.pause(1.5)  # refreshes while it is filtered out
+        await pilot.press("slash", "ctrl+u", "enter")
+        await until(pilot, lambda: hosts.row_count == 2)
+        # at the next refreshes, not at the next full read (every 30 s)
+        await until(pilot, lambda: "88%" in cell_text(hosts, "hidden", "cpu"), timeout=3)
+        monkeypatch.setattr(fmt, "BEAT_FRESH_S", 1.5)  # `late` has not beaten since
+        await until(pilot, lambda: cell_text(hosts, "late", "beat").endswith("s"), timeout=10)
+
 async def test_a_cell_wider_than_its_column_widens_it(
     db_url: str, conn: db.AsyncConn, queue: Queue
 ) -> None:
