@@ -407,7 +407,6 @@ async def test_a_host_that_falls_silent_turns_stale_on_screen_without_a_read_of_
         assert app.plane.hosts_view.reads["full"] == 1  # told by its age, not by a re-read
 
 
-
 async def test_a_beat_behind_a_filter_and_a_late_beat_show_on_screen(
     db_url: str, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -435,6 +434,7 @@ async def test_a_beat_behind_a_filter_and_a_late_beat_show_on_screen(
         await until(pilot, lambda: "88%" in cell_text(hosts, "hidden", "cpu"), timeout=3)
         monkeypatch.setattr(fmt, "BEAT_FRESH_S", 1.5)  # `late` has not beaten since
         await until(pilot, lambda: cell_text(hosts, "late", "beat").endswith("s"), timeout=10)
+
 
 async def test_a_cell_wider_than_its_column_widens_it(
     db_url: str, conn: db.AsyncConn, queue: Queue
