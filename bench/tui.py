@@ -112,9 +112,9 @@ async def _measure(url: str, hosts: int, idle_s: float) -> dict[str, Any]:
         timings.append((time.perf_counter() - t0) * 1000)
 
     FleetScreen.show = timed  # type: ignore[method-assign]
+    t0 = time.perf_counter()  # the app's construction counts (it runs a full collection)
     plane = ControlPlane(DatabaseTarget(url), Inventory(path=None))
     app = Dashboard(plane, refresh_s=1.0)
-    t0 = time.perf_counter()
     async with app.run_test(size=(200, 60)) as pilot:
         table = app.screen.query_one("#hosts", DataTable)
         while table.row_count < hosts:
