@@ -69,8 +69,8 @@ class Dashboard(App[int]):
     def on_mount(self) -> None:
         """What is here now (modules, Textual's and Rich's machinery, the stylesheet) lives as
         long as the app: out of the garbage collector's full passes. With it scanned, a full
-        pass took 80-130 ms every ten-odd seconds (a refresh stalled, the first paint too) and
-        most of a percent of a core while idle."""
+        pass took 80-130 ms every ten-odd seconds (a refresh stalled, the first paint too):
+        about 1% of a core while idle."""
         gc.freeze()
 
     def notify(

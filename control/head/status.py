@@ -64,7 +64,7 @@ class HostsView:
         self._schema: tuple[int, float] | None = None  # the schema version, and when read
         self.stats_mark = StatsMark()  # the queue's counts in one round trip after the first
         # each host's last entry and what it was built from (its row, its running tasks, its
-        # inventory entry): an unchanged host's entry is copied with its new age, not rebuilt
+        # inventory entry): an unchanged host's entry gets its new age in place, not rebuilt
         self._entries: dict[str, tuple[Any, Any, HostSpec | None, dict[str, Any]]] = {}
         # for tests and benches: reads, and rows of hosts and of running tasks read
         self.reads = {"full": 0, "incremental": 0, "hosts_read": 0, "tasks_read": 0}

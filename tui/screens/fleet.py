@@ -195,7 +195,6 @@ class FleetScreen(Base):
             cpu_hist, mem_hist = self.history.setdefault(
                 h["name"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
             )
-            age = h.get("heartbeat_age_s")
             beat_id = h.get("last_heartbeat_at")
             fresh = beat_id is not None and self.last_beat.get(h["name"]) != beat_id
             if load.get("cpu_percent") is not None and fresh:
