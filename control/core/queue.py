@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row, scalar_row
+from psycopg.rows import class_row, scalar_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from control.core import db
@@ -93,20 +93,6 @@ class StatsMark:
     """The rollup watermark a reader of `Queue.stats` saw last (it only moves forward)."""
 
     watermark: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Count:
-    """Tasks of a type in a state (a row of the status counts)."""
-
-    type: str
-    state: str
-    n: int
-
-
-@dataclass(frozen=True)
-class FinishedCount(Count):
-    tail: int  # finished rows not rolled up yet
 
 
 @dataclass(frozen=True)
@@ -418,43 +404,25 @@ class Queue:
     async def stats(self, mark: StatsMark | None = None) -> dict[str, dict[str, int]]:
         """Counts by type and state: live states counted, finished states rolled up.
 
-        With a `mark` that holds the watermark a read before this one saw, the three
-        statements go in one round trip (a pipeline), the finished tail read from that
-        watermark (never later than the current one, which still filters it); the mark is
-        moved to the current watermark. A dashboard asks every second: two round trips less."""
-        counts: dict[str, dict[str, int]] = {}
-
-        def add(task_type: str, state: str, n: int) -> None:
-            counts.setdefault(task_type, dict.fromkeys(STATES, 0))[state] += n
-
-        if mark is not None and mark.watermark is not None:
-            async with (
-                self.conn.pipeline(),
-                self.conn.cursor(row_factory=class_row(Count)) as live_cur,
-                self.conn.cursor(row_factory=scalar_row) as mark_cur,
-                self.conn.cursor(row_factory=class_row(FinishedCount)) as done_cur,
-            ):
-                await live_cur.execute(q("stats_live").encode())
-                await mark_cur.execute(q("stats_watermark").encode())
-                await done_cur.execute(q("stats_finished").encode(), {"watermark": mark.watermark})
-                live_rows = await live_cur.fetchall()
-                watermark: datetime | None = await mark_cur.fetchone()
-                finished = await done_cur.fetchall()
-        else:
-            live_rows = await db.fetch(self.conn, class_row(Count), q("stats_live"), {})
+        One statement reads them all (`stats` in queue.sql), the finished tail from the
+        watermark a read before this one saw: with a `mark` that holds one (a dashboard asks
+        every second), that is its only round trip, and the mark is moved to the current
+        watermark; without, the watermark is read first."""
+        watermark = mark.watermark if mark is not None else None
+        if watermark is None:
             watermark = await db.fetch_one(self.conn, scalar_row, q("stats_watermark"), {})
-            finished = await db.fetch(
-                self.conn, class_row(FinishedCount), q("stats_finished"), {"watermark": watermark}
-            )
-        if mark is not None and watermark is not None:
-            mark.watermark = watermark
-        for live in live_rows:
-            add(live.type, live.state, live.n)
+        async with self.conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(q("stats").encode(), {"watermark": watermark})
+            rows = await cur.fetchall()
+        counts: dict[str, dict[str, int]] = {}
         tail = 0
-        for done in finished:
-            if done.state in FINISHED_STATES:
-                add(done.type, done.state, done.n)
-                tail += done.tail
+        for part, task_type, state, n, done_tail, current in rows:
+            if part == "mark":
+                if mark is not None and current is not None:
+                    mark.watermark = current
+            elif part == "live" or state in FINISHED_STATES:
+                counts.setdefault(task_type, dict.fromkeys(STATES, 0))[state] += n
+                tail += done_tail
         if tail >= ROLLUP_TAIL:
             await self.rollup()
         return counts
