@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,9 @@ LOG_PRUNE_EVERY = 60  # shipments
 # heartbeats between two looks for idle task processes to stop (local, no statement). Due
 # schedules, expired leases and the fleet's storage id come back with the written heartbeat.
 REAP_EVERY = 60
+# An idle agent's longest sleep: new, retried and handed-back work is announced (NOTIFY) and
+# delayed work is slept until; this poll only bounds what a lost notification can cost.
+IDLE_POLL_S = 30.0
 STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
@@ -61,7 +64,8 @@ class AgentConfig:
     burst: bool = False
     lease_s: float = 30.0
     heartbeat_s: float = fleet.HEARTBEAT_INTERVAL_S
-    poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # the fallback when a notification is lost
+    poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # while not listening, or a worker limit holds
+    idle_poll_s: float = IDLE_POLL_S  # nothing to claim, listening: at most this long asleep
     listen: bool = True
     grace_s: float = 10.0
     progress_interval_s: float = 0.5
@@ -108,6 +112,7 @@ class Agent:
         self.outbox = Outbox(self.db)
         self.stop_event = asyncio.Event()
         self._wake = asyncio.Event()  # the claim loop: work may be there
+        self._listening = False  # the listener is LISTENing: announced work wakes the loop
         self._poke = asyncio.Event()  # the heartbeat loop: renew/commands now
         self._running: dict[int, _Running] = {}
         self._log_buffer = log_buffer
@@ -318,6 +323,11 @@ class Agent:
                         self._idle_reason = None
                         continue
                     self._idle_reason = None if self._running else "no_work"
+                    timeout = await self._until_due(decision.allowed)
+                    for _, _, until in decision.blocked:  # a cooldown or window ending
+                        if until is not None:
+                            wait = (until - cfg.clock()).total_seconds()
+                            timeout = max(0.05, min(timeout, wait))
                     if decision.blocked and not self._running:
                         await self._explain_idle(decision)
                     if not self.storage.ok and not self._running:
@@ -331,6 +341,20 @@ class Agent:
                     return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _until_due(self, types: Sequence[str]) -> float:
+        """How long an agent that found nothing to claim sleeps: until its next delayed or
+        retrying task comes due, at most idle_poll_s. Every way a task becomes claimable
+        announces it (NOTIFY), which wakes it sooner; while its listener is not listening, it
+        polls every poll_s."""
+        cfg = self.config
+        if not self._listening:
+            return cfg.poll_s
+        try:
+            due = await self.db.run(Queue.next_due, types)
+        except DbDown:
+            return cfg.poll_s
+        return cfg.idle_poll_s if due is None else max(0.05, min(cfg.idle_poll_s, due + 0.01))
 
     async def _explain_idle(self, decision: Decision) -> None:
         """Nothing to do among the allowed types: is the work waiting behind a limit?"""
@@ -538,7 +562,7 @@ class Agent:
             try:
                 # once listening, anything enqueued while we were not is looked for
                 channels = [CHANNEL, fleet.COMMAND_CHANNEL]
-                async for note in db.listen(conn, channels, listening=self._wake.set):
+                async for note in db.listen(conn, channels, listening=self._now_listening):
                     if note.channel == fleet.COMMAND_CHANNEL:
                         if note.payload == self.config.host:
                             self._poke.set()
@@ -549,8 +573,13 @@ class Agent:
             except psycopg.Error:
                 pass
             finally:
+                self._listening = False
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+    def _now_listening(self) -> None:
+        self._listening = True
+        self._wake.set()
 
     async def _heartbeat_loop(self) -> None:
         """Every heartbeat_s, or at once when poked (a cancel or a command was announced)."""

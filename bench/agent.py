@@ -1,10 +1,11 @@
 """Agent footprint: idle RSS and CPU of a real agent process, and what 200 agents' heartbeats
 cost PostgreSQL.
 
-    uv run python bench/agent.py [--idle-seconds 20] [--agents 200] [--window 30]
+    uv run python bench/agent.py [--idle-seconds 60] [--agents 200] [--window 60]
 
-1. One `contentctl agent run` on an empty queue: resident memory after start-up, and CPU over
-   the idle window (heartbeats, LISTEN, polling included).
+1. One `contentctl agent run` on an empty queue: resident memory after start-up, CPU over the
+   idle window (heartbeats, LISTEN, claim looks included), and what it costs the server: its
+   transactions a minute (each a round trip) and PostgreSQL's CPU.
 2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
    every 5 s with one long task running (the heartbeat row, written when its content moved or
    every second beat, with the task's lease renewed on the same round trip when half of it
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,7 +83,18 @@ def postgres_cpu(pgdata: Path) -> float:
     return total
 
 
-def idle_agent(url: str, seconds: float) -> tuple[float, float]:
+def _transactions(url: str) -> int:
+    """Transactions committed in the bench's database so far (this read's own included)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def idle_agent(url: str, pgdata: Path, seconds: float) -> tuple[float, float, float, float]:
+    """An idle agent's RSS (MB) and CPU (% of a core), and what it costs the server: its
+    transactions a minute (each a round trip: claims, beats) and the server's CPU."""
     env = dict(
         os.environ,
         CONTENTCTL_DATABASE_URL=url,
@@ -96,12 +109,17 @@ def idle_agent(url: str, seconds: float) -> tuple[float, float]:
     try:
         proc = psutil.Process(agent.pid)
         time.sleep(3.0)  # start-up done, first heartbeats sent
+        x0, p0 = _transactions(url), postgres_cpu(pgdata)
         t0 = _cpu_seconds(proc)
         w0 = time.monotonic()
         time.sleep(seconds)
-        cpu = (_cpu_seconds(proc) - t0) / (time.monotonic() - w0) * 100
+        wall = time.monotonic() - w0
+        cpu = (_cpu_seconds(proc) - t0) / wall * 100
+        pg_cpu = (postgres_cpu(pgdata) - p0) / wall * 100
+        # the server's statistics of an idle backend lag up to 10 s: over a minute, a beat or so
+        per_min = (_transactions(url) - x0 - 1) / wall * 60
         rss = proc.memory_info().rss / (1024 * 1024)
-        return rss, cpu
+        return rss, cpu, per_min, pg_cpu
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
@@ -250,9 +268,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--idle-seconds", type=float, default=20)
-    ap.add_argument("--agents", type=int, default=200)
-    ap.add_argument("--window", type=float, default=60)
+    ap.add_argument(
+        "--idle-seconds", type=float, default=60, help="how long the idle agent is watched (s)"
+    )
+    ap.add_argument("--agents", type=int, default=200, help="simulated agents heartbeating")
+    ap.add_argument(
+        "--window", type=float, default=60, help="how long the server's CPU is measured (s)"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="contentctl-bench-agent-"))
@@ -261,10 +283,11 @@ def main() -> int:
     try:
         conn = asyncio.run(_migrate(url))
         del conn
-        rss, cpu = idle_agent(url, args.idle_seconds)
+        rss, cpu, idle_tx, idle_pg = idle_agent(url, server.pgdata, args.idle_seconds)
         print(
             f"idle agent: {rss:.1f} MB resident (target 80), {cpu:.2f}% of a core over "
-            f"{args.idle_seconds:g} s (target 1)"
+            f"{args.idle_seconds:g} s (target 1); {idle_tx:.1f} transactions a minute to the "
+            f"server, which spent {idle_pg:.2f}% of a core on it"
         )
         pg_cpu, beats = asyncio.run(heartbeat_cost(url, server.pgdata, args.agents, args.window))
         per_min = ROUND_TRIPS[0] / beats * 12 if beats else 0.0  # a beat every 5 s
@@ -287,6 +310,8 @@ def main() -> int:
             {
                 "idle_rss_mb": round(rss, 1),
                 "idle_cpu_percent": round(cpu, 2),
+                "idle_transactions_per_minute": round(idle_tx, 1),
+                "idle_pg_cpu_percent": round(idle_pg, 2),
                 "agents": args.agents,
                 "heartbeat_pg_cpu_percent": round(pg_cpu, 2),
                 "round_trips_per_agent_minute": round(per_min, 1),

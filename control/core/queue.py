@@ -303,12 +303,29 @@ class Queue:
             },
         )
         row = await cur.fetchone()
-        return str(row["state"]) if self._accepted(row, "failure", task) and row else None
+        state = str(row["state"]) if self._accepted(row, "failure", task) and row else None
+        if state == "scheduled":  # a retry: idle agents learn when it comes due
+            await self.announce([task.type])
+        return state
 
     async def release(self, task: ClaimedTask) -> bool:
         """Hand a running task back to the queue without burning an attempt."""
         cur = await self.conn.execute(q("release"), {"id": task.id, "token": task.token})
-        return self._accepted(await cur.fetchone(), "hand-back", task)
+        row = await cur.fetchone()
+        accepted = self._accepted(row, "hand-back", task)
+        if accepted and row is not None and row["state"] == "queued":
+            await self.announce([task.type])  # claimable again now: wake an idle agent
+        return accepted
+
+    async def announce(self, types: Iterable[str]) -> None:
+        """Wake the listening agents: tasks of `types` are claimable, or will be (an idle
+        agent sleeps until its next task comes due, so every way a task becomes claimable
+        announces it: enqueues, retries, hand-backs, requeued leases)."""
+        await self.conn.execute(q("notify"), {"payload": ",".join(sorted(set(types)))})
+
+    async def next_due(self, types: Iterable[str]) -> float | None:
+        """Seconds until the next delayed or retrying task of `types` comes due, or None."""
+        return await db.fetch_one(self.conn, scalar_row, q("next_due"), {"types": list(types)})
 
     async def acknowledge_cancel(self, task: ClaimedTask) -> bool:
         cur = await self.conn.execute(q("acknowledge_cancel"), {"id": task.id, "token": task.token})

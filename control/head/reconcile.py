@@ -83,7 +83,9 @@ async def run(conn: AsyncConn, root: Path, *, fix: bool) -> list[dict[str, Any]]
         )
     if fix and any(f["kind"] == "expired_lease" for f in findings):
         queue = Queue(conn)
-        await conn.execute(q("requeue_expired"))
+        requeued = await db.rows(conn, q("requeue_expired"))
+        if requeued:
+            await queue.announce(str(r["type"]) for r in requeued)
         await queue.sweep_expired()
         for f in findings:
             f["fixed"] = True

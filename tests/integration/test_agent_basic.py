@@ -87,6 +87,56 @@ async def test_notify_wakes_an_idle_agent_at_once(
         await asyncio.wait_for(runner, 15)
 
 
+async def test_an_idle_agent_sleeps_until_work_comes_due_and_wakes_for_retries_and_hand_backs(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """An idle agent does not poll every few seconds: it sleeps until its next delayed or
+    retrying task comes due, and every other way a task becomes claimable (an enqueue, a
+    retry, a hand-back) announces it. Each must start on time with a minute-long poll."""
+    agent = _agent(db_url, poll_s=60.0, idle_poll_s=60.0)
+    runner = asyncio.create_task(agent.run())
+
+    async def late_s(task_id: int) -> float:  # how long after it came due it started
+        cur = await conn.execute(
+            "SELECT extract(epoch FROM started_at - run_at)::float8 AS late FROM tasks"
+            " WHERE id = %s",
+            (task_id,),
+        )
+        return float((await cur.fetchone())["late"])
+
+    try:
+        await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
+        await asyncio.sleep(0.3)  # idle, listening
+        # delayed: announced when enqueued, then slept until it comes due
+        [later] = await queue.enqueue([TaskSpec("noop", delay_s=1.5)])
+        await wait_for(lambda: _state_is(conn, later.id, "succeeded"), timeout_s=10)
+        assert await late_s(later.id) < 1.0
+
+        # a retry: the failure is announced, the agent sleeps until the backoff ends (2-2.5 s)
+        [flaky] = await queue.enqueue([TaskSpec("fail", {"retryable": True}, max_attempts=2)])
+        await wait_for(lambda: _state_is(conn, flaky.id, "failed"), timeout_s=15)
+        assert (await fetch_task(conn, flaky.id))["attempts"] == 2
+        assert await late_s(flaky.id) < 1.0  # the second attempt against the retry's time
+
+        # a hand-back by another host: claimable again at once, and announced. Enqueued and
+        # claimed in one transaction, so the agent is woken by the enqueue and finds nothing.
+        other = await db.connect(db_url)
+        try:
+            async with other.transaction():
+                await Queue(other).enqueue([TaskSpec("noop")])
+                [held] = await Queue(other).claim("elsewhere", ["noop"])
+            await asyncio.sleep(0.5)  # nothing for it: asleep for up to a minute
+            t0 = time.monotonic()
+            assert await Queue(other).release(held)
+            await wait_for(lambda: _state_is(conn, held.id, "succeeded"), timeout_s=5)
+            assert time.monotonic() - t0 < 2.0
+        finally:
+            await other.close()
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(runner, 15)
+
+
 async def test_polling_is_the_fallback_without_notifications(
     db_url: str, queue: Queue, conn: db.AsyncConn
 ) -> None:
@@ -159,7 +209,8 @@ async def test_window_closed_on_the_agents_clock_then_open(
 ) -> None:
     clock = FakeClock(datetime(2026, 3, 2, 5, 0, tzinfo=UTC))
     limits = {"noop": TypeLimits.from_config({"window": {"start": "07:00", "end": "21:00"}})}
-    agent = _agent(db_url, limits=limits, clock=clock, heartbeat_s=0.2, poll_s=0.2)
+    # the fake clock jumps without waking anyone: a short poll notices
+    agent = _agent(db_url, limits=limits, clock=clock, heartbeat_s=0.2, poll_s=0.2, idle_poll_s=0.2)
     runner = asyncio.create_task(agent.run())
     try:
         [e] = await queue.enqueue([TaskSpec("noop")])

@@ -82,7 +82,7 @@ SET state = 'queued', run_at = now(), host = NULL, attempt_token = NULL, lease_e
     error_type = 'LeaseExpired', error_message = 'lease expired on host ' || coalesce(host, '?')
 WHERE state = 'running' AND lease_expires_at < now()
   AND cancel_requested_at IS NULL AND attempts < max_attempts
-RETURNING id;
+RETURNING id, type;
 
 -- name: all_media_items
 SELECT id, kind, generation, outputs FROM media_items ORDER BY id;

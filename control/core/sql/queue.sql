@@ -334,6 +334,19 @@ ON CONFLICT (type, state) DO UPDATE SET count = task_stats.count + excluded.coun
 -- name: set_watermark
 UPDATE task_stats_meta SET watermark = %(new)s;
 
+-- name: next_due
+-- Seconds until the next delayed or retrying task of these types comes due (NULL: none waits),
+-- by the server's clock: an idle agent sleeps that long, not a fixed poll. One probe of
+-- tasks_scheduled_idx per type.
+SELECT extract(epoch FROM min(d.run_at) - now())::float8 AS due_in_s
+FROM unnest(%(types)s::text[]) AS t(type)
+CROSS JOIN LATERAL (
+    SELECT run_at FROM tasks
+    WHERE state = 'scheduled' AND type = t.type AND run_at > now()
+    ORDER BY run_at
+    LIMIT 1
+) AS d;
+
 -- name: types_with_work
 SELECT DISTINCT type FROM tasks
 WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s);
