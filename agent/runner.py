@@ -64,7 +64,7 @@ class AgentConfig:
     burst: bool = False
     lease_s: float = 30.0
     heartbeat_s: float = fleet.HEARTBEAT_INTERVAL_S
-    poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # while not listening, or a worker limit holds
+    poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # while not listening, draining, or at capacity
     idle_poll_s: float = IDLE_POLL_S  # nothing to claim, listening: at most this long asleep
     listen: bool = True
     grace_s: float = 10.0
@@ -323,7 +323,8 @@ class Agent:
                         self._idle_reason = None
                         continue
                     self._idle_reason = None if self._running else "no_work"
-                    timeout = await self._until_due(decision.allowed)
+                    if not (cfg.burst and not self._running):  # a burst ends here instead
+                        timeout = await self._until_due(decision.allowed)
                     for _, _, until in decision.blocked:  # a cooldown or window ending
                         if until is not None:
                             wait = (until - cfg.clock()).total_seconds()
