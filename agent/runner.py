@@ -302,9 +302,7 @@ class Agent:
                 self._idle_until = decision.until
                 if decision.reason is not None:
                     self._idle_reason = decision.reason
-                    if decision.until is not None:
-                        wait = (decision.until - cfg.clock()).total_seconds()
-                        timeout = max(0.05, min(timeout, wait))
+                    timeout = self._sooner(timeout, decision.until)
                 else:
                     try:
                         claimed = await self.db.run(
@@ -326,9 +324,7 @@ class Agent:
                     if not (cfg.burst and not self._running):  # a burst ends here instead
                         timeout = await self._until_due(decision.allowed)
                     for _, _, until in decision.blocked:  # a cooldown or window ending
-                        if until is not None:
-                            wait = (until - cfg.clock()).total_seconds()
-                            timeout = max(0.05, min(timeout, wait))
+                        timeout = self._sooner(timeout, until)
                     if decision.blocked and not self._running:
                         await self._explain_idle(decision)
                     if not self.storage.ok and not self._running:
@@ -342,6 +338,12 @@ class Agent:
                     return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    def _sooner(self, timeout: float, until: datetime | None) -> float:
+        """The claim loop's wait, cut short to end at `until` (the agent's clock), if any."""
+        if until is None:
+            return timeout
+        return max(0.05, min(timeout, (until - self.config.clock()).total_seconds()))
 
     async def _until_due(self, types: Sequence[str]) -> float:
         """How long an agent that found nothing to claim sleeps: until its next delayed or

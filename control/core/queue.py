@@ -168,11 +168,9 @@ class Queue:
                     results[i] = Enqueued(task_id, True)
             for i in keyed:
                 results[i] = await self._insert_keyed(specs[i])
-            created_types = sorted(
-                {specs[i].type for i, r in enumerate(results) if r and r.created}
-            )
+            created_types = {specs[i].type for i, r in enumerate(results) if r and r.created}
             if created_types:
-                await self.conn.execute(q("notify"), {"payload": ",".join(created_types)})
+                await self.announce(created_types)  # delivered at commit
         if len(plain) >= ANALYZE_AFTER:
             await self._analyze()
         return [r for r in results if r is not None]
