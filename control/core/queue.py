@@ -301,19 +301,12 @@ class Queue:
             },
         )
         row = await cur.fetchone()
-        state = str(row["state"]) if self._accepted(row, "failure", task) and row else None
-        if state == "scheduled":  # a retry: idle agents learn when it comes due
-            await self.announce([task.type])
-        return state
+        return str(row["state"]) if self._accepted(row, "failure", task) and row else None
 
     async def release(self, task: ClaimedTask) -> bool:
         """Hand a running task back to the queue without burning an attempt."""
         cur = await self.conn.execute(q("release"), {"id": task.id, "token": task.token})
-        row = await cur.fetchone()
-        accepted = self._accepted(row, "hand-back", task)
-        if accepted and row is not None and row["state"] == "queued":
-            await self.announce([task.type])  # claimable again now: wake an idle agent
-        return accepted
+        return self._accepted(await cur.fetchone(), "hand-back", task)
 
     async def announce(self, types: Iterable[str]) -> None:
         """Wake the listening agents: tasks of `types` are claimable, or will be (an idle

@@ -182,6 +182,9 @@ WHERE t.id = c.id AND t.attempt_token = c.token AND t.state = 'running'
 RETURNING t.id;
 
 -- name: fail
+-- A retry is announced in the same statement (NOTIFY, delivered at commit): an idle agent sleeps
+-- until its next task comes due, and this one's time is new.
+WITH failed AS (
 UPDATE tasks
 SET state = CASE
         WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
@@ -197,10 +200,17 @@ SET state = CASE
     error_traceback = %(error_traceback)s,
     lease_expires_at = NULL, updated_at = now()
 WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
-RETURNING id, state, run_at;
+RETURNING id, state, run_at, type
+)
+SELECT id, state, run_at,
+       CASE WHEN state = 'scheduled'
+            THEN (SELECT true FROM pg_notify('contentctl_tasks', failed.type)) END AS announced
+FROM failed;
 
 -- name: release
--- Hand a running task back without burning an attempt (agent shutdown, drain deadline).
+-- Hand a running task back without burning an attempt (agent shutdown, drain deadline), and
+-- announce it in the same statement (NOTIFY, delivered at commit): it is claimable again now.
+WITH released AS (
 UPDATE tasks
 SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
     finished_at = CASE WHEN cancel_requested_at IS NOT NULL THEN now() END,
@@ -208,7 +218,12 @@ SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'que
     lease_expires_at = NULL, attempt_token = NULL, started_at = NULL,
     progress = NULL, progress_stage = NULL, updated_at = now()
 WHERE id = %(id)s AND attempt_token = %(token)s AND state = 'running'
-RETURNING id, state;
+RETURNING id, state, type
+)
+SELECT id, state,
+       CASE WHEN state = 'queued'
+            THEN (SELECT true FROM pg_notify('contentctl_tasks', released.type)) END AS announced
+FROM released;
 
 -- name: acknowledge_cancel
 UPDATE tasks
