@@ -443,7 +443,8 @@ class Executor:
         child.stderr_reader = asyncio.create_task(self._forward_stderr(child))
         try:
             assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
+            async with asyncio.timeout(START_TIMEOUT_S):
+                line = await proc.stdout.readline()
             if json.loads(line or b"{}").get("event") != "ready":
                 raise RuntimeError("no ready message")
         except (TimeoutError, RuntimeError, ValueError) as exc:
@@ -525,6 +526,7 @@ class Executor:
         with contextlib.suppress(ProcessLookupError):
             await child.proc.wait()
         if child.stderr_reader is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(child.stderr_reader, 2)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(2):
+                    await child.stderr_reader
         log.debug("task process %s (%s) gone: %s", child.pid, child.task_type, why)

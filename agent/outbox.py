@@ -67,7 +67,8 @@ class Outbox:
     async def flushed(self, timeout_s: float) -> bool:
         """Wait until everything was delivered (True) or the timeout passed (False)."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

@@ -52,6 +52,7 @@ IDLE_POLL_S = 30.0
 STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
+SIDE_STOP_S = 5.0  # how long the stop waits for a cancelled side task
 
 
 @dataclass
@@ -177,7 +178,12 @@ class Agent:
                 await asyncio.wait([self._commands_job], timeout=5.0)
             for t in side:
                 t.cancel()
-            await asyncio.gather(*side, return_exceptions=True)
+            # a side task that does not end must not keep the agent, and its connection, alive
+            _, stuck = await asyncio.wait(side, timeout=SIDE_STOP_S)
+            for t in stuck:
+                log.error(
+                    "side task %s did not stop when cancelled; exiting without it", t.get_name()
+                )
             await self.executor.close()
             # the last words, each on its own: one failing must not skip the others
             for what, last in (
@@ -247,9 +253,8 @@ class Agent:
     async def _storage_health(self) -> storage_health.Health:
         root = self.config.storage_root
         try:
-            health = await asyncio.wait_for(
-                asyncio.to_thread(storage_health.check, root, self._storage_id), STORAGE_CHECK_S
-            )
+            async with asyncio.timeout(STORAGE_CHECK_S):
+                health = await asyncio.to_thread(storage_health.check, root, self._storage_id)
         except TimeoutError:
             health = storage_health.Health(
                 False, f"{root} is not answering", datetime.now(UTC).isoformat(timespec="seconds")
@@ -337,7 +342,8 @@ class Agent:
                     log.info("burst: no claimable work left (%s)", self._idle_reason)
                     return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _sooner(self, timeout: float, until: datetime | None) -> float:
         """The claim loop's wait, cut short to end at `until` (the agent's clock), if any."""
@@ -589,7 +595,8 @@ class Agent:
         beats = 0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self.config.heartbeat_s)
+                async with asyncio.timeout(self.config.heartbeat_s):
+                    await self._poke.wait()
             poked = self._poke.is_set()
             self._poke.clear()
             try:

@@ -74,8 +74,8 @@ class SSH:
         await self._check_host_key(host, where)
         keys = [str(Path(host.identity_file).expanduser())] if host.identity_file else ()
         try:
-            return await asyncio.wait_for(
-                asyncssh.connect(
+            async with asyncio.timeout(self.connect_timeout_s + 5):
+                return await asyncssh.connect(
                     host.address,
                     port=host.port,
                     username=host.user or None,
@@ -83,9 +83,7 @@ class SSH:
                     client_keys=keys or (),
                     connect_timeout=self.connect_timeout_s,
                     keepalive_interval=30,
-                ),
-                self.connect_timeout_s + 5,
-            )
+                )
         except asyncssh.HostKeyNotVerifiable:
             raise SSHFailure(
                 f"{where}: host key changed since it was recorded in {self.known_hosts}: "
@@ -105,10 +103,8 @@ class SSH:
         if self._known(host):
             return
         try:
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(host.address, host.port),
-                self.connect_timeout_s,
-            )
+            async with asyncio.timeout(self.connect_timeout_s):
+                key = await asyncssh.get_server_host_key(host.address, host.port)
         except (OSError, TimeoutError, asyncssh.Error) as exc:
             raise SSHFailure(f"{where}: unreachable ({_reason(exc)}): is it up?") from None
         if key is None:
@@ -142,7 +138,8 @@ class SSH:
         """Run `command` (a shell line; never put a secret in it: secrets go on `input`)."""
         conn = await self.connection(host)
         try:
-            proc = await asyncio.wait_for(conn.run(command, input=input, check=False), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                proc = await conn.run(command, input=input, check=False)
         except TimeoutError:
             raise SSHFailure(
                 f"{host.name}: `{command.split()[0]}` did not finish within {timeout_s:g} s"

@@ -164,7 +164,8 @@ async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
             p.send_signal(signal.SIGTERM)
     for p in procs:
         try:
-            await asyncio.wait_for(p.wait(), 15)
+            async with asyncio.timeout(15):
+                await p.wait()
         except TimeoutError:
             p.kill()
             await p.wait()

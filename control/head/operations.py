@@ -51,6 +51,7 @@ async def duties(
             if conn is not None and (conn.closed or conn.broken):
                 conn = None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+            async with asyncio.timeout(every):
+                await stop.wait()
     if conn is not None:
         await conn.close()
