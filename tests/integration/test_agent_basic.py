@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import time
@@ -272,6 +273,36 @@ async def test_a_side_task_that_dies_is_started_again_and_results_arrive(
     await asyncio.wait_for(agent.run(), 30)
     assert (await fetch_task(conn, e.id))["state"] == "succeeded"
     assert agent.side_restarts.get("outbox") == 1
+
+
+async def test_a_side_task_that_ignores_its_cancel_does_not_keep_the_agent_alive(
+    db_url: str, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A side task that swallows its cancel (as 3.11's wait_for once made the heartbeat do)
+    costs the stop a bounded wait: the agent still says its last words and exits."""
+    import agent.runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "SIDE_STOP_S", 0.5)
+    agent = _agent(db_url, host="stubborn", poll_s=60.0)
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)  # the first cancel is dropped
+        await asyncio.sleep(3600)  # a second one ends it
+
+    agent._listener = stubborn  # type: ignore[method-assign]
+    runner = asyncio.create_task(agent.run())
+    await wait_for(lambda: _host_seen(conn, "stubborn"), timeout_s=10)
+    agent.request_stop()
+    assert await asyncio.wait_for(runner, 10) == 0
+    cur = await conn.execute("SELECT agent_state FROM host_beats WHERE name = 'stubborn'")
+    assert (await cur.fetchone())["agent_state"] == "stopped"  # its last heartbeat went out
+    assert "side task listener did not stop" in caplog.text
+    # a test owns what it starts: the stubborn task ends now
+    [stuck] = [t for t in asyncio.all_tasks() if t.get_name() == "listener"]
+    stuck.cancel()
+    await asyncio.wait([stuck], timeout=5)
+    assert stuck.done()
 
 
 async def test_an_idle_agent_writes_its_beat_every_second_beat(
