@@ -290,7 +290,7 @@ async def test_a_side_task_that_ignores_its_cancel_does_not_keep_the_agent_alive
             await asyncio.sleep(3600)  # the first cancel is dropped
         await asyncio.sleep(3600)  # a second one ends it
 
-    agent._listener = stubborn  # type: ignore[method-assign]
+    agent._listener = stubborn
     runner = asyncio.create_task(agent.run())
     await wait_for(lambda: _host_seen(conn, "stubborn"), timeout_s=10)
     agent.request_stop()
