@@ -526,7 +526,9 @@ class Executor:
         with contextlib.suppress(ProcessLookupError):
             await child.proc.wait()
         if child.stderr_reader is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            # its last lines, for up to 2 s (the timeout cancels the reader; a cancel of this
+            # task goes through, and cancels the reader with it)
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
                     await child.stderr_reader
         log.debug("task process %s (%s) gone: %s", child.pid, child.task_type, why)
