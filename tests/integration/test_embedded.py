@@ -255,6 +255,7 @@ def test_no_local_user_but_ours_reaches_the_database(own_pg_home: Path) -> None:
             assert probe.returncode != 0  # refused: no way into the socket, no peer mapping
     finally:
         server.stop()
+    assert not socket_dir.exists()  # stopping removes it: nothing left behind in /tmp
 
 
 def test_what_contentctl_writes_in_the_state_dir_is_private(fresh_home: Path) -> None:
