@@ -26,6 +26,7 @@ import asyncio
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -212,6 +213,7 @@ def main() -> int:
     finally:
         http_server.shutdown()
         server.stop()
+        shutil.rmtree(state, ignore_errors=True)
     print(json.dumps(results))
     return 0
 

@@ -25,6 +25,7 @@ sys.path[:] = [p for p in sys.path if not p or not p.rstrip("/").endswith("/benc
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -149,12 +150,14 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=10_000_000, help="tasks (default 10,000,000)")
     ap.add_argument("--hosts", type=int, default=500, help="hosts (default 500)")
     args = ap.parse_args()
-    server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="contentctl-bench-retention-")))
+    state = Path(tempfile.mkdtemp(prefix="contentctl-bench-retention-"))
+    server = EmbeddedServer(state)
     try:
         url = server.ensure_running()
         results = asyncio.run(run(url, args.tasks, args.hosts))
     finally:
         server.stop()
+        shutil.rmtree(state, ignore_errors=True)  # ~3 GB at 10M tasks
     print(json.dumps(results))
     return 0
 

@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -138,6 +139,7 @@ def main() -> int:
             text = f.read().decode(errors="replace")
     finally:
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
     kinds: Counter[str] = Counter()
     for line in text.splitlines():
         m = STATEMENT.search(line)
