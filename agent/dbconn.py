@@ -43,6 +43,10 @@ class AgentDb:
         # commit out of order
         self._turn = asyncio.Lock()
         self.outages = 0
+        # the session key this connection holds (db.hold_session_key): the agent is alive, and
+        # its leases held, while the server sees it; a new one after every reconnect
+        self.session_key: int | None = None
+        self.on_new_session: Callable[[], object] = lambda: None
 
     async def open(self) -> None:
         """First connection: errors here are the operator's to fix (one line, exit 2). A
@@ -51,16 +55,21 @@ class AgentDb:
         delay = BACKOFF_MIN_S
         while True:
             try:
-                conn = await db.open_url(self.url, migrate_fresh=True)
+                conn = await db.open_url(self.url, migrate_fresh=True, agent=True)
             except SchemaBehind as exc:
                 log.warning("%s; waiting for it (retrying in %.0f s)", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SCHEMA_WAIT_MAX_S)
                 continue
-            self._set(conn)
+            try:
+                key = await db.hold_session_key(conn)
+            except BaseException:
+                await conn.close()
+                raise
+            self._set(conn, key)
             return
 
-    def _set(self, conn: db.AsyncConn) -> None:
+    def _set(self, conn: db.AsyncConn, session_key: int) -> None:
         # An agent runs the same few statements all day: prepare them on first use, so the
         # server plans each once per connection (planning was most of a heartbeat's cost).
         conn.prepare_threshold = 0
@@ -69,9 +78,13 @@ class AgentDb:
         # again
         conn.prepared_max = 512
         self._conn = conn
+        self.session_key = session_key
         # successes of pipeline stages enqueue the next stage in the same transaction
-        self._queue = Queue(conn, self._policies, on_complete=intake.on_complete)
+        self._queue = Queue(
+            conn, self._policies, on_complete=intake.on_complete, session=session_key
+        )
         self.up.set()
+        self.on_new_session()
 
     @property
     def queue(self) -> Queue:
@@ -123,12 +136,19 @@ class AgentDb:
         delay = BACKOFF_MIN_S
         while True:
             try:
-                conn = await db.connect(self.url, timeout_s=5)
+                conn = await db.connect(self.url, timeout_s=5, agent=True)
             except ContentctlError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
-            self._set(conn)
+            try:
+                key = await db.hold_session_key(conn)
+            except psycopg.Error:  # gone again at once
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                await asyncio.sleep(delay)
+                continue
+            self._set(conn, key)
             log.info("database connection back")
             return
 

@@ -53,6 +53,11 @@ STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage a
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
 SIDE_STOP_S = 5.0  # how long the stop waits for a cancelled side task
+# A task's lease: held while the agent's database session lives (a dead agent's leases run out
+# at once, see Queue.sweep_expired), so its time is only the backstop for an agent that hangs
+# with its session open, or keeps none. Renewed with the minute's touch (at least a third of it
+# passed), so that a written beat of a running task carries at most one renewal a minute.
+LEASE_S = 150.0
 
 
 @dataclass
@@ -63,7 +68,7 @@ class AgentConfig:
     address: str | None = None
     declared: bool = True
     burst: bool = False
-    lease_s: float = 30.0
+    lease_s: float = LEASE_S
     heartbeat_s: float = fleet.HEARTBEAT_INTERVAL_S
     poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # while not listening, draining, or at capacity
     idle_poll_s: float = IDLE_POLL_S  # nothing to claim, listening: at most this long asleep
@@ -105,6 +110,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.db = AgentDb(url, config.policies)
+        self.db.on_new_session = self._new_session
         self.url = url
         self.limiter = Limiter(config.host, config.limits, config.clock)
         self.executor = Executor(
@@ -119,6 +125,7 @@ class Agent:
         self._log_buffer = log_buffer
         self._load = LoadSampler(config.storage_root)
         self._beat_gate = fleet.BeatGate()
+        self._leases_session: int | None = None  # the session key the leases last got
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC)
         self._code_hash = codehash.code_hash()
@@ -627,6 +634,11 @@ class Agent:
             except Exception:
                 log.exception("heartbeat failed")
 
+    def _new_session(self) -> None:
+        """A new database session (start-up, or back after an outage): its key must be on the
+        host's beat and on every lease at once, before a sweep takes the old key's as dead."""
+        self._poke.set()
+
     def _state(self) -> str:
         if self._draining:
             return "draining" if self._running else "drained"
@@ -668,6 +680,7 @@ class Agent:
             enabled_tasks=list(cfg.enabled_tasks),
             declared=cfg.declared,
             body=body,
+            session_key=self.db.session_key,
         )
 
     async def _heartbeat_once(
@@ -682,6 +695,9 @@ class Agent:
             return None
         now = time.monotonic()
         pending = self.outbox.pending_tokens()  # results not written yet keep their leases
+        # leases renewed under an older session (before an outage) carry its key: a sweep
+        # would take them for a dead agent's
+        renew_all = renew_all or self._leases_session != hb.session_key
         must = renew_all or bool(pending) or bool(self._leases_due(now, ride_along=False))
         if not self._beat_gate.due(hb, force=must):
             return None
@@ -690,20 +706,20 @@ class Agent:
             fleet.beat, hb, renew=[e.task.token for e in due] + pending, lease_s=self.config.lease_s
         )
         self._leases_answered(due, reply.leases, now)
+        self._leases_session = hb.session_key
         return reply
 
     def _leases_due(
         self, now: float, *, ride_along: bool, renew_all: bool = False
     ) -> list[_Running]:
         """Leases are renewed once half of them has passed (at once when a cancel was
-        announced), not at every beat: renewals are logged writes, heartbeats are not. A beat
-        written anyway takes along the leases that would pass half before the next written
-        beat, so that renewals seldom cost a round trip of their own. With the defaults (30 s
-        lease, 5 s beats) a renewal can fail twice before the lease runs out."""
-        half = self.config.lease_s / 2
-        if ride_along:
-            half -= self.config.heartbeat_s * fleet.LIVENESS_EVERY
-        return [e for e in self._running.values() if renew_all or now - e.renewed_at >= half]
+        announced or the session is new), not at every beat: renewals are logged writes,
+        heartbeats are not. A beat written anyway takes along the leases of which a third has
+        passed, so that renewals seldom cost a round trip of their own: with the defaults (150 s
+        lease, a touch every minute) one a minute, riding on the touch, and a renewal can fail
+        twice before the lease runs out."""
+        part = self.config.lease_s / (3 if ride_along else 2)
+        return [e for e in self._running.values() if renew_all or now - e.renewed_at >= part]
 
     def _leases_answered(
         self, due: list[_Running], states: dict[uuid.UUID, LeaseState], now: float

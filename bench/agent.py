@@ -6,12 +6,13 @@ cost PostgreSQL.
 1. One `contentctl agent run` on an empty queue: resident memory after start-up, CPU over the
    idle window (heartbeats, LISTEN, claim looks included), and what it costs the server: its
    transactions a minute (each a round trip) and PostgreSQL's CPU.
-2. AGENTS simulated agents, one connection each, doing exactly what an agent's heartbeat does
-   every 5 s with one long task running (the heartbeat row, written when its content moved or
-   every second beat, with the task's lease renewed on the same round trip when half of it
-   would pass before the next written beat; the reply says whether schedules are due, expired
-   leases wait for a sweep or commands wait: none here), staggered;
-   PostgreSQL's CPU over the window, as a share of one core.
+2. AGENTS simulated agents, one connection each holding its session key (the advisory lock
+   that says the agent is alive), doing exactly what an agent's heartbeat does every 5 s with
+   one long task running (the heartbeat row, written when its content moved or once a minute,
+   with the task's 150 s lease renewed on the same round trip once a third of it passed; the
+   reply says whether schedules are due, expired or orphaned leases wait for a sweep or
+   commands wait: none here), staggered; PostgreSQL's CPU over the window, as a share of one
+   core.
 
 Targets: idle RSS under 80 MB, idle CPU under 1% of a core, heartbeats of 200 agents under 1%
 of one core of PostgreSQL. The last line printed is one JSON object with the figures.
@@ -43,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.load import LoadSampler
+from agent.runner import LEASE_S
 from control.core import db, fleet, schedules
 from control.core.queue import Queue, TaskSpec
 from control.head.embedded import EmbeddedServer
@@ -127,10 +129,11 @@ def idle_agent(url: str, pgdata: Path, seconds: float) -> tuple[float, float, fl
 
 
 async def fake_agent(url: str, name: str, offset: float, until: float, interval: float) -> int:
-    conn = await db.connect(url)
+    conn = await db.connect(url, agent=True)
     conn.prepare_threshold = 0  # as the agent's connection does (agent/dbconn.py)
-    q = Queue(conn)
-    [task] = await q.claim(name, ["noop"], lease_s=30)
+    key = await db.hold_session_key(conn)
+    q = Queue(conn, session=key)
+    [task] = await q.claim(name, ["noop"], lease_s=LEASE_S)
     sampler = LoadSampler(Path.home())
     gate = fleet.BeatGate()
     beats = 0
@@ -148,12 +151,13 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
             started_at=started,
             enabled_tasks=["noop"],
             declared=True,
+            session_key=key,
         ),
     )
     await asyncio.sleep(offset)
     renewed = time.monotonic()
-    half = 30 / 2  # the agent's default lease, renewed once half of it has passed
-    ride = half - fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY  # or with a written beat
+    half = LEASE_S / 2  # the agent's default lease, renewed once half of it has passed
+    ride = LEASE_S / 3  # or with a written beat once a third has
     while time.monotonic() < until:
         hb = fleet.Heartbeat(
             name=name,
@@ -165,6 +169,7 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
             started_at=started,
             enabled_tasks=["noop"],
             declared=True,
+            session_key=key,
             body={  # as an agent's (agent/runner.py, _heartbeat)
                 "load": sampler.sample(),
                 "counters": {"done_this_run": 0, "done_today": 0},
@@ -197,7 +202,7 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
         now = time.monotonic()
         if gate.due(hb, force=now - renewed >= half):
             renew = [task.token] if now - renewed >= ride else []
-            reply = await fleet.beat(conn, hb, renew=renew, lease_s=30)
+            reply = await fleet.beat(conn, hb, renew=renew, lease_s=LEASE_S)
             ROUND_TRIPS[0] += 1
             if renew:
                 renewed = now

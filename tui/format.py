@@ -56,16 +56,22 @@ def age(seconds: float | None) -> str:
 
 
 # An idle agent writes its beat every LIVENESS_EVERY-th heartbeat (control/core/fleet.py):
-# a beat younger than that gap and a little slack is simply fresh.
+# a beat younger than that gap and a little slack is simply fresh, unless the host is stale or
+# offline (its agent's session ended: its age is the news).
 BEAT_FRESH_S = fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY + 2.0
+LATE_STATES = ("stale", "offline")
 
 
-def beat_age(seconds: float | None) -> Text:
+def beat_fresh(seconds: float | None, state: str | None = None) -> bool:
+    return seconds is not None and seconds < BEAT_FRESH_S and state not in LATE_STATES
+
+
+def beat_age(seconds: float | None, state: str | None = None) -> Text:
     """Fresh heartbeats read `ok` (the column stays still while all is well); late ones show
     their age, in yellow, then red."""
     if seconds is None:
         return Text("-", style="dim")
-    if seconds < BEAT_FRESH_S:
+    if beat_fresh(seconds, state):
         return Text("ok", style="green")
     return Text(age(seconds), style="yellow" if seconds < 60 else "bold red")
 

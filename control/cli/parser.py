@@ -388,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=None,
         metavar="SECONDS",
-        help="task lease (default 30); the heartbeat renews it",
+        help="task lease in seconds (default 150): renewed by the heartbeat once a minute, "
+        "and ended at once when the agent's database session ends",
     )
     sp.add_argument(
         "--heartbeat",

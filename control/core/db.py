@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,16 @@ from psycopg.rows import AsyncRowFactory, dict_row, scalar_row
 from control.core.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
 
 MIGRATION_LOCK = 0x636F6E74  # "cont": pg_advisory_lock key for migrations
+# An agent's session key: a session-level advisory lock (this class, a key of its own) that the
+# server holds exactly as long as the agent's connection lives (migration 0014).
+SESSION_LOCK_CLASS = 0x636C6B76  # "clkv"
+# The server probes an agent's idle connection (TCP keepalives: after 5 s of silence, 3 probes
+# 5 s apart), so a machine that vanished without closing its socket loses its session, and with
+# it its liveness and its leases, within ~20 s (the operating system's default is two hours).
+# Ignored on Unix sockets, where a dead peer always closes.
+AGENT_SESSION_OPTIONS = (
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 AsyncConn = psycopg.AsyncConnection[dict[str, object]]
@@ -179,10 +190,18 @@ def _describe_failure(url: str, exc: Exception) -> str:
     return reason
 
 
-async def connect(url: str, *, autocommit: bool = True, timeout_s: float = 10) -> AsyncConn:
+async def connect(
+    url: str, *, autocommit: bool = True, timeout_s: float = 10, agent: bool = False
+) -> AsyncConn:
+    """A connection; `agent`: with the server-side keepalives of an agent's session."""
+    extra: dict[str, Any] = {"options": AGENT_SESSION_OPTIONS} if agent else {}
     try:
         return await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, row_factory=dict_row, connect_timeout=max(1, int(timeout_s))
+            url,
+            autocommit=autocommit,
+            row_factory=dict_row,
+            connect_timeout=max(1, int(timeout_s)),
+            **extra,
         )
     except (psycopg.Error, ValueError) as exc:
         raise DatabaseUnavailable(
@@ -269,10 +288,23 @@ async def check_schema(conn: AsyncConn, *, migrate_fresh: bool = True) -> int:
     )
 
 
-async def open_url(url: str, *, migrate_fresh: bool = True) -> AsyncConn:
+async def hold_session_key(conn: AsyncConn) -> int:
+    """Take a session key of this connection's own: a key under SESSION_LOCK_CLASS that no
+    live session holds, locked until the session ends. Liveness and leases go by it."""
+    while True:
+        key = secrets.randbelow(2**31 - 1) + 1
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(%s::int4, %s::int4) AS ok", (SESSION_LOCK_CLASS, key)
+        )
+        got = await cur.fetchone()
+        if got is not None and got["ok"]:
+            return key
+
+
+async def open_url(url: str, *, migrate_fresh: bool = True, agent: bool = False) -> AsyncConn:
     """Connect to `url` and check the schema: what every command and agent does first (the
     head resolves an embedded server's URL first: control.head.database)."""
-    conn = await connect(url)
+    conn = await connect(url, agent=agent)
     try:
         await check_schema(conn, migrate_fresh=migrate_fresh)
     except BaseException:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from psycopg.types.json import Jsonb
 
@@ -22,9 +22,15 @@ OFFLINE_AFTER_S = 60.0
 AGENT_STATES = ("online", "draining", "drained", "stopped")
 COMMAND_CHANNEL = "contentctl_commands"
 HOST_STATES = ("online", "stale", "offline", "draining", "drained", "disabled")
-# An unchanged heartbeat is written every second beat (a liveness touch), so a silent agent is
-# still stale after three missed beats while an idle fleet writes half as often.
-LIVENESS_EVERY = 2
+# An agent looks at what it reports every HEARTBEAT_INTERVAL_S and writes its beat when that
+# changed; an unchanged beat is written every LIVENESS_EVERY-th look (a touch, once a minute).
+# Between two, the agent's database session says it is alive (its session key, migration
+# 0014): a host whose session ended is stale three beats after its last write (at once if that
+# was longer ago), offline after a minute; one whose session lives but that wrote nothing for
+# three touches (a hung agent) is stale.
+LIVENESS_EVERY = 12
+TOUCH_S = HEARTBEAT_INTERVAL_S * LIVENESS_EVERY
+HUNG_AFTER_S = 3 * TOUCH_S
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 PROGRESS_STEP = 0.05  # progress moves below this ride along with the next write
@@ -59,7 +65,7 @@ def _fingerprint(hb: Heartbeat) -> str:
         {**r, "progress": round(float(r.get("progress") or 0) / PROGRESS_STEP)}
         for r in body.get("running") or []
     ]
-    return json.dumps([hb.agent_state, body], sort_keys=True, default=str)
+    return json.dumps([hb.agent_state, hb.session_key, body], sort_keys=True, default=str)
 
 
 @dataclass
@@ -74,6 +80,7 @@ class Heartbeat:
     enabled_tasks: list[str]
     declared: bool
     body: dict[str, Any] = field(default_factory=dict)  # load, counters, idle_reason
+    session_key: int | None = None  # the session key of the connection it is written on
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,8 @@ async def beat(
     if renew:
         async with conn.pipeline():
             leases = await conn.execute(
-                q("renew_leases"), {"tokens": list(renew), "lease_s": lease_s}
+                q("renew_leases"),
+                {"tokens": list(renew), "lease_s": lease_s, "session": hb.session_key},
             )
             cur = await conn.execute(q("beat"), params)
     else:
@@ -145,15 +153,27 @@ def _heartbeat_params(hb: Heartbeat) -> dict[str, Any]:
         "enabled_tasks": hb.enabled_tasks,
         "declared": hb.declared,
         "heartbeat": Jsonb(hb.body),
+        "session_key": hb.session_key,
     }
 
 
-def host_state(agent_state: str | None, heartbeat_age_s: float | None, enabled: bool = True) -> str:
-    """What the operator sees: disabled beats all; silence makes a host stale, then offline."""
+def host_state(
+    agent_state: str | None,
+    heartbeat_age_s: float | None,
+    enabled: bool = True,
+    *,
+    session_alive: bool | None = None,
+) -> str:
+    """What the operator sees: disabled beats all; silence makes a host stale, then offline.
+    `session_alive`: whether the agent's database session lives (None: the agent keeps no
+    session key, its beats' age alone tells). A living session is an agent that is there: it
+    is stale only when it wrote nothing for HUNG_AFTER_S (its loop is stuck)."""
     if not enabled:
         return "disabled"
     if agent_state is None or heartbeat_age_s is None or agent_state == "stopped":
         return "offline"
+    if session_alive:
+        return "stale" if heartbeat_age_s > HUNG_AFTER_S else agent_state
     if heartbeat_age_s > OFFLINE_AFTER_S:
         return "offline"
     if heartbeat_age_s > STALE_AFTER_S:
@@ -161,8 +181,26 @@ def host_state(agent_state: str | None, heartbeat_age_s: float | None, enabled: 
     return agent_state
 
 
+def row_state(row: dict[str, Any] | None, enabled: bool = True) -> str:
+    """`host_state` of a row of `hosts_rows` (None: the host never beat)."""
+    if row is None:
+        return host_state(None, None, enabled)
+    return host_state(
+        row["agent_state"],
+        row["heartbeat_age_s"],
+        enabled,
+        session_alive=row.get("session_alive"),
+    )
+
+
 async def hosts_rows(conn: AsyncConn) -> list[dict[str, Any]]:
     return await db.rows(conn, q("hosts_snapshot"))
+
+
+async def sessions_gone(conn: AsyncConn) -> set[str]:
+    """The hosts whose agent kept a session key and whose session has ended."""
+    found = await db.row(conn, q("sessions_gone"))
+    return set(cast(list[str], found["names"])) if found else set()
 
 
 async def running_rows(conn: AsyncConn, hosts: list[str] | None = None) -> list[dict[str, Any]]:

@@ -144,10 +144,14 @@ class Queue:
         policies: dict[str, TypePolicy] | None = None,
         *,
         on_complete: CompletionHook | None = None,
+        session: int | None = None,
     ) -> None:
         self.conn = conn
         self._policies = policies or {}
         self._on_complete = on_complete
+        # the session key this connection holds (an agent's: SESSION_LOCK_CLASS below): the
+        # leases it claims and renews live as long as the session, their time is the backstop
+        self.session = session
 
     def policy(self, task_type: str) -> TypePolicy:
         return self._policies.get(task_type) or policy(task_type)
@@ -238,7 +242,7 @@ class Queue:
             return []
         capped = tuple((t, n) for t, n in (caps or {}).items() if t in type_list and n < limit)
         query = _claim_sql(type_list, capped, limit)
-        params = {"host": host, "lease_s": lease_s, "day": count_day}
+        params = {"host": host, "lease_s": lease_s, "day": count_day, "session": self.session}
         return await db.fetch(self.conn, class_row(ClaimedTask), query, params)
 
     async def types_with_work(self, types: Iterable[str]) -> set[str]:
@@ -346,17 +350,31 @@ class Queue:
         if not tokens:
             return {}
         cur = await self.conn.execute(
-            q("renew_leases"), {"tokens": list(tokens), "lease_s": lease_s}
+            q("renew_leases"),
+            {"tokens": list(tokens), "lease_s": lease_s, "session": self.session},
         )
         return lease_states(tokens, await cur.fetchall())
 
     async def sweep_expired(self) -> int:
-        """Finish expired tasks that must not run again. Any agent may call it; none must."""
+        """Let the leases of agents whose session is gone run out (announced: idle agents
+        take them over now), then finish expired tasks that must not run again. Any agent may
+        call it; none must. Returns how many tasks it lapsed or finished."""
+        cur = await self.conn.execute(q("lapse"))
+        lapsed = await cur.fetchall()
+        for r in lapsed:
+            log.warning(
+                "task %s: the agent of host %s is gone (its database session ended); "
+                "its lease runs out now",
+                r["id"],
+                r["host"],
+            )
+        if lapsed:
+            await self.announce(str(r["type"]) for r in lapsed)
         cur = await self.conn.execute(q("sweep_expired"))
         rows = await cur.fetchall()
         for r in rows:
             log.warning("task %s: lease expired, now %s", r["id"], r["state"])
-        return len(rows)
+        return len(lapsed) + len(rows)
 
     @staticmethod
     def _accepted(row: Any, what: str, task: ClaimedTask) -> bool:

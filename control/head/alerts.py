@@ -69,7 +69,9 @@ async def conditions(conn: db.AsyncConn, inventory: Inventory) -> list[Condition
             continue
         age = row["heartbeat_age_s"]
         stopped = row["agent_state"] == "stopped"  # told to stop: not an incident
-        if age is not None and float(age) > offline_s and not stopped:
+        # an agent whose database session lives is there: silent only when it is hung
+        there = bool(row.get("session_alive")) and age is not None and age <= fleet.HUNG_AFTER_S
+        if age is not None and float(age) > offline_s and not stopped and not there:
             found.append(
                 Condition("host_offline", name, f"host {name} silent for {float(age) / 60:.1f} min")
             )

@@ -149,11 +149,7 @@ class FleetCollector(Collector):
             row = rows.get(name)
             spec = self.inventory.host(name)
             hb_age = row["heartbeat_age_s"] if row else None
-            st = fleet.host_state(
-                row["agent_state"] if row else None,
-                None if hb_age is None else float(hb_age),
-                enabled=spec.enabled if spec else True,
-            )
+            st = fleet.row_state(row, enabled=spec.enabled if spec else True)
             state.add_metric([name, st], 1)
             up.add_metric([name], 1 if st in UP_STATES else 0)
             if hb_age is not None:

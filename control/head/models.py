@@ -31,6 +31,7 @@ class Task(SQLModel, table=True):
     unique_key: str | None = None
     host: str | None = None
     lease_expires_at: datetime | None = None
+    lease_session: int | None = None  # the claiming agent's session key (migration 0014)
     attempt_token: uuid.UUID | None = None
     progress: float | None = None
     progress_stage: str | None = None
@@ -114,3 +115,4 @@ class HostBeat(SQLModel, table=True):
     agent_state: str
     last_heartbeat_at: datetime
     heartbeat: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    session_key: int | None = None  # the agent's session key: alive while it is held

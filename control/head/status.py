@@ -47,8 +47,10 @@ class HostsView:
     commit a moment later; the beats already read in that window are left out by the server),
     and the running tasks of those whose beat reports other tasks than before. An agent writes
     its beat when what it reports changed (its running tasks and their progress, its state)
-    and at least every second beat, so a host with news is re-read within a beat; the others
-    cost nothing, their ages worked out from their beat times. A full read every FULL_EVERY_S
+    and at least once a minute, so a host with news is re-read within a beat; the others
+    cost nothing, their ages worked out from their beat times. An agent whose database session
+    ended writes nothing: which sessions are gone is asked at every read (one short row). A
+    full read every FULL_EVERY_S
     catches what no beat announces (a host forgotten, tasks taken back from a dead agent).
     """
 
@@ -113,6 +115,15 @@ class HostsView:
                 for name in moved:
                     self._running[name] = running.get(name, [])
             self._rows.update((r["name"], r) for r in found)
+            # an agent whose session ended wrote nothing: ask which sessions are gone
+            ended = await fleet.sessions_gone(conn)
+            moved_on = [
+                (name, r)
+                for name, r in self._rows.items()
+                if r.get("session_alive") is not None and r["session_alive"] == (name in ended)
+            ]
+            for name, r in moved_on:
+                self._rows[name] = {**r, "session_alive": name not in ended}
             self.reads["incremental"] += 1
         self.reads["hosts_read"] += len(found)
         server_at, read_at = self._server_at
@@ -161,9 +172,7 @@ def _aged(
     screen skips it). None when the age moved it to another state (stale, offline), which
     changes more than the age."""
     age = row["heartbeat_age_s"] if row else None
-    state = fleet.host_state(
-        row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
-    )
+    state = fleet.row_state(row, enabled=spec.enabled if spec else True)
     if state != entry["state"]:
         return None
     entry["heartbeat_age_s"] = None if age is None else round(float(age), 1)
@@ -208,9 +217,7 @@ def _entry(
     if stalled:
         running = [{**t, "stalled": t["id"] in stalled} for t in running]
     age = row["heartbeat_age_s"] if row else None
-    state = fleet.host_state(
-        row["agent_state"] if row else None, age, enabled=spec.enabled if spec else True
-    )
+    state = fleet.row_state(row, enabled=spec.enabled if spec else True)
     if spec is not None:
         enabled_tasks = list(spec.enabled_tasks)
     else:
@@ -222,6 +229,8 @@ def _entry(
         "declared": spec is not None,
         "heartbeat_age_s": None if age is None else round(float(age), 1),
         "last_heartbeat_at": _iso(row["last_heartbeat_at"]) if row else None,
+        # the agent's database session lives (None: it keeps no session key, or never beat)
+        "session_alive": row.get("session_alive") if row else None,
         "load": body.get("load", {}),
         "running": running,
         "enabled_tasks": enabled_tasks,

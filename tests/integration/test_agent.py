@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import psutil
 import psycopg
 import pytest
 
-from control.core import db
+from control.core import db, fleet
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
 from tests.helpers import contentctl, fetch_task, wait_for
@@ -76,6 +77,73 @@ async def test_kill_9_mid_task_the_other_agent_finishes_it_exactly_once(
     # the dead agent's task process did not outlive it
     await wait_for(lambda: _all_gone(child_pids), 10)
     assert b.poll() is None
+
+
+async def test_a_killed_agents_long_lease_is_taken_over_in_seconds(
+    spawn_agent: Spawn, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """The default lease is 150 s, renewed once a minute: it is held by the agent's database
+    session, so kill -9 (the session ends with the process) frees the task at the other
+    agent's next written beat (a touch every 12 beats), not when the lease's time ends."""
+    beat = ("--heartbeat", "0.5")  # a touch every 6 s; the lease stays the default
+    a = spawn_agent("--host", "held-a", *beat)
+    await wait_for(lambda: _heartbeating(conn, "held-a"), 20)
+    [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 2})])
+    await wait_for(lambda: _running_on(conn, e.id, "held-a"), 10)
+    b = spawn_agent("--host", "held-b", *beat)
+    await wait_for(lambda: _heartbeating(conn, "held-b"), 20)
+    lease_left = (await fetch_task(conn, e.id))["lease_expires_at"] - datetime.now(UTC)
+    assert lease_left.total_seconds() > 100
+
+    os.kill(a.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    await wait_for(lambda: _running_on(conn, e.id, "held-b"), 20, interval_s=0.1)
+    taken_s = time.monotonic() - killed
+    assert taken_s < fleet.LIVENESS_EVERY * 0.5 + 3, taken_s
+    await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 20)
+    row = await fetch_task(conn, e.id)
+    assert row["host"] == "held-b" and row["attempts"] == 2
+    assert b.poll() is None
+
+
+async def test_a_quiet_agent_is_online_while_its_session_lives_and_stale_once_it_ends(
+    spawn_agent: Spawn, conn: db.AsyncConn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two touches an agent writes nothing: its living database session says it is
+    there (before, a beat older than three beats made it stale). When the session ends (kill
+    -9), the dashboard's incremental read sees it stale within three beats of its last write."""
+    from control.core.inventory import Inventory
+    from control.head.status import HostsView
+
+    monkeypatch.setattr(fleet, "STALE_AFTER_S", 1.5)  # three beats of 0.5 s
+    a = spawn_agent("--host", "quiet-a", "--heartbeat", "0.5")
+    await wait_for(lambda: _heartbeating(conn, "quiet-a"), 20)
+    view = HostsView()
+    inventory = Inventory(path=None)
+
+    async def state() -> tuple[str, float]:
+        [entry] = [h for h in await view.hosts(conn, inventory) if h["name"] == "quiet-a"]
+        return entry["state"], entry["heartbeat_age_s"]
+
+    async def quiet_for_a_while() -> bool:
+        st, age = await state()
+        assert st == "online", (st, age)
+        return age > 2 * fleet.STALE_AFTER_S
+
+    await wait_for(quiet_for_a_while, fleet.LIVENESS_EVERY * 0.5 + 3, interval_s=0.2)
+    [row] = [r for r in await fleet.hosts_rows(conn) if r["name"] == "quiet-a"]
+    assert row["session_alive"] is True and fleet.row_state(row) == "online"
+
+    os.kill(a.pid, signal.SIGKILL)
+    killed = time.monotonic()
+
+    async def stale() -> bool:
+        return (await state())[0] == "stale"
+
+    await wait_for(stale, 5, interval_s=0.1)
+    assert time.monotonic() - killed < 3
+    [row] = [r for r in await fleet.hosts_rows(conn) if r["name"] == "quiet-a"]
+    assert row["session_alive"] is False and fleet.row_state(row) == "stale"
 
 
 async def _running_on(conn: db.AsyncConn, task_id: int, host: str) -> bool:
@@ -440,9 +508,15 @@ async def test_an_agent_whose_stderr_nobody_reads_keeps_working(
         return (await cur.fetchone() or {})["n"] == 2000
 
     await wait_for(all_done, 90, interval_s=0.5)
-    await asyncio.sleep(1.5)  # three beats later it still beats: the loop is not stuck
-    row = await _host(conn, "chatty")
-    assert row is not None and float(row["age"]) < 1.5, row
+    # it still writes its beat (its minute's touch, every 12 beats): the loop is not stuck
+    await asyncio.sleep(1.5)  # three beats after the last task, whose write told its counters
+    quiet_from = time.monotonic()
+
+    async def beat_since() -> bool:
+        row = await _host(conn, "chatty")
+        return row is not None and float(row["age"]) < time.monotonic() - quiet_from
+
+    await wait_for(beat_since, fleet.LIVENESS_EVERY * 0.5 + 3, interval_s=0.2)
 
 
 async def test_a_lone_task_after_an_idle_minute_starts_at_once(

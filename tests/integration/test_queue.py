@@ -408,3 +408,45 @@ async def test_a_heartbeat_answers_what_the_agent_used_to_ask_on_its_own(
     await schedules.tick(conn)
     after = await fleet.beat(conn, hb)
     assert (after.schedules_due, after.sweep_due, after.expired_claimable) == (False,) * 3
+
+
+async def test_a_lease_whose_session_ended_runs_out_at_the_next_sweep(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """An agent's leases live as long as its database session (the advisory lock of its session
+    key): once the session is gone (the agent killed, crashed, its machine off the network),
+    the next sweep lets them run out, however long their time, and the next claim takes them.
+    A living session's lease, and one claimed without a session key, keep their time."""
+    from control.core import fleet
+
+    await queue.enqueue([TaskSpec("noop")] * 3)
+    dead = await db.connect(db_url, agent=True)
+    live = await db.connect(db_url, agent=True)
+    try:
+        dead_key, live_key = await db.hold_session_key(dead), await db.hold_session_key(live)
+        assert dead_key != live_key
+        [gone] = await Queue(dead, session=dead_key).claim("dead", ["noop"], lease_s=300)
+        [kept] = await Queue(live, session=live_key).claim("live", ["noop"], lease_s=300)
+        [keyless] = await queue.claim("keyless", ["noop"], lease_s=300)
+        hb = replace(host_h_heartbeat(), session_key=live_key)
+        await fleet.register(live, hb)
+        assert not (await fleet.beat(live, hb)).sweep_due
+        assert await queue.sweep_expired() == 0
+
+        await dead.close()  # what kill -9 does to the agent's socket
+
+        async def told() -> bool:  # the server ends the session as the socket closes
+            return (await fleet.beat(live, hb)).sweep_due
+
+        await wait_for(told, 5)
+        assert await queue.sweep_expired() == 1
+        [again] = await queue.claim("heir", ["noop"], lease_s=300)
+        assert (again.id, again.attempts) == (gone.id, 2)
+        for held in (kept, keyless):
+            row = await fetch_task(conn, held.id)
+            assert row["state"] == "running" and row["attempts"] == 1
+        assert not (await fleet.beat(live, hb)).sweep_due
+        assert await queue.claim("heir", ["noop"], lease_s=300) == []
+    finally:
+        await dead.close()
+        await live.close()

@@ -75,6 +75,7 @@ async def test_a_capped_claim_does_not_walk_the_other_types_backlog(queue: Queue
         "limit": 5,
         "lease_s": 30.0,
         "day": None,
+        "session": None,
         "capped": ["download_youtube"],
         "caps": [1],
     }

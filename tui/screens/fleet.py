@@ -176,11 +176,11 @@ class FleetScreen(Base):
         for h in hosts:
             name = h["name"]
             age = h.get("heartbeat_age_s")
+            state = h["state"]
             if (
                 h is self.shown_entry.get(name)
                 and not needle
-                and age is not None
-                and age < fmt.BEAT_FRESH_S
+                and fmt.beat_fresh(age, state)
                 and name not in self.offscreen_stale
                 and (kept := self.row_cache.get(name)) is not None
                 and (drawn := self.drawn_from.get(name)) is not None
@@ -208,7 +208,7 @@ class FleetScreen(Base):
             ):
                 del self.shown_entry[name]  # not drawn: its cells may fall behind its entry
                 continue
-            still = (beat_id, h["state"], age is not None and age < fmt.BEAT_FRESH_S)
+            still = (beat_id, h["state"], fmt.beat_fresh(age, h["state"]))
             drawn = self.drawn_from.get(h["name"])
             at = order.get(h["name"])
             if (
@@ -229,7 +229,7 @@ class FleetScreen(Base):
             code = ""
             if h.get("code_hash") and self.head_hash:
                 code = "ok" if h["code_hash"] == self.head_hash else "stale"
-            beat = fmt.beat_age(age)
+            beat = fmt.beat_age(age, h["state"])
             sig = (
                 h["state"],
                 beat.plain,

@@ -43,9 +43,7 @@ async def cmd_agent_command(args: argparse.Namespace) -> int:
         offline: list[str] = []
         for h in hosts:
             row = known.get(h)
-            state = fleet.host_state(
-                row["agent_state"] if row else None, row["heartbeat_age_s"] if row else None
-            )
+            state = fleet.row_state(row)
             (offline if state == "offline" else online).append(h)
         cmd_args = {"deadline_s": args.deadline} if getattr(args, "deadline", None) else {}
         results = (

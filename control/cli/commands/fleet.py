@@ -215,9 +215,7 @@ async def cmd_rollout(args: argparse.Namespace) -> int:
         report = HostReport(host.name)
         rows = {r["name"]: r for r in await fleet.hosts_rows(conn)}
         row = rows.get(host.name)
-        online = row is not None and fleet.host_state(
-            row["agent_state"], row["heartbeat_age_s"]
-        ) not in ("offline",)
+        online = row is not None and fleet.row_state(row) != "offline"
         if online:
             t0 = time.monotonic()
             [res] = await agents.send_and_wait(conn, [host.name], "drain", {}, timeout_s=30)

@@ -14,11 +14,11 @@ ON CONFLICT (name) DO UPDATE SET
     enabled_tasks = excluded.enabled_tasks, declared = excluded.declared;
 
 -- name: heartbeat
-INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat)
-VALUES (%(name)s, %(agent_state)s, now(), %(heartbeat)s)
+INSERT INTO host_beats (name, agent_state, last_heartbeat_at, heartbeat, session_key)
+VALUES (%(name)s, %(agent_state)s, now(), %(heartbeat)s, %(session_key)s)
 ON CONFLICT (name) DO UPDATE SET
     agent_state = excluded.agent_state, last_heartbeat_at = now(),
-    heartbeat = excluded.heartbeat;
+    heartbeat = excluded.heartbeat, session_key = excluded.session_key;
 
 -- name: beat
 -- An agent's heartbeat: one plain UPDATE of its unlogged row (no WAL). The commit does not wait
@@ -31,9 +31,13 @@ ON CONFLICT (name) DO UPDATE SET
 -- of a small index or table (agent_commands by host, the due schedules, the running tasks by
 -- lease expiry, the one-row fleet_storage). On this kind of machine a round trip to an idle
 -- backend costs the server ~0.5 ms whatever it carries: fewer round trips, not smaller
--- statements, is what made 200 agents' beats cheaper.
+-- statements, is what made 200 agents' beats cheaper. The session key is the advisory lock the
+-- agent's connection holds (migration 0014): while it is held the agent is alive, whatever the
+-- age of its last beat. `sweep_due` also says when a lease's session is gone (its agent died):
+-- the sweep lets such leases run out at once.
 UPDATE host_beats
-SET agent_state = %(agent_state)s, last_heartbeat_at = now(), heartbeat = %(heartbeat)s
+SET agent_state = %(agent_state)s, last_heartbeat_at = now(), heartbeat = %(heartbeat)s,
+    session_key = %(session_key)s
 WHERE name = %(name)s AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING
     EXISTS (SELECT 1 FROM agent_commands
@@ -42,7 +46,11 @@ RETURNING
             WHERE NOT paused AND next_run_at <= now()) AS schedules_due,
     EXISTS (SELECT 1 FROM tasks
             WHERE state = 'running' AND lease_expires_at < now()
-              AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts)) AS sweep_due,
+              AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts))
+    OR EXISTS (SELECT 1 FROM tasks  -- as `lapse` in queue.sql
+               WHERE state = 'running' AND lease_expires_at >= now()
+                 AND lease_session IS NOT NULL AND started_at > pg_postmaster_start_time()
+                 AND lease_session NOT IN (SELECT contentctl_live_sessions())) AS sweep_due,
     EXISTS (SELECT 1 FROM tasks
             WHERE state = 'running' AND lease_expires_at < now()
               AND cancel_requested_at IS NULL AND attempts < max_attempts
@@ -53,7 +61,9 @@ RETURNING
 SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.started_at,
        h.enabled_tasks, h.declared, h.drain_requested, coalesce(b.heartbeat, '{}') AS heartbeat,
        b.last_heartbeat_at,
-       extract(epoch FROM now() - b.last_heartbeat_at)::float8 AS heartbeat_age_s
+       extract(epoch FROM now() - b.last_heartbeat_at)::float8 AS heartbeat_age_s,
+       CASE WHEN b.session_key IS NOT NULL
+            THEN b.session_key IN (SELECT contentctl_live_sessions()) END AS session_alive
 FROM hosts AS h
 LEFT JOIN host_beats AS b USING (name)
 ORDER BY h.name;
@@ -66,13 +76,21 @@ ORDER BY h.name;
 SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.started_at,
        h.enabled_tasks, h.declared, h.drain_requested, coalesce(b.heartbeat, '{}') AS heartbeat,
        b.last_heartbeat_at,
-       extract(epoch FROM now() - b.last_heartbeat_at)::float8 AS heartbeat_age_s
+       extract(epoch FROM now() - b.last_heartbeat_at)::float8 AS heartbeat_age_s,
+       CASE WHEN b.session_key IS NOT NULL
+            THEN b.session_key IN (SELECT contentctl_live_sessions()) END AS session_alive
 FROM hosts AS h
 JOIN host_beats AS b USING (name)
 WHERE b.last_heartbeat_at >= %(since)s
   AND (%(seen)s::jsonb ->> b.name)
       IS DISTINCT FROM ((extract(epoch FROM b.last_heartbeat_at) * 1000000)::bigint)::text
 ORDER BY h.name;
+
+-- name: sessions_gone
+-- The hosts whose agent's database session has ended (its advisory lock is gone): the dashboard
+-- asks between its full reads, since an ending session writes nothing it could see.
+SELECT coalesce(array_agg(name ORDER BY name), '{}') AS names FROM host_beats
+WHERE session_key IS NOT NULL AND session_key NOT IN (SELECT contentctl_live_sessions());
 
 -- name: running_tasks
 SELECT id, type, host, progress, progress_stage FROM tasks WHERE state = 'running' ORDER BY id;

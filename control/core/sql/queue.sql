@@ -65,6 +65,7 @@ WITH expired AS (
     SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
         attempt_token = gen_random_uuid(),
         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+        lease_session = %(session)s,
         started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
         updated_at = now()
     -- ids as an array: the join stays on the primary key whatever the estimate of `picked`
@@ -141,6 +142,7 @@ WITH expired AS (
     SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
         attempt_token = gen_random_uuid(),
         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+        lease_session = %(session)s,
         started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
         updated_at = now()
     WHERE t.id = ANY(ARRAY(SELECT id FROM picked))  -- on the primary key (see claim)
@@ -171,6 +173,18 @@ SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'fai
 WHERE state = 'running' AND lease_expires_at < now()
   AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts)
 RETURNING id, state;
+
+-- name: lapse
+-- Leases whose agent's database session is gone (the agent exited or was killed, or TCP
+-- keepalives found its machine gone: the server dropped the session's advisory lock, see
+-- migration 0014) run out now instead of when their time does; the claim then takes them as
+-- any expired lease. Tasks claimed before the server last started are left to their time: every
+-- session ended then, and their agents may still be reconnecting.
+UPDATE tasks SET lease_expires_at = now() - interval '1 microsecond'
+WHERE state = 'running' AND lease_expires_at >= now()
+  AND lease_session IS NOT NULL AND started_at > pg_postmaster_start_time()
+  AND lease_session NOT IN (SELECT contentctl_live_sessions())
+RETURNING id, type, host;
 
 -- name: complete_many
 -- Group commit: the completions that piled up while the previous one was being written.
@@ -242,7 +256,8 @@ RETURNING cancel_requested_at IS NOT NULL AS cancel_requested;
 -- over (the agent must abandon that attempt). Committed without waiting for the disk: a renewal
 -- lost in a server crash leaves the previous lease, still two thirds long, to the next one.
 UPDATE tasks
-SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+    lease_session = coalesce(%(session)s, lease_session)
 WHERE state = 'running' AND attempt_token = ANY(%(tokens)s::uuid[])
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING id, attempt_token, cancel_requested_at IS NOT NULL AS cancel_requested;
