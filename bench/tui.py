@@ -63,9 +63,16 @@ async def prepare(url: str, tasks: int, hosts: int) -> None:
 
 async def heartbeats(url: str, hosts: int, stop: asyncio.Event) -> None:
     """What 500 live agents do: each host beats every 5 s with a new CPU figure (a fifth of
-    them each second), so the screen has real churn to show."""
+    them each second; real ones write once a minute unless their report changed), so the screen
+    has real churn to show. Each host's session key is held, as a live agent's connection holds
+    it: the dashboard's look for ended sessions reads a lock table of 500 of them."""
     conn = await db.connect(url)
     try:
+        await conn.execute(
+            "SELECT count(pg_advisory_lock(%s::int4, i)) FROM generate_series(1, %s) AS i",
+            (db.SESSION_LOCK_CLASS, hosts),
+        )
+        await conn.execute("UPDATE host_beats SET session_key = substring(name from 6)::int + 1")
         tick = 0
         while not stop.is_set():
             await conn.execute(

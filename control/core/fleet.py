@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from control.core import db
 from control.core.db import AsyncConn
-from control.core.queue import LeaseState, lease_states
+from control.core.queue import SWEEP_TURN_S, LeaseState, lease_states
 from control.core.sql import q
 
 HEARTBEAT_INTERVAL_S = 5.0
@@ -154,6 +154,7 @@ def _heartbeat_params(hb: Heartbeat) -> dict[str, Any]:
         "declared": hb.declared,
         "heartbeat": Jsonb(hb.body),
         "session_key": hb.session_key,
+        "sweep_turn_s": SWEEP_TURN_S,
     }
 
 

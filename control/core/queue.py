@@ -37,6 +37,9 @@ from control.core.tasktypes import (
 )
 
 log = logging.getLogger(__name__)
+# At most one look for leases of ended sessions every SWEEP_TURN_S, fleet-wide (`lapse`): a
+# dead agent's tasks are taken over within this, plus the time until some agent writes a beat.
+SWEEP_TURN_S = 5.0
 
 CHANNEL = "contentctl_tasks"
 ROLLUP_TAIL = 20_000  # roll finished rows into task_stats once the live tail is this long
@@ -355,12 +358,16 @@ class Queue:
         )
         return lease_states(tokens, await cur.fetchall())
 
-    async def sweep_expired(self) -> int:
+    async def sweep_expired(self, *, turn_s: float = SWEEP_TURN_S) -> int:
         """Let the leases of agents whose session is gone run out (announced: idle agents
-        take them over now), then finish expired tasks that must not run again. Any agent may
-        call it; none must. Returns how many tasks it lapsed or finished."""
-        cur = await self.conn.execute(q("lapse"))
-        lapsed = await cur.fetchall()
+        take them over now; at most one such look every `turn_s` fleet-wide), then finish
+        expired tasks that must not run again, on one round trip. Any agent may call it; none
+        must. Returns how many tasks it lapsed or finished."""
+        async with self.conn.pipeline():
+            lapsing = await self.conn.execute(q("lapse"), {"turn_s": turn_s})
+            sweeping = await self.conn.execute(q("sweep_expired"))
+        lapsed = await lapsing.fetchall()
+        rows = await sweeping.fetchall()
         for r in lapsed:
             log.warning(
                 "task %s: the agent of host %s is gone (its database session ended); "
@@ -370,8 +377,6 @@ class Queue:
             )
         if lapsed:
             await self.announce(str(r["type"]) for r in lapsed)
-        cur = await self.conn.execute(q("sweep_expired"))
-        rows = await cur.fetchall()
         for r in rows:
             log.warning("task %s: lease expired, now %s", r["id"], r["state"])
         return len(lapsed) + len(rows)

@@ -379,6 +379,7 @@ async def test_a_heartbeat_answers_what_the_agent_used_to_ask_on_its_own(
 
     hb = host_h_heartbeat()
     await fleet.register(conn, hb)
+    await queue.sweep_expired()  # the fleet's look for dead sessions' leases: taken just now
     quiet = await fleet.beat(conn, hb)
     assert (quiet.schedules_due, quiet.sweep_due, quiet.expired_claimable) == (False,) * 3
     assert quiet.storage_id is None
@@ -430,22 +431,23 @@ async def test_a_lease_whose_session_ended_runs_out_at_the_next_sweep(
         [keyless] = await queue.claim("keyless", ["noop"], lease_s=300)
         hb = replace(host_h_heartbeat(), session_key=live_key)
         await fleet.register(live, hb)
-        assert not (await fleet.beat(live, hb)).sweep_due
-        assert await queue.sweep_expired() == 0
+        assert await queue.sweep_expired() == 0  # the fleet's turn to look, taken: all alive
+        assert not (await fleet.beat(live, hb)).sweep_due  # the next look is a turn away
 
         await dead.close()  # what kill -9 does to the agent's socket
+        await asyncio.sleep(0.5)
+        assert await queue.sweep_expired() == 0  # not a turn yet: nobody looks
 
-        async def told() -> bool:  # the server ends the session as the socket closes
-            return (await fleet.beat(live, hb)).sweep_due
+        async def lapsed() -> bool:  # the server ends the session as the socket closes
+            return await queue.sweep_expired(turn_s=0) == 1
 
-        await wait_for(told, 5)
-        assert await queue.sweep_expired() == 1
+        await wait_for(lapsed, 5)
         [again] = await queue.claim("heir", ["noop"], lease_s=300)
         assert (again.id, again.attempts) == (gone.id, 2)
         for held in (kept, keyless):
             row = await fetch_task(conn, held.id)
             assert row["state"] == "running" and row["attempts"] == 1
-        assert not (await fleet.beat(live, hb)).sweep_due
+        assert await queue.sweep_expired(turn_s=0) == 0
         assert await queue.claim("heir", ["noop"], lease_s=300) == []
     finally:
         await dead.close()

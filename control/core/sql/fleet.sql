@@ -33,8 +33,8 @@ ON CONFLICT (name) DO UPDATE SET
 -- backend costs the server ~0.5 ms whatever it carries: fewer round trips, not smaller
 -- statements, is what made 200 agents' beats cheaper. The session key is the advisory lock the
 -- agent's connection holds (migration 0014): while it is held the agent is alive, whatever the
--- age of its last beat. `sweep_due` also says when a lease's session is gone (its agent died):
--- the sweep lets such leases run out at once.
+-- age of its last beat. `sweep_due` also says when the fleet's turn to look for leases of ended
+-- sessions (dead agents) is free: one look every few seconds fleet-wide, not one per beat.
 UPDATE host_beats
 SET agent_state = %(agent_state)s, last_heartbeat_at = now(), heartbeat = %(heartbeat)s,
     session_key = %(session_key)s
@@ -47,10 +47,8 @@ RETURNING
     EXISTS (SELECT 1 FROM tasks
             WHERE state = 'running' AND lease_expires_at < now()
               AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts))
-    OR EXISTS (SELECT 1 FROM tasks  -- as `lapse` in queue.sql
-               WHERE state = 'running' AND lease_expires_at >= now()
-                 AND lease_session IS NOT NULL AND started_at > pg_postmaster_start_time()
-                 AND lease_session NOT IN (SELECT contentctl_live_sessions())) AS sweep_due,
+    OR (SELECT swept_at < now() - make_interval(secs => %(sweep_turn_s)s) FROM fleet_sweep)
+    AS sweep_due,
     EXISTS (SELECT 1 FROM tasks
             WHERE state = 'running' AND lease_expires_at < now()
               AND cancel_requested_at IS NULL AND attempts < max_attempts

@@ -179,9 +179,18 @@ RETURNING id, state;
 -- keepalives found its machine gone: the server dropped the session's advisory lock, see
 -- migration 0014) run out now instead of when their time does; the claim then takes them as
 -- any expired lease. Tasks claimed before the server last started are left to their time: every
--- session ended then, and their agents may still be reconnecting.
+-- session ended then, and their agents may still be reconnecting. The look reads every running
+-- task and the lock table: it is taken in turns, at most one every `turn_s` fleet-wide (the
+-- UPDATE of fleet_sweep only one agent wins; the others look at nothing).
+WITH turn AS (
+    UPDATE fleet_sweep SET swept_at = now()
+    WHERE swept_at <= now() - make_interval(secs => %(turn_s)s)
+      AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+    RETURNING 1
+)
 UPDATE tasks SET lease_expires_at = now() - interval '1 microsecond'
-WHERE state = 'running' AND lease_expires_at >= now()
+WHERE EXISTS (SELECT 1 FROM turn)
+  AND state = 'running' AND lease_expires_at >= now()
   AND lease_session IS NOT NULL AND started_at > pg_postmaster_start_time()
   AND lease_session NOT IN (SELECT contentctl_live_sessions())
 RETURNING id, type, host;
