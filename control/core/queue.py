@@ -152,8 +152,8 @@ class Queue:
         self.conn = conn
         self._policies = policies or {}
         self._on_complete = on_complete
-        # the session key this connection holds (an agent's: SESSION_LOCK_CLASS below): the
-        # leases it claims and renews live as long as the session, their time is the backstop
+        # the session key this connection holds (an agent's, db.hold_session_key): the leases
+        # it claims and renews live as long as the session, their time is the backstop
         self.session = session
 
     def policy(self, task_type: str) -> TypePolicy:

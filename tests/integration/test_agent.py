@@ -524,7 +524,7 @@ async def test_a_lone_task_after_an_idle_minute_starts_at_once(
 ) -> None:
     """Batching and skipped heartbeats must not delay the first task after a quiet spell: an
     agent with the default 5 s heartbeat idles for a minute (its unchanged heartbeats written
-    every second beat), then one task is enqueued: it starts within a fraction of a second
+    once a minute), then one task is enqueued: it starts within a fraction of a second
     (NOTIFY wakes the agent; the claim does not wait for a batch to fill)."""
     spawn_agent("--host", "quiet")
 
