@@ -39,7 +39,7 @@ from control.core.tasktypes import (
 log = logging.getLogger(__name__)
 # At most one look for leases of ended sessions every SWEEP_TURN_S, fleet-wide (`lapse`): a
 # dead agent's tasks are taken over within this, plus the time until some agent writes a beat.
-SWEEP_TURN_S = 5.0
+SWEEP_TURN_S = 2.0
 
 CHANNEL = "contentctl_tasks"
 ROLLUP_TAIL = 20_000  # roll finished rows into task_stats once the live tail is this long
