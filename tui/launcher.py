@@ -4,6 +4,7 @@ It lives in tui/ so that control/ never imports the dashboard (import contracts)
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -13,11 +14,46 @@ from control.cli import main as cli
 if TYPE_CHECKING:  # imported when the dashboard opens: `agent run` must stay light
     from control.head.api import ControlPlane
 
+# The flags the dashboard itself takes (as every command does); any other word is the CLI's.
+_DASHBOARD_VALUE_FLAGS = ("--inventory", "--db")
+_DASHBOARD_FLAGS = ("--debug",)
+EXIT_USAGE = 2  # docs/contract.md (control.core.errors.EXIT_USAGE, not imported: startup time)
+
+
+def _dashboard_args(args: list[str]) -> bool:
+    """True when `args` hold nothing but the dashboard's own flags (and their values)."""
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word in _DASHBOARD_VALUE_FLAGS:
+            i += 2
+            continue
+        if word in _DASHBOARD_FLAGS or word.split("=", 1)[0] in _DASHBOARD_VALUE_FLAGS:
+            i += 1
+            continue
+        return False
+    return True
+
+
+def _has_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno()) and os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # closed or replaced streams
+        return False
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = {a for a in args if not a.startswith("-")}
-    if not commands and not {"-h", "--help", "--version"} & set(args):
+    # The shell asking for completions (`_ARGCOMPLETE`) never opens the dashboard; neither do
+    # flags without a command (`contentctl --json`): the CLI answers both.
+    if "_ARGCOMPLETE" not in os.environ and _dashboard_args(args):
+        if not _has_terminal():
+            print(
+                "contentctl: error: the dashboard needs a terminal on stdin and stdout; give "
+                "a command for scripts (e.g. `contentctl status --json`; see `contentctl --help`)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         return dashboard(args)
     # the composition root: the CLI gets the dashboard as a value (control/ never imports tui/)
     return cli.main(args, dashboard=_dashboard_for_demo)
@@ -29,7 +65,9 @@ def _plane(args: list[str]) -> ControlPlane:
     from control.head.api import ControlPlane
 
     inv_path = db_url = None
-    for flag, value in zip(args, [*args[1:], None], strict=False):
+    for i, word in enumerate(args):
+        flag, eq, inline = word.partition("=")
+        value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
         if flag == "--inventory":
             inv_path = value
         elif flag == "--db":
@@ -40,7 +78,7 @@ def _plane(args: list[str]) -> ControlPlane:
 
 def dashboard(args: list[str]) -> int:
     """`contentctl` alone: the dashboard (`--inventory`, `--db` as for every command)."""
-    from control.core.errors import EXIT_USAGE, ContentctlError
+    from control.core.errors import ContentctlError
     from tui.app import main as run
 
     try:

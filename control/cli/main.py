@@ -81,8 +81,9 @@ def _main(argv: Sequence[str] | None, dashboard: Dashboard | None = None) -> int
     else:
         sys.excepthook = _scrubbed_traceback  # --debug tracebacks never show a password
     func: Command | None = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
+    if func is None:  # flags without a command, or a command group without its verb
+        parser.print_usage(sys.stderr)
+        print("contentctl: error: give a command (see `contentctl --help`)", file=sys.stderr)
         return EXIT_USAGE
     try:
         return asyncio.run(_audited(func, args))

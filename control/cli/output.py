@@ -54,10 +54,12 @@ def clean_output() -> Iterator[None]:
 
 class LiveProgress:
     """One live bar per item or host on a terminal (rich, as yt-dlp and uv users expect);
-    plain lines, each printed when it changes, when stdout is not a terminal."""
+    plain lines, each printed when it changes, when stdout is not a terminal. Not `enabled`
+    (`--json`: stdout holds the one document), the lines go to stderr."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.live = enabled and sys.stdout.isatty()
+        self._lines = sys.stdout if enabled else sys.stderr
         self._bars: dict[str, Any] = {}
         self._said: dict[str, str] = {}
         self._progress: Any = None
@@ -97,7 +99,7 @@ class LiveProgress:
     def update(self, key: str, text: str, done: float, total: float) -> None:
         if self._progress is None:
             if self._said.get(key) != text:
-                print(text, flush=True)
+                print(text, file=self._lines, flush=True)
                 self._said[key] = text
             return
         from rich.text import Text

@@ -281,9 +281,14 @@ async def test_corrupt_media_fails_once_with_ffmpegs_reason(
     bad = tmp_path / "broken.mp3"
     bad.write_bytes(b"this is not audio at all\n" * 200)
     spawn_agent("--host", "w1")
-    waited = cli("add", str(bad), "--wait")
+    waited = cli("add", str(bad), "--wait", "--json")
     assert waited.returncode == 1
-    [line] = [ln for ln in waited.stderr.splitlines() if ln.startswith("media 1 failed")]
+    # stdout holds exactly one JSON document; the progress lines went to stderr
+    [view] = json.loads(waited.stdout)
+    assert view["id"] == 1 and view["state"] == "failed"
+    assert "media 1 " in waited.stderr
+    line = waited.stderr.splitlines()[-1]  # the verdict, after the progress lines
+    assert line.startswith("media 1 failed")
     assert "ffmpeg could not read source.mp3" in line
     [task] = [t for t in await tasks_of(conn, 1) if t["type"] == "extract_audio"]
     assert task["state"] == "failed" and task["attempts"] == 1  # not retried
