@@ -31,8 +31,15 @@ class DbDown(Exception):
 
 
 class AgentDb:
-    def __init__(self, url: str, policies: dict[str, TypePolicy] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        policies: dict[str, TypePolicy] | None = None,
+        *,
+        resolve: Callable[[], str | None] | None = None,
+    ) -> None:
         self.url = url
+        self._resolve = resolve  # where the server is now (None: where it was)
         self._policies = policies or {}
         self.up = asyncio.Event()
         self._conn: db.AsyncConn | None = None
@@ -135,6 +142,7 @@ class AgentDb:
                 await self._conn.close()
         delay = BACKOFF_MIN_S
         while True:
+            await self._follow()
             try:
                 conn = await db.connect(self.url, timeout_s=5, agent=True)
             except ContentctlError:
@@ -151,6 +159,19 @@ class AgentDb:
             self._set(conn, key)
             log.info("database connection back")
             return
+
+    async def _follow(self) -> None:
+        """Ask where the server is now (an embedded server restarted on another port)."""
+        if self._resolve is None:
+            return
+        try:
+            now = await asyncio.to_thread(self._resolve)
+        except Exception as exc:
+            log.debug("where is the database now? %s", exc)
+            return
+        if now and now != self.url:
+            log.info("the database moved: reconnecting to its new address")
+            self.url = now
 
     async def close(self) -> None:
         if self._reconnecting is not None:

@@ -83,6 +83,9 @@ class AgentConfig:
     nas_credentials: Path | None = None  # where it writes the cifs credentials (0600)
     task_settings: dict[str, Any] = field(default_factory=dict)  # for handlers (pipeline)
     restart_argv: list[str] | None = None  # how to start again on `restart`
+    # where the database is now, asked before each reconnect (the embedded server's socket
+    # follows its port: `db serve --port` moves it); None: the URL it started with
+    resolve_url: Callable[[], str | None] | None = None
 
 
 class _Abort(Exception):
@@ -109,9 +112,8 @@ class Agent:
         self, config: AgentConfig, url: str, log_buffer: DatabaseBuffer | None = None
     ) -> None:
         self.config = config
-        self.db = AgentDb(url, config.policies)
+        self.db = AgentDb(url, config.policies, resolve=config.resolve_url)
         self.db.on_new_session = self._new_session
-        self.url = url
         self.limiter = Limiter(config.host, config.limits, config.clock)
         self.executor = Executor(
             settings={**config.task_settings, "storage_root": str(config.storage_root)}
@@ -569,7 +571,7 @@ class Agent:
         delay = 0.5
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
             except psycopg.Error:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -173,3 +173,29 @@ def kill_tree(pid: int) -> None:
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
+
+
+def as_role(url: str, role: str) -> str:
+    """The same database as `url` (a unix-socket URL of the session's server), logged in as
+    `role`: the socket's `peer` map lets this machine's user in as any role, no password."""
+    scheme, _, rest = url.partition("://")
+    _, _, after_user = rest.partition("@")
+    return f"{scheme}://{role}@{after_user}"
+
+
+@pytest.fixture
+def agent_role_url(admin_url: str, db_url: str) -> Callable[[str], str]:
+    """`agent_role_url(host)`: this test's database as host's own agent role (`agent_<host>`,
+    made as provisioning makes it: a member of the agents' group that cannot become it)."""
+    from control.head.embedded import AGENT_GROUP
+
+    def make(host: str) -> str:
+        role = f"agent_{host}"
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                with contextlib.suppress(psycopg.errors.DuplicateObject):  # a parallel run
+                    c.execute(f'CREATE ROLE "{role}" LOGIN')
+            c.execute(f'GRANT "{AGENT_GROUP}" TO "{role}" WITH INHERIT TRUE, SET FALSE')
+        return as_role(db_url, role)
+
+    return make

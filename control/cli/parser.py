@@ -238,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("enqueue noop --count 100", "enqueue sleep --payload '{\"seconds\": 5}' --priority 10"),
     )
     sp.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(ALL_TYPES)}")
-    sp.add_argument("--payload", metavar="JSON", help="the task's input, a JSON object")
+    sp.add_argument(
+        "--payload",
+        metavar="JSON",
+        help="the task's input, a JSON object (64 KiB at most, 64 levels deep)",
+    )
     sp.add_argument(
         "--count",
         type=_positive("--count", COUNT_MAX),
@@ -349,7 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
         "url",
         cmd_db_url,
         "the database URL to give agents",
-        ("db url", "db url --show-password"),
+        ("db url", "db url --host mac-1 --show-password"),
+    )
+    sp.add_argument(
+        "--host", metavar="NAME", help="this host's own URL (its role agent_NAME, made if missing)"
     )
     sp.add_argument("--show-password", action="store_true", help="print the password too")
     action(dbs, "stop", cmd_db_stop, "stop the embedded server", ("db stop",))
@@ -615,7 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
     when = sp.add_mutually_exclusive_group(required=True)
     when.add_argument("--every", type=_duration, metavar="DURATION", help="90s, 30m, 2h")
     when.add_argument("--cron", metavar="EXPR", help="five cron fields: m h dom mon dow")
-    sp.add_argument("--payload", metavar="JSON", help="the tasks' input, a JSON object")
+    sp.add_argument(
+        "--payload",
+        metavar="JSON",
+        help="the tasks' input, a JSON object (64 KiB at most, 64 levels deep)",
+    )
     json_flag(sp)
     for name, text in (("pause", "stop ticking (nothing is enqueued)"), ("resume", "tick again")):
         sp = action(scs, name, cmd_schedule_pause, text, (f"schedule {name} nightly-noop",))

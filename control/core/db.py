@@ -26,8 +26,10 @@ from psycopg import Notify
 from psycopg.rows import AsyncRowFactory, dict_row, scalar_row
 
 from control.core.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
+from control.core.tasktypes import ALL_TYPES
 
 MIGRATION_LOCK = 0x636F6E74  # "cont": pg_advisory_lock key for migrations
+TASK_TYPES_VERSION = 15  # the migration that made `task_types` (least privilege)
 # An agent's session key: a session-level advisory lock (this class, a key of its own) that the
 # server holds exactly as long as the agent's connection lives (migration 0014).
 SESSION_LOCK_CLASS = 0x636C6B76  # "clkv"
@@ -244,6 +246,12 @@ async def migrate(conn: AsyncConn) -> list[Migration]:
                     (mig.version, mig.name),
                 )
             applied.append(mig)
+        if known >= TASK_TYPES_VERSION:
+            # the code's task types are declared ones (an agent may insert only those)
+            await conn.execute(
+                "INSERT INTO task_types (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                (list(ALL_TYPES),),
+            )
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied

@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from control.core import db, pipeline, schedules, ytdlp
+from control.core import db, names, pipeline, schedules, ytdlp
 from control.core.errors import UsageError
 from control.core.queue import ClaimedTask, Queue, TaskSpec
 from control.core.sql import q
@@ -49,10 +49,13 @@ async def add(
     spec: schedules.Schedule,
 ) -> int:
     """A new source, its schedule, and a first poll now; returns the source id."""
+    names.label(name, "source name")
     async with conn.transaction():
         rows = await db.rows(conn, q("source_by_name"), {"name": name})
         if rows:
             raise UsageError(f"a source named {name!r} exists: give another --name")
+        if await db.rows(conn, q("source_by_url"), {"url": url}):
+            raise UsageError(f"{url} is a source already: see `contentctl source list`")
         [sid] = await db.ids(
             conn,
             q("source_insert"),
@@ -142,11 +145,10 @@ async def record(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | No
         )
         if options != (src["options"] or {}):
             await conn.execute(q("source_options"), {"id": src["id"], "options": Jsonb(options)})
-        if moved:  # the next scheduled poll asks conditionally
-            payload = poll_payload({**src, "etag": etag, "last_modified": modified})
+        if moved and src["kind"] != "playlist":  # the next scheduled poll asks conditionally
             await conn.execute(
-                q("schedule_payload"),
-                {"name": schedule_name(src["name"]), "payload": Jsonb(payload)},
+                q("poll_validators"),
+                {"source_id": src["id"], "etag": etag, "last_modified": modified},
             )
 
 
@@ -181,10 +183,10 @@ async def _add_entry(queue: Queue, src: dict[str, Any], entry: dict[str, Any]) -
             "upload_date": meta["upload_date"],
             "metadata": Jsonb(meta),
             "options": Jsonb({k: opts[k] for k in ("langs", "priority", "ytdlp") if opts.get(k)}),
+            "source_id": src["id"],
         },
     )
     if row is None:
         return 0  # seen before (added by hand, or another source)
-    await conn.execute(q("set_media_source"), {"id": row["id"], "source_id": src["id"]})
     await queue.enqueue(pipeline.first_specs(row, "download"))
     return 1

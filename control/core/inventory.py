@@ -17,6 +17,7 @@ import yaml
 
 from control.core import ytdlp
 from control.core.errors import UsageError
+from control.core.names import host_name_problem
 from control.core.tasktypes import ALL_TYPES, TypePolicy
 
 HOST_KEYS = {
@@ -158,7 +159,6 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "queue_age_minutes": (0.1, FOREVER),
     "every_s": (1, 24 * 3600),
 }
-HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _PLAIN = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_BYTES = 1_000_000  # an inventory of a thousand hosts is well under this
@@ -354,12 +354,9 @@ class _Validator:
         hosts: dict[str, HostSpec] = {}
         seen_addresses: dict[tuple[str, int], str] = {}
         for name, raw in (self.mapping(top.get("hosts"), ("hosts",), _AnyKeys(dict)) or {}).items():
-            if not HOST_NAME.fullmatch(name):
-                raise self.error(
-                    ("hosts", name),
-                    f"host name {name!r} is not allowed: use letters, digits, '.', '_' and '-', "
-                    "starting with a letter or digit",
-                )
+            problem = host_name_problem(name)
+            if problem is not None:
+                raise self.error(("hosts", name), problem)
             merged = {**defaults, **self.mapping(raw, ("hosts", name), HOST_KEYS)}
             host = self.host(name, merged)
             addr = (host.address, host.port)

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import class_row, scalar_row, tuple_row
 from psycopg.types.json import Jsonb
 
-from control.core import db
+from control.core import bounded, db
 from control.core.db import AsyncConn
 from control.core.errors import UsageError
 from control.core.sql import q
@@ -46,6 +46,7 @@ ROLLUP_TAIL = 20_000  # roll finished rows into task_stats once the live tail is
 ROLLUP_MARGIN_S = 30  # never roll up the last seconds: a slow commit may still land there
 ANALYZE_AFTER = 1000  # tasks in one enqueue: then the claim's statistics are refreshed
 BULK_CHUNK = 5000  # rows per INSERT when enqueueing many tasks at once
+PAYLOAD_MAX_BYTES = 64 * 1024  # one task's input from the command line (`enqueue --payload`)
 
 
 @dataclass(frozen=True)
@@ -501,6 +502,7 @@ def parse_payload(text: str | None) -> dict[str, Any]:
         raise UsageError(f"--payload holds {constant}, which is not JSON: give a number")
 
     try:
+        bounded.loads(text, "--payload", max_bytes=PAYLOAD_MAX_BYTES)  # size, depth, NUL
         value = json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as exc:
         raise UsageError(

@@ -13,9 +13,9 @@ from typing import Any
 from croniter import croniter
 from psycopg.types.json import Jsonb
 
-from control.core import db
+from control.core import db, names
 from control.core.errors import UsageError
-from control.core.queue import Queue, TaskSpec
+from control.core.queue import Queue
 from control.core.sql import q
 from control.core.tasktypes import ALL_TYPES
 
@@ -41,11 +41,12 @@ def next_after(s: Schedule | dict[str, Any], now: datetime) -> datetime:
 
 
 def validate(s: Schedule) -> None:
+    names.label(s.name, "schedule name")
     if s.task_type not in ALL_TYPES:
         raise UsageError(f"unknown task type {s.task_type!r}: use one of {', '.join(ALL_TYPES)}")
     if (s.cron is None) == (s.every_s is None):
         raise UsageError("a schedule has either --cron or --every, not both or neither")
-    if s.cron is not None and not croniter.is_valid(s.cron):
+    if s.cron is not None and (len(s.cron.split()) != 5 or not croniter.is_valid(s.cron)):
         raise UsageError(f"not a cron expression: {s.cron!r} (five fields: m h dom mon dow)")
     if s.every_s is not None and not s.every_s > 0:
         raise UsageError("--every must be longer than zero")
@@ -69,27 +70,23 @@ async def put(conn: db.AsyncConn, s: Schedule, now: datetime | None = None) -> d
 
 async def tick(conn: db.AsyncConn, now: datetime | None = None) -> list[int]:
     """Enqueue the due schedules' tasks (each tick once, fleet-wide); returns the new task ids.
-    `now` is injectable (tests; a head with its own clock)."""
+    `now` is injectable (tests; a head with its own clock). Through the schema's functions
+    (migration 0015): an agent that ticks never reads a schedule's payload, which may hold keys."""
     now = now or datetime.now(UTC)
+    queue = Queue(conn)
     made: list[int] = []
     for row in await db.rows(conn, q("schedules_due"), {"now": now}):
-        due = row["next_run_at"]
-        async with conn.transaction():
-            moved = await db.rows(
-                conn,
-                q("schedule_advance"),
-                {"name": row["name"], "due": due, "next": next_after(row, now)},
-            )
-            if not moved:
-                continue  # another process took this tick
-            spec = TaskSpec(
-                str(row["task_type"]),
-                payload=dict(row["payload"] or {}),
-                unique_key=f"schedule:{row['name']}:{due.isoformat()}",
-            )
-            [done] = await Queue(conn).enqueue([spec])
-            await conn.execute(q("schedule_task"), {"name": row["name"], "task_id": done.id})
-            made.append(done.id)
+        policy = queue.policy(str(row["task_type"]))
+        params = {
+            "name": row["name"],
+            "due": row["next_run_at"],
+            "next": next_after(row, now),
+            "max_attempts": policy.max_attempts,
+            "timeout_s": policy.timeout_s,
+        }
+        task_id = (await db.rows(conn, q("schedule_fire"), params))[0]["id"]
+        if task_id is not None:  # None: another process took this tick
+            made.append(int(task_id))
     return made
 
 

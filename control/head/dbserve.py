@@ -5,38 +5,37 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from control.core.db import redact
 from control.core.errors import ContentctlError
 from control.core.secrets import get_secret, set_secret
 from control.core.settings import DatabaseTarget, state_dir
-from control.head.embedded import AGENT_ROLE, DATABASE, EmbeddedServer
+from control.head.embedded import DATABASE, EmbeddedServer
 
 
 def _password_key() -> str:
     return f"db-password:{state_dir()}"
 
 
-def serve(listen: str, port: int, advertise: str | None) -> str:
-    """Listen on TCP with a generated password (kept in the keychain); return the agents' URL."""
-    password = get_secret(_password_key())
-    if not password:
-        password = secrets.token_urlsafe(24)
-        set_secret(_password_key(), password)
+def serve(listen: str, port: int, advertise: str | None) -> tuple[str, list[str]]:
+    """Listen on TCP for agent roles (scram); return the endpoint's URL (no role, no password)
+    and what changed for an existing fleet (the shared all-data role of earlier versions
+    retired)."""
     server = EmbeddedServer(state_dir())
     listen_addr = "*" if listen in ("", "*") else listen
-    server.serve(listen_addr, port, password)
+    changes = server.serve(listen_addr, port)
     advertised = advertise or (
         listen_addr if listen_addr not in ("*", "0.0.0.0", "::") else socket.getfqdn()
     )
     (state_dir() / "advertise.json").write_text(json.dumps({"host": advertised}))
-    return _url(advertised, port, password)
+    return _url(advertised, port, None, None), changes
 
 
-def _url(host: str, port: int, password: str | None, role: str = AGENT_ROLE) -> str:
+def _url(host: str, port: int, password: str | None, role: str | None) -> str:
     secret = f":{quote(password, safe='')}" if password else ""
-    return f"postgresql://{quote(role, safe='')}{secret}@{host}:{port}/{DATABASE}"
+    user = f"{quote(role, safe='')}{secret}@" if role else ""
+    return f"postgresql://{user}{host}:{port}/{DATABASE}"
 
 
 def host_agent_url(target: DatabaseTarget, host: str, *, create: bool = True) -> str:
@@ -45,7 +44,7 @@ def host_agent_url(target: DatabaseTarget, host: str, *, create: bool = True) ->
     `create=False` (a dry run) changes nothing on the server."""
     if target.url is not None:
         return target.url
-    shared = agent_url(target, True)  # serving over TCP, and where
+    where, port = _endpoint()
     key = f"{_password_key()}:agent_{host}"
     password = get_secret(key)
     if password is None and create:
@@ -53,29 +52,32 @@ def host_agent_url(target: DatabaseTarget, host: str, *, create: bool = True) ->
         set_secret(key, password)
     if password is not None and create:
         EmbeddedServer(state_dir()).ensure_host_role(host, password)
-    parts = urlsplit(shared)
-    return _url(parts.hostname or "", parts.port or 5432, password, f"agent_{host}")
+    return _url(where, port, password, f"agent_{host}")
 
 
-def agent_url(target: DatabaseTarget, show_password: bool) -> str:
-    if target.url is not None:
-        return target.url if show_password else redact(target.url)
-    server = EmbeddedServer(state_dir())
-    cfg = server.serve_config()
+def _endpoint() -> tuple[str, int]:
+    """Where agents on other machines reach the embedded server (`db serve`'s address)."""
+    cfg = EmbeddedServer(state_dir()).serve_config()
     if not cfg.listen:
         raise ContentctlError(
             "the embedded database only listens on this machine's unix socket: "
             "run `contentctl db serve` so agents on other machines can reach it"
         )
     try:
-        host = json.loads((state_dir() / "advertise.json").read_text())["host"]
+        where = str(json.loads((state_dir() / "advertise.json").read_text())["host"])
     except (OSError, ValueError, KeyError):
-        host = socket.getfqdn()
-    password = get_secret(_password_key())
-    if password is None:
-        raise ContentctlError(
-            "the database password is missing from this machine's keychain: "
-            "run `contentctl db serve` again to set a new one"
-        )
-    url = _url(host, cfg.port, password)
-    return url if show_password else redact(url)
+        where = socket.getfqdn()
+    return where, cfg.port
+
+
+def agent_url(target: DatabaseTarget, show_password: bool, host: str | None = None) -> str:
+    """The URL to give an agent: `host`'s own role on the embedded server (made if missing),
+    or the server's address alone (every agent logs in as its own role); an external
+    server's URL as configured."""
+    if target.url is not None:
+        return target.url if show_password else redact(target.url)
+    if host is not None:
+        url = host_agent_url(target, host)
+        return url if show_password else redact(url)
+    where, port = _endpoint()
+    return _url(where, port, None, None)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 DATABASE = "contentctl"
 SUPERUSER = "postgres"
-AGENT_ROLE = "contentctl"  # the shared agent role of earlier `db serve`s
+# The shared agent role of earlier `db serve`s (read and write all data, over TCP): retired.
+LEGACY_AGENT_ROLE = "contentctl"
 AGENT_GROUP = "contentctl_agent"  # what every host's own role is a member of (migration 0007)
 DEFAULT_PORT = 5432
 MAX_CONNECTIONS = 500
@@ -157,8 +158,11 @@ class EmbeddedServer:
                     sql.SQL(verb), sql.Identifier(role), sql.Literal(verifier)
                 )
             )
+            # The group's rights, but never the group itself (`SET ROLE`): PostgreSQL 16+.
             conn.execute(
-                sql.SQL("GRANT {} TO {}").format(sql.Identifier(AGENT_GROUP), sql.Identifier(role))
+                sql.SQL("GRANT {} TO {} WITH INHERIT TRUE, SET FALSE").format(
+                    sql.Identifier(AGENT_GROUP), sql.Identifier(role)
+                )
             )
             conn.execute(
                 sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
@@ -167,18 +171,12 @@ class EmbeddedServer:
             )
         return role
 
-    def serve(self, listen: str, port: int, password: str) -> None:
-        """Listen on TCP with scram authentication for the agent role; restart to apply."""
-        uri = self.ensure_running()
-        with psycopg.connect(uri, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (AGENT_ROLE,))
-            verb = "ALTER" if exists.fetchone() else "CREATE"
-            # The verifier is computed here, so the password itself never reaches the server
-            # (nor its logs). Identifiers and verifier are ours, not user input.
-            verifier = scram_sha256_verifier(password)
-            conn.execute(f"{verb} ROLE {AGENT_ROLE} LOGIN PASSWORD '{verifier}'")
-            conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {DATABASE} TO {AGENT_ROLE}")
-            conn.execute(f"GRANT pg_read_all_data, pg_write_all_data TO {AGENT_ROLE}")
+    def serve(self, listen: str, port: int) -> list[str]:
+        """Listen on TCP with scram authentication for agent roles only; restart to apply.
+        Returns what changed for an existing fleet: the shared all-data role of earlier
+        versions loses its login and its rights (its agents move to their own roles when
+        provisioned again)."""
+        changes = self.retire_legacy_role()
         self._write_hba()
         previous = self._serve_path.read_text() if self._serve_path.exists() else None
         self._serve_path.write_text(json.dumps({"listen": listen, "port": port}))
@@ -196,6 +194,33 @@ class EmbeddedServer:
                     self._serve_path.write_text(previous)
                 self._start(server)
                 raise
+        return changes
+
+    def retire_legacy_role(self) -> list[str]:
+        """Take login and the read-all/write-all rights from the shared role earlier `db
+        serve`s made (it bypassed row-level security and logged in over TCP)."""
+        uri = self.ensure_running()
+        with psycopg.connect(uri, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (LEGACY_AGENT_ROLE,)
+            ).fetchone()
+            if row is None:
+                return []
+            role = sql.Identifier(LEGACY_AGENT_ROLE)
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(role))
+            conn.execute(sql.SQL("REVOKE pg_read_all_data, pg_write_all_data FROM {}").format(role))
+            conn.execute(
+                sql.SQL(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}"
+                ).format(sql.Literal(LEGACY_AGENT_ROLE))
+            )
+        if not row[0]:
+            return []
+        return [
+            f"retired the shared role {LEGACY_AGENT_ROLE!r} (it could read and write every "
+            "table over TCP): agents that used it reconnect as their own role once provisioned "
+            "again (`contentctl provision --all`)"
+        ]
 
     # -- internals -----------------------------------------------------------------------
     def _handle(self) -> Any:
@@ -287,7 +312,8 @@ class EmbeddedServer:
     def _write_hba(self) -> None:
         """Unix socket: `peer`, mapped so that only this machine's user who runs contentctl
         (and the server's own user) may connect, as any role; no `trust` anywhere.
-        TCP: only agent roles, only with a scram password; nobody else, not even on loopback."""
+        TCP: only agent roles (members of the agents' group), only with a scram password;
+        nobody else, not even on loopback, and no role that reads or writes all data."""
         hba = self.pgdata / "pg_hba.conf"
         ident = self.pgdata / "pg_ident.conf"
         me = pwd.getpwuid(os.geteuid()).pw_name
@@ -301,8 +327,6 @@ class EmbeddedServer:
             "# written by contentctl",
             "local   all   all                       peer map=contentctl",
             "local   replication   all               peer map=contentctl",
-            f"host    all   {AGENT_ROLE}   0.0.0.0/0     scram-sha-256",
-            f"host    all   {AGENT_ROLE}   ::/0          scram-sha-256",
             # each host's own role (provisioning creates agent_<host> in this group)
             f"host    all   +{AGENT_GROUP}   0.0.0.0/0     scram-sha-256",
             f"host    all   +{AGENT_GROUP}   ::/0          scram-sha-256",

@@ -24,7 +24,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from control.core.errors import UsageError
-from control.core.inventory import HOST_NAME
+from control.core.names import host_name_problem
 from control.core.tasktypes import ALL_TYPES
 
 HOST_KEYS = ("enabled", "enabled_tasks", "max_concurrent_tasks")
@@ -33,7 +33,7 @@ LIMIT_KEYS = ("tasks_per_run", "cooldown", "daily_limit")
 
 def _plain_name(text: str) -> str | None:
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", text.strip()).strip("-.")
-    return name if name and HOST_NAME.fullmatch(name) else None
+    return name if name and host_name_problem(name) is None else None
 
 
 def _comment(workers: Any, address: Any) -> str | None:

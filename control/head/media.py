@@ -77,6 +77,7 @@ async def _insert(
             "upload_date": meta.get("upload_date"),
             "metadata": Jsonb(meta),
             "options": Jsonb(opts),
+            "source_id": None,
         },
     )
     row = await cur.fetchone()

@@ -83,24 +83,28 @@ def test_db_serve_listens_with_scram_and_keeps_the_password_secret(
     assert main(["status"]) == 0  # first use: server started, schema created
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
     out = capsys.readouterr().out
-    assert "***" in out
+    assert f"agents connect to postgresql://127.0.0.1:{port}/contentctl as their own role" in out
 
-    assert main(["db", "url"]) == 0
+    assert main(["db", "url"]) == 0  # the address alone: no shared role any more
+    assert capsys.readouterr().out.strip() == f"postgresql://127.0.0.1:{port}/contentctl"
+    assert main(["db", "url", "--host", "h1"]) == 0
     redacted = capsys.readouterr().out.strip()
-    assert redacted.startswith(f"postgresql://contentctl:***@127.0.0.1:{port}/contentctl")
-    assert main(["db", "url", "--show-password"]) == 0
+    assert redacted.startswith(f"postgresql://agent_h1:***@127.0.0.1:{port}/contentctl")
+    assert main(["db", "url", "--host", "h1", "--show-password"]) == 0
     url = capsys.readouterr().out.strip()
     password = url.split(":")[2].split("@")[0]
     assert len(password) >= 24
 
-    # The agent role works over TCP with the password: reads and writes the queue.
+    # The host's role works over TCP with the password, with an agent's rights only.
     with psycopg.connect(url, connect_timeout=5) as c:
-        c.execute("INSERT INTO tasks (type) VALUES ('noop')")
-        assert c.execute("SELECT count(*) FROM tasks").fetchone() == (1,)
+        assert c.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("DELETE FROM tasks")
     # Nobody gets in over TCP without it, not even the superuser on loopback.
     for bad in (
-        f"postgresql://contentctl:wrong@127.0.0.1:{port}/contentctl",
+        f"postgresql://agent_h1:wrong@127.0.0.1:{port}/contentctl",
         f"postgresql://postgres@127.0.0.1:{port}/contentctl",
+        f"postgresql://contentctl:{password}@127.0.0.1:{port}/contentctl",
     ):
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(bad, connect_timeout=5)
@@ -115,6 +119,37 @@ def test_db_serve_listens_with_scram_and_keeps_the_password_secret(
         if log.exists():
             assert password not in log.read_text(errors="replace")
     assert password not in (fresh_home / "serve.json").read_text()
+
+
+def test_db_serve_retires_the_shared_all_data_role(
+    fresh_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet set up by an earlier version: its `contentctl` role read and wrote every table,
+    bypassing row-level security, and logged in over TCP. `db serve` takes that away and says
+    so; nothing with write-all logs in over TCP afterwards."""
+    port = _free_port()
+    assert main(["status"]) == 0
+    admin = EmbeddedServer(fresh_home).ensure_running()
+    with psycopg.connect(admin, autocommit=True) as c:  # as the old `db serve` made it
+        c.execute("CREATE ROLE contentctl LOGIN PASSWORD 'old-shared-secret'")
+        c.execute("GRANT pg_read_all_data, pg_write_all_data TO contentctl")
+    assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
+    assert "retired the shared role 'contentctl'" in capsys.readouterr().out
+    admin = EmbeddedServer(fresh_home).ensure_running()  # the socket moved with the port
+    with psycopg.connect(admin) as c:
+        assert c.execute(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'contentctl'"
+        ).fetchone() == (False,)
+        writers = c.execute(
+            "SELECT r.rolname FROM pg_roles AS r WHERE r.rolcanlogin AND r.rolname <> 'postgres'"
+            " AND pg_has_role(r.oid, 'pg_write_all_data', 'USAGE')"
+        ).fetchall()
+        assert writers == []
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(
+            f"postgresql://contentctl:old-shared-secret@127.0.0.1:{port}/contentctl",
+            connect_timeout=5,
+        )
 
 
 def test_db_url_before_serve_says_what_to_do(
@@ -264,3 +299,45 @@ def test_what_contentctl_writes_in_the_state_dir_is_private(fresh_home: Path) ->
     for name in ("serve.json", "advertise.json", "pg_ctl.log"):
         mode = (fresh_home / name).stat().st_mode & 0o777
         assert mode & 0o077 == 0, f"{name} is {oct(mode)}"
+
+
+def test_a_local_agent_follows_the_server_to_its_new_port(fresh_home: Path) -> None:
+    """`db serve --port P` restarts the server with its socket named after P: a local agent
+    finds it again by itself (before: it retried the old socket, offline for 10+ minutes)."""
+    import asyncio
+
+    from control.core import db
+    from tests.conftest import kill_tree
+    from tests.helpers import wait_for
+
+    assert main(["status"]) == 0
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "tui.launcher", "agent", "run", "--host", "local1",
+         "--heartbeat", "0.3"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+
+        async def session_of_local1() -> bool:
+            conn = await db.connect(EmbeddedServer(fresh_home).ensure_running())
+            try:
+                cur = await conn.execute(
+                    "SELECT count(*) AS n FROM host_beats WHERE name = 'local1' "
+                    "AND session_key IN (SELECT contentctl_live_sessions())"
+                )
+                return bool((await cur.fetchone())["n"])
+            finally:
+                await conn.close()
+
+        asyncio.run(wait_for(session_of_local1, 30))
+        port = _free_port()
+        assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
+        asyncio.run(wait_for(session_of_local1, 30))  # reconnected, on the new socket
+        assert agent.poll() is None
+    finally:
+        kill_tree(agent.pid)
+        agent.communicate(timeout=30)

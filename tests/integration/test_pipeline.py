@@ -100,8 +100,11 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     cli: Callable[..., subprocess.CompletedProcess[str]],
     spawn_agent: Callable[..., subprocess.Popen[str]],
     agent_env: dict[str, str],
+    agent_role_url: Callable[[str], str],
     conn: db.AsyncConn,
 ) -> None:
+    """The agent runs as its own role (`agent_w1`): every stage, and each stage's follow-up,
+    with an agent's rights only."""
     storage = write_inventory(
         agent_env,
         "pipeline: {chunk_s: 600, transcribe: {initial_prompt: 'A fox in a garden.'}}\n",
@@ -113,7 +116,8 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     again = cli("add", url, "--json")  # the same URL again: the same item
     assert json.loads(again.stdout)[0] == {**item, "created": False}
 
-    agent = spawn_agent("--host", "w1", "--burst")
+    role_env = {**agent_env, "CONTENTCTL_DATABASE_URL": agent_role_url("w1")}
+    agent = spawn_agent("--host", "w1", "--burst", env=role_env)
     _, err = agent.communicate(timeout=120)
     assert agent.returncode == 0, err
 
@@ -148,7 +152,7 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     retried = cli("media", "retry", str(item["id"]), "--from", "stitch")
     assert retried.returncode == 0, retried.stderr
     assert "re-running from stitch (generation 2" in retried.stdout
-    agent = spawn_agent("--host", "w1", "--burst")
+    agent = spawn_agent("--host", "w1", "--burst", env=role_env)
     _, err = agent.communicate(timeout=60)
     view = json.loads(cli("media", str(item["id"]), "--json").stdout)
     assert view["state"] == "succeeded" and view["generation"] == 2, view

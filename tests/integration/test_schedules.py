@@ -63,11 +63,14 @@ async def test_bad_schedules_are_refused_and_nothing_is_written(
 async def test_agents_tick_the_schedules(
     agent_env: dict[str, str],
     spawn_agent: Callable[..., subprocess.Popen[str]],
+    agent_role_url: Callable[[str], str],
     conn: db.AsyncConn,
 ) -> None:
+    """The ticker is an agent role: it ticks without reading a schedule's payload."""
     out = contentctl(agent_env, "schedule", "add", "fast", "noop", "--every", "1s", "--json")
     assert out.returncode == 0, out.stderr
-    spawn_agent("--host", "ticker", "--heartbeat", "0.3")
+    role_env = {**agent_env, "CONTENTCTL_DATABASE_URL": agent_role_url("ticker")}
+    spawn_agent("--host", "ticker", "--heartbeat", "0.3", env=role_env)
 
     async def ran_three() -> bool:
         cur = await conn.execute(

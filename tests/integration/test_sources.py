@@ -67,8 +67,10 @@ async def test_a_feed_source_adds_each_new_episode_once(
     feed_server: tuple[str, Feed],
     agent_env: dict[str, str],
     spawn_agent: Callable[..., subprocess.Popen[str]],
+    agent_role_url: Callable[[str], str],
     conn: db.AsyncConn,
 ) -> None:
+    """The poller runs as its own agent role: a poll records its finds with an agent's rights."""
     url, feed = feed_server
     Path(agent_env["CONTENTCTL_INVENTORY"]).write_text(
         "hosts:\n  poller: {address: 127.0.0.2, enabled_tasks: [poll_source]}\n"
@@ -77,7 +79,8 @@ async def test_a_feed_source_adds_each_new_episode_once(
         agent_env, "source", "add", url, "--podcast", "--latest", "2", "--name", "talk", "--json"
     )
     assert added.returncode == 0, added.stderr
-    spawn_agent("--host", "poller", "--heartbeat", "0.3")
+    role_env = {**agent_env, "CONTENTCTL_DATABASE_URL": agent_role_url("poller")}
+    spawn_agent("--host", "poller", "--heartbeat", "0.3", env=role_env)
 
     async def titles() -> list[str]:
         cur = await conn.execute("SELECT title FROM media_items ORDER BY upload_date")

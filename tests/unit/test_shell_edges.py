@@ -25,7 +25,7 @@ def _run(
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=30,
-        **kw,  # type: ignore[call-overload]
+        **kw,
     )
 
 

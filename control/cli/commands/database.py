@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from control.cli.commands.common import Session
-from control.core import db
+from control.core import db, names
 from control.core.errors import EXIT_OK, UsageError
 from control.core.settings import state_dir
 from control.head import database, dbserve
@@ -38,16 +38,22 @@ async def cmd_db_serve(args: argparse.Namespace) -> int:
             "db serve manages the embedded server; this command points at an external one "
             f"({db.redact(s.target.url or '')}): unset --db / CONTENTCTL_DATABASE_URL"
         )
-    url = await asyncio.to_thread(dbserve.serve, args.listen, args.port, args.advertise)
+    url, changes = await asyncio.to_thread(dbserve.serve, args.listen, args.port, args.advertise)
     print(f"embedded database listening on {args.listen or '*'}:{args.port} (scram-sha-256)")
-    print(f"agents connect with: {db.redact(url)}")
-    print("the password is in this machine's keychain: `contentctl db url --show-password`")
+    for change in changes:
+        print(change)
+    print(
+        f"agents connect to {url} as their own role, agent_<host>, made by `contentctl "
+        "provision` (or `contentctl db url --host NAME` for an agent set up by hand)"
+    )
     return EXIT_OK
 
 
 async def cmd_db_url(args: argparse.Namespace) -> int:
     s = Session(args)
-    url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password)
+    if args.host is not None:
+        names.host_name(args.host)
+    url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password, args.host)
     print(url)
     return EXIT_OK
 

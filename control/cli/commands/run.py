@@ -13,9 +13,11 @@ from agent import nas
 from agent.logs import setup as setup_logs
 from agent.runner import Agent, config_from_inventory
 from control.cli.commands.common import Session
+from control.core import names
 from control.core.errors import UsageError
 from control.core.settings import ENV_DATABASE_URL, state_dir, storage_root
 from control.head import database
+from control.head.embedded import EmbeddedServer
 
 log = logging.getLogger("contentctl")
 
@@ -23,7 +25,7 @@ log = logging.getLogger("contentctl")
 async def cmd_agent_run(args: argparse.Namespace) -> int:
 
     s = Session(args)
-    name = args.host or socket.gethostname()
+    name = names.host_name(args.host or socket.gethostname())
     spec = s.inventory.host(name)
     if spec is not None and not spec.enabled:
         raise UsageError(
@@ -54,7 +56,13 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
     # `restart` re-executes the agent as it was started, keeping its host name. The database
     # URL travels in the environment, never in argv (it may carry a password).
     # (as given: a password the keychain supplied stays out of the environment)
-    os.environ[ENV_DATABASE_URL] = s.target.url or url
+    # The embedded server is found again from the state dir, on restart as on reconnect: its
+    # socket follows its port (`db serve --port`), so a URL written down would go stale.
+    if s.target.url is not None:
+        os.environ[ENV_DATABASE_URL] = s.target.url
+    else:
+        os.environ.pop(ENV_DATABASE_URL, None)
+        cfg.resolve_url = EmbeddedServer(state_dir()).running_uri
     cfg.restart_argv = ["-m", "tui.launcher", "agent", "run", "--host", name]
     for flag, value in (
         ("--concurrency", args.concurrency),

@@ -31,9 +31,9 @@ WHERE id = %(id)s;
 -- A known unique key (the same video, the same episode) returns nothing: the caller reads the
 -- existing item.
 INSERT INTO media_items (kind, source, unique_key, feed_url, title, channel, duration_s,
-                         upload_date, metadata, options)
+                         upload_date, metadata, options, source_id)
 VALUES (%(kind)s, %(source)s, %(unique_key)s, %(feed_url)s, %(title)s, %(channel)s,
-        %(duration_s)s, %(upload_date)s, %(metadata)s, %(options)s)
+        %(duration_s)s, %(upload_date)s, %(metadata)s, %(options)s, %(source_id)s)
 ON CONFLICT (unique_key) DO NOTHING
 RETURNING *;
 

@@ -163,16 +163,10 @@ FROM claimed ORDER BY priority DESC, run_at, id;
 
 -- name: sweep_expired
 -- Expired leases that must not run again: cancelled while their agent was gone, or out of
--- attempts (an agent that keeps dying on a task must not take the fleet down with it).
-UPDATE tasks
-SET state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'failed' END,
-    error_type = CASE WHEN cancel_requested_at IS NOT NULL THEN error_type ELSE 'LeaseExpired' END,
-    error_message = CASE WHEN cancel_requested_at IS NOT NULL THEN error_message
-        ELSE 'lease expired on host ' || coalesce(host, '?') || ' after ' || attempts || ' attempts' END,
-    finished_at = now(), lease_expires_at = NULL, updated_at = now()
-WHERE state = 'running' AND lease_expires_at < now()
-  AND (cancel_requested_at IS NOT NULL OR attempts >= max_attempts)
-RETURNING id, state;
+-- attempts (an agent that keeps dying on a task must not take the fleet down with it). A
+-- function of the schema's (migration 0015): it writes other hosts' tasks, which an agent's
+-- own rights do not reach.
+SELECT id, state FROM contentctl_sweep_expired();
 
 -- name: lapse
 -- Leases whose agent's database session is gone (the agent exited or was killed, or TCP
@@ -181,19 +175,9 @@ RETURNING id, state;
 -- any expired lease. Tasks claimed before the server last started are left to their time: every
 -- session ended then, and their agents may still be reconnecting. The look reads every running
 -- task and the lock table: it is taken in turns, at most one every `turn_s` fleet-wide (the
--- UPDATE of fleet_sweep only one agent wins; the others look at nothing).
-WITH turn AS (
-    UPDATE fleet_sweep SET swept_at = now()
-    WHERE swept_at <= now() - make_interval(secs => %(turn_s)s)
-      AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-    RETURNING 1
-)
-UPDATE tasks SET lease_expires_at = now() - interval '1 microsecond'
-WHERE EXISTS (SELECT 1 FROM turn)
-  AND state = 'running' AND lease_expires_at >= now()
-  AND lease_session IS NOT NULL AND started_at > pg_postmaster_start_time()
-  AND lease_session NOT IN (SELECT contentctl_live_sessions())
-RETURNING id, type, host;
+-- UPDATE of fleet_sweep only one agent wins; the others look at nothing). A function of the
+-- schema's, as the sweep above.
+SELECT id, type, host FROM contentctl_lapse(%(turn_s)s);
 
 -- name: complete_many
 -- Group commit: the completions that piled up while the previous one was being written.

@@ -12,17 +12,13 @@ SELECT name, task_type, payload, cron, every_s, next_run_at, paused, last_run_at
 FROM schedules ORDER BY name;
 
 -- name: schedules_due
-SELECT name, task_type, payload, cron, every_s, next_run_at
-FROM schedules WHERE NOT paused AND next_run_at <= %(now)s ORDER BY next_run_at;
+-- Without payloads (migration 0015's function: an agent never reads one).
+SELECT name, task_type, cron, every_s, next_run_at FROM contentctl_schedules_due(%(now)s);
 
--- name: schedule_advance
--- The compare-and-set: only the process that saw this very tick moves it on.
-UPDATE schedules SET next_run_at = %(next)s, last_run_at = %(due)s
-WHERE name = %(name)s AND next_run_at = %(due)s AND NOT paused
-RETURNING name;
-
--- name: schedule_task
-UPDATE schedules SET last_task_id = %(task_id)s WHERE name = %(name)s;
+-- name: schedule_fire
+-- The compare-and-set on this tick, the task and its announcement (migration 0015).
+SELECT contentctl_schedule_fire(%(name)s, %(due)s, %(next)s, %(max_attempts)s, %(timeout_s)s)
+    AS id;
 
 -- name: schedule_pause
 UPDATE schedules SET paused = %(paused)s WHERE name = %(name)s RETURNING name;

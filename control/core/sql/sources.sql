@@ -35,6 +35,9 @@ LEFT JOIN LATERAL (
 ) AS t ON true
 ORDER BY s.id;
 
+-- name: source_by_url
+SELECT id FROM sources WHERE url = %(url)s;
+
 -- name: source_by_name
 SELECT * FROM sources WHERE name = %(name)s OR id::text = %(name)s;
 
@@ -44,11 +47,10 @@ DELETE FROM sources WHERE id = %(id)s;
 -- name: schedule_delete
 DELETE FROM schedules WHERE name = %(name)s;
 
--- name: set_media_source
-UPDATE media_items SET source_id = %(source_id)s WHERE id = %(id)s;
-
 -- name: source_options
 UPDATE sources SET options = %(options)s WHERE id = %(id)s;
 
--- name: schedule_payload
-UPDATE schedules SET payload = %(payload)s WHERE name = %(name)s;
+-- name: poll_validators
+-- A poll's new ETag and Last-Modified into its source's schedule (migration 0015's function:
+-- only the agent holding that poll, or the head, may write them).
+SELECT contentctl_poll_validators(%(source_id)s, %(etag)s, %(last_modified)s);
