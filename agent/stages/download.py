@@ -11,7 +11,7 @@ from typing import Any
 from agent.handlers import Context, TaskError
 from agent.stages import out_dir, rel
 from control.core import ytdlp
-from control.core.urls import Refused, check_fetch
+from control.core.urls import Refused, check_fetch, checked_resolver
 
 # yt-dlp errors that another attempt will not fix
 PERMANENT = re.compile(
@@ -28,8 +28,9 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     url = payload.get("url")
     if not isinstance(url, str) or not url:
         raise TaskError("payload has no url to download", retryable=False)
+    private = bool(ctx.settings.get("allow_private_networks"))
     try:  # a feed or a page names the URL: never file://, never the metadata service
-        check_fetch(url, allow_private=bool(ctx.settings.get("allow_private_networks")))
+        check_fetch(url, allow_private=private)
     except Refused as exc:
         raise TaskError(f"refusing to download {url}: {exc}", retryable=False) from None
     dest_dir = out_dir(ctx, payload)
@@ -64,11 +65,13 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
             "`cookies` option",
             retryable=False,
         )
-    try:
-        with yt_dlp.YoutubeDL(opts) as ydl:
+    try:  # every connection, each redirect's too, only where a worker may connect
+        with checked_resolver(allow_private=private) as refused, yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if refused:  # a redirect led where a worker must not go: final
+            raise TaskError(f"refusing to download {url}: {refused[0]}", retryable=False) from None
         message = ytdlp.error_line(exc)
         raise TaskError(
             f"download of {url} failed: {message}", retryable=not PERMANENT.search(message)

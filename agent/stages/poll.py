@@ -10,26 +10,37 @@ from typing import Any
 from agent.handlers import Context, TaskError
 from control.core import feeds, ytdlp
 from control.core.errors import ContentctlError
-from control.core.urls import Refused, check_fetch
+from control.core.urls import REFUSED_MARK, Refused, check_fetch, checked_resolver
 
 
 def poll_source(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     url = payload.get("url")
     if not isinstance(url, str):
         raise TaskError("payload has no url to poll", retryable=False)
+    private = bool(ctx.settings.get("allow_private_networks"))
     try:
-        check_fetch(url, allow_private=bool(ctx.settings.get("allow_private_networks")))
+        check_fetch(url, allow_private=private)
     except Refused as exc:
         raise TaskError(f"refusing to poll {url}: {exc}", retryable=False) from None
     if payload.get("kind") == "playlist":
-        return _playlist(url, payload, ctx)
+        with checked_resolver(allow_private=private) as refused:  # every hop yt-dlp takes
+            try:
+                return _playlist(url, payload, ctx)
+            except TaskError:
+                if refused:
+                    raise TaskError(
+                        f"refusing to poll {url}: {refused[0]}", retryable=False
+                    ) from None
+                raise
     try:
-        got = feeds.fetch(url, payload.get("etag"), payload.get("last_modified"))
+        got = feeds.fetch(
+            url, payload.get("etag"), payload.get("last_modified"), allow_private=private
+        )
         if got.status == 304:
             return {"status": 304}
         entries = feeds.episodes(url, got.body)
     except ContentctlError as exc:
-        raise TaskError(str(exc), retryable=True) from None
+        raise TaskError(str(exc), retryable=REFUSED_MARK not in str(exc)) from None
     return {
         "status": got.status,
         "etag": got.etag,

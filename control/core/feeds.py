@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from control.core.errors import ContentctlError
-from control.core.urls import SCHEMES
+from control.core.urls import SCHEMES, open_checked
 
 FEED_TIMEOUT_S = 30.0
 
@@ -24,15 +24,22 @@ class Fetched:
     last_modified: str | None = None
 
 
-def fetch(url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
-    """GET the feed, conditionally when we have its last ETag or Last-Modified."""
+def fetch(
+    url: str,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    *,
+    allow_private: bool = False,
+) -> Fetched:
+    """GET the feed, conditionally when we have its last ETag or Last-Modified. Every hop
+    (a redirect too) connects only where a worker may (`urls.open_checked`)."""
     request = urllib.request.Request(url, headers={"User-Agent": "contentctl"})
     if etag:
         request.add_header("If-None-Match", etag)
     if last_modified:
         request.add_header("If-Modified-Since", last_modified)
     try:
-        with urllib.request.urlopen(request, timeout=FEED_TIMEOUT_S) as resp:
+        with open_checked(request, timeout=FEED_TIMEOUT_S, allow_private=allow_private) as resp:
             return Fetched(
                 resp.status,
                 resp.read(),

@@ -19,6 +19,7 @@ from control.core import ytdlp
 from control.core.errors import UsageError
 from control.core.names import host_name_problem
 from control.core.tasktypes import ALL_TYPES, TypePolicy
+from control.core.urls import literal_address_problem
 
 HOST_KEYS = {
     "address": str,
@@ -401,6 +402,9 @@ class _Validator:
             url = hook.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise self.error((*kp, "webhooks", str(i), "url"), "must be an http(s) URL")
+            problem = literal_address_problem(url, allow_private=True)
+            if problem is not None:
+                raise self.error((*kp, "webhooks", str(i), "url"), f"is {problem}: never called")
             if hook.setdefault("format", "json") not in WEBHOOK_FORMATS:
                 raise self.error(
                     (*kp, "webhooks", str(i), "format"),

@@ -25,6 +25,7 @@ from control.core import db, fleet
 from control.core.inventory import Inventory
 from control.core.redact import scrub
 from control.core.sql import q
+from control.core.urls import open_checked
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,9 @@ def _post(hook: dict[str, Any], msg: dict[str, Any]) -> None:
         body = json.dumps(msg).encode()
         headers["Content-Type"] = "application/json"
     req = urllib.request.Request(hook["url"], data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=DELIVERY_TIMEOUT_S) as resp:
+    # a webhook may live on the operator's network, but never at a link-local (metadata)
+    # address, on the first hop or any redirect's
+    with open_checked(req, timeout=DELIVERY_TIMEOUT_S, allow_private=True) as resp:
         if resp.status >= 300:
             raise ValueError(f"HTTP {resp.status}")
 

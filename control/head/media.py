@@ -135,9 +135,9 @@ async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[s
     return Added(int(item["id"]), True, path.stem)
 
 
-def fetch_feed(url: str) -> list[dict[str, Any]]:
+def fetch_feed(url: str, *, allow_private: bool = False) -> list[dict[str, Any]]:
     """The feed's episodes, oldest first (read on the head when a feed is added)."""
-    return feeds.episodes(url, feeds.fetch(url).body)
+    return feeds.episodes(url, feeds.fetch(url, allow_private=allow_private).body)
 
 
 async def add_podcast(

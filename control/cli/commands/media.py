@@ -43,7 +43,12 @@ async def cmd_add(args: argparse.Namespace) -> int:
     kind = media.classify(args.source, args.podcast)
     if kind != "file":
         urls.check_added(args.source, "the feed URL" if kind == "podcast" else "the URL")
-    episodes = await asyncio.to_thread(media.fetch_feed, args.source) if kind == "podcast" else []
+    private = bool(s.inventory.pipeline.get("allow_private_networks"))
+    episodes = (
+        await asyncio.to_thread(media.fetch_feed, args.source, allow_private=private)
+        if kind == "podcast"
+        else []
+    )
     async with s.database() as conn:
         if kind == "podcast":
             added = await media.add_podcast(conn, args.source, episodes, opts)

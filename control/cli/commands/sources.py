@@ -37,7 +37,8 @@ async def cmd_source_add(args: argparse.Namespace) -> int:
     kind = "podcast" if args.podcast else "playlist"
     spec = intake.poll_schedule(name, args.every, args.cron)
     # read it once here, so a URL that is no feed, no channel and no playlist is refused now
-    title = await asyncio.to_thread(_probe, args.url, kind, yt_options)
+    private = bool(s.inventory.pipeline.get("allow_private_networks"))
+    found = await asyncio.to_thread(_probe, args.url, kind, yt_options, private)
     options: dict[str, Any] = {
         "langs": _langs(args.lang, list(s.inventory.pipeline.get("langs") or [])),
         "priority": args.priority,
@@ -59,23 +60,27 @@ async def cmd_source_add(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json({"id": sid, "name": name, "url": args.url, "kind": kind})
     else:
-        print(f"source {sid} ({name}, {kind} {title!r}) added; polling it now")
+        print(f"source {sid} ({name}: {found}) added; polling it now")
     return EXIT_OK
 
 
-def _probe(url: str, kind: str, yt_options: dict[str, Any]) -> str | None:
-    """The source's title, or one line saying why this URL cannot be a source."""
+def _probe(url: str, kind: str, yt_options: dict[str, Any], allow_private: bool) -> str:
+    """What the source holds (`podcast "Title", 3 episodes`), or one line saying why this
+    URL cannot be a source."""
     if kind == "podcast":
         try:
-            got = feeds.fetch(url)
+            got = feeds.fetch(url, allow_private=allow_private)
             eps = feeds.episodes(url, got.body)
         except ContentctlError as exc:
             raise UsageError(str(exc)) from None
-        return f"{len(eps)} episodes"
+        channel = next((e.get("channel") for e in eps if e.get("channel")), None)
+        return f"podcast{f' {channel!r}' if channel else ''}, {len(eps)} episodes"
     import yt_dlp
 
     try:
-        got_list = ytdlp.playlist(url, 1, ytdlp.download_params({}, yt_options))
+        # every hop yt-dlp takes (no database connection is open during the probe)
+        with urls.checked_resolver(allow_private=allow_private):
+            got_list = ytdlp.playlist(url, 1, ytdlp.download_params({}, yt_options))
     except ytdlp.NotAPlaylist:
         raise UsageError(
             f"{url} is one video, not a channel or playlist: `contentctl add URL` adds it "
@@ -85,7 +90,8 @@ def _probe(url: str, kind: str, yt_options: dict[str, Any]) -> str | None:
         raise UsageError(
             f"{url} cannot be listed ({ytdlp.error_line(exc)}): check the URL"
         ) from None
-    return got_list.get("title")
+    title = got_list.get("title")
+    return f"playlist{f' {title!r}' if title else ''}"
 
 
 async def cmd_source_list(args: argparse.Namespace) -> int:
