@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
+from control.core.redact import visible
 from control.core.tasktypes import STATES
 from control.head.media import media_line, short_state
 
@@ -16,15 +16,10 @@ if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads 
     from control.head.models import Task
 
 
-# C0 controls but tab and newline, DEL and C1: what lets text move the cursor, clear the screen,
-# retitle the terminal or hide what follows. Errors, titles and log lines come from workers,
-# feeds and websites; JSON output is unaffected (the encoder escapes these characters anyway).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def clean(text: str) -> str:
-    """`text` without terminal control characters."""
-    return _CONTROL.sub("", text)
+    """`text` with its terminal control characters made visible (redact.visible). JSON output
+    is unaffected (the encoder escapes these characters anyway)."""
+    return visible(text)
 
 
 class CleanStream:

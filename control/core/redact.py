@@ -71,10 +71,42 @@ def scrub_value(value: Any) -> Any:
     return value
 
 
+# C0 controls but tab and newline, DEL, C1, and the bidirectional overrides: what lets text
+# move the cursor, clear the screen, set the clipboard (OSC 52), retitle the terminal, hide what
+# follows or reorder what is shown. Titles, errors, names and log lines come from workers, feeds
+# and websites.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters made visible (ESC as `\\x1b`): shown, it moves
+    nothing on the terminal and hides nothing. Tabs and newlines stay."""
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(_escape, text)
+
+
+def shown(value: Any) -> Any:
+    """`value` (rows from the database: dicts, lists, strings) with every string, keys too,
+    made `visible`: what a screen may draw."""
+    if isinstance(value, str):
+        return value if value.isprintable() else _CONTROL.sub(_escape, value)
+    if isinstance(value, dict):
+        return {shown(k): shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(shown(v) for v in value)
+    return value
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one line fit to show: its first line, scrubbed, or its type's name."""
     lines = str(exc).strip().splitlines()
-    return scrub(lines[0]) if lines and lines[0].strip() else type(exc).__name__
+    return visible(scrub(lines[0])) if lines and lines[0].strip() else type(exc).__name__
 
 
 class RedactingFormatter(logging.Formatter):

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import psycopg
 
@@ -24,7 +24,7 @@ from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
 from control.core.inventory import HostSpec, Inventory, load
 from control.core.queue import Queue
-from control.core.redact import first_line
+from control.core.redact import first_line, shown
 from control.core.settings import DatabaseTarget, storage_root
 from control.core.sql import q
 from control.head import agents, database, dbserve, media, status, views
@@ -93,11 +93,13 @@ class ControlPlane:
         *args: P.args,
         **kw: P.kwargs,
     ) -> T:
-        """Call `fn(conn, ...)`; a broken connection is dropped and reported as Unavailable."""
+        """Call `fn(conn, ...)`; a broken connection is dropped and reported as Unavailable.
+        What it returns reaches a screen: every string in it is made visible (`shown`), so no
+        title, error, name or log line from outside can drive the operator's terminal."""
         async with self._lock:
             conn = await self._connection()
             try:
-                return await fn(conn, *args, **kw)
+                return cast(T, shown(await fn(conn, *args, **kw)))
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 await self._drop()
                 raise Unavailable(f"database unreachable: {first_line(exc)}") from None
@@ -213,7 +215,7 @@ class ControlPlane:
             except OSError:
                 return []
 
-        return await asyncio.to_thread(read)
+        return cast(list[str], shown(await asyncio.to_thread(read)))
 
     async def sources(self) -> list[dict[str, Any]]:
         """Every source with its schedule's next poll and whether it is paused."""

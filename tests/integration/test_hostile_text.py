@@ -70,6 +70,7 @@ async def test_cli_output_strips_terminal_control_sequences(
         assert out.returncode == 0, out.stderr
         assert "boom" in out.stdout
         assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\x9b" not in out.stdout
+        assert "\\x1b[2J" in out.stdout  # made visible, not dropped: the operator sees it
         assert "\r" not in out.stdout
     # JSON output keeps the value (escaped by the encoder), so scripts see what was stored.
     out = contentctl(agent_env, "task", str(t.id), "--json")
@@ -103,4 +104,53 @@ async def test_markup_in_sources_and_audit_rows_is_shown_as_text(
         sources = app.screen.query_one("#sources", DataTable)
         await until(pilot, lambda: cell_text(sources, "1", "last error"))
         assert cell_text(sources, "1", "last error") == HOSTILE[:60]
+        assert app.is_running and app._exception is None
+
+
+# OSC 52 sets the operator's clipboard; ESC[2J clears the screen; ESC[8m hides what follows;
+# U+202E reverses the line; \x9b is a one-byte CSI.
+ESCAPES = "boom\x1b]52;c;cm0gLXJmIH4=\x07 \x1b[2J\x1b[8mhidden \u202eevil \x9b31m"
+
+
+async def test_terminal_escapes_from_outside_are_shown_not_obeyed(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """A task error (the dashboard's task table and detail), a schedule name and its targets in
+    the audit log, and an agent's log line, each carrying OSC 52 and a clear-screen: what the
+    dashboard draws holds no control character, and shows each escape as `\\x1b`."""
+    from control.core import audit
+
+    [t] = await queue.enqueue([TaskSpec("fail", max_attempts=1)])
+    [claimed] = await queue.claim("w1", ["fail"], limit=1, lease_s=30)
+    await queue.fail(claimed, Failure("Boom", ESCAPES, retryable=False))
+    await audit.record(conn, "schedule add", [ESCAPES], "ok", via="cli")
+    await conn.execute(
+        "INSERT INTO agent_logs (host, ts, level, logger, message) "
+        "VALUES ('w1', now(), 'ERROR', 'agent', %s)",
+        (ESCAPES,),
+    )
+    app = app_for(db_url)
+
+    def drawn() -> str:
+        return app.export_screenshot()
+
+    def clean(svg: str) -> bool:
+        return not any(c in svg for c in ("\x1b", "\x07", "\x9b", "\u202e"))
+
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("#tasks", DataTable)
+        await until(pilot, lambda: cell_text(table, str(t.id), "state") == "failed")
+        await pilot.pause(0.5)
+        detail = app.screen.query_one("#detail", Static)
+        await until(pilot, lambda: "\\x1b]52" in str(detail.render()))
+        assert clean(drawn()) and "\\x1b" in drawn()
+        await pilot.press("7")
+        audit_table = app.screen.query_one("#audit", DataTable)
+        await until(pilot, lambda: len(audit_table.rows) == 1)
+        await pilot.pause(0.3)
+        assert clean(drawn()) and "\\x1b" in drawn()
+        await pilot.press("3")  # logs
+        await until(pilot, lambda: "\\x1b[2J" in drawn())
+        assert clean(drawn())
         assert app.is_running and app._exception is None

@@ -17,6 +17,7 @@ from textual.widgets import (
 )
 
 from control.core.errors import ContentctlError
+from control.core.redact import visible
 from tui.screens.base import Base
 from tui.widgets.footer import Footer
 from tui.widgets.live_table import selected_key, sync_rows
@@ -102,13 +103,14 @@ class ProvisionScreen(Base):
         def step(st: dict[str, Any]) -> None:
             line = Text(f"  {st['name']:15} ")
             line.append(f"{st['status']:13}", style=STEP_STYLES.get(st["status"], ""))
-            line.append(f" {st['seconds']:5.1f}s  {st['detail']}")
+            # what the host printed: outside text, control characters made visible
+            line.append(f" {st['seconds']:5.1f}s  {visible(str(st['detail']))}")
             log.write(line)
 
         try:
             done = await self.guarded(self.plane.provision(host, dry_run=dry_run, on_step=step))
         except ContentctlError as exc:
-            log.write(Text(f"  {exc}", style="red"))
+            log.write(Text(f"  {visible(str(exc))}", style="red"))
             return
         finally:
             self.busy = False
