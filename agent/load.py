@@ -23,22 +23,28 @@ class LoadSampler:
         psutil.cpu_percent(interval=None)  # the first reading is meaningless: prime it
 
     def sample(self) -> dict[str, Any]:
-        """Blocking (disk, nvidia-smi): call it in a thread."""
+        """The machine's own figures (cpu, memory, load; the GPU's through nvidia-smi, bounded
+        by its own timeout): blocking, call it in a thread. Never touches the storage root:
+        see `disk_free_gb`."""
         mem = psutil.virtual_memory()
         out: dict[str, Any] = {
             "cpu_percent": psutil.cpu_percent(interval=None),
             "mem_percent": mem.percent,
             "load_avg": [round(x, 2) for x in os.getloadavg()],
         }
-        root = self.storage_root if self.storage_root.exists() else Path.home()
-        try:
-            out["disk_free_gb"] = round(psutil.disk_usage(str(root)).free / 1e9, 1)
-        except OSError:
-            out["disk_free_gb"] = None
         gpu = self._gpu_util()
         if gpu is not None:
             out["gpu_percent"] = gpu
         return out
+
+    def disk_free_gb(self) -> float | None:
+        """Free space where the storage root is (the home directory while it is missing).
+        Blocks as long as a hung network share does: run it in a `Bounded` probe."""
+        root = self.storage_root if self.storage_root.exists() else Path.home()
+        try:
+            return round(psutil.disk_usage(str(root)).free / 1e9, 1)
+        except OSError:
+            return None
 
     def _gpu_util(self) -> list[float] | None:
         if self._nvidia_smi is None:

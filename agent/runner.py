@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from agent.bounded import Bounded, Stuck
 from agent.dbconn import AgentDb, DbDown
 from agent.executor import Executor, Outcome
 from agent.limits import Clock, Decision, Limiter, TypeLimits, local_now
@@ -35,7 +36,15 @@ from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
 from control import __version__
 from control.core import codehash, db, fleet, schedules, storage_health
-from control.core.queue import CHANNEL, ClaimedTask, Failure, LeaseState, Queue
+from control.core.errors import ContentctlError
+from control.core.queue import (
+    CHANNEL,
+    LEASE_GRACE_S,
+    ClaimedTask,
+    Failure,
+    LeaseState,
+    Queue,
+)
 from control.core.redact import first_line
 from control.core.tasktypes import ALL_TYPES, NO_STORAGE_TYPES, TypePolicy
 
@@ -50,13 +59,15 @@ REAP_EVERY = 60
 # delayed work is slept until; this poll only bounds what a lost notification can cost.
 IDLE_POLL_S = 30.0
 STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
+DISK_PROBE_S = 2.0  # the heartbeat's free-space reading waits this long for the storage root
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
 SIDE_RESTART_MAX_S = 30.0
 SIDE_STOP_S = 5.0  # how long the stop waits for a cancelled side task
 # A task's lease: held while the agent's database session lives (a dead agent's leases run out
-# at once, see Queue.sweep_expired), so its time is only the backstop for an agent that hangs
-# with its session open, or keeps none. Renewed with the minute's touch (at least a third of it
-# passed), so that a written beat of a running task carries at most one renewal a minute.
+# a grace after its session ended, see Queue.sweep_expired), so its time is only the backstop
+# for an agent that hangs with its session open, or keeps none. Renewed with the minute's touch
+# (at least a third of it passed), so that a written beat of a running task carries at most one
+# renewal a minute.
 LEASE_S = 150.0
 
 
@@ -69,6 +80,7 @@ class AgentConfig:
     declared: bool = True
     burst: bool = False
     lease_s: float = LEASE_S
+    lease_grace_s: float = LEASE_GRACE_S  # a dead session's leases run out after this
     heartbeat_s: float = fleet.HEARTBEAT_INTERVAL_S
     poll_s: float = fleet.HEARTBEAT_INTERVAL_S  # while not listening, draining, or at capacity
     idle_poll_s: float = IDLE_POLL_S  # nothing to claim, listening: at most this long asleep
@@ -126,8 +138,14 @@ class Agent:
         self._running: dict[int, _Running] = {}
         self._log_buffer = log_buffer
         self._load = LoadSampler(config.storage_root)
+        # the storage root's probes: a hung NAS holds their own thread, never the loop's pool
+        self._disk_probe: Bounded[float | None] = Bounded("disk-free", DISK_PROBE_S)
+        self._storage_probe: Bounded[storage_health.Health] = Bounded(
+            "storage-check", STORAGE_CHECK_S
+        )
         self._beat_gate = fleet.BeatGate()
         self._leases_session: int | None = None  # the session key the leases last got
+        self._resweep_at: float | None = None  # when leases it saw orphaned end their grace
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC)
         self._code_hash = codehash.code_hash()
@@ -177,7 +195,7 @@ class Agent:
             self.config.max_concurrent,
         )
         try:
-            load = await asyncio.to_thread(self._load.sample)
+            load = await self._sample_load()
             await self.db.sql(fleet.register, self._heartbeat(self._state(), load))
             await self._claim_loop()
             await self._shutdown()
@@ -260,15 +278,23 @@ class Agent:
         self.storage = health
 
     async def _storage_health(self) -> storage_health.Health:
-        root = self.config.storage_root
+        root, expected = self.config.storage_root, self._storage_id
         try:
-            async with asyncio.timeout(STORAGE_CHECK_S):
-                health = await asyncio.to_thread(storage_health.check, root, self._storage_id)
-        except TimeoutError:
-            health = storage_health.Health(
+            return await self._storage_probe.run(lambda: storage_health.check(root, expected))
+        except Stuck:
+            return storage_health.Health(
                 False, f"{root} is not answering", datetime.now(UTC).isoformat(timespec="seconds")
             )
-        return health
+
+    async def _sample_load(self) -> dict[str, Any]:
+        """The heartbeat's load: the machine's figures, and the storage root's free space when
+        it answers in time (a hung NAS: None, and the beat goes out all the same)."""
+        load = await asyncio.to_thread(self._load.sample)
+        try:
+            load["disk_free_gb"] = await self._disk_probe.run(self._load.disk_free_gb)
+        except Stuck:
+            load["disk_free_gb"] = None
+        return load
 
     async def _load_state(self) -> None:
         cfg = self.config
@@ -488,7 +514,7 @@ class Agent:
             outcomes.append((cid, command, self._obey(cid, command, args, row["created_at"])))
         # Beat before acknowledging: once the CLI hears "acknowledged", `status` already shows
         # the new state (drained, online, draining, new task types).
-        load = await asyncio.to_thread(self._load.sample)
+        load = await self._sample_load()
         hb = self._heartbeat(self._state(), load)
         if self._reregister:  # the host row shows the new task types
             self._reregister = False
@@ -571,8 +597,9 @@ class Agent:
         delay = 0.5
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
-            except psycopg.Error:
+                # an agent's connection: keepalives both ways, so a partition ends it in ~20 s
+                conn = await db.connect(self.db.url, timeout_s=5, agent=True)
+            except (psycopg.Error, ContentctlError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -625,8 +652,8 @@ class Agent:
                 beats += 1
                 if reply.schedules_due:
                     await self.db.sql(schedules.tick)  # due recurring work, once fleet-wide
-                if reply.sweep_due:
-                    await self.db.run(Queue.sweep_expired)
+                if reply.sweep_due or self._resweep_due():
+                    await self._sweep()
                 if reply.expired_claimable:
                     self._wake.set()  # another host's lease ran out on work we run: take it
                 if beats % REAP_EVERY == 1:
@@ -635,6 +662,19 @@ class Agent:
                 continue
             except Exception:
                 log.exception("heartbeat failed")
+
+    def _resweep_due(self) -> bool:
+        """Leases this agent marked orphaned come to the end of their grace: look again then,
+        beat written or not (an idle fleet writes a beat once a minute per agent)."""
+        return self._resweep_at is not None and time.monotonic() >= self._resweep_at
+
+    async def _sweep(self) -> None:
+        grace = self.config.lease_grace_s
+        done = await self.db.run(Queue.sweep, grace_s=grace)
+        if done.orphaned:
+            self._resweep_at = time.monotonic() + grace + 0.5
+        elif self._resweep_due():
+            self._resweep_at = None
 
     def _new_session(self) -> None:
         """A new database session (start-up, or back after an outage): its key must be on the
@@ -690,7 +730,7 @@ class Agent:
     ) -> fleet.BeatReply | None:
         """Beat, with the lease renewals that are due on the same round trip; None when
         nothing changed and the last write is fresh (no statement at all)."""
-        load = await asyncio.to_thread(self._load.sample)
+        load = await self._sample_load()
         hb = self._heartbeat(state or self._state(), load)
         if state is not None:  # the last word
             await self.db.sql(fleet.send_heartbeat, hb)

@@ -395,8 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=None,
         metavar="SECONDS",
-        help="task lease in seconds (default 150): renewed by the heartbeat once a minute, "
-        "and ended at once when the agent's database session ends",
+        help="task lease in seconds (default 150): renewed by the heartbeat once a minute",
+    )
+    sp.add_argument(
+        "--lease-grace",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long a lease outlives its agent's database session (default 90): an agent "
+        "whose network comes back in time keeps its work; a dead one's runs elsewhere after",
     )
     sp.add_argument(
         "--heartbeat",

@@ -40,6 +40,18 @@ SESSION_LOCK_CLASS = 0x636C6B76  # "clkv"
 AGENT_SESSION_OPTIONS = (
     "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 )
+# ...and the agent's own side of it: without these, a statement sent into a silent partition
+# waits for the kernel's retransmission limit (15 minutes on Linux) before the agent learns its
+# connection is dead. With them every round trip ends within ~20 s of the link going quiet: a
+# reply that does not come (keepalive probes, the socket idle), or data not acknowledged (TCP
+# user timeout, while sending). Ignored on a unix socket.
+AGENT_CLIENT_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,  # ms
+}
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 AsyncConn = psycopg.AsyncConnection[dict[str, object]]
@@ -196,7 +208,9 @@ async def connect(
     url: str, *, autocommit: bool = True, timeout_s: float = 10, agent: bool = False
 ) -> AsyncConn:
     """A connection; `agent`: with the server-side keepalives of an agent's session."""
-    extra: dict[str, Any] = {"options": AGENT_SESSION_OPTIONS} if agent else {}
+    extra: dict[str, Any] = (
+        {"options": AGENT_SESSION_OPTIONS, **AGENT_CLIENT_KEEPALIVES} if agent else {}
+    )
     try:
         return await psycopg.AsyncConnection.connect(
             url,

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 # At most one look for leases of ended sessions every SWEEP_TURN_S, fleet-wide (`lapse`): a
 # dead agent's tasks are taken over within this, plus the time until some agent writes a beat.
 SWEEP_TURN_S = 2.0
+# How long a lease whose agent's session ended stays held before it runs out (migration 0016):
+# a partition ends the session at the server in ~20 s; an agent whose link comes back within
+# about a minute reconnects and re-keys its leases in time, and keeps its work.
+LEASE_GRACE_S = 90.0
 
 CHANNEL = "contentctl_tasks"
 ROLLUP_TAIL = 20_000  # roll finished rows into task_stats once the live tail is this long
@@ -47,6 +51,16 @@ ROLLUP_MARGIN_S = 30  # never roll up the last seconds: a slow commit may still 
 ANALYZE_AFTER = 1000  # tasks in one enqueue: then the claim's statistics are refreshed
 BULK_CHUNK = 5000  # rows per INSERT when enqueueing many tasks at once
 PAYLOAD_MAX_BYTES = 64 * 1024  # one task's input from the command line (`enqueue --payload`)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one sweep did: leases run out (their agent gone past the grace), leases marked
+    orphaned (their session just ended: kept for the grace), expired tasks finished."""
+
+    lapsed: int = 0
+    orphaned: int = 0
+    finished: int = 0
 
 
 @dataclass(frozen=True)
@@ -359,28 +373,46 @@ class Queue:
         )
         return lease_states(tokens, await cur.fetchall())
 
-    async def sweep_expired(self, *, turn_s: float = SWEEP_TURN_S) -> int:
-        """Let the leases of agents whose session is gone run out (announced: idle agents
-        take them over now; at most one such look every `turn_s` fleet-wide), then finish
-        expired tasks that must not run again, on one round trip. Any agent may call it; none
-        must. Returns how many tasks it lapsed or finished."""
+    async def sweep_expired(
+        self, *, turn_s: float = SWEEP_TURN_S, grace_s: float = LEASE_GRACE_S
+    ) -> int:
+        """`sweep`; returns how many tasks it lapsed or finished."""
+        done = await self.sweep(turn_s=turn_s, grace_s=grace_s)
+        return done.lapsed + done.finished
+
+    async def sweep(self, *, turn_s: float = SWEEP_TURN_S, grace_s: float = LEASE_GRACE_S) -> Sweep:
+        """Look for leases whose agent's session is gone (at most one look every `turn_s`
+        fleet-wide): one seen gone for the first time is marked orphaned, one orphaned for
+        `grace_s` runs out (announced: idle agents take it over now); then finish expired
+        tasks that must not run again. One round trip. Any agent may call it; none must."""
         async with self.conn.pipeline():
-            lapsing = await self.conn.execute(q("lapse"), {"turn_s": turn_s})
+            lapsing = await self.conn.execute(q("lapse"), {"turn_s": turn_s, "grace_s": grace_s})
             sweeping = await self.conn.execute(q("sweep_expired"))
-        lapsed = await lapsing.fetchall()
+        looked = await lapsing.fetchall()
         rows = await sweeping.fetchall()
-        for r in lapsed:
-            log.warning(
-                "task %s: the agent of host %s is gone (its database session ended); "
-                "its lease runs out now",
-                r["id"],
-                r["host"],
-            )
+        lapsed = [r for r in looked if r["lapsed"]]
+        for r in looked:
+            if r["lapsed"]:
+                log.warning(
+                    "task %s: the agent of host %s is gone (its database session ended over "
+                    "%g s ago); its lease runs out now",
+                    r["id"],
+                    r["host"],
+                    grace_s,
+                )
+            else:
+                log.info(
+                    "task %s: the database session of host %s ended; its lease is kept "
+                    "%g s for it to come back",
+                    r["id"],
+                    r["host"],
+                    grace_s,
+                )
         if lapsed:
             await self.announce(str(r["type"]) for r in lapsed)
         for r in rows:
             log.warning("task %s: lease expired, now %s", r["id"], r["state"])
-        return len(lapsed) + len(rows)
+        return Sweep(lapsed=len(lapsed), orphaned=len(looked) - len(lapsed), finished=len(rows))
 
     @staticmethod
     def _accepted(row: Any, what: str, task: ClaimedTask) -> bool:

@@ -86,8 +86,10 @@ async def test_a_killed_agents_long_lease_is_taken_over_in_seconds(
 ) -> None:
     """The default lease is 150 s, renewed once a minute: it is held by the agent's database
     session, so kill -9 (the session ends with the process) frees the task at the other
-    agent's next written beat (a touch every 12 beats), not when the lease's time ends."""
-    beat = ("--heartbeat", "0.5")  # a touch every 6 s; the lease stays the default
+    agent's next written beat (a touch every 12 beats) once the grace is over (none here; the
+    grace itself is tested in test_queue and test_network), not when the lease's time ends."""
+    # a touch every 6 s; the lease stays the default, the grace after a session ends is 0
+    beat = ("--heartbeat", "0.5", "--lease-grace", "0")
     a = spawn_agent("--host", "held-a", *beat)
     await wait_for(lambda: _heartbeating(conn, "held-a"), 20)
     [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 2})])

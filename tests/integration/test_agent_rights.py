@@ -52,8 +52,8 @@ AGENT_REACH: dict[str, dict[str, str]] = {
         "INSERT": "max_attempts,media_id,payload,priority,run_at,state,timeout_s,type,unique_key",
         "SELECT": "*",
         "UPDATE": "attempt_token,attempts,error_message,error_traceback,error_type,finished_at,"
-        "host,lease_expires_at,lease_session,progress,progress_at,progress_stage,result,run_at,"
-        "started_at,state,updated_at",
+        "host,lease_expires_at,lease_orphaned_at,lease_session,progress,progress_at,"
+        "progress_stage,result,run_at,started_at,state,updated_at",
     },
     "tasks_id_seq": {"USAGE": "*"},
 }
@@ -61,7 +61,7 @@ AGENT_FUNCTIONS = [
     "contentctl_agent_host()",
     "contentctl_holds_media(bigint)",
     "contentctl_holds_source(bigint)",
-    "contentctl_lapse(double precision)",
+    "contentctl_lapse(double precision,double precision)",
     "contentctl_live_sessions()",
     "contentctl_poll_validators(bigint,text,text)",
     "contentctl_schedule_fire(text,timestamp with time zone,timestamp with time zone,integer,"

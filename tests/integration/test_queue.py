@@ -439,7 +439,7 @@ async def test_a_lease_whose_session_ended_runs_out_at_the_next_sweep(
         assert await queue.sweep_expired() == 0  # not a turn yet: nobody looks
 
         async def lapsed() -> bool:  # the server ends the session as the socket closes
-            return await queue.sweep_expired(turn_s=0) == 1
+            return await queue.sweep_expired(turn_s=0, grace_s=0) == 1
 
         await wait_for(lapsed, 5)
         [again] = await queue.claim("heir", ["noop"], lease_s=300)
@@ -447,8 +447,55 @@ async def test_a_lease_whose_session_ended_runs_out_at_the_next_sweep(
         for held in (kept, keyless):
             row = await fetch_task(conn, held.id)
             assert row["state"] == "running" and row["attempts"] == 1
-        assert await queue.sweep_expired(turn_s=0) == 0
+        assert await queue.sweep_expired(turn_s=0, grace_s=0) == 0
         assert await queue.claim("heir", ["noop"], lease_s=300) == []
     finally:
         await dead.close()
         await live.close()
+
+
+async def test_a_lease_outlives_its_session_by_the_grace_and_a_returning_agent_keeps_it(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """A session that ended is evidence, not proof, that its agent is gone (a partition ends it
+    at the server in ~20 s). Its lease is marked orphaned and kept for the grace: an agent that
+    reconnects meanwhile puts its new key on the lease by token and keeps the task (its finished
+    work is accepted); one that does not come back loses it when the grace is over."""
+    await queue.enqueue([TaskSpec("noop")] * 2)
+    first = await db.connect(db_url, agent=True)
+    other = await db.connect(db_url, agent=True)
+    try:
+        keys = await db.hold_session_key(first), await db.hold_session_key(other)
+        [back] = await Queue(first, session=keys[0]).claim("back", ["noop"], lease_s=300)
+        [gone] = await Queue(other, session=keys[1]).claim("gone", ["noop"], lease_s=300)
+        await first.close()  # the partition: both sessions end at the server
+        await other.close()
+
+        async def orphaned() -> bool:
+            assert (await queue.sweep(turn_s=0, grace_s=3)).lapsed == 0
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM tasks WHERE lease_orphaned_at IS NOT NULL"
+            )
+            return (await cur.fetchone())["n"] == 2
+
+        await wait_for(orphaned, 5)
+        assert (await queue.sweep(turn_s=0, grace_s=3)).lapsed == 0  # inside the grace
+        assert await queue.claim("heir", ["noop"], lease_s=300) == []
+
+        # `back` reconnects within the grace: a new session, its lease re-keyed by token
+        again = await db.connect(db_url, agent=True)
+        try:
+            q = Queue(again, session=await db.hold_session_key(again))
+            assert (await q.renew_leases([back.token], lease_s=300))[back.token].held
+            await asyncio.sleep(3.2)  # the grace passes
+            assert (await queue.sweep(turn_s=0, grace_s=3)).lapsed == 1  # `gone`'s only
+            [taken] = await queue.claim("heir", ["noop"], lease_s=300)
+            assert taken.id == gone.id
+            assert await q.complete(back, {"ok": True})  # its work is accepted, once
+        finally:
+            await again.close()
+        row = await fetch_task(conn, back.id)
+        assert (row["state"], row["host"], row["attempts"]) == ("succeeded", "back", 1)
+    finally:
+        await first.close()
+        await other.close()

@@ -45,6 +45,7 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
             "burst": args.burst,
             "grace_s": args.grace,
             "lease_s": args.lease,
+            "lease_grace_s": args.lease_grace,
             "heartbeat_s": args.heartbeat,
         },
     )
@@ -68,6 +69,7 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
         ("--concurrency", args.concurrency),
         ("--grace", args.grace),
         ("--lease", args.lease),
+        ("--lease-grace", args.lease_grace),
         ("--heartbeat", args.heartbeat),
         ("--inventory", getattr(args, "inventory", None)),
     ):

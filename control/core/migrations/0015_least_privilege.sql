@@ -227,6 +227,7 @@ BEGIN
 
     -- Functions: none for PUBLIC; the agents' by name.
     EXECUTE 'REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC';
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
     GRANT EXECUTE ON FUNCTION
         contentctl_agent_host(), contentctl_live_sessions(),
         contentctl_shown_state(text, timestamptz),

@@ -65,7 +65,7 @@ WITH expired AS (
     SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
         attempt_token = gen_random_uuid(),
         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-        lease_session = %(session)s,
+        lease_session = %(session)s, lease_orphaned_at = NULL,
         started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
         updated_at = now()
     -- ids as an array: the join stays on the primary key whatever the estimate of `picked`
@@ -142,7 +142,7 @@ WITH expired AS (
     SET state = 'running', host = %(host)s, attempts = t.attempts + 1,
         attempt_token = gen_random_uuid(),
         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-        lease_session = %(session)s,
+        lease_session = %(session)s, lease_orphaned_at = NULL,
         started_at = now(), progress = NULL, progress_stage = NULL, progress_at = now(),
         updated_at = now()
     WHERE t.id = ANY(ARRAY(SELECT id FROM picked))  -- on the primary key (see claim)
@@ -177,7 +177,9 @@ SELECT id, state FROM contentctl_sweep_expired();
 -- task and the lock table: it is taken in turns, at most one every `turn_s` fleet-wide (the
 -- UPDATE of fleet_sweep only one agent wins; the others look at nothing). A function of the
 -- schema's, as the sweep above.
-SELECT id, type, host FROM contentctl_lapse(%(turn_s)s);
+-- A lease whose session ended is orphaned first and runs out after `grace_s` (migration 0016):
+-- an agent whose link came back re-keys its leases meanwhile and keeps its work.
+SELECT id, type, host, lapsed FROM contentctl_lapse(%(turn_s)s, %(grace_s)s);
 
 -- name: complete_many
 -- Group commit: the completions that piled up while the previous one was being written.
@@ -250,7 +252,7 @@ RETURNING cancel_requested_at IS NOT NULL AS cancel_requested;
 -- lost in a server crash leaves the previous lease, still two thirds long, to the next one.
 UPDATE tasks
 SET lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-    lease_session = coalesce(%(session)s, lease_session)
+    lease_session = coalesce(%(session)s, lease_session), lease_orphaned_at = NULL
 WHERE state = 'running' AND attempt_token = ANY(%(tokens)s::uuid[])
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL
 RETURNING id, attempt_token, cancel_requested_at IS NOT NULL AS cancel_requested;
