@@ -15,6 +15,7 @@ import traceback
 from typing import IO, Any
 
 from agent.handlers import TaskError, resolve
+from control.core.storage import staged
 
 
 class ChildContext:
@@ -40,8 +41,17 @@ def run_one(msg: dict[str, Any], out: IO[str]) -> None:
     task_id = int(msg["id"])
     ctx = ChildContext(task_id, int(msg.get("attempt", 1)), out, dict(msg.get("settings") or {}))
     try:
-        result = resolve(str(msg["type"]))(dict(msg.get("payload") or {}), ctx)
-        encoded = json.dumps({"event": "done", "id": task_id, "result": result or {}})
+        # outputs stay under temporary names: the agent publishes them once the queue accepts
+        with staged() as files:
+            result = resolve(str(msg["type"]))(dict(msg.get("payload") or {}), ctx)
+        encoded = json.dumps(
+            {
+                "event": "done",
+                "id": task_id,
+                "result": result or {},
+                "staged": [[str(tmp), str(dest)] for tmp, dest in files],
+            }
+        )
     except TaskError as exc:
         _send(
             out,

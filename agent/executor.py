@@ -77,6 +77,8 @@ class Outcome:
     traceback: str | None = None
     retryable: bool = True
     retry_after_s: float | None = None
+    # outputs written under temporary names, to publish once the queue accepts the completion
+    staged: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -470,7 +472,8 @@ class Executor:
             if kind == "progress":
                 await on_progress(float(event.get("fraction", 0)), event.get("stage"))
             elif kind == "done":
-                return Outcome("done", result=dict(event.get("result") or {}))
+                staged = [(str(t), str(d)) for t, d in event.get("staged") or []]
+                return Outcome("done", result=dict(event.get("result") or {}), staged=staged)
             elif kind == "error":
                 return Outcome(
                     "error",

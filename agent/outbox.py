@@ -10,15 +10,23 @@ lease meanwhile) is logged by the queue and let go.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from agent.bounded import Bounded, Stuck
 from agent.dbconn import AgentDb, DbDown
+from control.core import storage
 from control.core.queue import ClaimedTask, Failure, Queue
 
 log = logging.getLogger(__name__)
+
+
+PUBLISH_TIMEOUT_S = 20.0  # renaming an attempt's outputs into place (the storage may be a NAS)
+PUBLISH_RETRY_S = 5.0  # after a publish that failed (storage away): try the completion again
 
 
 @dataclass
@@ -27,6 +35,7 @@ class _Item:
     task: ClaimedTask
     result: dict[str, Any] | None = None
     failure: Failure | None = None
+    staged: list[tuple[str, str]] = field(default_factory=list)  # outputs not yet in place
 
 
 class Outbox:
@@ -38,9 +47,17 @@ class Outbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self.delivered_completions = 0
+        self._files: Bounded[None] = Bounded("publish", PUBLISH_TIMEOUT_S)
 
-    def complete(self, task: ClaimedTask, result: dict[str, Any] | None) -> None:
-        self._put(_Item("complete", task, result=result))
+    def complete(
+        self,
+        task: ClaimedTask,
+        result: dict[str, Any] | None,
+        staged: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """`staged`: the attempt's outputs under temporary names, published (renamed into
+        place) in the transaction that records the completion, only if the queue accepts it."""
+        self._put(_Item("complete", task, result=result, staged=list(staged or [])))
 
     def fail(self, task: ClaimedTask, failure: Failure) -> None:
         self._put(_Item("fail", task, failure=failure))
@@ -84,19 +101,39 @@ class Outbox:
                 left = await self._deliver(self._in_flight)
                 self._in_flight = []
                 self._items[:0] = left  # kept, in order, for when the database is back
+                if left and self._db.up.is_set():  # the storage, not the database, failed
+                    await asyncio.sleep(PUBLISH_RETRY_S)
             self._idle.set()
 
     async def _deliver(self, batch: list[_Item]) -> list[_Item]:
         """Deliver what can be; return what could not (the database went away)."""
         completions = [i for i in batch if i.kind == "complete"]
         others = [i for i in batch if i.kind != "complete"]
+        staged = {i.task.id: [(Path(t), Path(d)) for t, d in i.staged] for i in completions}
+
+        async def publish(accepted: set[int]) -> None:
+            pairs = [p for tid in sorted(accepted) for p in staged.get(tid, [])]
+            if pairs:
+                await self._files.run(lambda: storage.publish(pairs))
+
         try:
             if completions:
                 accepted = await self._db.run(
-                    Queue.complete_many, [(i.task, i.result) for i in completions]
+                    Queue.complete_many,
+                    [(i.task, i.result) for i in completions],
+                    publish=publish if any(staged.values()) else None,
                 )
                 self.delivered_completions += len(accepted)
+                refused = [p for tid, ps in staged.items() if tid not in accepted for p in ps]
+                if refused:  # a lost attempt's outputs: never published, never left behind
+                    with contextlib.suppress(Stuck, OSError):
+                        await self._files.run(lambda: storage.discard(refused))
         except DbDown:
+            return batch
+        except (Stuck, OSError) as exc:
+            # nothing recorded (the transaction rolled back): the storage did not take the
+            # outputs; the completions wait, their leases renewed, and are tried again
+            log.warning("publishing outputs failed (%s): completion kept, retrying", exc)
             return batch
         for n, item in enumerate(others):
             try:

@@ -459,7 +459,7 @@ class Agent:
 
     def _record(self, task: ClaimedTask, outcome: Outcome) -> None:
         if outcome.kind == "done":
-            self.outbox.complete(task, outcome.result)
+            self.outbox.complete(task, outcome.result, outcome.staged)
             self._done_this_run += 1
             self._count_done_today()
             # DEBUG, like "started": the task row says it; at INFO a busy agent shipped a log

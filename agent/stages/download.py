@@ -11,6 +11,7 @@ from typing import Any
 from agent.handlers import Context, TaskError
 from agent.stages import out_dir, rel
 from control.core import ytdlp
+from control.core.storage import atomic_path
 from control.core.urls import Refused, check_fetch, checked_resolver
 
 # yt-dlp errors that another attempt will not fix
@@ -81,14 +82,16 @@ def _download(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         raise TaskError(f"download of {url} produced no file", retryable=True)
     got = files[0]
     dest = dest_dir / f"source{got.suffix}"
-    os.replace(got, dest)
+    size = got.stat().st_size
+    with atomic_path(dest) as tmp:  # published with the attempt's completion
+        os.replace(got, tmp)
     shutil.rmtree(work, ignore_errors=True)
     meta = {k: info.get(k) for k in META_KEYS if info and info.get(k) is not None}
     if "duration" in meta:
         meta["duration_s"] = meta.pop("duration")
     if "channel" not in meta and "uploader" in meta:
         meta["channel"] = meta["uploader"]
-    return {"path": rel(ctx, dest), "bytes": dest.stat().st_size, "metadata": meta}
+    return {"path": rel(ctx, dest), "bytes": size, "metadata": meta}
 
 
 def download_youtube(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:

@@ -277,19 +277,28 @@ class Queue:
         return task.id in await self.complete_many([(task, result)])
 
     async def complete_many(
-        self, done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]]
+        self,
+        done: Sequence[tuple[ClaimedTask, dict[str, Any] | None]],
+        *,
+        publish: Callable[[set[int]], Awaitable[None]] | None = None,
     ) -> set[int]:
         """Record several completions in one statement; returns the ids accepted. A pipeline
-        stage's success enqueues the item's next stage in the same transaction."""
+        stage's success enqueues the item's next stage in the same transaction. `publish(ids)`
+        runs in that transaction too, after the accepted rows are written (and locked): it puts
+        the accepted attempts' outputs in place, and if it raises, nothing is recorded."""
         if not done:
             return set()
         hook = self._on_complete
-        if hook is None or not any(_chained(t) for t, _ in done):
+        chains = hook is not None and any(_chained(t) for t, _ in done)
+        if publish is None and not chains:
             return await self._complete_many(done)
         async with self.conn.transaction():
             accepted = await self._complete_many(done)
-            chained = [(t, r) for t, r in done if t.id in accepted and _chained(t)]
-            await hook(self, chained)
+            if publish is not None and accepted:
+                await publish(accepted)
+            if hook is not None and chains:
+                chained = [(t, r) for t, r in done if t.id in accepted and _chained(t)]
+                await hook(self, chained)
         return accepted
 
     async def _complete_many(

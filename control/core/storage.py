@@ -9,6 +9,7 @@ file that looks whole, and re-running a stage simply replaces its outputs.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
 from collections.abc import Iterator
@@ -42,15 +43,60 @@ def media_dir(media_id: int) -> str:
 
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """A temporary path next to `dest`; renamed onto `dest` when the block succeeds."""
+    """A temporary path next to `dest`; renamed onto `dest` when the block succeeds, or, inside
+    `staged()`, left under its temporary name for whoever publishes the attempt's outputs."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; other users of the share must read it
+    staging = _staging.get()
+    kept = False
     try:
         yield Path(tmp)
-        os.replace(tmp, dest)
+        if staging is not None:
+            staging.append((Path(tmp), dest))
+            kept = True
+        else:
+            os.replace(tmp, dest)
     finally:
+        if not kept:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+# (temporary, destination) pairs an attempt wrote and has not published: see `staged`
+Staged = list[tuple[Path, Path]]
+_staging: contextvars.ContextVar[Staged | None] = contextvars.ContextVar("staging", default=None)
+
+
+@contextlib.contextmanager
+def staged() -> Iterator[Staged]:
+    """Within: every `atomic_path` output stays under its temporary name and is listed here
+    instead of being renamed onto its destination. The agent publishes the list only once the
+    queue accepted the attempt's completion, inside that completion's transaction (the task's
+    row locked): an attempt that lost its lease meanwhile (a partition, a sleeping laptop)
+    never replaces the files of the attempt the queue accepted. On an exception the temporary
+    files are removed."""
+    found: Staged = []
+    token = _staging.set(found)
+    try:
+        yield found
+    except BaseException:
+        discard(found)
+        raise
+    finally:
+        _staging.reset(token)
+
+
+def publish(pairs: Staged) -> None:
+    """Rename each staged output onto its destination (blocking: storage may be a NAS)."""
+    for tmp, dest in pairs:
+        os.replace(tmp, dest)
+
+
+def discard(pairs: Staged) -> None:
+    """Remove staged outputs never to be published (their attempt was refused or failed)."""
+    for tmp, _ in pairs:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 

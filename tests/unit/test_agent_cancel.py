@@ -8,7 +8,6 @@ heartbeat kept beating, the agent's stop waited for it forever and its connectio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,16 @@ async def test_a_storage_check_finishing_as_the_heartbeat_is_cancelled_still_end
         AgentConfig(host="w1", enabled_tasks=["noop"], storage_root=tmp_path),
         "postgresql://nowhere.invalid/none",  # never connected to
     )
+    loop = asyncio.get_running_loop()
     checking: asyncio.Task[Any] | None = None
-    real_to_thread = asyncio.to_thread
+    real_check = storage_health.check
 
-    async def to_thread(fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
-        if fn is not storage_health.check:
-            return await real_to_thread(fn, *args, **kw)
+    def check(*args: Any, **kw: Any) -> Any:  # in the probe's thread
         assert checking is not None
-        checking.cancel()  # the stop arrives ...
-        return storage_health.check(*args, **kw)  # ... as the check finishes
+        loop.call_soon_threadsafe(checking.cancel)  # the stop arrives ...
+        return real_check(*args, **kw)  # ... as the check finishes
 
-    monkeypatch.setattr(asyncio, "to_thread", to_thread)
+    monkeypatch.setattr(storage_health, "check", check)
     checking = asyncio.create_task(agent._storage_health())
     await asyncio.wait([checking], timeout=5)
     assert checking.cancelled(), f"the cancellation was dropped: {checking.result()}"
