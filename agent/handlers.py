@@ -9,6 +9,7 @@ Handlers are looked up by type through `HANDLERS` (module paths), so a child tha
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import time
@@ -46,8 +47,10 @@ def noop(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 def sleep(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Sleep `seconds`, reporting progress (unless `progress` is false). `allocate_mb` holds
-    that much memory meanwhile (to exercise the memory watchdog). Answers with its pid, which
-    shows whether task processes are reused."""
+    that much memory meanwhile (to exercise the memory watchdog). `out`, a path under the
+    storage root, gets a small JSON file saying which attempt wrote it (published like a
+    stage's output: only the attempt the queue accepts puts it in place). Answers with its
+    pid, which shows whether task processes are reused."""
     try:
         seconds = float(payload.get("seconds", 1))
         allocate_mb = float(payload.get("allocate_mb", 0))
@@ -66,6 +69,12 @@ def sleep(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
         time.sleep(seconds / steps)
         if report:
             ctx.progress((i + 1) / steps, "sleeping")
+    if payload.get("out") is not None:
+        from agent.stages import path
+        from control.core.storage import atomic_write
+
+        with atomic_write(path(ctx, payload, "out")) as fh:
+            json.dump({"task": ctx.task_id, "attempt": ctx.attempt, "pid": os.getpid()}, fh)
     return {"slept_s": seconds, "pid": os.getpid()}
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from agent import restarts
 from agent.bounded import Bounded, Stuck
 from agent.dbconn import AgentDb, DbDown
 from agent.executor import Executor, Outcome
@@ -95,6 +96,7 @@ class AgentConfig:
     nas_credentials: Path | None = None  # where it writes the cifs credentials (0600)
     task_settings: dict[str, Any] = field(default_factory=dict)  # for handlers (pipeline)
     restart_argv: list[str] | None = None  # how to start again on `restart`
+    run_marker: Path | None = None  # says "running" while it runs (agent/restarts.py)
     # where the database is now, asked before each reconnect (the embedded server's socket
     # follows its port: `db serve --port` moves it); None: the URL it started with
     resolve_url: Callable[[], str | None] | None = None
@@ -146,6 +148,7 @@ class Agent:
         self._beat_gate = fleet.BeatGate()
         self._leases_session: int | None = None  # the session key the leases last got
         self._resweep_at: float | None = None  # when leases it saw orphaned end their grace
+        self._last_restart: dict[str, Any] = {}  # how the previous run ended (restarts.begin)
         self._started = time.monotonic()
         self._started_at = datetime.now(UTC)
         self._code_hash = codehash.code_hash()
@@ -174,6 +177,7 @@ class Agent:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> int:
+        self._last_restart = restarts.begin(self.config.run_marker)
         await self.db.open()
         await self._load_state()
         loop = asyncio.get_running_loop()
@@ -229,9 +233,11 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+        restarts.end(self.config.run_marker)  # a clean stop, whatever comes next
         if self._restart and self.config.restart_argv:
             log.info("restarting: %s", " ".join(self.config.restart_argv))
             logging.shutdown()
+            os.environ[restarts.RESTARTED_BY] = "operator"
             os.execv(sys.executable, [sys.executable, *self.config.restart_argv])
         return 0
 
@@ -710,6 +716,7 @@ class Agent:
             "outbox": len(self.outbox),
             "task_processes": len(self.executor.children()),
             "db_outages": self.db.outages,
+            "last_restart": self._last_restart,
         }
         return fleet.Heartbeat(
             name=cfg.host,

@@ -76,6 +76,12 @@ def check(root: Path, expected: str | None) -> Health:
 
     if not root.is_dir():
         return bad(f"{root} does not exist (is the NAS mounted?)")
+    try:
+        # a question the file server itself must answer: a network filesystem answers stat()
+        # from its attribute cache for a while after its server went quiet (sshfs: 20 s)
+        os.statvfs(root)
+    except OSError as exc:
+        return bad(f"{root} is not answering ({exc.strerror or exc})")
     if expected is not None:
         found = read_marker(root)
         if found is None:

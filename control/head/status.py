@@ -242,6 +242,8 @@ def _entry(
         "storage": body.get("storage") if state not in ("offline", "disabled") else None,
         "agent_version": row["agent_version"] if row else None,
         "code_hash": row["code_hash"] if row else None,
+        # how its agent's previous run ended: start, operator, crash or reboot (agent/restarts)
+        "last_restart": body.get("last_restart") or None,
     }
 
 

@@ -65,6 +65,7 @@ async def cmd_agent_run(args: argparse.Namespace) -> int:
         os.environ.pop(ENV_DATABASE_URL, None)
         cfg.resolve_url = EmbeddedServer(state_dir()).running_uri
     cfg.restart_argv = ["-m", "tui.launcher", "agent", "run", "--host", name]
+    cfg.run_marker = state_dir() / "run" / f"agent-{name}.json"
     for flag, value in (
         ("--concurrency", args.concurrency),
         ("--grace", args.grace),
