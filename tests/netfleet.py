@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+# the code tree the fleet runs (bench/network.py --tree runs an older checkout side by side)
+REPO = Path(os.environ.get("CONTENTCTL_FLEET_TREE") or Path(__file__).resolve().parents[1])
 SUBNET = "10.213"  # 10.213.N.1 the head's (or the NAS's) end of link N, .2 the other end
 PG_PORT = 5432
 SSHD = "/usr/sbin/sshd"
@@ -245,8 +246,11 @@ class Head:
         return done
 
     def agent_url(self, host: str) -> str:
-        """`host`'s own URL, pointed at the head's end of its link."""
-        url = self.cli("db", "url", "--host", host, "--show-password").stdout.strip()
+        """`host`'s own URL, pointed at the head's end of its link (a tree from before agents'
+        own roles: the shared one)."""
+        own = contentctl(self.env, "db", "url", "--host", host, "--show-password")
+        url = (own if own.returncode == 0 else self.cli("db", "url", "--show-password")).stdout
+        url = url.strip()
         head_end = self.fleet.links[host].near_addr
         before, _, after = url.partition("@")
         return f"{before}@{head_end}:{PG_PORT}/{after.split('/', 1)[1]}"
