@@ -109,6 +109,7 @@ cmd_db_migrate = _lazy("database:cmd_db_migrate")
 cmd_db_serve = _lazy("database:cmd_db_serve")
 cmd_db_url = _lazy("database:cmd_db_url")
 cmd_db_stop = _lazy("database:cmd_db_stop")
+cmd_db_start = _lazy("database:cmd_db_start")
 cmd_inventory = _lazy("fleet:cmd_inventory")
 cmd_provision = _lazy("fleet:cmd_provision")
 cmd_rollout = _lazy("fleet:cmd_rollout")
@@ -359,7 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", metavar="NAME", help="this host's own URL (its role agent_NAME, made if missing)"
     )
     sp.add_argument("--show-password", action="store_true", help="print the password too")
-    action(dbs, "stop", cmd_db_stop, "stop the embedded server", ("db stop",))
+    action(
+        dbs,
+        "stop",
+        cmd_db_stop,
+        "stop the embedded server (it stays stopped until db start)",
+        ("db stop",),
+    )
+    action(dbs, "start", cmd_db_start, "start the embedded server after db stop", ("db start",))
 
     ap = add(
         "agent",

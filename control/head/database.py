@@ -10,11 +10,12 @@ from control.core.settings import DatabaseTarget, state_dir
 from control.head.embedded import EmbeddedServer
 
 
-def resolve_url(target: DatabaseTarget) -> str:
-    """The URL to connect to: the external one, or the embedded server (started if needed)."""
+def resolve_url(target: DatabaseTarget, *, start_stopped: bool = False) -> str:
+    """The URL to connect to: the external one, or the embedded server (started if needed;
+    one the operator stopped with `db stop` only with `start_stopped`)."""
     if target.url is not None:
         return db.with_keychain_password(target.url)
-    return EmbeddedServer(state_dir()).ensure_running()
+    return EmbeddedServer(state_dir()).ensure_running(start_stopped=start_stopped)
 
 
 async def open_database(target: DatabaseTarget, *, migrate_fresh: bool = True) -> db.AsyncConn:

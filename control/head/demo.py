@@ -99,7 +99,7 @@ async def run(
 ) -> int:
     """Run the demo; without `headless`, `dashboard` (given by tui/, which control/ never
     imports) runs while the agents work, and the demo ends when it is closed."""
-    url = await asyncio.to_thread(database.resolve_url, target)
+    url = await asyncio.to_thread(database.resolve_url, target, start_stopped=True)
     conn = await db.open_url(url)
     root = storage_root(inventory.storage_root)
     # The demo's agents run without the fleet's worker limits: a download window or a daily

@@ -81,6 +81,7 @@ class EmbeddedServer:
         self.pgdata = home / "pgdata"
         self._lock_path = home / "pg.lock"
         self._serve_path = home / "serve.json"
+        self._stopped_mark = home / "stopped-by-operator"
 
     # -- configuration -------------------------------------------------------------------
     def serve_config(self) -> ServeConfig:
@@ -97,10 +98,20 @@ class EmbeddedServer:
         )
 
     # -- lifecycle -----------------------------------------------------------------------
-    def ensure_running(self) -> str:
-        """Start the server if it is not running; return the superuser URI of our database."""
+    def ensure_running(self, *, start_stopped: bool = False) -> str:
+        """Start the server if it is not running; return the superuser URI of our database.
+        A server the operator stopped (`db stop`) is started again only with `start_stopped`
+        (`db start`, `db serve`, `demo`): anything else says it is stopped and how to start it,
+        so a dashboard left open never undoes a stop."""
         self.home.mkdir(parents=True, exist_ok=True)
         with _file_lock(self._lock_path):
+            stopped = self._stopped_mark.exists() and self._running_info() is None
+            if stopped and not start_stopped:
+                raise DatabaseUnavailable(
+                    f"the embedded database in {self.pgdata} was stopped with `contentctl "
+                    "db stop`: start it with `contentctl db start`"
+                )
+            self._stopped_mark.unlink(missing_ok=True)
             server = self._handle()
             try:
                 server.ensure_pgdata_inited()
@@ -131,9 +142,12 @@ class EmbeddedServer:
         info = self._running_info()
         return None if info is None else int(info.pid)
 
-    def stop(self) -> bool:
-        """Stop the server (fast shutdown: open transactions roll back). True if it was up."""
+    def stop(self, *, on_purpose: bool = False) -> bool:
+        """Stop the server (fast shutdown: open transactions roll back). True if it was up.
+        `on_purpose` (`db stop`): it stays stopped until started on purpose."""
         with _file_lock(self._lock_path):
+            if on_purpose:
+                self._stopped_mark.write_text("contentctl db stop\n")
             if self._running_info() is None:
                 return False
             server = self._handle()
@@ -176,6 +190,7 @@ class EmbeddedServer:
         Returns what changed for an existing fleet: the shared all-data role of earlier
         versions loses its login and its rights (its agents move to their own roles when
         provisioned again)."""
+        self.ensure_running(start_stopped=True)  # serving is starting on purpose
         changes = self.retire_legacy_role()
         self._write_hba()
         previous = self._serve_path.read_text() if self._serve_path.exists() else None

@@ -274,20 +274,30 @@ def test_no_local_user_but_ours_reaches_the_database(own_pg_home: Path) -> None:
         assert socket_dir.stat().st_mode & 0o777 == 0o700
         with psycopg.connect(uri, connect_timeout=5) as c:  # we (root) still get in
             assert c.execute("SELECT 1").fetchone() == (1,)
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and os.access("/usr/bin/python3", os.X_OK):
+            # the system's interpreter: the checkout's may sit where nobody cannot enter
+            # (root's home, a 0700 temporary dir), and then the probe would fail to start at
+            # all instead of failing at the socket
             nobody = pwd.getpwnam("nobody")
+            sock = socket_dir / f".s.PGSQL.{uri.rsplit('port=', 1)[1].split('&')[0]}"
             probe = subprocess.run(
                 [
-                    sys.executable,
+                    "/usr/bin/python3",
                     "-c",
-                    f"import psycopg; psycopg.connect({uri!r}, connect_timeout=5)",
+                    "import socket, sys\n"
+                    "s = socket.socket(socket.AF_UNIX)\n"
+                    "try:\n"
+                    f"    s.connect({str(sock)!r})\n"
+                    "except OSError as e:\n"
+                    "    sys.exit(f'refused: {e}')\n",
                 ],
                 user=nobody.pw_uid,
                 group=nobody.pw_gid,
+                cwd="/",
                 capture_output=True,
                 text=True,
             )
-            assert probe.returncode != 0  # refused: no way into the socket, no peer mapping
+            assert probe.returncode != 0 and "Permission denied" in probe.stderr, probe.stderr
     finally:
         server.stop()
     assert not socket_dir.exists()  # stopping removes it: nothing left behind in /tmp
@@ -341,3 +351,34 @@ def test_a_local_agent_follows_the_server_to_its_new_port(fresh_home: Path) -> N
     finally:
         kill_tree(agent.pid)
         agent.communicate(timeout=30)
+
+
+def test_db_stop_sticks_until_db_start(
+    fresh_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a dashboard left open (or any command) started the server again within 2 s of
+    `db stop`. Commands that read now say it is stopped and how to start it."""
+    import asyncio
+
+    from control.core.inventory import Inventory
+    from control.core.settings import DatabaseTarget
+    from control.head.api import ControlPlane, Unavailable
+
+    assert main(["status"]) == 0
+    assert main(["db", "stop"]) == 0
+    capsys.readouterr()
+    assert main(["status"]) == 2
+    assert "contentctl db start" in capsys.readouterr().err
+
+    async def dashboard_reads() -> None:  # what the dashboard's refresh does
+        plane = ControlPlane(DatabaseTarget(None), Inventory(path=None))
+        try:
+            with pytest.raises(Unavailable, match="db stop"):
+                await plane.fleet()
+        finally:
+            await plane.close()
+
+    asyncio.run(dashboard_reads())
+    assert EmbeddedServer(fresh_home).running_uri() is None  # still stopped
+    assert main(["db", "start"]) == 0
+    assert main(["status"]) == 0

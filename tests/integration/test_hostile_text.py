@@ -145,6 +145,8 @@ async def test_terminal_escapes_from_outside_are_shown_not_obeyed(
         detail = app.screen.query_one("#detail", Static)
         await until(pilot, lambda: "\\x1b]52" in str(detail.render()))
         assert clean(drawn()) and "\\x1b" in drawn()
+        # the error as a line ("Boom: ..."), not a Python dict's repr
+        assert "Boom: boom" in str(detail.render()) and "'message'" not in str(detail.render())
         await pilot.press("7")
         audit_table = app.screen.query_one("#audit", DataTable)
         await until(pilot, lambda: len(audit_table.rows) == 1)

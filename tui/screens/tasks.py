@@ -178,9 +178,12 @@ class TasksScreen(Base):
         if t.get("result"):
             text.append("result:\n", style="bold")
             text.append(json.dumps(t["result"], indent=1)[:800] + "\n")
-        if t.get("error"):
+        error = t.get("error")
+        if error:  # {type, message} (docs/contract.md), shown as a line, not a dict
+            kind = (error.get("type") if isinstance(error, dict) else None) or t.get("error_type")
+            message = error.get("message") if isinstance(error, dict) else error
             text.append("error:\n", style="bold red")
-            text.append(f"{t.get('error_type') or ''}: {t['error']}\n", style="red")
+            text.append(f"{kind or 'error'}: {message}\n", style="red")
         if t.get("error_traceback"):
             tail = "\n".join(str(t["error_traceback"]).strip().splitlines()[-12:])
             text.append(tail + "\n", style="dim")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from control.cli.commands.common import Session
 from control.core import db, names
@@ -63,6 +64,17 @@ async def cmd_db_stop(args: argparse.Namespace) -> int:
         raise UsageError(
             "db stop stops the embedded server; this command points at an external one"
         )
-    stopped = await asyncio.to_thread(EmbeddedServer(state_dir()).stop)
+    stopped = await asyncio.to_thread(EmbeddedServer(state_dir()).stop, on_purpose=True)
     print("embedded database stopped" if stopped else "embedded database was not running")
+    print("it stays stopped until `contentctl db start` (or db serve, demo)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def cmd_db_start(args: argparse.Namespace) -> int:
+    if not Session(args).target.embedded:
+        raise UsageError(
+            "db start starts the embedded server; this command points at an external one"
+        )
+    await asyncio.to_thread(EmbeddedServer(state_dir()).ensure_running, start_stopped=True)
+    print("embedded database running")
     return EXIT_OK

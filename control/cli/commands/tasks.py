@@ -8,7 +8,7 @@ import sys
 
 from control.cli import output
 from control.cli.commands.common import Session
-from control.core.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
+from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.core.queue import UNFINISHED, Queue, TaskSpec, parse_payload
 from control.head import status, views
 
@@ -73,7 +73,7 @@ async def cmd_task(args: argparse.Namespace) -> int:
     async with s.database() as conn:
         t = await views.task(conn, args.id)
     if t is None:
-        raise ContentctlError(f"task {args.id} does not exist: see `contentctl tasks`")
+        raise UsageError(f"no task {args.id}: see `contentctl tasks` for the list")
     if args.json:
         output.emit_json(t.public())
     else:
