@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
 # The item's stages in order; `download` is download_youtube or download_podcast.
 STAGES = ("download", "extract_audio", "transcribe", "stitch", "translate")
+# what a stage's success records in the item's outputs: a stage whose output an item keeps from
+# an earlier generation (`media retry --from` a later stage) is done in this one too
+PRODUCES = {
+    "download": "source",
+    "extract_audio": "audio",
+    "transcribe": "chunks",
+    "stitch": "transcript_json",
+    "translate": "translations",
+}
 DOWNLOAD_TYPES = {"youtube": "download_youtube", "podcast": "download_podcast"}
 
 DEFAULT_CHUNK_S = 600.0

@@ -184,6 +184,10 @@ def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) 
     stages = {s: _aggregate([t["state"] for t in by_stage[s]]) for s in pipeline.STAGES}
     if item["kind"] == "file" and stages["download"] == "pending":
         stages["download"] = "succeeded"  # a local file needs no download
+    kept = item.get("outputs") or {}
+    for s in pipeline.STAGES:  # kept from an earlier generation: no task ran it in this one
+        if stages[s] == "pending" and not by_stage[s] and kept.get(pipeline.PRODUCES[s]):
+            stages[s] = "succeeded"
     transcribe = by_stage["transcribe"]
     expected = max([int(t["payload"].get("chunks", 1)) for t in transcribe] or [0])
     if transcribe and stages["transcribe"] == "succeeded" and len(transcribe) < expected:

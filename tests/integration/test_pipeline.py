@@ -152,6 +152,14 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     retried = cli("media", "retry", str(item["id"]), "--from", "stitch")
     assert retried.returncode == 0, retried.stderr
     assert "re-running from stitch (generation 2" in retried.stdout
+    # the stages it kept are done in the new generation too (before: shown as pending)
+    kept = json.loads(cli("media", str(item["id"]), "--json").stdout)["stages"]
+    assert kept == {
+        "download": "succeeded",
+        "extract_audio": "succeeded",
+        "transcribe": "succeeded",
+        "stitch": "queued",
+    }, kept
     agent = spawn_agent("--host", "w1", "--burst", env=role_env)
     _, err = agent.communicate(timeout=60)
     view = json.loads(cli("media", str(item["id"]), "--json").stdout)
