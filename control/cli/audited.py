@@ -33,6 +33,7 @@ ACTIONS = {
     "schedule add",
     "schedule pause",
     "schedule resume",
+    "schedule remove",
     "storage init",
     "db migrate",
     "media retry",

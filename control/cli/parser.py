@@ -636,16 +636,29 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("type", metavar="TYPE", choices=ALL_TYPES, help="the task type it enqueues")
     when = sp.add_mutually_exclusive_group(required=True)
     when.add_argument("--every", type=_duration, metavar="DURATION", help="90s, 30m, 2h")
-    when.add_argument("--cron", metavar="EXPR", help="five cron fields: m h dom mon dow")
+    when.add_argument(
+        "--cron", metavar="EXPR", help="five cron fields: m h dom mon dow (in --timezone)"
+    )
+    sp.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        default="UTC",
+        help="the time zone a --cron is read in, e.g. Europe/Berlin (default UTC)",
+    )
     sp.add_argument(
         "--payload",
         metavar="JSON",
         help="the tasks' input, a JSON object (64 KiB at most, 64 levels deep)",
     )
     json_flag(sp)
-    for name, text in (("pause", "stop ticking (nothing is enqueued)"), ("resume", "tick again")):
+    for name, text in (
+        ("pause", "stop ticking (nothing is enqueued)"),
+        ("resume", "tick again"),
+        ("remove", "delete the schedule (the tasks it made stay)"),
+    ):
         sp = action(scs, name, cmd_schedule_pause, text, (f"schedule {name} nightly-noop",))
         sp.add_argument("name", metavar="NAME", help="the schedule's name")
+        json_flag(sp)
 
     srp = add(
         "source",
@@ -677,7 +690,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     when = sp.add_mutually_exclusive_group()
     when.add_argument("--every", type=_duration, metavar="DURATION", help="poll every 30m, 2h...")
-    when.add_argument("--cron", metavar="EXPR", help="poll on a cron schedule")
+    when.add_argument("--cron", metavar="EXPR", help="poll on a cron schedule (in --timezone)")
+    sp.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        default="UTC",
+        help="the time zone a --cron is read in, e.g. America/New_York (default UTC)",
+    )
     sp.add_argument(
         "--latest",
         type=_positive("--latest", 10_000),
@@ -718,6 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sp = action(srs, name, cmd_source_action, text, (f"source {name} my-feed",))
         sp.add_argument("name", metavar="ID|NAME", help="the source's id or name")
+        json_flag(sp)
 
     stp = add(
         "storage",

@@ -25,7 +25,9 @@ def schedule_name(source_name: str) -> str:
     return f"source:{source_name}"
 
 
-def poll_schedule(name: str, every_s: float | None, cron: str | None) -> schedules.Schedule:
+def poll_schedule(
+    name: str, every_s: float | None, cron: str | None, timezone: str = "UTC"
+) -> schedules.Schedule:
     """A source's schedule (default: hourly), validated: a bad cron expression is refused
     before anything is read or written."""
     spec = schedules.Schedule(
@@ -34,6 +36,7 @@ def poll_schedule(name: str, every_s: float | None, cron: str | None) -> schedul
         {},
         cron=cron,
         every_s=every_s or (None if cron else 3600),
+        timezone=timezone,
     )
     schedules.validate(spec)
     return spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from psycopg.types.json import Jsonb
@@ -27,21 +28,30 @@ class Schedule:
     payload: dict[str, Any]
     cron: str | None = None
     every_s: float | None = None
+    timezone: str = "UTC"  # a cron's fields are read in this zone (IANA name)
 
 
 def next_after(s: Schedule | dict[str, Any], now: datetime) -> datetime:
-    """The first tick strictly after `now`."""
+    """The first tick strictly after `now` (a cron read in its schedule's time zone)."""
     cron = s.cron if isinstance(s, Schedule) else s.get("cron")
     every = s.every_s if isinstance(s, Schedule) else s.get("every_s")
+    zone = (s.timezone if isinstance(s, Schedule) else s.get("timezone")) or "UTC"
     if cron:
-        out: datetime = croniter(cron, now).get_next(datetime)
-        return out
+        local = now.astimezone(ZoneInfo(zone))
+        out: datetime = croniter(cron, local).get_next(datetime)
+        return out.astimezone(UTC)
     assert every
     return now + timedelta(seconds=float(every))
 
 
 def validate(s: Schedule) -> None:
     names.label(s.name, "schedule name")
+    try:
+        ZoneInfo(s.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise UsageError(
+            f"unknown time zone {s.timezone!r}: give an IANA name such as Europe/Berlin or UTC"
+        ) from None
     if s.task_type not in ALL_TYPES:
         raise UsageError(f"unknown task type {s.task_type!r}: use one of {', '.join(ALL_TYPES)}")
     if (s.cron is None) == (s.every_s is None):
@@ -63,6 +73,7 @@ async def put(conn: db.AsyncConn, s: Schedule, now: datetime | None = None) -> d
         "cron": s.cron,
         "every_s": s.every_s,
         "next_run_at": first,
+        "timezone": s.timezone,
     }
     await conn.execute(q("schedule_upsert"), params)
     return first
@@ -92,6 +103,13 @@ async def tick(conn: db.AsyncConn, now: datetime | None = None) -> list[int]:
 
 async def all_schedules(conn: db.AsyncConn) -> list[dict[str, Any]]:
     return await db.rows(conn, q("schedules_all"))
+
+
+async def remove(conn: db.AsyncConn, name: str) -> None:
+    if name.startswith("source:"):
+        raise UsageError(f"{name!r} polls a source: `contentctl source remove {name[7:]}`")
+    if not await db.rows(conn, q("schedule_remove"), {"name": name}):
+        raise UsageError(f"no schedule named {name!r}: see `contentctl schedule list`")
 
 
 async def pause(conn: db.AsyncConn, name: str, paused: bool) -> None:

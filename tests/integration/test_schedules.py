@@ -4,6 +4,7 @@ catch-up for a missed day, bad input refused, and agents doing the ticking."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -82,3 +83,34 @@ async def test_agents_tick_the_schedules(
     await wait_for(ran_three, 30, interval_s=0.2)
     listed = contentctl(agent_env, "schedule", "list")
     assert "fast" in listed.stdout and "every 1 s" in listed.stdout
+
+
+async def test_a_cron_runs_in_its_time_zone_and_schedules_answer_in_json(
+    agent_env: dict[str, str], conn: db.AsyncConn
+) -> None:
+    """`--timezone`: 03:00 Berlin is 01:00 or 02:00 UTC by the season (before: UTC only, said
+    nowhere); pause, resume and remove answer `--json` with one document, and a removed
+    schedule is gone."""
+    from zoneinfo import ZoneInfo
+
+    out = contentctl(
+        agent_env, "schedule", "add", "night", "noop", "--cron", "0 3 * * *",
+        "--timezone", "Europe/Berlin", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    first = datetime.fromisoformat(json.loads(out.stdout)["next_run_at"])
+    local = first.astimezone(ZoneInfo("Europe/Berlin"))
+    assert (local.hour, local.minute) == (3, 0)
+    assert first.astimezone(UTC).hour in (1, 2)
+    bad = contentctl(agent_env, "schedule", "add", "x", "noop", "--cron", "0 3 * * *",
+                     "--timezone", "Mars/Olympus")  # fmt: skip
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr
+    seven = contentctl(agent_env, "schedule", "add", "y", "noop", "--cron", "0 3 * * * * *")
+    assert seven.returncode == 2
+    for action in ("pause", "resume", "remove"):
+        done = contentctl(agent_env, "schedule", action, "night", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"name": "night", "action": action}
+    assert await schedules.all_schedules(conn) == []
+    gone = contentctl(agent_env, "schedule", "remove", "night")
+    assert gone.returncode == 2 and "no schedule named" in gone.stderr

@@ -104,6 +104,10 @@ async def test_a_feed_source_adds_each_new_episode_once(
     assert {(r["s"], r["source_id"]) for r in await cur.fetchall()} == {("1", 1)}
     listed = json.loads(contentctl(agent_env, "source", "list", "--json").stdout)
     assert listed[0]["items_found"] == 3 and listed[0]["last_error"] is None
+    for action in ("pause", "resume"):  # --json: one document on stdout
+        done = contentctl(agent_env, "source", action, "talk", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"id": 1, "name": "talk", "action": action}
 
 
 async def _ge(probe: object, n: int) -> bool:

@@ -25,7 +25,7 @@ async def cmd_schedule_list(args: argparse.Namespace) -> int:
         [
             r["name"],
             r["task_type"],
-            r["cron"] or f"every {r['every_s']:g} s",
+            f"{r['cron']} ({r['timezone']})" if r["cron"] else f"every {r['every_s']:g} s",
             "paused" if r["paused"] else r["next_run_at"].isoformat(timespec="seconds"),
             r["last_run_at"].isoformat(timespec="seconds") if r["last_run_at"] else "-",
             r["last_task_id"] or "-",
@@ -43,6 +43,7 @@ async def cmd_schedule_add(args: argparse.Namespace) -> int:
         payload=parse_payload(args.payload),
         cron=args.cron,
         every_s=args.every,
+        timezone=args.timezone,
     )
     schedules.validate(spec)  # before touching the database
     s = Session(args)
@@ -56,9 +57,17 @@ async def cmd_schedule_add(args: argparse.Namespace) -> int:
 
 
 async def cmd_schedule_pause(args: argparse.Namespace) -> int:
+    """pause, resume, remove."""
     s = Session(args)
-    paused = args.schedule_command == "pause"
+    action = args.schedule_command
     async with s.database() as conn:
-        await schedules.pause(conn, args.name, paused)
-    print(f"schedule {args.name}: {'paused' if paused else 'resumed'}")
+        if action == "remove":
+            await schedules.remove(conn, args.name)
+        else:
+            await schedules.pause(conn, args.name, action == "pause")
+    done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[action]
+    if args.json:
+        output.emit_json({"name": args.name, "action": action})
+    else:
+        print(f"schedule {args.name}: {done}")
     return EXIT_OK

@@ -35,7 +35,7 @@ async def cmd_source_add(args: argparse.Namespace) -> int:
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", args.url.split("://", 1)[-1]).strip("-")
     s = Session(args)
     kind = "podcast" if args.podcast else "playlist"
-    spec = intake.poll_schedule(name, args.every, args.cron)
+    spec = intake.poll_schedule(name, args.every, args.cron, args.timezone)
     # read it once here, so a URL that is no feed, no channel and no playlist is refused now
     private = bool(s.inventory.pipeline.get("allow_private_networks"))
     found = await asyncio.to_thread(_probe, args.url, kind, yt_options, private)
@@ -139,13 +139,18 @@ async def cmd_source_action(args: argparse.Namespace) -> int:
     action = args.source_command
     async with s.database() as conn:
         src = await intake.by_name(conn, args.name)
+        doc: dict[str, Any] = {"id": src["id"], "name": src["name"], "action": action}
         if action == "poll":
-            task = await intake.poll_now(conn, args.name)
-            print(f"source {src['name']}: poll task {task} enqueued")
+            doc["task_id"] = await intake.poll_now(conn, args.name)
+            said = f"poll task {doc['task_id']} enqueued"
         elif action == "remove":
             await intake.remove(conn, args.name)
-            print(f"source {src['name']}: removed (its items stay)")
+            said = "removed (its items stay)"
         else:
             await schedules.pause(conn, intake.schedule_name(src["name"]), action == "pause")
-            print(f"source {src['name']}: {action}d")
+            said = f"{action}d"
+    if args.json:
+        output.emit_json(doc)
+    else:
+        print(f"source {src['name']}: {said}")
     return EXIT_OK
