@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -105,8 +106,15 @@ class LiveProgress:
         self._progress.update(self._bars[key], description=label, completed=done, total=total)
 
 
+def _json_default(value: Any) -> Any:
+    # the contract's one timestamp shape: ISO 8601 with `T` and an offset (str() has a space)
+    if isinstance(value, datetime.datetime | datetime.date):
+        return value.isoformat()
+    return str(value)
+
+
 def emit_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, default=str)
+    json.dump(value, sys.stdout, indent=2, default=_json_default)
     sys.stdout.write("\n")
 
 

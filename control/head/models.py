@@ -49,7 +49,6 @@ class Task(SQLModel, table=True):
 
     def public(self) -> dict[str, Any]:
         """`contentctl task ID --json` (docs/contract.md), plus a few keys scripts find useful."""
-        data = self.model_dump(mode="json")
         return {
             "id": self.id,
             "type": self.type,
@@ -73,11 +72,11 @@ class Task(SQLModel, table=True):
             "progress_stage": self.progress_stage,
             "media_id": self.media_id,
             "unique_key": self.unique_key,
-            "run_at": data["run_at"],
+            "run_at": _iso(self.run_at),
             "cancel_requested": self.cancel_requested_at is not None,
-            "created_at": data["created_at"],
-            "started_at": data["started_at"],
-            "finished_at": data["finished_at"],
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
         }
 
     @property
@@ -86,6 +85,12 @@ class Task(SQLModel, table=True):
         if self.state == "scheduled" and self.run_at <= datetime.now(self.run_at.tzinfo):
             return "queued"
         return self.state
+
+
+def _iso(at: datetime | None) -> str | None:
+    """The contract's one timestamp shape: ISO 8601 with `T` and an explicit offset (pydantic's
+    JSON mode writes `Z`, str() a space)."""
+    return None if at is None else at.isoformat()
 
 
 class Host(SQLModel, table=True):

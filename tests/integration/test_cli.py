@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import psycopg
 import pytest
 
 from control.core import db
+from control.core.queue import Queue, TaskSpec
+from tests.helpers import contentctl
 from tui.launcher import main
 
 Run = Callable[..., tuple[int, str, str]]
@@ -240,3 +243,40 @@ def test_malformed_inventory_names_file_line_and_key(
     assert code == 2
     line = one_line(err)
     assert f"{inv}:4" in line and "max_concurent_tasks" in line and "unknown key" in line
+
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$")
+
+
+def _stamps(value: object) -> list[str]:
+    """Every string in a JSON document that looks like a date and time."""
+    if isinstance(value, str):
+        return [value] if re.match(r"^\d{4}-\d\d-\d\d[ T]\d", value) else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _stamps(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _stamps(v)]
+    return []
+
+
+async def test_every_timestamp_in_json_has_one_shape(
+    agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    """Before: `2026-12-02 00:48:21.68+00:00`, `...Z` and `...T...+00:00` side by side. Now ISO
+    8601 with `T` and an explicit offset everywhere (docs/contract.md)."""
+    [t] = await queue.enqueue([TaskSpec("noop")])
+    [claimed] = await queue.claim("w1", ["noop"], limit=1)
+    await queue.complete(claimed)
+    await conn.execute("INSERT INTO media_items (kind, source, title) VALUES ('file', '/x', 'x')")
+    assert contentctl(agent_env, "schedule", "add", "s", "noop", "--every", "1h").returncode == 0
+    seen = []
+    for args in (
+        ("status",), ("tasks",), ("task", str(t.id)), ("media",), ("schedule", "list"),
+        ("audit",), ("source", "list"),
+    ):  # fmt: skip
+        out = contentctl(agent_env, *args, "--json")
+        assert out.returncode == 0, (args, out.stderr)
+        seen += [(args, s) for s in _stamps(json.loads(out.stdout))]
+    assert seen, "no timestamps looked at"
+    bad = [(a, s) for a, s in seen if not STAMP.match(s)]
+    assert not bad, bad

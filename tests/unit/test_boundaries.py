@@ -45,3 +45,15 @@ def test_the_command_line_loads_no_dashboard_ssh_or_orm_before_a_command_needs_i
     loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
     for heavy in ("textual", "asyncssh", "sqlmodel", "sqlalchemy", "pydantic", "faster_whisper"):
         assert heavy not in loaded, f"the command line imports {heavy} up front"
+
+
+def test_status_loads_no_orm() -> None:
+    """`status --json` is what scripts call in loops: the command's module imports no ORM
+    (before: 1.4 s of a 1.4 s run went to importing SQLModel; bench/cli_startup.py)."""
+    code = (
+        "import sys, json, control.cli.main, control.cli.commands.tasks;"
+        "print(json.dumps(sorted(m for m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
+    assert not {"sqlmodel", "sqlalchemy", "textual", "asyncssh"} & loaded

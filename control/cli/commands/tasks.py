@@ -10,7 +10,7 @@ from control.cli import output
 from control.cli.commands.common import Session
 from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.core.queue import UNFINISHED, Queue, TaskSpec, parse_payload
-from control.head import status, views
+from control.head import status
 
 log = logging.getLogger("contentctl")
 
@@ -58,6 +58,8 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
 async def cmd_tasks(args: argparse.Namespace) -> int:
     s = Session(args)
     async with s.database() as conn:
+        from control.head import views  # the ORM's typed rows: only where they are read
+
         rows = await views.tasks(
             conn, state=args.state, task_type=args.type, host=args.host, limit=args.limit
         )
@@ -71,6 +73,8 @@ async def cmd_tasks(args: argparse.Namespace) -> int:
 async def cmd_task(args: argparse.Namespace) -> int:
     s = Session(args)
     async with s.database() as conn:
+        from control.head import views
+
         t = await views.task(conn, args.id)
     if t is None:
         raise UsageError(f"no task {args.id}: see `contentctl tasks` for the list")
