@@ -64,7 +64,7 @@ def check(options: dict[str, Any], keys: dict[str, tuple[Any, str]]) -> dict[str
             if key == "rate_limit":
                 rate_bytes(value)
             elif key in ("match_title", "reject_title"):
-                re.compile(value)
+                title_pattern(value)
             elif key == "sleep_s" and not 0 <= value <= 3600:
                 raise ValueError("must be between 0 and 3600 seconds")
             elif key == "cookies" and not value.startswith(("/", "~")):
@@ -90,13 +90,38 @@ def download_params(fleet: dict[str, Any], item: dict[str, Any]) -> dict[str, An
     return params
 
 
+PATTERN_MAX = 1000  # characters in a title pattern
+TITLE_MAX = 2000  # characters of a title a pattern looks at
+
+
+def title_pattern(text: str) -> Any:
+    """An operator's title pattern, compiled by RE2: matching takes time linear in the title,
+    whatever the pattern (Python's `re` backtracks: `(a+)+$` against 32 `a`s and a `!` held an
+    agent's event loop for minutes). What RE2 cannot bound (backreferences, lookaround) is
+    refused with the reason (ValueError)."""
+    import re2
+
+    if len(text) > PATTERN_MAX:
+        raise ValueError(f"is {len(text)} characters long: at most {PATTERN_MAX}")
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(text, options=options)
+    except re2.error as exc:
+        why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"cannot be matched in bounded time ({why}): use RE2 syntax, without "
+            "backreferences or lookaround"
+        ) from None
+
+
 def title_filter(options: dict[str, Any]) -> Callable[[str | None], bool]:
     """Whether an entry with this title is taken (match_title, then reject_title)."""
-    match = re.compile(options["match_title"]) if options.get("match_title") else None
-    reject = re.compile(options["reject_title"]) if options.get("reject_title") else None
+    match = title_pattern(options["match_title"]) if options.get("match_title") else None
+    reject = title_pattern(options["reject_title"]) if options.get("reject_title") else None
 
     def taken(title: str | None) -> bool:
-        text = title or ""
+        text = (title or "")[:TITLE_MAX]
         if match and not match.search(text):
             return False
         return not (reject and reject.search(text))
