@@ -11,7 +11,7 @@ from control.core import ytdlp
 def test_a_catastrophic_pattern_matches_in_linear_time() -> None:
     taken = ytdlp.title_filter({"match_title": "(a+)+$"})
     assert taken("a" * 32 + "!") is False  # no match (Python's re backtracks for minutes)
-    assert ytdlp.title_filter({"match_title": "^(a+)+$"})("a" * 5000 + "!") is False
+    assert ytdlp.title_filter({"match_title": "^(a+)+$"})("a" * 1500 + "!") is False
     reject = ytdlp.title_filter({"reject_title": "(?i)#shorts"})
     assert reject("Cats #Shorts") is False and reject("A talk") is True
 
