@@ -18,5 +18,6 @@ def test_a_catastrophic_pattern_matches_in_linear_time() -> None:
 
 @pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=x)y", r"(?<!x)y", "x" * 1001])
 def test_a_pattern_that_cannot_be_bounded_is_refused(pattern: str) -> None:
-    with pytest.raises(ytdlp.BadOption, match="match_title"):
+    with pytest.raises(ytdlp.BadOption) as refused:
         ytdlp.check({"match_title": pattern}, ytdlp.SOURCE_KEYS)
+    assert refused.value.key == "match_title"
