@@ -245,13 +245,9 @@ def load(path: Path | None) -> Inventory:
 
 
 def parse(text: str, path: Path) -> Inventory:
-    if len(text.encode()) > MAX_BYTES:
-        raise UsageError(
-            f"{path}:1: (top level): larger than {MAX_BYTES:,} bytes: is this the inventory?"
-        )
     marks = _Marks(path)
     try:
-        _refuse_aliases(text, path)
+        refuse_hazards(text, path)
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -262,16 +258,33 @@ def parse(text: str, path: Path) -> Inventory:
     return _Validator(path, marks).inventory(data)
 
 
-def _refuse_aliases(text: str, path: Path) -> None:
-    """Anchors and aliases are refused before anything is built: a few lines of nested aliases
-    (a "billion laughs") expand to more values than the machine holds."""
+YAML_DEPTH_MAX = 64
+
+
+def refuse_hazards(text: str, path: Path) -> None:
+    """What a YAML file from outside may not hold, refused from the parser's events before
+    anything is built: more than MAX_BYTES; anchors and aliases (a few lines of nested aliases,
+    a "billion laughs", expand to more values than the machine holds); nesting deeper than
+    YAML_DEPTH_MAX (building is recursive: 20,000 levels end in RecursionError)."""
+    if len(text.encode()) > MAX_BYTES:
+        raise UsageError(f"{path}:1: larger than {MAX_BYTES:,} bytes: is this the right file?")
+    depth = 0
     for event in yaml.parse(text):
+        line = event.start_mark.line + 1 if event.start_mark else 1
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            line = event.start_mark.line + 1 if event.start_mark else 1
             raise UsageError(
                 f"{path}:{line}: YAML anchors and aliases are not "
                 "accepted: write the values out (the defaults: block shares host settings)"
             )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > YAML_DEPTH_MAX:
+                raise UsageError(
+                    f"{path}:{line}: nested deeper than {YAML_DEPTH_MAX} levels: is this the "
+                    "right file?"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Validator:

@@ -24,6 +24,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from control.core.errors import UsageError
+from control.core.inventory import refuse_hazards
 from control.core.names import host_name_problem
 from control.core.tasktypes import ALL_TYPES
 
@@ -86,6 +87,7 @@ def convert(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The inventory (as a mapping) and the notes about what could not be carried over."""
     try:
         text = path.read_text()
+        refuse_hazards(text, path)  # aliases, depth, size: before anything is built
         data = yaml.safe_load(text) or {}
     except OSError as exc:
         raise UsageError(f"cannot read {path} ({exc.strerror}): give the old config.yaml") from exc
