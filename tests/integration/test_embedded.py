@@ -382,3 +382,40 @@ def test_db_stop_sticks_until_db_start(
     assert EmbeddedServer(fresh_home).running_uri() is None  # still stopped
     assert main(["db", "start"]) == 0
     assert main(["status"]) == 0
+
+
+def test_a_link_planted_at_the_socket_directory_is_never_followed(
+    own_pg_home: Path, tmp_path: Path
+) -> None:
+    """The private socket directory's name in /tmp is predictable (a deep state dir): another
+    local user planted a symlink there, and root's server start chmod/chowned its target.
+    Now the start refuses it, names it, and the target keeps its mode and owner."""
+    from control.core.errors import DatabaseUnavailable
+
+    deep = own_pg_home / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    server = EmbeddedServer(deep)
+    private = server._private_socket_dir()
+    assert private is not None
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    os.chmod(victim, 0o755)
+    private.symlink_to(victim)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="not a directory of ours"):
+            server.ensure_running()
+        assert victim.stat().st_mode & 0o777 == 0o755
+        assert victim.stat().st_uid == os.geteuid()
+    finally:
+        private.unlink()
+        server.stop()
+
+
+def test_the_state_dir_is_ours_alone(fresh_home: Path) -> None:
+    """The README's mode: 0700, or 0711 as root (the server's own user passes through to its
+    data directory; before: 0755, the wheel widened it)."""
+    assert main(["status"]) == 0
+    mode = fresh_home.stat().st_mode & 0o777
+    assert mode == (0o711 if os.geteuid() == 0 else 0o700), oct(mode)
+    for path in fresh_home.iterdir():
+        assert path.stat().st_mode & 0o077 in (0, 0o011) or path.name == "storage", path
