@@ -105,14 +105,59 @@ async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[s
         raise ContentctlError(
             f"storage root {storage_root} does not exist: mount the NAS there (nothing added)"
         )
-    if path.is_symlink():
+    fd = _open_addable(path)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        return await _add_opened(conn, path, fd, mode, storage_root, opts)
+    finally:
+        os.close(fd)
+
+
+# pseudo-filesystems whose "files" are the machine's or a process's state, never media
+NOT_ADDABLE = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
+
+
+def _open_addable(path: Path) -> int:
+    """Open a file an operator adds, refusing what `add` must not copy into shared storage:
+    a path through a symbolic link (the last part or a directory above it), a pseudo-file
+    (/proc/self/environ), anything but a regular file, a file with other hard links (a link
+    planted next to a secret), and, run as root for someone else (sudo), a file that user could
+    not read. The file is opened once (no link followed) and copied from that descriptor."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        real = absolute.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise UsageError(f"{path} cannot be read ({exc}): give a URL or an existing file") from None
+    if any(p.is_relative_to(top) for p in (absolute, real) for top in NOT_ADDABLE):
+        raise UsageError(f"{path} is a system pseudo-file, not media: nothing added")
+    if real != absolute:
         raise UsageError(
-            f"{path} is a symbolic link: give the file it points to ({path.resolve()}) if you "
-            "mean it"
+            f"{path} is reached through a symbolic link: give the real path ({real}) if you "
+            "mean that file"
         )
-    if not path.is_file():
-        raise UsageError(f"{path} is not a file: give a URL, a feed URL with --podcast, or a file")
-    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be opened ({exc.strerror}): nothing added") from None
+    st = os.fstat(fd)
+    why = None
+    if not stat.S_ISREG(st.st_mode):
+        why = "is not a regular file: give a URL, a feed URL with --podcast, or a file"
+    elif st.st_nlink > 1:
+        why = "has other hard links: copy the file itself, then add the copy"
+    elif os.geteuid() == 0 and "SUDO_UID" in os.environ:
+        invoker = int(os.environ["SUDO_UID"])
+        if st.st_uid != invoker and not st.st_mode & stat.S_IROTH:
+            why = f"is not readable by the user who ran sudo (uid {invoker}): nothing added"
+    if why is not None:
+        os.close(fd)
+        raise UsageError(f"{path} {why}")
+    return fd
+
+
+async def _add_opened(
+    conn: AsyncConn, path: Path, fd: int, mode: int, storage_root: Path, opts: dict[str, Any]
+) -> Added:
     async with conn.transaction():
         item, _ = await _insert(
             conn,
@@ -126,7 +171,8 @@ async def add_file(conn: AsyncConn, path: Path, storage_root: Path, opts: dict[s
         dest = resolve(storage_root, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(path, tmp, follow_symlinks=False)
+        with os.fdopen(os.dup(fd), "rb") as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out)
         os.chmod(tmp, mode)  # the source's own mode: a private file stays private
         tmp.replace(dest)
         outputs = {"source": rel}

@@ -65,6 +65,31 @@ async def test_add_refuses_a_symlink_and_keeps_a_private_file_private(
     assert stat.S_IMODE(copies[0].stat().st_mode) == 0o600
 
 
+async def test_add_refuses_a_linked_directory_a_hard_link_and_pseudo_files(
+    agent_env: dict[str, str], tmp_path: Path, conn: db.AsyncConn
+) -> None:
+    """Before: `add` refused a direct symlink but followed a symlinked directory above the
+    file, a hard link and /proc/self/environ (the process's environment, secrets and all,
+    copied into shared storage). Each is refused now, one line, nothing added."""
+    secret_dir = tmp_path / "private"
+    secret_dir.mkdir()
+    (secret_dir / "talk.ogg").write_bytes(b"OggS private")
+    (tmp_path / "via").symlink_to(secret_dir)
+    hard = tmp_path / "hard.ogg"
+    os.link(secret_dir / "talk.ogg", hard)
+    for path, said in (
+        (tmp_path / "via" / "talk.ogg", "symbolic link"),
+        (hard, "hard links"),
+        (Path("/proc/self/environ"), "pseudo-file"),
+        (Path("/dev/null"), "pseudo-file"),
+    ):
+        out = contentctl(agent_env, "add", str(path))
+        assert out.returncode == 2 and said in out.stderr, (path, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
+    cur = await conn.execute("SELECT count(*) AS n FROM media_items")
+    assert (await cur.fetchone() or {})["n"] == 0
+
+
 async def test_task_processes_get_no_database_url_or_secrets(
     agent_env: dict[str, str], spawn_agent: Callable[..., subprocess.Popen[str]], conn: db.AsyncConn
 ) -> None:
