@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from control.core.redact import visible
+from control.core.redact import scrub_value, shown_text, visible
 from control.core.tasktypes import STATES
 from control.head.media import media_line, short_state
 
@@ -18,9 +18,16 @@ if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads 
 
 
 def clean(text: str) -> str:
-    """`text` with its terminal control characters made visible (redact.visible). JSON output
-    is unaffected (the encoder escapes these characters anyway)."""
-    return visible(text)
+    """`text` with secrets masked and its terminal control characters made visible
+    (redact.shown_text): everything the CLI prints goes through it."""
+    return shown_text(text)
+
+
+def print_secret(text: str) -> None:
+    """The one way to print a secret on purpose (`db url --show-password`): past the filter."""
+    raw = sys.stdout.raw if isinstance(sys.stdout, CleanStream) else sys.stdout
+    raw.write(visible(text) + "\n")
+    raw.flush()
 
 
 class CleanStream:
@@ -114,8 +121,12 @@ def _json_default(value: Any) -> Any:
 
 
 def emit_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, default=_json_default)
-    sys.stdout.write("\n")
+    # secrets masked in every string and secret-named field, then written past the text filter
+    # (which would mask inside the JSON text, `"max_tokens": 5` and all); the encoder escapes
+    # control characters itself
+    raw = sys.stdout.raw if isinstance(sys.stdout, CleanStream) else sys.stdout
+    raw.write(json.dumps(scrub_value(value), indent=2, default=_json_default) + "\n")
+    raw.flush()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

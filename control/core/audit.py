@@ -14,7 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from control.core import db
-from control.core.redact import scrub_value
+from control.core.redact import scrub, scrub_value
 from control.core.sql import q
 
 VIA = ("cli", "dashboard", "head")
@@ -45,8 +45,9 @@ async def record(
             "actor": actor(),
             "via": via,
             "action": action,
-            "targets": Jsonb([str(t) for t in targets][:1000]),
-            "outcome": outcome,
+            # a refused URL with user:pass@ is kept as the operator gave it, less the secret
+            "targets": Jsonb([scrub(str(t)) for t in targets][:1000]),
+            "outcome": scrub(outcome),
             "detail": Jsonb(scrub_value(detail or {})),
         },
     )

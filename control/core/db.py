@@ -157,17 +157,22 @@ def code_schema_version() -> int:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by `***` (for messages and logs)."""
+    """The URL (or conninfo string) with any password replaced by `***`: in the userinfo, in
+    the query string (`?password=`), or as a conninfo `password=` (for messages and logs)."""
+    from control.core.redact import scrub
+
+    if "://" not in url:  # a conninfo string: host=... password=...
+        return scrub(url)
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable database URL>"
     if parts.password is None:
-        return url
+        return scrub(url)
     user = parts.username or ""
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return scrub(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
 
 
 def with_keychain_password(url: str) -> str:

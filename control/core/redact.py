@@ -21,8 +21,11 @@ _AUTH_SCHEME = re.compile(
     r"\b(Bearer|Basic|Token|DeepL-Auth-Key)(\s+)[A-Za-z0-9._~+/=:-]{4,}", re.IGNORECASE
 )
 # password=..., "api_key": "...", deepl_token: ..., client_secret=...: the key names a secret
+# (`unique_key`, `session_key` and `*_KEYRING_*` name no secret: a task's de-duplication key,
+# an agent's lock, and the keyring setting whose name a hint must show)
 _SECRET_NAME = (
-    r"[A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|_key|authorization)"
+    r"[A-Za-z0-9_-]*(?:password|passwd|pwd|secret|token|api[_-]?key|"
+    r"(?<!unique)(?<!session)_key(?!ring)|authorization)"
     r"[A-Za-z0-9_-]*"
 )
 _KEY_VALUE = re.compile(
@@ -63,7 +66,11 @@ def scrub_value(value: Any) -> Any:
         return scrub(value)
     if isinstance(value, dict):
         return {
-            k: (MASK if re.fullmatch(_SECRET_NAME, str(k), re.IGNORECASE) else scrub_value(v))
+            k: (
+                MASK
+                if isinstance(v, str) and re.fullmatch(_SECRET_NAME, str(k), re.IGNORECASE)
+                else scrub_value(v)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -83,6 +90,11 @@ def _escape(m: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def shown_text(text: str) -> str:
+    """Text leaving the process for a person: secrets masked, control characters visible."""
+    return visible(scrub(text))
+
+
 def visible(text: str) -> str:
     """`text` with its control characters made visible (ESC as `\\x1b`): shown, it moves
     nothing on the terminal and hides nothing. Tabs and newlines stay."""
@@ -93,11 +105,19 @@ def visible(text: str) -> str:
 
 def shown(value: Any) -> Any:
     """`value` (rows from the database: dicts, lists, strings) with every string, keys too,
-    made `visible`: what a screen may draw."""
+    made `visible` and scrubbed, and secret-named values masked: what a screen may draw."""
     if isinstance(value, str):
+        value = scrub(value)
         return value if value.isprintable() else _CONTROL.sub(_escape, value)
     if isinstance(value, dict):
-        return {shown(k): shown(v) for k, v in value.items()}
+        return {
+            shown(k): (
+                MASK
+                if isinstance(v, str) and re.fullmatch(_SECRET_NAME, str(k), re.IGNORECASE)
+                else shown(v)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return type(value)(shown(v) for v in value)
     return value

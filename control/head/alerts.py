@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from control.core import db, fleet
 from control.core.inventory import Inventory
-from control.core.redact import scrub
+from control.core.redact import scrub, scrub_value
 from control.core.sql import q
 from control.core.urls import open_checked
 
@@ -135,7 +135,7 @@ async def evaluate(conn: db.AsyncConn, inventory: Inventory) -> dict[str, int] |
             rows = await db.rows(
                 conn,
                 q("incident_open"),
-                {"key": c.key, "rule": c.rule, "subject": c.subject, "message": c.message},
+                {"key": c.key, "rule": c.rule, "subject": c.subject, "message": scrub(c.message)},
             )
             opened += len(rows)
         closed = await db.rows(conn, q("incident_close"), {"keys": [c.key for c in now]})
@@ -204,6 +204,7 @@ def _slack_escape(text: str) -> str:
 
 
 def _post(hook: dict[str, Any], msg: dict[str, Any]) -> None:
+    msg = scrub_value(msg)  # an alert quotes task errors and names: never a secret in a body
     fmt = hook.get("format", "json")
     word = "RESOLVED" if msg["status"] == "resolved" else "ALERT"
     headers = {"User-Agent": "contentctl"}

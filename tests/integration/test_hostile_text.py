@@ -156,3 +156,63 @@ async def test_terminal_escapes_from_outside_are_shown_not_obeyed(
         await until(pilot, lambda: "\\x1b[2J" in drawn())
         assert clean(drawn())
         assert app.is_running and app._exception is None
+
+
+SECRETS = ("SEKRET-pw-1", "SEKRET-key-2", "SEKRET-tok-3", "SEKRET-conn-4")
+LEAKY = (
+    f"fetch https://u:{SECRETS[0]}@cdn.example/x?api_key={SECRETS[1]} failed; "
+    f"retried with token={SECRETS[2]} and host=db password={SECRETS[3]}"
+)
+
+
+async def test_one_redactor_on_every_surface(
+    db_url: str, queue: Queue, conn: db.AsyncConn, agent_env: dict[str, str]
+) -> None:
+    """Before: logs were redacted but not task errors (`task`, `task --json`, `tasks --json`,
+    the dashboard), `source list --json`, `media --json`, `audit --json` or `db url --db`; and
+    the keyring hint's own fix was masked. One redactor now, where text leaves the process."""
+    from control.core import audit
+    from control.core.inventory import Inventory
+    from control.core.settings import DatabaseTarget
+    from control.head.api import ControlPlane
+
+    [t] = await queue.enqueue([TaskSpec("fail", max_attempts=1)])
+    [claimed] = await queue.claim("w1", ["fail"], limit=1, lease_s=30)
+    await queue.fail(claimed, Failure("DownloadError", LEAKY, retryable=False))
+    await conn.execute(
+        "INSERT INTO sources (name, url, kind) VALUES ('f', %s, 'podcast')",
+        (f"https://feeds.example/rss?api_key={SECRETS[1]}",),
+    )
+    await conn.execute(
+        "INSERT INTO media_items (kind, source, title) VALUES ('youtube', %s, 't')",
+        (f"https://v.example/watch?v=1&token={SECRETS[2]}",),
+    )
+    await audit.record(conn, "add", [f"https://u:{SECRETS[0]}@x.example/v"], "refused")
+    said = []
+    for args in (
+        ("task", str(t.id)), ("task", str(t.id), "--json"), ("tasks", "--json"), ("tasks",),
+        ("source", "list", "--json"), ("media", "--json"), ("audit", "--json"),
+    ):  # fmt: skip
+        out = contentctl(agent_env, *args)
+        assert out.returncode == 0, (args, out.stderr)
+        if "--json" in args:
+            json.loads(out.stdout)  # still one valid document
+        said.append(out.stdout + out.stderr)
+    for given in (f"postgresql://u@h/d?password={SECRETS[3]}", f"host=h password={SECRETS[3]}"):
+        out = contentctl(agent_env, "db", "url", "--db", given)
+        said.append(out.stdout + out.stderr)
+    plane = ControlPlane(DatabaseTarget(db_url), Inventory(path=None))
+    try:
+        said.append(json.dumps(await plane.task(t.id), default=str))
+        said.append(json.dumps(await plane.sources(), default=str))
+    finally:
+        await plane.close()
+    leaked = [s for s in SECRETS for text in said if s in text]
+    assert not leaked, leaked
+    assert "fetch https://u:***@cdn.example/x?api_key=***" in said[0]  # the rest stays readable
+
+    # and the keyring hint's own fix is shown whole, not masked as a secret
+    from control.cli.output import clean
+
+    hint = "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring here"
+    assert clean(hint) == hint

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from control.cli import output
 from control.cli.commands.common import Session
 from control.core import db, names
 from control.core.errors import EXIT_OK, UsageError
@@ -55,7 +56,10 @@ async def cmd_db_url(args: argparse.Namespace) -> int:
     if args.host is not None:
         names.host_name(args.host)
     url = await asyncio.to_thread(dbserve.agent_url, s.target, args.show_password, args.host)
-    print(url)
+    if args.show_password:
+        output.print_secret(url)  # asked for: past the output's redaction
+    else:
+        print(url)
     return EXIT_OK
 
 
