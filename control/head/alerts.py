@@ -12,13 +12,16 @@ as Slack asks, so a host name cannot mention @channel)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from control.core import db, fleet
@@ -30,6 +33,7 @@ from control.core.urls import open_checked
 log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x0C0A1E27  # pg_advisory_xact_lock key of the evaluation
+T = TypeVar("T")
 DELIVERY_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 5.0
 BACKOFF_MAX_S = 600.0
@@ -142,34 +146,116 @@ async def evaluate(conn: db.AsyncConn, inventory: Inventory) -> dict[str, int] |
     return {"open": len(now), "opened": opened, "closed": len(closed)}
 
 
+DELIVERY_BATCH = 50  # incidents taken at once; their hooks are called concurrently
+
+
+def hook_id(hook: dict[str, Any]) -> str:
+    """A hook's name in the delivery records: a digest of its URL (which may carry a token)."""
+    return hashlib.sha256(str(hook["url"]).encode()).hexdigest()[:16]
+
+
 async def deliver(conn: db.AsyncConn, inventory: Inventory) -> int:
-    """Send what is due (new incidents, recoveries); returns how many were delivered."""
-    hooks = list(config(inventory).get("webhooks") or [])
+    """Send what is due (new incidents, recoveries) to every webhook, each hook on its own:
+    concurrently, with its own backoff, never again to a hook that took it. An incident is
+    fired (recovered) once every hook took it. With no webhook configured, incidents wait and
+    are delivered once one is. Returns how many deliveries were made."""
+    hooks = {hook_id(h): h for h in config(inventory).get("webhooks") or []}
+    if not hooks:
+        return 0
     sent = 0
-    while True:
-        async with conn.transaction():
-            row = await db.row(conn, q("incident_due"))
-            if row is None:
-                return sent
-            if row["closed_at"] is None:
-                status = "firing"
-            elif row["fired_at"] is not None:
-                status = "resolved"
-            else:  # it ended before it was announced: nothing to say
-                status = "silent"
-            errors = []
-            if status != "silent" and hooks:
-                errors = await asyncio.to_thread(_post_all, hooks, _message(row, status))
-            if errors:
-                delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** int(row["attempts"]))
-                await conn.execute(
-                    q("incident_retry"),
-                    {"id": row["id"], "delay_s": delay, "error": "; ".join(errors)[:500]},
-                )
-                log.warning("alert %s not delivered: %s", row["key"], "; ".join(errors))
+    async with conn.transaction():
+        rows = await db.rows(conn, q("incidents_due"), {"limit": DELIVERY_BATCH})
+        if not rows:
+            return 0
+        done = {
+            (r["incident_id"], r["hook"], r["status"]): r
+            for r in await db.rows(conn, q("deliveries_of"), {"ids": [r["id"] for r in rows]})
+        }
+        now = datetime.now(UTC)
+        jobs: list[tuple[dict[str, Any], str, str]] = []
+        for row in rows:
+            status = _status(row)
+            if status == "silent":  # ended before it was announced: nothing to say
+                await conn.execute(q("incident_sent"), {"id": row["id"], "status": status})
                 continue
-            await conn.execute(q("incident_sent"), {"id": row["id"], "status": status})
-            sent += status != "silent"
+            for hid in hooks:
+                d = done.get((row["id"], hid, status))
+                if d is None or (d["delivered_at"] is None and d["next_try_at"] <= now):
+                    jobs.append((row, hid, status))
+        results = await asyncio.gather(
+            *(_in_daemon_thread(_post_one, hooks[hid], _message(row, st)) for row, hid, st in jobs)
+        )
+        for (row, hid, status), error in zip(jobs, results, strict=True):
+            params = {"id": row["id"], "hook": hid, "status": status}
+            if error is None:
+                await conn.execute(q("delivery_done"), params)
+                sent += 1
+            else:
+                log.warning("alert %s not delivered to %s", row["key"], error)
+                await conn.execute(
+                    q("delivery_failed"),
+                    {**params, "delay_s": BACKOFF_MIN_S, "max_s": BACKOFF_MAX_S, "error": error},
+                )
+        took: dict[tuple[int, str], set[str]] = {}
+        for r in await db.rows(conn, q("deliveries_of"), {"ids": [r["id"] for r in rows]}):
+            if r["delivered_at"] is not None:
+                took.setdefault((r["incident_id"], r["status"]), set()).add(r["hook"])
+        for row in rows:
+            status = _status(row)
+            if status == "silent":
+                continue
+            if set(hooks) <= took.get((row["id"], status), set()):
+                await conn.execute(q("incident_sent"), {"id": row["id"], "status": status})
+            else:
+                errors = [e for (r, _, _), e in zip(jobs, results, strict=True)
+                          if r["id"] == row["id"] and e]  # fmt: skip
+                await conn.execute(
+                    q("incident_wait"), {"id": row["id"], "error": "; ".join(errors)[:500]}
+                )
+    return sent
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row["closed_at"] is None:
+        return "firing"
+    return "resolved" if row["fired_at"] is not None else "silent"
+
+
+async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a daemon thread: a hook that hangs (up to DELIVERY_TIMEOUT_S) never holds
+    a stopping process, as the event loop's executor would at exit."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            value = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            loop.call_soon_threadsafe(_settle, fut, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, fut, value, None)
+
+    threading.Thread(target=run, name="webhook", daemon=True).start()
+    return await fut
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+
+
+def _post_one(hook: dict[str, Any], msg: dict[str, Any]) -> str | None:
+    """Deliver to one hook; the error as a line (naming the hook's host only), or None."""
+    try:
+        _post(hook, msg)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        where = urlsplit(hook["url"]).hostname or "webhook"
+        return f"{where}: {_line(str(getattr(exc, 'reason', exc)))}"
+    return None
 
 
 def _message(row: dict[str, Any], status: str) -> dict[str, Any]:
@@ -184,15 +270,7 @@ def _message(row: dict[str, Any], status: str) -> dict[str, Any]:
 
 
 def _post_all(hooks: list[dict[str, Any]], msg: dict[str, Any]) -> list[str]:
-    errors = []
-    for hook in hooks:
-        try:
-            _post(hook, msg)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            # the webhook's URL may carry a token: name its host only
-            where = urlsplit(hook["url"]).hostname or "webhook"
-            errors.append(f"{where}: {_line(str(getattr(exc, 'reason', exc)))}")
-    return errors
+    return [e for e in (_post_one(h, msg) for h in hooks) if e is not None]
 
 
 def _line(text: str) -> str:

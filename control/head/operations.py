@@ -35,7 +35,9 @@ async def duties(
     next_prune = 0.0
     loop = asyncio.get_running_loop()
     while not stop.is_set():
-        try:
+
+        async def turn() -> None:
+            nonlocal conn, next_prune
             if conn is None or conn.closed or conn.broken:
                 conn = await connect()
             if run_alerts:
@@ -46,7 +48,20 @@ async def duties(
                 rep = await retention.run_daily(conn, inventory.retention, storage_root)
                 if rep is not None:
                     log.info("daily prune: %s", rep.as_dict())
-        except Exception as exc:  # a duty's failure waits for its next turn
+
+        # a turn races the stop: a signal ends the process within seconds, whatever a
+        # webhook or a prune batch is doing (the turn is cancelled; what it wrote is its own)
+        work = asyncio.create_task(turn(), name="head-duties")
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            break
+        exc = work.exception()
+        if exc is not None:  # a duty's failure waits for its next turn
             log.warning("head duties: %s: %s", type(exc).__name__, first_line(exc))
             if conn is not None and (conn.closed or conn.broken):
                 conn = None

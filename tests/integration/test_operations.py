@@ -296,3 +296,94 @@ async def test_cli_actions_are_audited(agent_env: dict[str, str], conn: db.Async
     ]
     assert rows[1]["outcome"] == "ok" and rows[0]["outcome"] != "ok"
     assert rows[0]["actor"].endswith("@" + os.uname().nodename)
+
+
+@pytest.fixture
+def bad_hooks() -> Iterator[tuple[str, str, dict[str, int]]]:
+    """A hook answering 500 to everything, and one that hangs (answers after 30 s)."""
+    hits = {"500": 0, "hang": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/hang":
+                hits["hang"] += 1
+                time.sleep(30)
+            else:
+                hits["500"] += 1
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with loopback_http(Handler) as base:
+        yield f"{base}/fail", f"{base}/hang", hits
+
+
+async def test_each_webhook_is_delivered_on_its_own(
+    receiver: tuple[str, Receiver],
+    bad_hooks: tuple[str, str, dict[str, int]],
+    conn: db.AsyncConn,
+    tmp_path: Path,
+) -> None:
+    """Before: one failing hook made every incident go again to every hook, one incident at a
+    time. Now: each hook gets each incident once, concurrently; the failing one is retried on
+    its own backoff; an incident is fired once every hook took it. With no hook configured,
+    incidents wait for one (before: marked fired with nobody told)."""
+    from control.core.inventory import parse
+    from control.head import alerts
+
+    good, got = receiver
+    failing, _, hits = bad_hooks
+    for i in range(3):
+        await conn.execute(
+            "INSERT INTO alert_incidents (key, rule, subject, message) VALUES (%s, 'r', %s, 'm')",
+            (f"r:s{i}", f"s{i}"),
+        )
+    path = tmp_path / "inventory.yaml"
+    assert await alerts.deliver(conn, parse("hosts: {}\n", path)) == 0  # no hook: they wait
+    both = parse(f"alerts:\n  webhooks: [{{url: '{good}'}}, {{url: '{failing}'}}]\n", path)
+    assert await alerts.deliver(conn, both) == 3
+    assert sorted(m["subject"] for m in got.got) == ["s0", "s1", "s2"] and hits["500"] == 3
+    assert await alerts.deliver(conn, both) == 0  # nothing again to the good hook; bad waits
+    assert len(got.got) == 3 and hits["500"] == 3
+    cur = await conn.execute("SELECT count(*) AS n FROM alert_incidents WHERE fired_at IS NULL")
+    assert (await cur.fetchone())["n"] == 3  # the failing hook has not taken them
+    only_good = parse(f"alerts:\n  webhooks: [{{url: '{good}'}}]\n", path)
+    await conn.execute("UPDATE alert_incidents SET next_try_at = now()")
+    assert await alerts.deliver(conn, only_good) == 0  # already taken: nothing re-sent
+    cur = await conn.execute("SELECT count(*) AS n FROM alert_incidents WHERE fired_at IS NULL")
+    assert (await cur.fetchone())["n"] == 0 and len(got.got) == 3
+
+
+async def test_metrics_serve_stops_within_seconds_while_a_hook_hangs(
+    agent_env: dict[str, str],
+    head: Callable[..., tuple[subprocess.Popen[str], str]],
+    bad_hooks: tuple[str, str, dict[str, int]],
+    conn: db.AsyncConn,
+) -> None:
+    _, hang, hits = bad_hooks
+    Path(agent_env["CONTENTCTL_INVENTORY"]).write_text(
+        f"alerts:\n  webhooks: [{{url: '{hang}'}}]\n  every_s: 1\n"
+    )
+    cur = await conn.execute(  # a failed media item: the media_failed rule fires
+        "INSERT INTO media_items (kind, source, title) VALUES ('file', '/x', 'x') RETURNING id"
+    )
+    media_id = (await cur.fetchone())["id"]
+    await conn.execute(
+        "INSERT INTO tasks (type, state, media_id, payload, error_message, finished_at) "
+        "VALUES ('extract_audio', 'failed', %s, '{\"generation\": 1}', 'boom', now())",
+        (media_id,),
+    )
+    proc, _ = head("--no-prune")
+    await wait_for(lambda: _true(hits["hang"] >= 1), 20)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    proc.wait(timeout=15)
+    assert time.monotonic() - started < 5  # before: minutes
+    assert proc.returncode == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
