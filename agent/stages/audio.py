@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import wave
@@ -13,17 +14,43 @@ from agent.stages import out_dir, path, rel
 from control.core.storage import atomic_path
 
 SAMPLE_RATE = 16_000
+log = logging.getLogger(__name__)
 
 
 @cache
 def ffmpeg() -> str:
-    """The system's ffmpeg, else the static one in the imageio-ffmpeg wheel."""
+    """The system's ffmpeg if it starts, else the static one in the imageio-ffmpeg wheel. A
+    system ffmpeg that cannot start (a missing shared library after an upgrade) is a broken
+    tool, not broken media: it is passed over, said once in the log."""
     found = shutil.which("ffmpeg")
     if found:
-        return found
+        problem = _cannot_start(found)
+        if problem is None:
+            return found
+        log.warning("the system's ffmpeg (%s) cannot start (%s): using the bundled one", found,
+                    problem)  # fmt: skip
     import imageio_ffmpeg
 
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
+    bundled = str(imageio_ffmpeg.get_ffmpeg_exe())
+    problem = _cannot_start(bundled)
+    if problem is not None:
+        raise TaskError(
+            f"no ffmpeg starts on this host ({problem}): install ffmpeg, or reinstall "
+            "contentctl (imageio-ffmpeg)",
+            retryable=True,
+        )
+    return bundled
+
+
+def _cannot_start(exe: str) -> str | None:
+    """Why `exe -version` fails (one line), or None when it runs."""
+    try:
+        proc = subprocess.run(
+            [exe, "-version"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    return None if proc.returncode == 0 else _reason(proc.stderr or proc.stdout)
 
 
 def _reason(stderr: str) -> str:
