@@ -34,13 +34,14 @@ ACTIONS = {
     "schedule pause",
     "schedule resume",
     "schedule remove",
+    "agent forget",
     "storage init",
     "db migrate",
     "media retry",
     "reconcile --fix",
     "alerts test",
 }
-TARGETS = ("hosts", "ids", "name", "url", "sources", "id")
+TARGETS = ("hosts", "ids", "name", "url", "sources", "id", "host")
 
 
 def action_of(args: argparse.Namespace) -> str | None:

@@ -104,6 +104,7 @@ cmd_cancel = _lazy("tasks:cmd_cancel")
 cmd_agent_run = _lazy("run:cmd_agent_run")
 cmd_agent_command = _lazy("agents:cmd_agent_command")
 cmd_agent_ssh = _lazy("agents:cmd_agent_ssh")
+cmd_agent_forget = _lazy("agents:cmd_agent_forget")
 cmd_logs = _lazy("agents:cmd_logs")
 cmd_db_migrate = _lazy("database:cmd_db_migrate")
 cmd_db_serve = _lazy("database:cmd_db_serve")
@@ -448,6 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
             )
         json_flag(sp, "one JSON object per host: host, ok, outcome, via")
 
+    sp = action(
+        ags,
+        "forget",
+        cmd_agent_forget,
+        "remove a host the inventory no longer declares (refused while it holds tasks)",
+        ("agent forget demo-1",),
+    )
+    sp.add_argument("host", metavar="HOST", help="the host to forget")
+    json_flag(sp)
     sp = action(
         ags,
         "start",

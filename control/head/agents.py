@@ -10,8 +10,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from control.core import fleet
+from control.core import db, fleet
 from control.core.db import AsyncConn
+from control.core.errors import UsageError
+from control.core.inventory import Inventory
+from control.core.sql import q
 
 ACK_TIMEOUT_S = 20.0
 
@@ -44,3 +47,24 @@ async def send_and_wait(
         CommandResult(host, states[cid]["acked_at"] is not None, states[cid]["outcome"])
         for cid, host in ids.items()
     ]
+
+
+async def forget(conn: AsyncConn, inventory: Inventory, host: str) -> None:
+    """Remove a host the inventory no longer declares (its rows; finished tasks keep its name).
+    Refused while the inventory declares it, while it holds running tasks, or while its agent's
+    database session lives."""
+    if inventory.host(host) is not None:
+        raise UsageError(
+            f"{host} is declared in {inventory.path}: remove it from the inventory first"
+        )
+    row = await db.row(conn, q("forget_host"), {"host": host})
+    assert row is not None
+    if not row["known"] and not row["forgotten"]:
+        raise UsageError(f"no host named {host!r}: see `contentctl status`")
+    if row["held"]:
+        raise UsageError(
+            f"{host} holds {row['held']} running task(s): cancel them or wait (its leases run "
+            "out if its agent is gone)"
+        )
+    if row["alive"]:
+        raise UsageError(f"{host}'s agent is connected: stop it first (`contentctl agent stop`)")

@@ -280,3 +280,29 @@ async def test_every_timestamp_in_json_has_one_shape(
     assert seen, "no timestamps looked at"
     bad = [(a, s) for a, s in seen if not STAMP.match(s)]
     assert not bad, bad
+
+
+async def test_agent_forget_removes_an_undeclared_host_that_holds_nothing(
+    agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
+) -> None:
+    """Demo agents stayed in `status` forever as offline (undeclared)."""
+    for name in ("demo-1", "busy"):
+        await conn.execute("INSERT INTO hosts (name) VALUES (%s)", (name,))
+        await conn.execute(
+            "INSERT INTO host_beats (name, agent_state) VALUES (%s, 'stopped')", (name,)
+        )
+    await queue.enqueue([TaskSpec("noop")])
+    await queue.claim("busy", ["noop"], limit=1)
+    Path(agent_env["CONTENTCTL_INVENTORY"]).write_text("hosts:\n  mac-1: {address: 127.0.0.2}\n")
+    out = contentctl(agent_env, "agent", "forget", "demo-1", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"host": "demo-1", "forgotten": True}
+    names = [
+        h["name"] for h in json.loads(contentctl(agent_env, "status", "--json").stdout)["hosts"]
+    ]
+    assert "demo-1" not in names and "busy" in names
+    for host, said in (("busy", "running task"), ("mac-1", "declared"), ("nope", "no host")):
+        out = contentctl(agent_env, "agent", "forget", host)
+        assert out.returncode == 2 and said in out.stderr, (host, out.stderr)
+    listed = json.loads(contentctl(agent_env, "audit", "--json").stdout)
+    assert any(a["action"] == "agent forget" and a["targets"] == ["demo-1"] for a in listed)

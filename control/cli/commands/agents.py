@@ -185,3 +185,14 @@ async def cmd_agent_ssh(args: argparse.Namespace) -> int:
         else:
             print(f"{o.host}: {o.error}", file=sys.stderr)
     return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILED
+
+
+async def cmd_agent_forget(args: argparse.Namespace) -> int:
+    s = Session(args)
+    async with s.database() as conn:
+        await agents.forget(conn, s.inventory, args.host)
+    if args.json:
+        output.emit_json({"host": args.host, "forgotten": True})
+    else:
+        print(f"{args.host}: forgotten (its finished tasks keep its name)")
+    return EXIT_OK

@@ -175,3 +175,30 @@ SELECT storage_id::text AS storage_id FROM fleet_storage;
 -- name: set_storage_id
 INSERT INTO fleet_storage (storage_id) VALUES (%(storage_id)s::uuid)
 ON CONFLICT (one) DO UPDATE SET storage_id = EXCLUDED.storage_id, created_at = now();
+
+-- name: forget_host
+-- A host the inventory no longer declares, gone for good: its rows go (its finished tasks keep
+-- its name). Only when it holds no task and its agent's session is not alive.
+WITH held AS (
+    SELECT count(*) AS n FROM tasks WHERE host = %(host)s AND state = 'running'
+), alive AS (
+    SELECT count(*) AS n FROM host_beats
+    WHERE name = %(host)s AND session_key IN (SELECT contentctl_live_sessions())
+), gone_beat AS (
+    DELETE FROM host_beats WHERE name = %(host)s
+      AND (SELECT n FROM held) = 0 AND (SELECT n FROM alive) = 0
+), gone_counts AS (
+    DELETE FROM host_daily_counts WHERE host = %(host)s
+      AND (SELECT n FROM held) = 0 AND (SELECT n FROM alive) = 0
+), gone_commands AS (
+    DELETE FROM agent_commands WHERE host = %(host)s
+      AND (SELECT n FROM held) = 0 AND (SELECT n FROM alive) = 0
+), gone_host AS (
+    DELETE FROM hosts WHERE name = %(host)s
+      AND (SELECT n FROM held) = 0 AND (SELECT n FROM alive) = 0
+    RETURNING name
+)
+SELECT (SELECT n FROM held) AS held, (SELECT n FROM alive) AS alive,
+       (SELECT count(*) FROM gone_host) AS forgotten,
+       EXISTS (SELECT 1 FROM hosts WHERE name = %(host)s)
+       OR EXISTS (SELECT 1 FROM host_beats WHERE name = %(host)s) AS known;
