@@ -18,6 +18,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.widgets import DataTable
 
 from tui.messages import DatabaseState, ProvisionHost
 from tui.screens import (
@@ -31,6 +32,7 @@ from tui.screens import (
     TasksScreen,
 )
 from tui.screens.base import Base
+from tui.widgets.command_line import CommandLine
 
 
 class Dashboard(App[int]):
@@ -56,7 +58,19 @@ class Dashboard(App[int]):
         Binding("7", "switch_mode('audit')", "Audit"),
         Binding("question_mark", "toggle_help", "Help"),
         Binding("q", "quit", "Quit"),
+        # as in k9s and vim: j/k down and up, g/G first and last, `:` a screen by name
+        Binding("j", "vim('down')", "Down", show=False),
+        Binding("k", "vim('up')", "Up", show=False),
+        Binding("g", "vim('top')", "First", show=False),
+        Binding("G", "vim('bottom')", "Last", show=False),
+        Binding("colon", "command_line", "Command", show=False),
     ]
+    VIM_ACTIONS: ClassVar[dict[str, str]] = {
+        "down": "cursor_down",
+        "up": "cursor_up",
+        "top": "scroll_home",
+        "bottom": "scroll_end",
+    }
 
     def __init__(self, plane: Plane, *, refresh_s: float = 1.0) -> None:
         super().__init__()
@@ -85,6 +99,40 @@ class Dashboard(App[int]):
         """Every notification as plain text: they carry host names, task errors and outcomes
         from workers, which are never markup (screens' `notify` passes markup=True here)."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def action_vim(self, move: str) -> None:
+        """j/k/g/G on whatever has the focus: a table's cursor, a log's scroll."""
+        target = self.focused
+        if target is None:
+            return
+        if isinstance(target, DataTable):
+            name = {"top": "scroll_top", "bottom": "scroll_bottom"}.get(
+                move, self.VIM_ACTIONS[move]
+            )
+        else:
+            name = {"down": "scroll_down", "up": "scroll_up"}.get(move, self.VIM_ACTIONS[move])
+        action = getattr(target, f"action_{name}", None)
+        if action is not None:
+            action()
+
+    def action_command_line(self) -> None:
+        choices = [*self.MODES, "quit"]
+
+        def go(command: str | None) -> None:
+            if command is None:
+                return
+            if command in ("q", "quit"):
+                self.call_later(self.run_action, "quit")  # as `q` does
+            elif command in self.MODES:
+                self.switch_mode(command)
+            else:
+                matches = [m for m in self.MODES if m.startswith(command)]
+                if len(matches) == 1:
+                    self.switch_mode(matches[0])
+                else:
+                    self.notify(f"no screen {command!r}: {', '.join(choices)}", severity="warning")
+
+        self.push_screen(CommandLine(choices), go)
 
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):

@@ -547,3 +547,28 @@ async def test_the_dashboard_keeps_what_lives_as_long_as_it_out_of_full_collecti
         hosts = app.screen.query_one("#hosts", DataTable)
         await until(pilot, lambda: cell_text(hosts, "gc-1", "state") == "online")
         assert gc.get_freeze_count() > 4 * len(gc.get_objects())
+
+
+async def test_vim_keys_and_the_command_line(db_url: str, queue: Queue) -> None:
+    """j/k/g/G move the focused table's cursor; `:` takes a screen's name, as in k9s."""
+    await queue.enqueue([TaskSpec("noop")] * 5)
+    app = app_for(db_url)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("2")
+        table = app.screen.query_one("#tasks", DataTable)
+        await until(pilot, lambda: table.row_count == 5)
+        table.focus()
+        await pilot.press("j", "j")
+        assert table.cursor_row == 2
+        await pilot.press("k")
+        assert table.cursor_row == 1
+        await pilot.press("G")
+        assert table.cursor_row == 4
+        await pilot.press("g")
+        assert table.cursor_row == 0
+        await pilot.press("colon", *"audit", "enter")
+        await until(pilot, lambda: app.current_mode == "audit")
+        await pilot.press("colon", *"lo", "enter")  # a unique prefix will do
+        await until(pilot, lambda: app.current_mode == "logs")
+        await pilot.press("colon", *"nonsense", "enter")
+        assert app.current_mode == "logs" and app.is_running
