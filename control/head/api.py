@@ -361,12 +361,15 @@ class ControlPlane:
         except (psycopg.Error, OSError) as exc:
             raise Unavailable(f"database unreachable: {first_line(exc)}") from None
         try:
-            url = await asyncio.to_thread(dbserve.agent_url, self.target, True)
+            if dry_run:  # a plan changes nothing, and plans even before `db serve`
+                url = await asyncio.to_thread(dbserve.planned_url, self.target)
+            else:
+                url = await asyncio.to_thread(dbserve.agent_url, self.target, True)
 
             async def host_url(h: HostSpec) -> str:
-                return await asyncio.to_thread(
-                    dbserve.host_agent_url, self.target, h.name, create=not dry_run
-                )
+                if dry_run:
+                    return await asyncio.to_thread(dbserve.planned_url, self.target, h.name)
+                return await asyncio.to_thread(dbserve.host_agent_url, self.target, h.name)
 
             prov = await session.build(
                 self.inventory,

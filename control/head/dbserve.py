@@ -81,3 +81,18 @@ def agent_url(target: DatabaseTarget, show_password: bool, host: str | None = No
         return url if show_password else redact(url)
     where, port = _endpoint()
     return _url(where, port, None, None)
+
+
+NOT_SERVED = "postgresql://agent_{host}@NOT-SERVED-YET:5432/contentctl"
+
+
+def planned_url(target: DatabaseTarget, host: str | None = None) -> str:
+    """For a dry run: the URL an agent would get, changing nothing; when the embedded server
+    does not listen on TCP yet, a placeholder that says so (the plan shows `db serve` is
+    needed, instead of refusing to plan)."""
+    try:
+        if host is None:
+            return agent_url(target, True)
+        return host_agent_url(target, host, create=False)
+    except ContentctlError:
+        return NOT_SERVED.format(host=host or "HOST")

@@ -370,3 +370,22 @@ def test_a_dry_run_never_runs_shell_words_from_the_inventory(
     assert "evil: would change" in out.stdout, out.stdout + out.stderr
     assert not pwned.exists()
     assert not Path(base).exists()  # and a dry run creates nothing
+
+
+def test_a_dry_run_plans_before_db_serve_and_all_says_what_is_missing(
+    head: dict[str, str],
+    tmp_path: Path,
+    sshd_factory: tuple[Path, list[Sshd]],
+) -> None:
+    """Before: `provision --dry-run` refused until `db serve` had run, and `provision --all`
+    with no SSH host said "...or give --all"."""
+    user_key, servers = sshd_factory
+    servers.append(start_sshd("127.0.0.2", tmp_path, user_key))
+    write_inventory(head, tmp_path, user_key, servers)
+    plan = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
+    assert plan.returncode in (0, 1), plan.stderr  # a plan (changes to make), not a refusal
+    assert "db serve` first" in plan.stderr and "h1: would change" in plan.stdout
+    assert not (tmp_path / "host1" / "agent.env").exists()  # nothing changed
+    Path(head["CONTENTCTL_INVENTORY"]).write_text("hosts: {}\n")
+    none = run(head, "provision", "--all", "--dry-run")
+    assert none.returncode == 2 and "no enabled host with transport: ssh" in none.stderr

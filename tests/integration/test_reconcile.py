@@ -85,3 +85,5 @@ async def test_reconcile_reports_then_fixes(
     again = _cli(agent_env, "reconcile")
     assert again.returncode == 0, again.stdout
     assert "orphan_dir" in again.stdout and "missing_file" not in again.stdout
+    # no promise --fix will not keep (before: "`reconcile --fix` repairs them", then it left it)
+    assert "--fix` repairs" not in again.stdout and "remove them by hand" in again.stdout

@@ -98,6 +98,11 @@ def select_hosts(s: Session, names: list[str], every: bool) -> list[Any]:
                     f"unknown host {name!r}: add it to {s.inventory.path or 'the inventory'}"
                 )
             hosts.append(spec)
+    if not hosts and every:
+        raise UsageError(
+            f"no enabled host with transport: ssh in {s.inventory.path or 'the inventory'}: "
+            "declare one (address, user) to provision it"
+        )
     if not hosts:
         raise UsageError("no hosts: name some, or give --all (hosts with transport: ssh)")
     local = [h.name for h in hosts if h.transport != "ssh"]
@@ -124,13 +129,22 @@ async def _provisioner(s: Session, args: argparse.Namespace, conn: db.AsyncConn)
 
     interactive = not getattr(args, "yes", False) and sys.stdin.isatty()
 
-    url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
     dry_run = bool(getattr(args, "dry_run", False))
+    if dry_run:  # a plan changes nothing, and plans even before `db serve`
+        url = await asyncio.to_thread(dbserve.planned_url, s.target)
+        if "NOT-SERVED-YET" in url:
+            print(
+                "note: the embedded database listens on this machine only: provisioning will "
+                "need `contentctl db serve` first",
+                file=sys.stderr,
+            )
+    else:
+        url = await asyncio.to_thread(dbserve.agent_url, s.target, True)
 
     async def host_url(host: HostSpec) -> str:  # each host its own role (a dry run: none made)
-        return await asyncio.to_thread(
-            dbserve.host_agent_url, s.target, host.name, create=not dry_run
-        )
+        if dry_run:
+            return await asyncio.to_thread(dbserve.planned_url, s.target, host.name)
+        return await asyncio.to_thread(dbserve.host_agent_url, s.target, host.name)
 
     return await session.build(
         s.inventory,

@@ -190,7 +190,17 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
             how = f": {f['fix']}" if f.get("fix") else ""
             done = f" [fixed{how}]" if f.get("fixed") else (f" [{f['fix']}]" if how else "")
             print(f"{f['kind']:16} {f['detail']}{done}")
-        if not args.fix:
-            print(f"{len(findings)} finding(s); `contentctl reconcile --fix` repairs them")
+        orphans = sum(f["kind"] == "orphan_dir" for f in findings)
+        repairable = len(findings) - orphans
+        if not args.fix and repairable:
+            print(
+                f"{len(findings)} finding(s); `contentctl reconcile --fix` repairs "
+                f"{'them' if not orphans else f'{repairable} of them'}"
+            )
+        if orphans:  # never deleted by contentctl: they may be someone's
+            print(
+                f"{orphans} folder(s) belong to no media item and are left alone: check them "
+                "and remove them by hand"
+            )
     unfixed = [f for f in findings if not f.get("fixed") and f["kind"] != "orphan_dir"]
     return EXIT_FAILED if unfixed else EXIT_OK
