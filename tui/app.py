@@ -49,13 +49,13 @@ class Dashboard(App[int]):
     }
     DEFAULT_MODE = "fleet"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1,f", "switch_mode('fleet')", "Fleet"),
-        Binding("2,t", "switch_mode('tasks')", "Tasks"),
-        Binding("3,l", "switch_mode('logs')", "Logs"),
-        Binding("4,m", "switch_mode('media')", "Media"),
-        Binding("5", "switch_mode('provision')", "Provision"),
-        Binding("6", "switch_mode('sources')", "Sources"),
-        Binding("7", "switch_mode('audit')", "Audit"),
+        Binding("1,f", "switch_mode('fleet')", "Fleet", show=False),
+        Binding("2,t", "switch_mode('tasks')", "Tasks", show=False),
+        Binding("3,l", "switch_mode('logs')", "Logs", show=False),
+        Binding("4,m", "switch_mode('media')", "Media", show=False),
+        Binding("5", "switch_mode('provision')", "Provision", show=False),
+        Binding("6", "switch_mode('sources')", "Sources", show=False),
+        Binding("7", "switch_mode('audit')", "Audit", show=False),
         Binding("question_mark", "toggle_help", "Help"),
         Binding("q", "quit", "Quit"),
         # as in k9s and vim: j/k down and up, g/G first and last, `:` a screen by name
@@ -63,7 +63,8 @@ class Dashboard(App[int]):
         Binding("k", "vim('up')", "Up", show=False),
         Binding("g", "vim('top')", "First", show=False),
         Binding("G", "vim('bottom')", "Last", show=False),
-        Binding("colon", "command_line", "Command", show=False),
+        # the screens' keys (1-7) are in the help (?); the footer keeps room for the screen's own
+        Binding("colon", "command_line", "Screen", key_display=":"),
     ]
     VIM_ACTIONS: ClassVar[dict[str, str]] = {
         "down": "cursor_down",

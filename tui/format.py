@@ -12,6 +12,7 @@ from rich.text import Text
 from control.core import fleet
 
 TICKS = "▁▂▃▄▅▆▇█"
+IDLE_WIDTH = 32  # an idle reason's width in the hosts table (the detail says it whole)
 STATE_STYLES = {
     "online": "green",
     "stale": "bold yellow",
@@ -112,6 +113,8 @@ def idle(host: dict[str, Any]) -> str:
     if not reason:
         return ""
     text = str(IDLE_TEXT.get(reason, reason))
+    if len(text) > IDLE_WIDTH:  # one long reason (a storage path) must not widen the table
+        text = text[: IDLE_WIDTH - 1] + "…"
     until = host.get("idle_until")
     if until:
         with contextlib.suppress(ValueError):

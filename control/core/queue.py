@@ -531,7 +531,9 @@ class Queue:
 
 
 def _timeout(spec: TaskSpec, pol: TypePolicy) -> float | None:
-    return spec.timeout_s if spec.timeout_s is not None else pol.timeout_s
+    # always a float: a bulk insert's array of them may not mix ints and floats (psycopg)
+    timeout = spec.timeout_s if spec.timeout_s is not None else pol.timeout_s
+    return None if timeout is None else float(timeout)
 
 
 def parse_payload(text: str | None) -> dict[str, Any]:

@@ -572,3 +572,35 @@ async def test_vim_keys_and_the_command_line(db_url: str, queue: Queue) -> None:
         await until(pilot, lambda: app.current_mode == "logs")
         await pilot.press("colon", *"nonsense", "enter")
         assert app.current_mode == "logs" and app.is_running
+
+
+async def test_layout_holds_at_a_wide_terminal(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """Before: the queue table stopped at 8 rows behind a scrollbar above 30 empty lines, the
+    footer was cut at 200 columns, one long idle reason widened the whole hosts table."""
+    from textual.widgets import Footer
+
+    from control.core.tasktypes import ALL_TYPES
+
+    await queue.enqueue([TaskSpec(t) for t in ALL_TYPES])
+    beat = {"idle_reason": "storage unavailable: /Volumes/" + "x" * 120 + " is not answering"}
+    await conn.execute("INSERT INTO hosts (name) VALUES ('w1')")
+    await conn.execute(
+        "INSERT INTO host_beats (name, agent_state, heartbeat) VALUES ('w1', 'online', %s)",
+        (Jsonb(beat),),
+    )
+    app = app_for(db_url)
+    async with app.run_test(size=(200, 50)) as pilot:
+        table = app.screen.query_one("#queue", DataTable)
+        await until(pilot, lambda: table.row_count == len(ALL_TYPES))
+        await pilot.pause(0.3)
+        assert table.region.height >= table.virtual_size.height  # every type, no scrollbar
+        hosts = app.screen.query_one("#hosts", DataTable)
+        await until(pilot, lambda: hosts.row_count == 1)
+        assert hosts.virtual_size.width <= 200
+        for key in "1234567":
+            await pilot.press(key)
+            await pilot.pause(0.3)
+            footer = app.screen.query_one(Footer)
+            assert footer.virtual_size.width <= footer.region.width, app.current_mode

@@ -19,7 +19,7 @@ class AuditScreen(Base):
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
         yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#audit", DataTable)

@@ -78,7 +78,7 @@ class FleetScreen(Base):
         yield DataTable(id="queue", cursor_type="none", zebra_stripes=True)
         yield Input(placeholder="filter hosts (name, state, task type)", id="filter")
         yield LiveTable(id="hosts", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         queue = self.query_one("#queue", DataTable)

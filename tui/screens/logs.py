@@ -49,7 +49,7 @@ class LogsScreen(Base):
         yield Static("", id="filters", markup=False)
         yield Input(placeholder="search the log lines", id="filter")
         yield RichLog(id="log", wrap=False, markup=False, max_lines=self.KEEP)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False

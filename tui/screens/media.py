@@ -39,7 +39,7 @@ class MediaScreen(Base):
             yield DataTable(id="media", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="detail-pane"):
                 yield Static("", id="detail", markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#media", DataTable)

@@ -45,7 +45,7 @@ class ProvisionScreen(Base):
         with Horizontal():
             yield DataTable(id="targets", cursor_type="row", zebra_stripes=True)
             yield RichLog(id="steps", wrap=True, markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#targets", DataTable)

@@ -34,7 +34,7 @@ class SourcesScreen(Base):
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
         yield DataTable(id="sources", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#sources", DataTable)

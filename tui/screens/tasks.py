@@ -80,7 +80,7 @@ class TasksScreen(Base):
             yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="detail-pane"):
                 yield Static("", id="detail", markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#tasks", DataTable)
