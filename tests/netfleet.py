@@ -288,3 +288,32 @@ def wait_until(what: str, probe: Any, timeout: float, interval: float = 0.25) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
         time.sleep(interval)
+
+
+def start_sshd_in(fleet: NetFleet, name: str, address: str, root: Path, user_key: Path) -> Path:
+    """An OpenSSH server inside namespace `name`, on `address`:22 (its own stack: port 22 is
+    free there), trusting `user_key`; with this machine's uv and Python on its sessions' PATH,
+    as a provisioned host has them, and uv offline (the namespace reaches no package index: it
+    installs from this machine's cache). Killed with the namespace. Returns its directory."""
+    from tests import sshd
+
+    d = root / f"sshd-{name}"
+    d.mkdir(parents=True)
+    host_key = d / "hostkey"
+    sshd._keygen(host_key)
+    (d / "authorized_keys").write_text(user_key.with_suffix(".pub").read_text())
+    tools = os.path.dirname(shutil.which("uv") or "/usr/local/bin/uv")
+    (d / "sshd_config").write_text(
+        f"ListenAddress {address}:22\nHostKey {host_key}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
+        f"PidFile {d / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
+        # no package index inside the namespace: uv installs from this machine's cache
+        f"SetEnv PATH={tools}:/usr/local/bin:/usr/bin:/bin UV_OFFLINE=1{sshd._tls_env()}\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    done = fleet.run(name, [SSHD, "-f", str(d / "sshd_config"), "-E", str(d / "log")],
+                     dict(os.environ))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return d

@@ -258,3 +258,51 @@ def test_a_nas_that_hangs_never_stops_the_heartbeat(
     fleet.restore("nas")
     wait_until("storage back", lambda: (head.host("w1").get("storage") or {}).get("ok") is True, 40)
     wait_until("storage work resumes", lambda: _task(head, stored)["state"] != "queued", 30)
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="needs openssh-server")
+def test_a_worker_provisioned_across_the_network(
+    fleet: NetFleet, head: Head, tmp_path: Path
+) -> None:
+    """`provision` run from the head's namespace to an sshd in w1's: code sync, the Python
+    environment and the agent's start cross the veth cable, and the agent it starts reaches
+    the head's database over it, with its own role, and works."""
+    import sys
+
+    from tests import sshd
+    from tests.netfleet import start_sshd_in
+
+    fleet.add("w1")
+    link = fleet.link("head", "w1")
+    user_key = tmp_path / "userkey"
+    sshd._keygen(user_key)
+    start_sshd_in(fleet, "w1", link.far_addr, tmp_path, user_key)
+    Path(head.env["CONTENTCTL_INVENTORY"]).write_text(
+        f"known_hosts: {tmp_path / 'known_hosts'}\nhosts:\n  w1:\n    address: {link.far_addr}\n"
+        f"    user: root\n    identity_file: {user_key}\n    base_dir: {tmp_path / 'w1-base'}\n"
+        "    keyring_backend: keyrings.alt.file.PlaintextKeyring\n    enabled_tasks: [noop]\n"
+    )
+    head.cli("status")
+    head.cli("db", "stop")
+    served = fleet.run(
+        "head",
+        [sys.executable, "-m", "tui.launcher", "db", "serve", "--listen", "0.0.0.0",
+         "--advertise", link.near_addr],
+        head.env,
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr
+    done = fleet.run(
+        "head",
+        [sys.executable, "-m", "tui.launcher", "provision", "w1", "--yes",
+         "--accept-new-host-keys"],
+        head.env,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "w1: changed" in done.stdout
+    wait_until("w1 online", lambda: _online(head, "w1"), 60)
+    task = _enqueue(head, "noop", {})
+    wait_until("done on w1", lambda: _task(head, task)["state"] == "succeeded", 30)
+    assert _task(head, task)["host"] == "w1"
+    env_file = (tmp_path / "w1-base").rglob("agent.env")
+    assert any(f"@{link.near_addr}:" in p.read_text() for p in env_file)
