@@ -156,16 +156,22 @@ def _outcome(s: Scenario, task: int, seconds: float, timeout: float) -> dict[str
     }
 
 
-def blip(s: Scenario, cut_s: float = 45, task_s: float = 15) -> dict[str, Any]:
-    """The head cut off from both workers (a head reboot, a switch blip): when the links
-    return, w2 reconnects as w1 does, and its first beat's sweep looks at w1's lease."""
+def _running_on_w1(s: Scenario, payload: dict[str, Any]) -> tuple[int, Any]:
+    """w1 and w2 online, a sleep task with `payload` running on w1: its id, w1's process."""
     s.workers("w1", "w2")
-    s.agent("w1")
+    w1 = s.agent("w1")
     wait(lambda: s.alive("w1"), 60)
-    task = s.enqueue("sleep", {"seconds": task_s})
+    task = s.enqueue("sleep", payload)
     wait(lambda: s.task(task)["host"] == "w1", 60)
     s.agent("w2")
     wait(lambda: s.alive("w2"), 60)
+    return task, w1
+
+
+def blip(s: Scenario, cut_s: float = 45, task_s: float = 15) -> dict[str, Any]:
+    """The head cut off from both workers (a head reboot, a switch blip): when the links
+    return, w2 reconnects as w1 does, and its first beat's sweep looks at w1's lease."""
+    task, _ = _running_on_w1(s, {"seconds": task_s})
     cut_wall, cut = time.time(), time.monotonic()
     s.fleet.cut("w1")
     s.fleet.cut("w2")
@@ -187,13 +193,7 @@ def blip(s: Scenario, cut_s: float = 45, task_s: float = 15) -> dict[str, Any]:
 
 
 def dead(s: Scenario, task_s: float = 60) -> dict[str, Any]:
-    s.workers("w1", "w2")
-    s.agent("w1")
-    wait(lambda: s.alive("w1"), 60)
-    task = s.enqueue("sleep", {"seconds": task_s})
-    wait(lambda: s.task(task)["host"] == "w1", 60)
-    s.agent("w2")
-    wait(lambda: s.alive("w2"), 60)
+    task, _ = _running_on_w1(s, {"seconds": task_s})
     time.sleep(3)
     s.fleet.kill_all("w1")
     killed = time.monotonic()
@@ -211,37 +211,14 @@ def dead(s: Scenario, task_s: float = 60) -> dict[str, Any]:
 
 
 def nas(s: Scenario, cut_s: float = 45) -> dict[str, Any]:
-    import subprocess
-
     s.workers("w1")
-    s.fleet.add("nas")
-    link = s.fleet.link("w1", "nas")
-    d = s.root / "nas"
-    export = d / "export"
-    export.mkdir(parents=True)
-    for key in ("hostkey", "userkey"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)],
-                       check=True)  # fmt: skip
-    (d / "authorized_keys").write_text((d / "userkey.pub").read_text())
-    (d / "sshd_config").write_text(
-        f"ListenAddress {link.far_addr}:22\nHostKey {d / 'hostkey'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
-        f"PidFile {d / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    s.fleet.run("nas", ["/usr/sbin/sshd", "-f", str(d / "sshd_config")], dict(os.environ))
+    address, export, key = netfleet.start_nas(s.fleet, s.root, "w1")
     mount = s.root / "mnt"
     mount.mkdir()
     inv = s.root / "w1-inventory.yaml"
     inv.write_text(f"storage_root: {mount}\nhosts: {{}}\n")
     s.envs["w1"]["CONTENTCTL_INVENTORY"] = str(inv)
-    script = (
-        f"sshfs root@{link.far_addr}:{export} {mount} -o IdentityFile={d / 'userkey'} "
-        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes && "
-        f"exec {' '.join(netfleet.agent_argv('w1'))}"
-    )
-    s.agent("w1", argv=["bash", "-c", script])
+    s.agent("w1", argv=netfleet.sshfs_then(address, export, mount, key, netfleet.agent_argv("w1")))
     wait(lambda: s.alive("w1"), 60)
     time.sleep(6)
 
@@ -270,13 +247,7 @@ def nas(s: Scenario, cut_s: float = 45) -> dict[str, Any]:
 
 
 def sleep(s: Scenario, task_s: float = 30, frozen_s: float = 170) -> dict[str, Any]:
-    s.workers("w1", "w2")
-    w1 = s.agent("w1")
-    wait(lambda: s.alive("w1"), 60)
-    task = s.enqueue("sleep", {"seconds": task_s, "out": "proof/who.json"})
-    wait(lambda: s.task(task)["host"] == "w1", 60)
-    s.agent("w2")
-    wait(lambda: s.alive("w2"), 60)
+    task, w1 = _running_on_w1(s, {"seconds": task_s, "out": "proof/who.json"})
     time.sleep(3)
     # `ip netns exec` -> python: the agent and its task processes
     frozen = [p.pid for p in psutil.Process(w1.pid).children(recursive=True)] + [w1.pid]

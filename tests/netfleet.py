@@ -317,3 +317,34 @@ def start_sshd_in(fleet: NetFleet, name: str, address: str, root: Path, user_key
                      dict(os.environ))  # fmt: skip
     assert done.returncode == 0, done.stderr
     return d
+
+
+def start_nas(fleet: NetFleet, root: Path, worker: str) -> tuple[str, Path, Path]:
+    """A NAS: namespace `nas` cabled to `worker`, an sshd there serving `export` over SFTP.
+    Returns (its address, the export directory, the key that logs in)."""
+    from tests import sshd
+
+    fleet.add("nas")
+    link = fleet.link(worker, "nas")
+    d = root / "nas"
+    export = d / "export"
+    export.mkdir(parents=True)
+    key = d / "userkey"
+    sshd._keygen(key)
+    start_sshd_in(fleet, "nas", link.far_addr, d, key)
+    return link.far_addr, export, key
+
+
+def sshfs_then(
+    address: str, export: Path, mount: Path, key: Path, then: Sequence[str]
+) -> list[str]:
+    """`bash -c` argv: mount `export` from the NAS at `mount`, check it is the NAS, then exec
+    `then` (one invocation: `ip netns exec` gives its command a mount namespace of its own)."""
+    (export / "on-the-nas").write_text("yes\n")
+    return [
+        "bash",
+        "-c",
+        f"sshfs root@{address}:{export} {mount} -o IdentityFile={key} "
+        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "
+        f"&& test -f {mount}/on-the-nas && exec {' '.join(then)}",
+    ]

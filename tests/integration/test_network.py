@@ -25,6 +25,8 @@ from tests.netfleet import (
     can_make_namespaces,
     cli_env,
     net_fleet,
+    sshfs_then,
+    start_nas,
     wait_until,
     worker_env,
 )
@@ -177,33 +179,6 @@ def test_a_laptop_that_sleeps_past_its_lease_loses_the_task_and_not_the_winners_
     assert not list((storage / "proof").glob(".*.part"))  # w1's output removed, not left
 
 
-def _nas(fleet: NetFleet, tmp_path: Path, worker: str) -> tuple[str, Path, Path]:
-    """A NAS: an sshd in namespace `nas`, cabled to `worker`, serving `export` over SFTP.
-    Returns (its address, the export dir, the key to log in with)."""
-    import subprocess
-
-    fleet.add("nas")
-    link = fleet.link(worker, "nas")
-    d = tmp_path / "nas"
-    export = d / "export"
-    export.mkdir(parents=True)
-    for key in ("hostkey", "userkey"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)],
-                       check=True)  # fmt: skip
-    (d / "authorized_keys").write_text((d / "userkey.pub").read_text())
-    (d / "sshd_config").write_text(
-        f"ListenAddress {link.far_addr}:22\nHostKey {d / 'hostkey'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
-        f"PidFile {d / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)
-    started = fleet.run("nas", ["/usr/sbin/sshd", "-f", str(d / "sshd_config"), "-E",
-                                str(d / "sshd.log")], dict(os.environ))  # fmt: skip
-    assert started.returncode == 0, started.stderr
-    return link.far_addr, export, d / "userkey"
-
-
 @pytest.mark.skipif(
     not Path("/usr/sbin/sshd").exists() or not Path("/usr/bin/sshfs").exists(),
     reason="needs openssh-server and sshfs (.ci/run installs them)",
@@ -217,21 +192,14 @@ def test_a_nas_that_hangs_never_stops_the_heartbeat(
     and no beat was written for the whole cut, `storage: ok` all along); work that needs
     storage waits, diagnostic work goes on; with the cable back, storage work resumes."""
     [env1] = _workers(fleet, head, "w1")
-    nas_addr, export, key = _nas(fleet, tmp_path, "w1")
-    (export / "on-the-nas").write_text("yes\n")
+    nas_addr, export, key = start_nas(fleet, tmp_path, "w1")
     mount = tmp_path / "mnt"
     mount.mkdir()
     inventory = tmp_path / "w1-inventory.yaml"
     inventory.write_text(f"storage_root: {mount}\nhosts: {{}}\n")
     env1 = {**env1, "CONTENTCTL_INVENTORY": str(inventory)}
-    sshfs = (
-        f"sshfs root@{nas_addr}:{export} {mount} -o IdentityFile={key} "
-        "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes"
-    )
-    agent = " ".join(agent_argv("w1", *BEAT))
-    # one invocation: `ip netns exec` gives its command a mount namespace of its own
-    script = f"{sshfs} && test -f {mount}/on-the-nas && exec {agent}"
-    fleet.spawn("w1", ["bash", "-c", script], env1, log=tmp_path / "w1.log")
+    argv = sshfs_then(nas_addr, export, mount, key, agent_argv("w1", *BEAT))
+    fleet.spawn("w1", argv, env1, log=tmp_path / "w1.log")
     wait_until("w1 online with its storage", lambda: (head.host("w1").get("storage") or {})
                .get("ok") is True, 40)  # fmt: skip
 
