@@ -32,6 +32,7 @@ class Task(SQLModel, table=True):
     host: str | None = None
     lease_expires_at: datetime | None = None
     lease_session: int | None = None  # the claiming agent's session key (migration 0014)
+    lease_orphaned_at: datetime | None = None  # its session seen gone (migration 0016)
     attempt_token: uuid.UUID | None = None
     progress: float | None = None
     progress_stage: str | None = None

@@ -186,7 +186,7 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
     # the NAS password: in the worker's keyring, nowhere else; the database password likewise
     from urllib.parse import unquote, urlsplit
 
-    shown = run(head, "db", "url", "--show-password")
+    shown = run(head, "db", "url", "--host", "h1", "--show-password")  # h1's own role
     db_password = unquote(urlsplit(shown.stdout.strip()).password or "")
     assert db_password
     worker_env = {
