@@ -177,7 +177,9 @@ def blip(s: Scenario, cut_s: float = 45, task_s: float = 15) -> dict[str, Any]:
     s.fleet.cut("w2")
     head_saw = wait(lambda: not s.alive("w1"), cut_s)
     time.sleep(max(0.0, cut_s - (time.monotonic() - cut)))
-    s.fleet.restore("w2")  # w2 first: its sweep may see w1's old session gone
+    s.fleet.restore("w2")  # w2 back first (as in the field): its sweep sees w1's session gone
+    wait(lambda: s.alive("w2"), 60)
+    time.sleep(3)  # w2's first beats, and their sweep, before w1's cable returns
     s.fleet.restore("w1")
     restored = time.monotonic()
     back = wait(lambda: s.alive("w1"), 120)
