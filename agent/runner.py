@@ -35,6 +35,7 @@ from agent.load import LoadSampler
 from agent.logs import DatabaseBuffer
 from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
+from agent.wakeup import Wakeups
 from control import __version__
 from control.core import codehash, db, fleet, schedules, storage_health
 from control.core.errors import ContentctlError
@@ -59,6 +60,7 @@ REAP_EVERY = 60
 # An idle agent's longest sleep: new, retried and handed-back work is announced (NOTIFY) and
 # delayed work is slept until; this poll only bounds what a lost notification can cost.
 IDLE_POLL_S = 30.0
+PEERS_EVERY_S = 60.0  # how often a written beat asks which peers are live (agent/wakeup.py)
 STORAGE_CHECK_S = 5.0  # a storage check that takes longer reports the storage as unavailable
 DISK_PROBE_S = 2.0  # the heartbeat's free-space reading waits this long for the storage root
 SIDE_RESTART_MIN_S = 0.5  # a side task that died starts again after this, doubling
@@ -137,6 +139,10 @@ class Agent:
         self._wake = asyncio.Event()  # the claim loop: work may be there
         self._listening = False  # the listener is LISTENing: announced work wakes the loop
         self._poke = asyncio.Event()  # the heartbeat loop: renew/commands now
+        # which announcements this agent answers, and when (one agent per task, not all)
+        self._wakeups = Wakeups(config.host)
+        self._peers_at = float("-inf")  # when a beat last brought the live peers
+        self._peers_news = 0  # peers-changed notes heard (one during a beat: ask again)
         self._running: dict[int, _Running] = {}
         self._log_buffer = log_buffer
         self._load = LoadSampler(config.storage_root)
@@ -359,6 +365,7 @@ class Agent:
                             lease_s=cfg.lease_s,
                             caps=decision.caps,
                             count_day=cfg.clock().date(),  # the daily counters, same statement
+                            tell=self._wakeups.waiting(),  # the other ranks may stand down
                         )
                     except DbDown:
                         continue
@@ -620,7 +627,7 @@ class Agent:
                     elif note.payload == "cancel":
                         self._poke.set()
                     else:
-                        self._wake.set()
+                        self._heard(note.payload)
             except psycopg.Error:
                 pass
             finally:
@@ -628,9 +635,39 @@ class Agent:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
+    def _heard(self, payload: str) -> None:
+        """Work announced: claim now if this agent is first for it, later if it is ranked
+        after others (unless they answer first), never for types it does not run."""
+        if payload.startswith("c "):
+            self._wakeups.answered(payload)
+            return
+        if payload == "p":  # a peer joined, left or changed its state or types
+            self._peers_changed()
+            return
+        if not payload.startswith("t "):  # an older head's announcement, or a retry
+            self._wake.set()
+            return
+        wait = self._wakeups.heard(payload, self.config.enabled_tasks)
+        if wait is None:
+            return
+        if wait <= 0:
+            self._wake.set()
+        else:
+            asyncio.get_running_loop().call_later(wait, self._wake_if_due)
+
+    def _wake_if_due(self) -> None:
+        if self._wakeups.due():
+            self._wake.set()
+
     def _now_listening(self) -> None:
         self._listening = True
         self._wake.set()
+        self._peers_changed()  # peers may have come and gone while it was not listening
+
+    def _peers_changed(self) -> None:
+        """Ask who is live at the next beat (forced), and again if this comes during one."""
+        self._peers_at = float("-inf")
+        self._peers_news += 1
 
     async def _heartbeat_loop(self) -> None:
         """Every heartbeat_s, or at once when poked (a cancel or a command was announced)."""
@@ -717,6 +754,7 @@ class Agent:
             "task_processes": len(self.executor.children()),
             "db_outages": self.db.outages,
             "last_restart": self._last_restart,
+            "peers": len(self._wakeups.peers),  # the live agents it ranks itself among
         }
         return fleet.Heartbeat(
             name=cfg.host,
@@ -747,13 +785,24 @@ class Agent:
         # leases renewed under an older session (before an outage) carry its key: a sweep
         # would take them for a dead agent's
         renew_all = renew_all or self._leases_session != hb.session_key
+        peers = now - self._peers_at >= PEERS_EVERY_S
+        news = self._peers_news
         must = renew_all or bool(pending) or bool(self._leases_due(now, ride_along=False))
+        must = must or self._peers_at == float("-inf")  # the fleet changed: learn it now
         if not self._beat_gate.due(hb, force=must):
             return None
         due = self._leases_due(now, ride_along=True, renew_all=renew_all)
         reply = await self.db.sql(
-            fleet.beat, hb, renew=[e.task.token for e in due] + pending, lease_s=self.config.lease_s
+            fleet.beat,
+            hb,
+            renew=[e.task.token for e in due] + pending,
+            lease_s=self.config.lease_s,
+            peers=peers,
         )
+        if reply.peers is not None:
+            self._wakeups.set_peers(reply.peers)
+            if news == self._peers_news:  # else a peer changed while it was asked: ask again
+                self._peers_at = now
         self._leases_answered(due, reply.leases, now)
         self._leases_session = hb.session_key
         return reply

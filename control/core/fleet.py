@@ -93,15 +93,21 @@ class BeatReply:
     expired_claimable: bool = False  # an expired lease of a type this host runs: claim now
     storage_id: str | None = None  # the fleet's storage id (`storage init`), if any
     leases: dict[uuid.UUID, LeaseState] = field(default_factory=dict)  # the renewals sent
+    peers: dict[str, list[str]] | None = None  # live hosts -> their types, when asked for
 
 
 async def beat(
-    conn: AsyncConn, hb: Heartbeat, *, renew: Sequence[uuid.UUID] = (), lease_s: float = 30.0
+    conn: AsyncConn,
+    hb: Heartbeat,
+    *,
+    renew: Sequence[uuid.UUID] = (),
+    lease_s: float = 30.0,
+    peers: bool = False,
 ) -> BeatReply:
     """Record a heartbeat, renewing the leases of `renew` with it: both statements go in one
     pipeline, so the server is woken once (a round trip, not the statements, is most of what
-    a beat costs it)."""
-    params = _heartbeat_params(hb)
+    a beat costs it). With `peers`, the reply lists the live hosts and their types."""
+    params = {**_heartbeat_params(hb), "want_peers": peers}
     leases = None
     if renew:
         async with conn.pipeline():
@@ -127,18 +133,26 @@ async def beat(
         expired_claimable=bool(row["expired_claimable"]),
         storage_id=None if row["storage_id"] is None else str(row["storage_id"]),
         leases=held,
+        peers=cast("dict[str, list[str]] | None", row["peers"]),
     )
 
 
 async def register(conn: AsyncConn, hb: Heartbeat) -> None:
-    """An agent's identity (version, code, pid, types), once when it starts."""
+    """An agent's identity (version, code, pid, types), once when it starts and when its types
+    change; the peers are told (`peers_changed`)."""
     params = _heartbeat_params(hb)
-    await conn.execute(q("register"), params)
-    await conn.execute(q("heartbeat"), params)
+    async with conn.transaction():
+        await conn.execute(q("register"), params)
+        await conn.execute(q("heartbeat"), params)
+        await conn.execute(q("peers_changed"))
 
 
 async def send_heartbeat(conn: AsyncConn, hb: Heartbeat) -> None:
-    await conn.execute(q("heartbeat"), _heartbeat_params(hb))
+    """A heartbeat written out of turn: a new state (drained, online again, offline at the
+    end), which the peers are told of (`peers_changed`)."""
+    async with conn.transaction():
+        await conn.execute(q("heartbeat"), _heartbeat_params(hb))
+        await conn.execute(q("peers_changed"))
 
 
 def _heartbeat_params(hb: Heartbeat) -> dict[str, Any]:

@@ -190,9 +190,9 @@ class Queue:
                     results[i] = Enqueued(task_id, True)
             for i in keyed:
                 results[i] = await self._insert_keyed(specs[i])
-            created_types = {specs[i].type for i, r in enumerate(results) if r and r.created}
-            if created_types:
-                await self.announce(created_types)  # delivered at commit
+            created = [specs[i].type for i, r in enumerate(results) if r and r.created]
+            if created:
+                await self.announce(created)  # delivered at commit
         if len(plain) >= ANALYZE_AFTER:
             await self._analyze()
         return [r for r in results if r is not None]
@@ -251,15 +251,19 @@ class Queue:
         lease_s: float = 30.0,
         caps: Mapping[str, int] | None = None,
         count_day: date | None = None,
+        tell: bool = False,
     ) -> list[ClaimedTask]:
         """Up to `limit` tasks of `types`; a type in `caps` takes at most its cap of them (a
         worker limit), the other types fill the rest. With `count_day`, the same statement adds
-        the claims to the host's daily counters (`host_daily_counts`) for that day."""
+        the claims to the host's daily counters (`host_daily_counts`) for that day. With
+        `tell` (a claim in answer to announcements), the same statement announces when it
+        leaves nothing of `types` claimable, so that other agents need not look
+        (agent/wakeup.py)."""
         type_list = tuple(types)
         if not type_list or limit < 1:
             return []
         capped = tuple((t, n) for t, n in (caps or {}).items() if t in type_list and n < limit)
-        query = _claim_sql(type_list, capped, limit)
+        query = _claim_sql(type_list, capped, limit, tell)
         params = {"host": host, "lease_s": lease_s, "day": count_day, "session": self.session}
         return await db.fetch(self.conn, class_row(ClaimedTask), query, params)
 
@@ -343,7 +347,9 @@ class Queue:
         """Wake the listening agents: tasks of `types` are claimable, or will be (an idle
         agent sleeps until its next task comes due, so every way a task becomes claimable
         announces it: enqueues, retries, hand-backs, requeued leases)."""
-        await self.conn.execute(q("notify"), {"payload": ",".join(sorted(set(types)))})
+        made = list(types)
+        types_csv = ",".join(sorted(set(made)))
+        await self.conn.execute(q("announce"), {"n": len(made), "types": types_csv})
 
     async def next_due(self, types: Iterable[str]) -> float | None:
         """Seconds until the next delayed or retrying task of `types` comes due, or None."""
@@ -558,7 +564,9 @@ def parse_payload(text: str | None) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=256)
-def _claim_sql(types: tuple[str, ...], capped: tuple[tuple[str, int], ...], limit: int) -> str:
+def _claim_sql(
+    types: tuple[str, ...], capped: tuple[tuple[str, int], ...], limit: int, tell: bool = False
+) -> str:
     """The claim statement for these types, caps and limit, with them written in as literals
     (quoted by psycopg; the host, lease and day stay parameters).
 
@@ -573,6 +581,7 @@ def _claim_sql(types: tuple[str, ...], capped: tuple[tuple[str, int], ...], limi
         "limit": limit,
         "capped": [t for t, _ in capped],
         "caps": [n for _, n in capped],
+        "tell": tell,
     }
     text = q("claim_capped" if capped else "claim")
     for name, value in literal.items():

@@ -63,6 +63,7 @@ AGENT_FUNCTIONS = [
     "contentctl_holds_source(bigint)",
     "contentctl_lapse(double precision,double precision)",
     "contentctl_live_sessions()",
+    "contentctl_peers()",
     "contentctl_poll_validators(bigint,text,text)",
     "contentctl_schedule_fire(text,timestamp with time zone,timestamp with time zone,integer,"
     "double precision)",

@@ -280,7 +280,9 @@ async def test_one_notification_per_enqueue_transaction(db_url: str, queue: Queu
     finally:
         await listener.close()
     assert len(notes) == 1
-    assert notes[0].payload == "noop,sleep"
+    # `t XID N TYPES`: the transaction that made them, how many, which types (agent/wakeup.py)
+    tag, xid, n, types = notes[0].payload.split(" ")
+    assert (tag, n, types) == ("t", "105", "noop,sleep") and int(xid) > 0
 
 
 async def test_a_listener_gets_each_notification_and_an_error_when_its_connection_goes(
@@ -499,3 +501,28 @@ async def test_a_lease_outlives_its_session_by_the_grace_and_a_returning_agent_k
     finally:
         await first.close()
         await other.close()
+
+
+async def test_a_claim_in_answer_says_when_it_left_nothing_of_its_types(
+    db_url: str, queue: Queue
+) -> None:
+    """`tell`: the claim's own statement announces `c SNAPSHOT TYPES` when nothing claimable
+    of its types is left (so the agents ranked after it stand down), also when it claimed
+    nothing; and says nothing while some are left."""
+    listener = await db.connect(db_url)
+    try:
+        await Queue(listener).listen()
+        await queue.enqueue([TaskSpec("noop")] * 2)
+        await anext(listener.notifies(timeout=1.0))  # the announcement
+        assert len(await queue.claim("h1", ["noop"], limit=1, tell=True)) == 1
+        assert [n async for n in listener.notifies(timeout=0.5)] == []  # one is left
+        assert len(await queue.claim("h1", ["noop"], limit=5, tell=True)) == 1
+        assert await queue.claim("h1", ["noop", "sleep"], limit=5, tell=True) == []
+        assert await queue.claim("h1", ["noop"], limit=5) == []  # not in answer: silent
+        notes = [n.payload async for n in listener.notifies(timeout=0.5)]
+    finally:
+        await listener.close()
+    assert [p.split(" ")[0] for p in notes] == ["c", "c"]
+    assert [p.split(" ")[2] for p in notes] == ["noop", "noop,sleep"]
+    xmin, xmax, _ = notes[0].split(" ")[1].split(":")
+    assert int(xmin) <= int(xmax)

@@ -78,6 +78,7 @@ async def test_a_capped_claim_does_not_walk_the_other_types_backlog(queue: Queue
         "session": None,
         "capped": ["download_youtube"],
         "caps": [1],
+        "tell": False,
     }
     async with queue.conn.transaction(force_rollback=True):
         cur = await queue.conn.execute(

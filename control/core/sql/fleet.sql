@@ -20,6 +20,11 @@ ON CONFLICT (name) DO UPDATE SET
     agent_state = excluded.agent_state, last_heartbeat_at = now(),
     heartbeat = excluded.heartbeat, session_key = excluded.session_key;
 
+-- name: peers_changed
+-- An agent joined, left, or changed state or types: the others ask who is live at their next
+-- beat (agent/wakeup.py ranks among them), instead of once a minute.
+SELECT pg_notify('contentctl_tasks', 'p');
+
 -- name: beat
 -- An agent's heartbeat: one plain UPDATE of its unlogged row (no WAL). The commit does not wait
 -- for the disk (synchronous_commit off for this statement's own transaction): a heartbeat lost
@@ -53,7 +58,9 @@ RETURNING
             WHERE state = 'running' AND lease_expires_at < now()
               AND cancel_requested_at IS NULL AND attempts < max_attempts
               AND type = ANY(%(enabled_tasks)s)) AS expired_claimable,
-    (SELECT storage_id::text FROM fleet_storage) AS storage_id;
+    (SELECT storage_id::text FROM fleet_storage) AS storage_id,
+    -- the live peers and their types (agent/wakeup.py), when the agent asks: once a minute
+    CASE WHEN %(want_peers)s::boolean THEN contentctl_peers() END AS peers;
 
 -- name: hosts_snapshot
 SELECT h.name, h.address, b.agent_state, h.agent_version, h.code_hash, h.pid, h.started_at,

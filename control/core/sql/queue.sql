@@ -31,6 +31,12 @@ WHERE unique_key = %(unique_key)s AND state IN ('queued', 'scheduled', 'running'
 -- name: notify
 SELECT pg_notify('contentctl_tasks', %(payload)s);
 
+-- name: announce
+-- `t XID N TYPES` (agent/wakeup.py): N tasks of TYPES claimable, made by this transaction; the
+-- agents rank themselves by XID and answer one at a time, not all at once.
+SELECT pg_notify('contentctl_tasks',
+                 't ' || pg_current_xact_id()::text || ' ' || %(n)s::int || ' ' || %(types)s);
+
 -- name: claim
 -- Expired leases first (their agent died or lost the network: the same path re-claims them,
 -- there is no reaper), then pending work by priority and age. One statement, SKIP LOCKED; it
@@ -80,11 +86,28 @@ WITH expired AS (
     WHERE %(day)s::date IS NOT NULL
     GROUP BY type
     ON CONFLICT (host, type, day) DO UPDATE SET count = host_daily_counts.count + excluded.count
+), told AS (
+    -- In answer to announcements (agent/wakeup.py, `tell`): when nothing claimable of these
+    -- types is left beside what this claim takes, say so with this statement's snapshot, and
+    -- the agents ranked after this one stand down instead of claiming nothing.
+    SELECT pg_notify('contentctl_tasks',
+                     'c ' || pg_current_snapshot()::text || ' ' || array_to_string(%(types)s::text[], ','))
+    WHERE %(tell)s
+      AND NOT EXISTS (
+        SELECT 1 FROM tasks
+        WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s)
+          AND id <> ALL(ARRAY(SELECT id FROM picked)))
+      AND NOT EXISTS (
+        SELECT 1 FROM tasks
+        WHERE state = 'running' AND lease_expires_at < now()
+          AND cancel_requested_at IS NULL AND attempts < max_attempts
+          AND type = ANY(%(types)s) AND id <> ALL(ARRAY(SELECT id FROM picked)))
 )
--- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it)
+-- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it); `told` is read
+-- in a condition of no row (evaluated once, first), so that it runs when nothing is claimed
 SELECT id, type, coalesce(payload, '{}'::jsonb) AS payload, priority, attempts, max_attempts,
        timeout_s, attempt_token AS token, media_id
-FROM claimed ORDER BY priority DESC, run_at, id;
+FROM claimed WHERE (SELECT count(*) FROM told) >= 0 ORDER BY priority DESC, run_at, id;
 
 -- name: claim_capped
 -- The claim with worker limits. `capped`/`caps`: types that may take at most so many tasks in
@@ -155,11 +178,28 @@ WITH expired AS (
     WHERE %(day)s::date IS NOT NULL
     GROUP BY type
     ON CONFLICT (host, type, day) DO UPDATE SET count = host_daily_counts.count + excluded.count
+), told AS (
+    -- In answer to announcements (agent/wakeup.py, `tell`): when nothing claimable of these
+    -- types is left beside what this claim takes, say so with this statement's snapshot, and
+    -- the agents ranked after this one stand down instead of claiming nothing.
+    SELECT pg_notify('contentctl_tasks',
+                     'c ' || pg_current_snapshot()::text || ' ' || array_to_string(%(types)s::text[], ','))
+    WHERE %(tell)s
+      AND NOT EXISTS (
+        SELECT 1 FROM tasks
+        WHERE state IN ('queued', 'scheduled') AND run_at <= now() AND type = ANY(%(types)s)
+          AND id <> ALL(ARRAY(SELECT id FROM picked)))
+      AND NOT EXISTS (
+        SELECT 1 FROM tasks
+        WHERE state = 'running' AND lease_expires_at < now()
+          AND cancel_requested_at IS NULL AND attempts < max_attempts
+          AND type = ANY(%(types)s) AND id <> ALL(ARRAY(SELECT id FROM picked)))
 )
--- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it)
+-- the columns of agent's ClaimedTask, by name (psycopg's class_row builds it); `told` is read
+-- in a condition of no row (evaluated once, first), so that it runs when nothing is claimed
 SELECT id, type, coalesce(payload, '{}'::jsonb) AS payload, priority, attempts, max_attempts,
        timeout_s, attempt_token AS token, media_id
-FROM claimed ORDER BY priority DESC, run_at, id;
+FROM claimed WHERE (SELECT count(*) FROM told) >= 0 ORDER BY priority DESC, run_at, id;
 
 -- name: sweep_expired
 -- Expired leases that must not run again: cancelled while their agent was gone, or out of
@@ -213,7 +253,8 @@ RETURNING id, state, run_at, type
 )
 SELECT id, state, run_at,
        CASE WHEN state = 'scheduled'
-            THEN (SELECT true FROM pg_notify('contentctl_tasks', failed.type)) END AS announced
+            THEN (SELECT true FROM pg_notify('contentctl_tasks',
+                 't ' || pg_current_xact_id()::text || ' 1 ' || failed.type)) END AS announced
 FROM failed;
 
 -- name: release
@@ -231,7 +272,8 @@ RETURNING id, state, type
 )
 SELECT id, state,
        CASE WHEN state = 'queued'
-            THEN (SELECT true FROM pg_notify('contentctl_tasks', released.type)) END AS announced
+            THEN (SELECT true FROM pg_notify('contentctl_tasks',
+                 't ' || pg_current_xact_id()::text || ' 1 ' || released.type)) END AS announced
 FROM released;
 
 -- name: acknowledge_cancel

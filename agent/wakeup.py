@@ -1,0 +1,130 @@
+"""Who answers an announcement: one idle agent, not the whole fleet.
+
+Every agent LISTENs on one channel, so each enqueue reaches every idle agent. If all of them
+claimed at once, one task would cost a claim per idle agent (100 agents: 99 empty claims). The
+announcement instead carries what an agent needs to decide alone, with no round trip:
+
+- `t XID N TYPES`: N tasks of TYPES were made claimable by transaction XID (the enqueue, the
+  retry, the hand-back, the sweep or the schedule that made them).
+- `c SNAPSHOT TYPES`: an agent claimed in answer to announcements and, in the same statement,
+  saw no claimable task of TYPES left. Every announcement whose transaction that snapshot
+  saw committed is answered for those types.
+
+An agent ranks itself among its capable peers (the live hosts that run one of the types, as
+its heartbeat last learned them) by a hash of the announcement and the host's name, so each
+announcement orders the fleet afresh and every agent computes the same order. The first N
+ranks claim at once; rank N+k claims `k * step_s` later unless an answer (`c`) arrives first.
+An idle fleet pays one claim per task; a rank whose agent is busy, asleep or gone costs the
+next one `step_s` of latency, never the task: nobody stands down without a snapshot that saw
+the work and saw it all taken. The cost moved here: latency when the first ranks are busy,
+and a NOTIFY per answered announcement.
+
+Pure bookkeeping (no I/O): the runner feeds it notifications and asks when to claim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+STEP_S = 0.05  # how long a rank waits for the one before it to answer
+FORGET_S = 120.0  # an announcement nobody answered is looked for by the idle poll by then
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A PostgreSQL snapshot as `pg_current_snapshot()` prints it: `xmin:xmax:xip,...`."""
+
+    xmin: int
+    xmax: int
+    xip: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        xmin, xmax, xip = text.split(":")
+        return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+
+    def sees(self, xid: int) -> bool:
+        """Whether a transaction's work was committed as this snapshot saw the database."""
+        return xid < self.xmin or (xid < self.xmax and xid not in self.xip)
+
+
+@dataclass
+class _Heard:
+    xid: int
+    types: set[str]
+    due: float  # when this agent claims for it, unless it is answered first
+    at: float
+
+
+@dataclass
+class Wakeups:
+    host: str
+    step_s: float = STEP_S
+    clock: Callable[[], float] = time.monotonic
+    peers: dict[str, frozenset[str]] = field(default_factory=dict)  # host -> enabled types
+    _heard: list[_Heard] = field(default_factory=list)
+
+    def set_peers(self, peers: Mapping[str, Iterable[str]]) -> None:
+        self.peers = {str(h): frozenset(t) for h, t in peers.items()}
+
+    def heard(self, payload: str, runs: Iterable[str]) -> float | None:
+        """An announcement (`t ...`): in how many seconds this agent, which `runs` these
+        types, claims for it (0: now); None when it runs none of them (it stays asleep) or the
+        payload is not one."""
+        try:
+            _, xid_s, n_s, types_s = payload.split(" ", 3)
+            xid, n = int(xid_s), max(1, int(n_s))
+        except ValueError:
+            return None
+        mine = set(types_s.split(",")) & set(runs)
+        if not mine:
+            return None
+        wait = self._rank(xid, mine, n) * self.step_s
+        now = self.clock()
+        self._forget(now)
+        self._heard.append(_Heard(xid, mine, now + wait, now))
+        return wait
+
+    def answered(self, payload: str) -> None:
+        """An answer (`c SNAPSHOT TYPES`): announcements it saw, for its types, are served."""
+        try:
+            _, snap_s, types_s = payload.split(" ", 2)
+            snap = Snapshot.parse(snap_s)
+        except ValueError:
+            return
+        served = set(types_s.split(","))
+        for h in self._heard:
+            if snap.sees(h.xid):
+                h.types -= served
+        self._heard = [h for h in self._heard if h.types]
+
+    def due(self) -> bool:
+        """Whether an announcement this agent heard is its to answer now."""
+        now = self.clock()
+        return any(h.due <= now for h in self._heard)
+
+    def waiting(self) -> bool:
+        """Whether announcements this agent heard are still unanswered (its claim should say
+        so when it finds their types exhausted, so that the other ranks stand down)."""
+        self._forget(self.clock())
+        return bool(self._heard)
+
+    def _rank(self, xid: int, types: set[str], n: int) -> int:
+        """This host's place after the first n in this announcement's order of the capable
+        peers (0: among the first n). Without peers (not learned yet) every agent is first."""
+        capable = [h for h, t in self.peers.items() if t & types and h != self.host]
+        if not capable:
+            return 0
+        mine = _key(xid, self.host)
+        ahead = sum(1 for h in capable if _key(xid, h) < mine)
+        return max(0, ahead - n + 1)
+
+    def _forget(self, now: float) -> None:
+        self._heard = [h for h in self._heard if now - h.at < FORGET_S]
+
+
+def _key(xid: int, host: str) -> bytes:
+    return hashlib.blake2b(f"{xid}\0{host}".encode(), digest_size=8).digest()
