@@ -83,7 +83,7 @@ async def test_a_task_into_an_idle_fleet_is_claimed_by_one_agent_within_a_second
 
         await wait_for(started, timeout_s=1.0, interval_s=0.01)
         assert time.monotonic() - t0 < 1.0
-        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), timeout_s=5)
+        await wait_for(lambda task_id=e.id: _state_is(conn, task_id, "succeeded"), timeout_s=5)
         await asyncio.sleep(0.3)  # the ranks after the first would have claimed by now
         after = await _sessions(conn)
         moved = [
