@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,7 +31,7 @@ async def _sessions(conn: db.AsyncConn) -> dict[str, dict[str, Any]]:
         JOIN pg_stat_activity AS a ON a.pid = l.pid
         """
     )
-    return {r["name"]: dict(r) for r in await cur.fetchall()}
+    return {str(r["name"]): dict(r) for r in await cur.fetchall()}
 
 
 async def _peers_known(conn: db.AsyncConn, n: int) -> bool:
@@ -78,12 +78,9 @@ async def test_a_task_into_an_idle_fleet_is_claimed_by_one_agent_within_a_second
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
 
-        async def started(task_id: int = e.id) -> bool:
-            return (await fetch_task(conn, task_id))["started_at"] is not None
-
-        await wait_for(started, timeout_s=1.0, interval_s=0.01)
+        await wait_for(_is(conn, e.id, "running", "succeeded"), timeout_s=1.0, interval_s=0.01)
         assert time.monotonic() - t0 < 1.0
-        await wait_for(lambda task_id=e.id: _state_is(conn, task_id, "succeeded"), timeout_s=5)
+        await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5)
         await asyncio.sleep(0.3)  # the ranks after the first would have claimed by now
         after = await _sessions(conn)
         moved = [
@@ -106,11 +103,11 @@ async def test_tasks_are_never_left_waiting_when_the_first_ranks_are_busy(
     starts within a second, the ranks of the busy agents passing after a step each."""
     busy = await queue.enqueue([TaskSpec("sleep", {"seconds": 60, "progress": False})] * 10)
     for e in busy:
-        await wait_for(lambda task_id=e.id: _state_is(conn, task_id, "running"), timeout_s=10)
+        await wait_for(_is(conn, e.id, "running"), timeout_s=10)
     for _ in range(10):
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
-        await wait_for(lambda task_id=e.id: _state_is(conn, task_id, "succeeded"), timeout_s=5)
+        await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5)
         started = (await fetch_task(conn, e.id))["started_at"]
         assert started is not None and time.monotonic() - t0 < 5
     cur = await conn.execute(
@@ -120,5 +117,8 @@ async def test_tasks_are_never_left_waiting_when_the_first_ranks_are_busy(
     assert row is not None and row["worst"].total_seconds() < 1.0
 
 
-async def _state_is(conn: db.AsyncConn, task_id: int, state: str) -> bool:
-    return (await fetch_task(conn, task_id))["state"] == state
+def _is(conn: db.AsyncConn, task_id: int, *states: str) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return (await fetch_task(conn, task_id))["state"] in states
+
+    return probe
