@@ -466,9 +466,10 @@ class Agent:
         else:
             self._record(task, outcome)
         finally:
+            # the claim loop is woken by the job's done callback (_on_claimed): waking it here
+            # too made it claim twice for every task that ended, the second time for nothing
             self._running.pop(task.id, None)
             self.limiter.finished(task.type)
-            self._wake.set()
 
     def _record(self, task: ClaimedTask, outcome: Outcome) -> None:
         if outcome.kind == "done":
