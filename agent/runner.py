@@ -365,7 +365,7 @@ class Agent:
                             lease_s=cfg.lease_s,
                             caps=decision.caps,
                             count_day=cfg.clock().date(),  # the daily counters, same statement
-                            tell=self._wakeups.waiting(),  # the other ranks may stand down
+                            tell=self._wakeups.take(),  # the other ranks may stand down
                         )
                     except DbDown:
                         continue
@@ -648,16 +648,17 @@ class Agent:
         if not payload.startswith("t "):  # an older head's announcement, or a retry
             self._wake.set()
             return
-        wait = self._wakeups.heard(payload, self.config.enabled_tasks)
-        if wait is None:
+        heard = self._wakeups.heard(payload, self.config.enabled_tasks)
+        if heard is None:
             return
+        wait, key = heard
         if wait <= 0:
             self._wake.set()
         else:
-            asyncio.get_running_loop().call_later(wait, self._wake_if_due)
+            asyncio.get_running_loop().call_later(wait, self._wake_if_pending, key)
 
-    def _wake_if_due(self) -> None:
-        if self._wakeups.due():
+    def _wake_if_pending(self, key: int) -> None:
+        if self._wakeups.pending(key):  # nobody ahead answered it: this rank's turn
             self._wake.set()
 
     def _now_listening(self) -> None:

@@ -14,9 +14,11 @@ An agent ranks itself among its capable peers (the live hosts that run one of th
 its heartbeat last learned them) by a hash of the announcement and the host's name, so each
 announcement orders the fleet afresh and every agent computes the same order. The first N
 ranks claim at once; rank N+k claims `k * step_s` later unless an answer (`c`) arrives first.
-An idle fleet pays one claim per task; a rank whose agent is busy, asleep or gone costs the
-next one `step_s` of latency, never the task: nobody stands down without a snapshot that saw
-the work and saw it all taken. The cost moved here: latency when the first ranks are busy,
+An agent's own claim answers whatever it heard before it (a claim that leaves nothing says
+so to the others; one that fills the agent leaves the rest to the later ranks). An idle fleet
+pays one claim per task; a rank whose agent is busy, asleep or gone costs the next one
+`step_s` of latency, never the task: nobody stands down without a snapshot that saw the work
+and saw it all taken. The cost moved here: latency when the first ranks are busy,
 and a NOTIFY per answered announcement.
 
 Pure bookkeeping (no I/O): the runner feeds it notifications and asks when to claim.
@@ -55,8 +57,8 @@ class Snapshot:
 class _Heard:
     xid: int
     types: set[str]
-    due: float  # when this agent claims for it, unless it is answered first
     at: float
+    key: int
 
 
 @dataclass
@@ -66,14 +68,15 @@ class Wakeups:
     clock: Callable[[], float] = time.monotonic
     peers: dict[str, frozenset[str]] = field(default_factory=dict)  # host -> enabled types
     _heard: list[_Heard] = field(default_factory=list)
+    _seq: int = 0
 
     def set_peers(self, peers: Mapping[str, Iterable[str]]) -> None:
         self.peers = {str(h): frozenset(t) for h, t in peers.items()}
 
-    def heard(self, payload: str, runs: Iterable[str]) -> float | None:
+    def heard(self, payload: str, runs: Iterable[str]) -> tuple[float, int] | None:
         """An announcement (`t ...`): in how many seconds this agent, which `runs` these
-        types, claims for it (0: now); None when it runs none of them (it stays asleep) or the
-        payload is not one."""
+        types, claims for it (0: now), and the key to ask `pending` with then; None when it
+        runs none of them (it stays asleep) or the payload is not one."""
         try:
             _, xid_s, n_s, types_s = payload.split(" ", 3)
             xid, n = int(xid_s), max(1, int(n_s))
@@ -85,8 +88,9 @@ class Wakeups:
         wait = self._rank(xid, mine, n) * self.step_s
         now = self.clock()
         self._forget(now)
-        self._heard.append(_Heard(xid, mine, now + wait, now))
-        return wait
+        self._seq += 1
+        self._heard.append(_Heard(xid, mine, now, self._seq))
+        return wait, self._seq
 
     def answered(self, payload: str) -> None:
         """An answer (`c SNAPSHOT TYPES`): announcements it saw, for its types, are served."""
@@ -101,16 +105,19 @@ class Wakeups:
                 h.types -= served
         self._heard = [h for h in self._heard if h.types]
 
-    def due(self) -> bool:
-        """Whether an announcement this agent heard is its to answer now."""
-        now = self.clock()
-        return any(h.due <= now for h in self._heard)
+    def pending(self, key: int) -> bool:
+        """Whether the announcement `heard` gave this key is still unanswered (its rank's
+        time came: claim for it)."""
+        return any(h.key == key for h in self._heard)
 
-    def waiting(self) -> bool:
-        """Whether announcements this agent heard are still unanswered (its claim should say
-        so when it finds their types exhausted, so that the other ranks stand down)."""
+    def take(self) -> bool:
+        """This agent claims now: what it heard so far is answered by this claim (a claim that
+        leaves nothing says so to the others; one that fills the agent leaves the rest to the
+        later ranks), so it forgets it. True when there was any: the claim should tell."""
         self._forget(self.clock())
-        return bool(self._heard)
+        had = bool(self._heard)
+        self._heard = []
+        return had
 
     def _rank(self, xid: int, types: set[str], n: int) -> int:
         """This host's place after the first n in this announcement's order of the capable

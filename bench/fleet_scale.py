@@ -114,6 +114,33 @@ def xacts(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
+def time_sweep(conn: psycopg.Connection[Any], tasks: int) -> float | None:
+    """One look for leases of ended sessions (`contentctl_lapse`, taken in turns fleet-wide)
+    with `tasks` running tasks spread over the live agents' sessions: median of 5, in a
+    transaction rolled back. None when the code has no such function."""
+    row = conn.execute("SELECT to_regproc('contentctl_lapse') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return None
+    times = []
+    with conn.transaction(force_rollback=True):
+        conn.execute(
+            "INSERT INTO tasks (type, state, run_at, host, attempts, attempt_token, "
+            "lease_expires_at, lease_session, started_at) "
+            "SELECT 'sleep', 'running', now(), b.name, 1, gen_random_uuid(), "
+            "now() + interval '150 s', b.session_key, now() "
+            "FROM generate_series(1, %s) AS i "
+            "JOIN LATERAL (SELECT name, session_key FROM host_beats "
+            "  ORDER BY name OFFSET i %% (SELECT count(*) FROM host_beats) LIMIT 1) AS b ON true",
+            (tasks,),
+        )
+        for _ in range(5):
+            conn.execute("UPDATE fleet_sweep SET swept_at = '-infinity'")
+            t0 = time.perf_counter()
+            conn.execute("SELECT * FROM contentctl_lapse(2, 90)").fetchall()
+            times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def run_size(
     server: EmbeddedServer, admin: str, n: int, tree: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -238,6 +265,12 @@ def run_size(
         idle_wall = time.monotonic() - w0
         cpu_idle = server_cpu(server) - cpu0
         x_idle = xacts(conn) - x0
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchone()
+        sessions = int(row[0]) if row else 0
+        sweep_ms = time_sweep(conn, args.sweep_tasks)
 
         status_ms = []
         for _ in range(3):
@@ -297,6 +330,8 @@ def run_size(
         "status_json_ms": round(statistics.median(status_ms)),
         "dashboard_read_ms": round(float(read.stdout.strip()), 1),
         "agents_rss_mb": round(rss / 2**20),
+        "sessions_per_agent": round(sessions / n, 2),
+        "sweep_ms": sweep_ms,
     }
 
 
@@ -313,6 +348,8 @@ COLUMNS = [
     ("status_json_ms", "status ms"),
     ("dashboard_read_ms", "dash ms"),
     ("agents_rss_mb", "RSS MB"),
+    ("sessions_per_agent", "conns/agent"),
+    ("sweep_ms", "sweep ms"),
 ]
 
 
@@ -324,6 +361,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=5.0, help="noop tasks a second (default 5)")
     ap.add_argument("--busy-s", type=float, default=60.0, help="busy phase (default 60 s)")
     ap.add_argument("--idle-s", type=float, default=60.0, help="idle phase (default 60 s)")
+    ap.add_argument(
+        "--sweep-tasks", type=int, default=1000, help="running tasks the sweep reads (1000)"
+    )
     ap.add_argument("--kinds", type=int, default=0, help="print the N commonest statements")
     ap.add_argument("--tree", type=Path, default=ROOT, help="the checkout whose code runs")
     args = ap.parse_args()
@@ -340,7 +380,9 @@ def main() -> int:
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
-    print(f"code: {args.tree}, {args.rate:g} noop/s, busy {args.busy_s:g} s, idle {args.idle_s:g} s")
+    print(
+        f"code: {args.tree}, {args.rate:g} noop/s, busy {args.busy_s:g} s, idle {args.idle_s:g} s"
+    )
     print(" | ".join(h for _, h in COLUMNS))
     for fig in out:
         print(" | ".join(str(fig[k]) for k, _ in COLUMNS))

@@ -7,18 +7,10 @@ from agent.wakeup import Snapshot, Wakeups
 PEERS = {f"w{i:02}": ["noop", "download"] for i in range(20)} | {"gpu": ["transcribe"]}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def fleet(clock: Clock) -> dict[str, Wakeups]:
+def fleet() -> dict[str, Wakeups]:
     out = {}
     for host in PEERS:
-        w = Wakeups(host, step_s=0.05, clock=clock)
+        w = Wakeups(host, step_s=0.05)
         w.set_peers(PEERS)
         out[host] = w
     return out
@@ -32,50 +24,57 @@ def test_snapshot_sees_what_committed_before_it() -> None:
 
 
 def test_one_task_wakes_one_agent_and_the_others_are_ranked_after_it() -> None:
-    clock = Clock()
-    agents = fleet(clock)
-    waits = {h: w.heard("t 500 1 noop", PEERS[h]) for h, w in agents.items()}
-    assert waits["gpu"] is None  # it runs no noop: it stays asleep
-    ranked = sorted(v for v in waits.values() if v is not None)
+    agents = fleet()
+    heard = {h: w.heard("t 500 1 noop", PEERS[h]) for h, w in agents.items()}
+    assert heard["gpu"] is None  # it runs no noop: it stays asleep
+    ranked = sorted(v[0] for v in heard.values() if v is not None)
     assert ranked[0] == 0 and ranked[1] > 0  # exactly one at once
     assert ranked == [i * 0.05 for i in range(20)]  # then one a step, never two together
     # another announcement orders the fleet afresh: not always the same host first
     firsts = {
-        min(agents, key=lambda h: agents[h].heard(f"t {x} 1 noop", PEERS[h]) or 0.0)
+        min(agents, key=lambda h: (agents[h].heard(f"t {x} 1 noop", PEERS[h]) or (0.0,))[0])
         for x in range(600, 640)
     }
     assert len(firsts) > 5
 
 
 def test_n_tasks_wake_n_agents_at_once() -> None:
-    agents = fleet(Clock())
-    waits = [w.heard("t 9 3 noop,download", PEERS[h]) for h, w in agents.items()]
-    assert sorted(v for v in waits if v is not None)[:4] == [0, 0, 0, 0.05]
+    agents = fleet()
+    heard = [w.heard("t 9 3 noop,download", PEERS[h]) for h, w in agents.items()]
+    assert sorted(v[0] for v in heard if v is not None)[:4] == [0, 0, 0, 0.05]
 
 
 def test_an_answer_whose_snapshot_saw_the_announcement_stands_the_others_down() -> None:
-    clock = Clock()
-    w = Wakeups("w05", clock=clock)
+    w = Wakeups("w05")
     w.set_peers(PEERS)
-    w.heard("t 500 1 noop", PEERS["w05"])
-    w.heard("t 510 1 download", PEERS["w05"])
-    clock.t += 5
-    assert w.due() and w.waiting()
+    a = w.heard("t 500 1 noop", PEERS["w05"])
+    b = w.heard("t 510 1 download", PEERS["w05"])
+    assert a is not None and b is not None
     w.answered("c 499:499: noop")  # a claim that could not see 500: not an answer to it
-    assert w.due()
+    assert w.pending(a[1])
     w.answered("c 500:511:500,510 noop,download")  # both still running then: no answer
-    assert w.due()
+    assert w.pending(a[1]) and w.pending(b[1])
     w.answered("c 505:511:507 noop")  # saw 500 committed, took the last noop
-    assert w.waiting() and w.due()  # 510's download is still unanswered
+    assert not w.pending(a[1]) and w.pending(b[1])  # 510's download is still unanswered
     w.answered("c 512:512: noop,download")
-    assert not w.waiting() and not w.due()
+    assert not w.pending(b[1])
+
+
+def test_an_agents_own_claim_answers_what_it_heard() -> None:
+    w = Wakeups("w05")
+    w.set_peers(PEERS)
+    assert not w.take()  # nothing heard: the claim need not tell
+    heard = w.heard("t 500 1 noop", PEERS["w05"])
+    assert heard is not None
+    assert w.take() and not w.pending(heard[1]) and not w.take()
 
 
 def test_an_agent_without_peers_yet_is_first_and_a_hostile_payload_is_ignored() -> None:
     w = Wakeups("w1")
-    assert w.heard("t 5 1 noop", ["noop"]) == 0
+    heard = w.heard("t 5 1 noop", ["noop"])
+    assert heard is not None and heard[0] == 0
     for bad in ("t", "t x 1 noop", "t 5 one noop", "t 5 1"):
         assert w.heard(bad, ["noop"]) is None
     for bad in ("c", "c 1:2 noop", "c a:b: noop"):
         w.answered(bad)  # nothing raised, nothing answered
-    assert w.waiting()
+    assert w.pending(heard[1])
