@@ -143,6 +143,7 @@ class Agent:
         self._wakeups = Wakeups(config.host)
         self._peers_at = float("-inf")  # when a beat last brought the live peers
         self._peers_news = 0  # peers-changed notes heard (one during a beat: ask again)
+        self._side_jobs: set[asyncio.Task[None]] = set()  # passes on (held till they end)
         self._running: dict[int, _Running] = {}
         self._log_buffer = log_buffer
         self._load = LoadSampler(config.storage_root)
@@ -648,14 +649,33 @@ class Agent:
         if not payload.startswith("t "):  # an older head's announcement, or a retry
             self._wake.set()
             return
+        if payload.startswith("x "):  # a first rank passed: this one may be next
+            if self._wakeups.passed(payload):
+                self._answer_now(payload.split(" ", 2)[1])
+            return
         heard = self._wakeups.heard(payload, self.config.enabled_tasks)
         if heard is None:
             return
         wait, key = heard
         if wait <= 0:
-            self._wake.set()
+            self._answer_now(payload.split(" ", 2)[1])
         else:
             asyncio.get_running_loop().call_later(wait, self._wake_if_pending, key)
+
+    def _answer_now(self, xid: str) -> None:
+        """This agent is first for an announcement: claim, or pass it on at once when it
+        cannot (full, draining) so that the next rank need not wait its step."""
+        full = len(self._running) >= self.config.max_concurrent
+        if (full or self._draining) and self._listening and self.db.up.is_set():
+            job = asyncio.create_task(self._pass_on(xid))
+            self._side_jobs.add(job)
+            job.add_done_callback(self._side_jobs.discard)
+        else:
+            self._wake.set()
+
+    async def _pass_on(self, xid: str) -> None:
+        with contextlib.suppress(DbDown):
+            await self.db.sql(fleet.pass_on, xid, self.config.host)
 
     def _wake_if_pending(self, key: int) -> None:
         if self._wakeups.pending(key):  # nobody ahead answered it: this rank's turn

@@ -9,6 +9,8 @@ announcement instead carries what an agent needs to decide alone, with no round 
 - `c SNAPSHOT TYPES`: an agent claimed in answer to announcements and, in the same statement,
   saw no claimable task of TYPES left. Every announcement whose transaction that snapshot
   saw committed is answered for those types.
+- `x XID HOST`: HOST was among the first ranks for XID's announcement but cannot claim now
+  (at capacity, draining): the next rank claims at once instead of after its step.
 
 An agent ranks itself among its capable peers (the live hosts that run one of the types, as
 its heartbeat last learned them) by a hash of the announcement and the host's name, so each
@@ -16,10 +18,10 @@ announcement orders the fleet afresh and every agent computes the same order. Th
 ranks claim at once; rank N+k claims `k * step_s` later unless an answer (`c`) arrives first.
 An agent's own claim answers whatever it heard before it (a claim that leaves nothing says
 so to the others; one that fills the agent leaves the rest to the later ranks). An idle fleet
-pays one claim per task; a rank whose agent is busy, asleep or gone costs the next one
-`step_s` of latency, never the task: nobody stands down without a snapshot that saw the work
-and saw it all taken. The cost moved here: latency when the first ranks are busy,
-and a NOTIFY per answered announcement.
+pays one claim per task; a first rank whose agent is full passes at once (a NOTIFY); one that
+is asleep or gone costs the next rank `step_s` of latency, never the task: nobody stands down
+without a snapshot that saw the work and saw it all taken. The cost moved here: a NOTIFY per
+answered announcement and per pass, and `step_s` when a first rank is frozen or just died.
 
 Pure bookkeeping (no I/O): the runner feeds it notifications and asks when to claim.
 """
@@ -59,6 +61,8 @@ class _Heard:
     types: set[str]
     at: float
     key: int
+    n: int  # how many tasks it announced: the first n ranks claim at once
+    ahead: set[str]  # the capable peers ranked before this agent that have not passed
 
 
 @dataclass
@@ -85,12 +89,29 @@ class Wakeups:
         mine = set(types_s.split(",")) & set(runs)
         if not mine:
             return None
-        wait = self._rank(xid, mine, n) * self.step_s
+        ahead = self._ahead(xid, mine)
         now = self.clock()
         self._forget(now)
         self._seq += 1
-        self._heard.append(_Heard(xid, mine, now, self._seq))
-        return wait, self._seq
+        self._heard.append(_Heard(xid, mine, now, self._seq, n, ahead))
+        return max(0, len(ahead) - n + 1) * self.step_s, self._seq
+
+    def passed(self, payload: str) -> list[int]:
+        """A peer ranked first cannot take the work (`x XID HOST`: at capacity, draining):
+        the keys of announcements this agent now claims for at once, being among the first
+        ranks of those left."""
+        try:
+            _, xid_s, host = payload.split(" ", 2)
+            xid = int(xid_s)
+        except ValueError:
+            return []
+        now_first = []
+        for h in self._heard:
+            if h.xid == xid and host in h.ahead:
+                h.ahead.discard(host)
+                if len(h.ahead) == h.n - 1:
+                    now_first.append(h.key)
+        return now_first
 
     def answered(self, payload: str) -> None:
         """An answer (`c SNAPSHOT TYPES`): announcements it saw, for its types, are served."""
@@ -119,15 +140,13 @@ class Wakeups:
         self._heard = []
         return had
 
-    def _rank(self, xid: int, types: set[str], n: int) -> int:
-        """This host's place after the first n in this announcement's order of the capable
-        peers (0: among the first n). Without peers (not learned yet) every agent is first."""
-        capable = [h for h, t in self.peers.items() if t & types and h != self.host]
-        if not capable:
-            return 0
+    def _ahead(self, xid: int, types: set[str]) -> set[str]:
+        """The capable peers before this host in this announcement's order. Without peers
+        (not learned yet) nobody is ahead: every agent is first."""
         mine = _key(xid, self.host)
-        ahead = sum(1 for h in capable if _key(xid, h) < mine)
-        return max(0, ahead - n + 1)
+        return {
+            h for h, t in self.peers.items() if t & types and h != self.host and _key(xid, h) < mine
+        }
 
     def _forget(self, now: float) -> None:
         self._heard = [h for h in self._heard if now - h.at < FORGET_S]

@@ -137,6 +137,11 @@ async def beat(
     )
 
 
+async def pass_on(conn: AsyncConn, xid: str, host: str) -> None:
+    """This host was first for an announcement but cannot claim (agent/wakeup.py)."""
+    await conn.execute(q("pass_on"), {"xid": int(xid), "host": host})
+
+
 async def register(conn: AsyncConn, hb: Heartbeat) -> None:
     """An agent's identity (version, code, pid, types), once when it starts and when its types
     change; the peers are told (`peers_changed`)."""

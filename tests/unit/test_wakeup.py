@@ -78,3 +78,19 @@ def test_an_agent_without_peers_yet_is_first_and_a_hostile_payload_is_ignored() 
     for bad in ("c", "c 1:2 noop", "c a:b: noop"):
         w.answered(bad)  # nothing raised, nothing answered
     assert w.pending(heard[1])
+
+
+def test_a_full_first_rank_passes_and_the_next_claims_at_once() -> None:
+    agents = fleet()
+    heard: dict[str, tuple[float, int]] = {}
+    for h, w in agents.items():
+        if (got := w.heard("t 77 1 noop", PEERS[h])) is not None:
+            heard[h] = got
+    order = sorted(heard, key=lambda h: heard[h][0])
+    first, second, third = order[:3]
+    assert agents[second].passed(f"x 77 {third}") == []  # not ahead of it: nothing changes
+    assert agents[third].passed(f"x 77 {first}") == []  # one is still ahead of the third
+    key = heard[second][1]
+    assert agents[second].passed(f"x 77 {first}") == [key]  # now first: claims at once
+    assert agents[third].passed(f"x 77 {second}") == [heard[third][1]]
+    assert agents[second].passed("x 78 nobody") == [] and agents[second].passed("x y z") == []

@@ -25,6 +25,11 @@ ON CONFLICT (name) DO UPDATE SET
 -- beat (agent/wakeup.py ranks among them), instead of once a minute.
 SELECT pg_notify('contentctl_tasks', 'p');
 
+-- name: pass_on
+-- An agent ranked first for an announcement that cannot claim now (at capacity, draining)
+-- says so at once: the next rank claims without waiting its step (agent/wakeup.py).
+SELECT pg_notify('contentctl_tasks', 'x ' || %(xid)s::bigint || ' ' || %(host)s::text);
+
 -- name: beat
 -- An agent's heartbeat: one plain UPDATE of its unlogged row (no WAL). The commit does not wait
 -- for the disk (synchronous_commit off for this statement's own transaction): a heartbeat lost
