@@ -358,11 +358,12 @@ class Agent:
                     timeout = self._sooner(timeout, decision.until)
                 else:
                     try:
+                        limit = cfg.max_concurrent - len(self._running)
                         claimed = await self.db.run(
                             Queue.claim,
                             cfg.host,
                             decision.allowed,
-                            limit=cfg.max_concurrent - len(self._running),
+                            limit=limit,
                             lease_s=cfg.lease_s,
                             caps=decision.caps,
                             count_day=cfg.clock().date(),  # the daily counters, same statement
@@ -373,16 +374,14 @@ class Agent:
                     if claimed:
                         self._on_claimed(claimed)
                         self._idle_reason = None
-                        continue
-                    self._idle_reason = None if self._running else "no_work"
-                    if not (cfg.burst and not self._running):  # a burst ends here instead
+                        if len(claimed) == limit:
+                            continue  # there may be more: look again while slots are free
+                        # fewer than asked: nothing more was claimable then; what comes is
+                        # announced, a task's end wakes the loop, and a delayed task wakes it
+                        # when due (a second look at once was an empty claim for every task)
                         timeout = await self._until_due(decision.allowed)
-                    for _, _, until in decision.blocked:  # a cooldown or window ending
-                        timeout = self._sooner(timeout, until)
-                    if decision.blocked and not self._running:
-                        await self._explain_idle(decision)
-                    if not self.storage.ok and not self._running:
-                        self._idle_reason = f"storage unavailable: {self.storage.error}"
+                    else:
+                        timeout = await self._nothing_claimed(decision, timeout)
                 if cfg.burst and not self._running and self._idle_reason is not None:
                     if len(self.outbox):
                         # a success still on its way may enqueue the next stage: look again
@@ -393,6 +392,21 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+
+    async def _nothing_claimed(self, decision: Decision, timeout: float) -> float:
+        """A claim came back empty: why this agent is idle, and how long it sleeps (until its
+        next delayed task comes due, a cooldown or window ends, or an announcement)."""
+        cfg = self.config
+        self._idle_reason = None if self._running else "no_work"
+        if not (cfg.burst and not self._running):  # a burst ends here instead
+            timeout = await self._until_due(decision.allowed)
+        for _, _, until in decision.blocked:  # a cooldown or window ending
+            timeout = self._sooner(timeout, until)
+        if decision.blocked and not self._running:
+            await self._explain_idle(decision)
+        if not self.storage.ok and not self._running:
+            self._idle_reason = f"storage unavailable: {self.storage.error}"
+        return timeout
 
     def _sooner(self, timeout: float, until: datetime | None) -> float:
         """The claim loop's wait, cut short to end at `until` (the agent's clock), if any."""
@@ -646,12 +660,12 @@ class Agent:
         if payload == "p":  # a peer joined, left or changed its state or types
             self._peers_changed()
             return
-        if not payload.startswith("t "):  # an older head's announcement, or a retry
-            self._wake.set()
-            return
         if payload.startswith("x "):  # a first rank passed: this one may be next
             if self._wakeups.passed(payload):
                 self._answer_now(payload.split(" ", 2)[1])
+            return
+        if not payload.startswith("t "):  # an older head's announcement, or a retry
+            self._wake.set()
             return
         heard = self._wakeups.heard(payload, self.config.enabled_tasks)
         if heard is None:

@@ -105,6 +105,20 @@ class _gone:
         return typ is not None and issubclass(typ, psutil.Error)  # type: ignore[arg-type]
 
 
+def pg_backends_uss(server: EmbeddedServer) -> int:
+    """Memory the server's client backends hold of their own (unique set: shared buffers not
+    counted), summed."""
+    pid = server.pid()
+    total = 0
+    if pid is None:
+        return 0
+    for c in psutil.Process(pid).children():
+        with _gone():
+            if "idle" in " ".join(c.cmdline()) or "[local]" in " ".join(c.cmdline()):
+                total += c.memory_full_info().uss
+    return total
+
+
 def xacts(conn: psycopg.Connection[Any]) -> int:
     conn.execute("SELECT pg_stat_clear_snapshot()")
     row = conn.execute(
@@ -270,6 +284,7 @@ def run_size(
             "AND pid <> pg_backend_pid()"
         ).fetchone()
         sessions = int(row[0]) if row else 0
+        backend_uss = pg_backends_uss(server)
         sweep_ms = time_sweep(conn, args.sweep_tasks)
 
         status_ms = []
@@ -331,6 +346,7 @@ def run_size(
         "dashboard_read_ms": round(float(read.stdout.strip()), 1),
         "agents_rss_mb": round(rss / 2**20),
         "sessions_per_agent": round(sessions / n, 2),
+        "pg_mb_per_session": round(backend_uss / max(sessions, 1) / 2**20, 2),
         "sweep_ms": sweep_ms,
     }
 
@@ -349,6 +365,7 @@ COLUMNS = [
     ("dashboard_read_ms", "dash ms"),
     ("agents_rss_mb", "RSS MB"),
     ("sessions_per_agent", "conns/agent"),
+    ("pg_mb_per_session", "PG MB/conn"),
     ("sweep_ms", "sweep ms"),
 ]
 

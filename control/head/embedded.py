@@ -42,6 +42,11 @@ LEGACY_AGENT_ROLE = "contentctl"
 AGENT_GROUP = "contentctl_agent"  # what every host's own role is a member of (migration 0007)
 DEFAULT_PORT = 5432
 MAX_CONNECTIONS = 500
+# Served over TCP (`db serve`), the server is a fleet's: two sessions per agent (its work and
+# its LISTEN; a pooler cannot carry them, liveness and LISTEN need the session) for 500 agents,
+# and a hundred for the head's CLI, dashboards and exporters. A connection slot costs the
+# server little until it is used; each live backend ~2 MB of its own (bench/fleet_scale.py).
+SERVED_MAX_CONNECTIONS = 1100
 SOCKET_PATH_MAX = 104  # sun_path: 108 bytes on Linux, 104 on macOS
 TUNING_MARK = "# -- contentctl settings --"
 START_TIMEOUT_S = 60
@@ -266,6 +271,8 @@ class EmbeddedServer:
         socket_dir = self._socket_dir(server)
         self._write_hba()  # every start: no `trust`, whatever initdb wrote
         opts = f"-h {shlex.quote(cfg.listen)} -p {cfg.port} -k {shlex.quote(str(socket_dir))}"
+        if cfg.listen:  # served over TCP: a fleet of up to 500 agents
+            opts += f" -c max_connections={SERVED_MAX_CONNECTIONS}"
         log.info(
             "starting embedded postgres in %s (listen=%r port=%s)",
             self.pgdata,

@@ -176,11 +176,16 @@ def test_db_serve_on_a_taken_port_fails_clearly_and_keeps_the_server_up(
 
 
 def test_the_embedded_server_allows_connections_for_a_fleet(fresh_home: Path) -> None:
+    """On this machine alone: 500 connections; served to a fleet (`db serve`): two sessions
+    for each of 500 agents and a hundred for the head (README, A fleet of hundreds)."""
+    url = EmbeddedServer(fresh_home).ensure_running()
+    with psycopg.connect(url) as c:
+        assert c.execute("SHOW max_connections").fetchone() == ("500",)
     port = _free_port()
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
     url = EmbeddedServer(fresh_home).ensure_running()
     with psycopg.connect(url) as c:
-        assert c.execute("SHOW max_connections").fetchone() == ("500",)
+        assert c.execute("SHOW max_connections").fetchone() == ("1100",)
 
 
 def test_a_host_s_own_role_can_work_and_cannot_hurt_the_fleet(fresh_home: Path) -> None:

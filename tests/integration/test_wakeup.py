@@ -100,16 +100,29 @@ async def test_tasks_are_never_left_waiting_when_the_first_ranks_are_busy(
     idle_fleet: list[Agent], queue: Queue, conn: db.AsyncConn
 ) -> None:
     """Half the fleet busy with long tasks (one task at a time each): every new task still
-    starts within a second, the ranks of the busy agents passing after a step each."""
-    busy = await queue.enqueue([TaskSpec("sleep", {"seconds": 60, "progress": False})] * 10)
-    for e in busy:
+    starts within a second, the busy first ranks passing it on at once."""
+    long = await queue.enqueue([TaskSpec("sleep", {"seconds": 60, "progress": False})] * 10)
+    for e in long:
         await wait_for(_is(conn, e.id, "running"), timeout_s=10)
+    cur = await conn.execute("SELECT host FROM tasks WHERE type = 'sleep'")
+    busy = {str(r["host"]) for r in await cur.fetchall()}
     for _ in range(10):
+        before = await _sessions(conn)
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
         await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5)
         started = (await fetch_task(conn, e.id))["started_at"]
         assert started is not None and time.monotonic() - t0 < 5
+        await asyncio.sleep(0.3)  # a rank woken for nothing would have claimed by now
+        after = await _sessions(conn)
+        moved = [
+            h
+            for h, st in after.items()
+            if h not in busy and h in before and st["state_change"] != before[h]["state_change"]
+        ]
+        # the busy first ranks passed it on: the idle agent after them took it, and the
+        # others stayed asleep (a pass woke every idle agent once: 10 of them)
+        assert len(moved) <= 3, moved
     cur = await conn.execute(
         "SELECT max(started_at - created_at) AS worst FROM tasks WHERE type = 'noop'"
     )
