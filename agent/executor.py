@@ -33,6 +33,7 @@ from typing import Any
 
 import psutil
 
+from control.core import tasktypes
 from control.core.queue import ClaimedTask
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ START_TIMEOUT_S = 60.0
 WATCHDOG_INTERVAL_S = 0.5
 DEFAULT_IDLE_TTL_S = 60.0  # light types: an idle child goes after a minute
 WARM_TYPES_IDLE_TTL_S = 3600.0  # model-heavy types keep their model loaded for an hour
-WARM_TYPES = ("transcribe", "translate")
+WARM_TYPES = tasktypes.WARM_TYPES  # declared with the type (control/core/tasktypes.py)
 
 # A type whose tasks typically take less than SHORT_TASK_S runs them in batches of at most
 # BATCH_BUDGET_S of typical work. A batch gives up running its tasks side by side, which is

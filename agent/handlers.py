@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from control.core import tasktypes
+
 
 class TaskError(Exception):
     """A failure the handler understands: its message is kept, `retryable` decides the path."""
@@ -88,19 +90,9 @@ def fail(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     )
 
 
-# type -> "module:function"; imported in the child on first use.
-HANDLERS: dict[str, str] = {
-    "noop": "agent.handlers:noop",
-    "sleep": "agent.handlers:sleep",
-    "fail": "agent.handlers:fail",
-    "download_youtube": "agent.stages.download:download_youtube",
-    "download_podcast": "agent.stages.download:download_podcast",
-    "extract_audio": "agent.stages.audio:extract_audio",
-    "transcribe": "agent.stages.transcribe:transcribe",
-    "stitch": "agent.stages.stitch:stitch",
-    "translate": "agent.stages.translate:translate",
-    "poll_source": "agent.stages.poll:poll_source",
-}
+# type -> "module:function", declared with the type (control/core/tasktypes.py); imported in
+# the child on first use.
+HANDLERS: dict[str, str] = tasktypes.HANDLERS
 
 
 def resolve(task_type: str) -> Handler:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
+from control.core import stages as pipeline_stages
 from control.core.redact import scrub_value, shown_text, visible
 from control.core.tasktypes import STATES
 from control.head.media import media_line, short_state
@@ -240,24 +241,17 @@ def print_media_list(items: Sequence[dict[str, Any]]) -> None:
     if not items:
         print("no media items: add one with `contentctl add SOURCE`")
         return
+    stages = [(st.name, st.label) for st in pipeline_stages.DECLARED]  # the declared stages
     rows = [
         [
             i["id"],
             i["state"],
-            *(
-                short_state(i["stages"].get(s, "")) or ""
-                for s in ("download", "extract_audio", "transcribe", "stitch", "translate")
-            ),
+            *(short_state(i["stages"].get(s, "")) or "" for s, _ in stages),
             (i["title"] or i["source"])[:50],
         ]
         for i in items
     ]
-    print(
-        table(
-            ["id", "state", "download", "extract", "transcribe", "stitch", "translate", "title"],
-            rows,
-        )
-    )
+    print(table(["id", "state", *(label for _, label in stages), "title"], rows))
 
 
 def print_media_item(item: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from control import __version__
 from control.cli.commands.common import task_id
 from control.core.errors import EXIT_USAGE
 from control.core.fleet import LOG_LEVELS
+from control.core.stages import stages as stage_names
 from control.core.tasktypes import ALL_TYPES, STATES
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -540,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_stage",
         metavar="STAGE",
-        help="with retry: download, extract_audio, transcribe, stitch or translate",
+        help="with retry: the stage to start from (" + ", ".join(stage_names()) + ")",
     )
     sp.add_argument(
         "--limit", type=_positive("--limit"), default=50, help="at most this many (default 50)"

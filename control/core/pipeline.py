@@ -13,31 +13,75 @@ generation they belong to, and a success from an older generation advances nothi
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
 from control.core import db
+from control.core import stages as _stages
 from control.core.queue import TaskSpec
 from control.core.sql import q
+from control.core.stages import Stage, by_name, stage_of, stages
 from control.core.storage import media_dir
+from control.core.tasktypes import ALL_TYPES
 
 if TYPE_CHECKING:
     from control.core.queue import ClaimedTask, Queue, TaskSpec
 
-# The item's stages in order; `download` is download_youtube or download_podcast.
-STAGES = ("download", "extract_audio", "transcribe", "stitch", "translate")
-# what a stage's success records in the item's outputs: a stage whose output an item keeps from
-# an earlier generation (`media retry --from` a later stage) is done in this one too
-PRODUCES = {
-    "download": "source",
-    "extract_audio": "audio",
-    "transcribe": "chunks",
-    "stitch": "transcript_json",
-    "translate": "translations",
-}
+
+Starter = Callable[[dict[str, Any]], list["TaskSpec"]]
+Recorder = Callable[["Advance"], Awaitable[None]]
+_STARTS: dict[str, Starter] = {}
+_RECORDS: dict[str, Recorder] = {}
+
+
+def starts(stage: str) -> Callable[[Starter], Starter]:
+    """Register the function that makes a stage's tasks for an item."""
+
+    def register(fn: Starter) -> Starter:
+        _STARTS[stage] = fn
+        return fn
+
+    return register
+
+
+def records(stage: str) -> Callable[[Recorder], Recorder]:
+    """Register the function that records a stage's success in its item."""
+
+    def register(fn: Recorder) -> Recorder:
+        _RECORDS[stage] = fn
+        return fn
+
+    return register
+
+
+def check(stages: Sequence[Stage], types: Iterable[str]) -> None:
+    """Refuse a pipeline declared without everything it needs: a stage with no task type, an
+    undeclared type, no tasks or no record of its own, or reading what no earlier stage
+    records (raised at import: a stage is never half declared)."""
+    known = set(types)
+    seen: set[str] = set()
+    recorded: set[str] = set()
+    for st in stages:
+        where = f"stage {st.name!r}"
+        if st.name in seen:
+            raise ValueError(f"{where} is declared twice")
+        if not st.types or not st.produces:
+            raise ValueError(f"{where} needs at least one task type and one output")
+        if unknown := [t for t in st.types if t not in known]:
+            raise ValueError(f"{where} runs undeclared task types {unknown}")
+        if missing := [k for k in st.needs if k not in recorded]:
+            raise ValueError(f"{where} reads {missing}, which no earlier stage records")
+        if st.name not in _STARTS or st.name not in _RECORDS:
+            raise ValueError(f"{where} has no @starts or no @records function")
+        seen.add(st.name)
+        recorded.update(st.produces)
+
+
 DOWNLOAD_TYPES = {"youtube": "download_youtube", "podcast": "download_podcast"}
+__all__ = ["Stage", "by_name", "stage_of", "stages"]
 
 DEFAULT_CHUNK_S = 600.0
 DEFAULT_OVERLAP_S = 5.0
@@ -71,10 +115,6 @@ def plan_chunks(duration_s: float, chunk_s: float, overlap_s: float) -> list[Chu
     return chunks
 
 
-def stage_of(task_type: str) -> str:
-    return "download" if task_type.startswith("download_") else task_type
-
-
 def _spec(item: dict[str, Any], task_type: str, key: str, **payload: Any) -> TaskSpec:
 
     gen = int(item["generation"])
@@ -89,53 +129,150 @@ def _spec(item: dict[str, Any], task_type: str, key: str, **payload: Any) -> Tas
 
 def first_specs(item: dict[str, Any], stage: str) -> list[TaskSpec]:
     """The tasks that (re)start an item at `stage`, from what earlier stages recorded."""
+    if stage not in stages():
+        raise ValueError(f"unknown stage {stage!r}: use one of {', '.join(stages())}")
+    return _STARTS[stage](item)
+
+
+def next_stage(item: dict[str, Any], after: str) -> str | None:
+    """The first stage after `after` that this item runs (translate only when it asks)."""
+    later = _stages.DECLARED[stages().index(after) + 1 :]
+    return next((st.name for st in later if st.wanted(item)), None)
+
+
+@starts("download")
+def _start_download(item: dict[str, Any]) -> list[TaskSpec]:
+    if item["kind"] == "file":
+        return first_specs(item, "extract_audio")
+    options = item.get("options") or {}
+    extra = {"ytdlp": options["ytdlp"]} if options.get("ytdlp") else {}
+    base = media_dir(item["id"])
+    return [
+        _spec(item, DOWNLOAD_TYPES[item["kind"]], "", url=item["source"], out_dir=base, **extra)
+    ]
+
+
+@starts("extract_audio")
+def _start_extract(item: dict[str, Any]) -> list[TaskSpec]:
+    outputs = item.get("outputs") or {}
+    return [
+        _spec(item, "extract_audio", "", input=outputs["source"], out_dir=media_dir(item["id"]))
+    ]
+
+
+@starts("transcribe")
+def _start_transcribe(item: dict[str, Any]) -> list[TaskSpec]:
     outputs = item.get("outputs") or {}
     options = item.get("options") or {}
     base = media_dir(item["id"])
-    if stage == "download":
-        if item["kind"] == "file":
-            return first_specs(item, "extract_audio")
-        extra = {"ytdlp": options["ytdlp"]} if options.get("ytdlp") else {}
-        return [
-            _spec(item, DOWNLOAD_TYPES[item["kind"]], "", url=item["source"], out_dir=base, **extra)
-        ]
-    if stage == "extract_audio":
-        return [_spec(item, "extract_audio", "", input=outputs["source"], out_dir=base)]
-    if stage == "transcribe":
-        chunks = plan_chunks(
-            float(item["duration_s"] or 0.0),
-            float(options.get("chunk_s", DEFAULT_CHUNK_S)),
-            float(options.get("overlap_s", DEFAULT_OVERLAP_S)),
+    chunks = plan_chunks(
+        float(item["duration_s"] or 0.0),
+        float(options.get("chunk_s", DEFAULT_CHUNK_S)),
+        float(options.get("overlap_s", DEFAULT_OVERLAP_S)),
+    )
+    return [
+        _spec(
+            item,
+            "transcribe",
+            f":{c.index}",
+            audio=outputs["audio"],
+            chunk=c.index,
+            chunks=len(chunks),
+            start_s=c.start_s,
+            end_s=c.end_s,
+            out=f"{base}/chunks/{c.index:04d}.json",
         )
-        return [
-            _spec(
-                item,
-                "transcribe",
-                f":{c.index}",
-                audio=outputs["audio"],
-                chunk=c.index,
-                chunks=len(chunks),
-                start_s=c.start_s,
-                end_s=c.end_s,
-                out=f"{base}/chunks/{c.index:04d}.json",
-            )
-            for c in chunks
-        ]
-    if stage == "stitch":
-        return [_spec(item, "stitch", "", chunks=outputs["chunks"], out_dir=base)]
-    if stage == "translate":
-        return [
-            _spec(
-                item,
-                "translate",
-                f":{lang}",
-                lang=lang,
-                transcript=outputs["transcript_json"],
-                out_dir=base,
-            )
-            for lang in options.get("langs") or []
-        ]
-    raise ValueError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+        for c in chunks
+    ]
+
+
+@starts("stitch")
+def _start_stitch(item: dict[str, Any]) -> list[TaskSpec]:
+    outputs = item.get("outputs") or {}
+    return [_spec(item, "stitch", "", chunks=outputs["chunks"], out_dir=media_dir(item["id"]))]
+
+
+@starts("translate")
+def _start_translate(item: dict[str, Any]) -> list[TaskSpec]:
+    outputs = item.get("outputs") or {}
+    return [
+        _spec(
+            item,
+            "translate",
+            f":{lang}",
+            lang=lang,
+            transcript=outputs["transcript_json"],
+            out_dir=media_dir(item["id"]),
+        )
+        for lang in (item.get("options") or {}).get("langs") or []
+    ]
+
+
+@dataclass
+class Advance:
+    """One stage's success, being recorded in its item (inside the completion transaction):
+    a recorder writes `outputs` and `changes`; it sets `waiting` while a fan-in waits for the
+    item's other tasks (nothing is written yet), `ends` when nothing follows this task."""
+
+    conn: db.AsyncConn
+    item: dict[str, Any]
+    task: ClaimedTask
+    result: dict[str, Any]
+    outputs: dict[str, Any]
+    changes: dict[str, Any]
+    waiting: bool = False
+    ends: bool = False
+
+
+@records("download")
+async def _record_download(a: Advance) -> None:
+    a.outputs["source"] = a.result["path"]
+    meta = a.result.get("metadata") or {}
+    # What the item was added with (a feed's episode title and date) beats what the download
+    # found (a podcast's file is often just "talk.mp3"); the length measured from the file
+    # beats the feed's claim.
+    for key in ("title", "channel", "duration_s", "upload_date"):
+        if meta.get(key) is not None and (key == "duration_s" or a.item.get(key) is None):
+            a.changes[key] = meta[key]
+    a.changes["metadata"] = Jsonb({**meta, **(a.item["metadata"] or {})})
+
+
+@records("extract_audio")
+async def _record_extract(a: Advance) -> None:
+    a.outputs["audio"] = a.result["path"]
+    a.changes["duration_s"] = a.result.get("duration_s") or a.item["duration_s"]
+
+
+@records("transcribe")
+async def _record_transcribe(a: Advance) -> None:
+    params = {"media_id": a.item["id"], "generation": a.item["generation"]}
+    chunks = [dict(r["result"]) for r in await db.rows(a.conn, q("chunk_results"), params)]
+    if len(chunks) < int(a.task.payload.get("chunks", 1)):
+        a.waiting = True  # other chunks still running
+        return
+    a.outputs["chunks"] = [
+        {"path": c["path"], "start_s": c["start_s"], "end_s": c["end_s"]} for c in chunks
+    ]
+
+
+@records("stitch")
+async def _record_stitch(a: Advance) -> None:
+    for key in ("transcript_json", "srt", "vtt", "txt"):
+        a.outputs[key] = a.result[key]
+    if a.result.get("language"):
+        a.changes["metadata"] = Jsonb(
+            {**(a.item["metadata"] or {}), "language": a.result["language"]}
+        )
+
+
+@records("translate")
+async def _record_translate(a: Advance) -> None:
+    translations = dict(a.outputs.get("translations") or {})
+    translations[str(a.result["lang"])] = {
+        k: a.result[k] for k in ("json", "srt", "vtt", "txt") if k in a.result
+    }
+    a.outputs["translations"] = translations
+    a.ends = True  # each language is its own end
 
 
 async def advance(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | None]]) -> None:
@@ -146,52 +283,20 @@ async def advance(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | N
         row = await cur.fetchone()
         if row is None or int(task.payload.get("generation", 1)) != row["generation"]:
             continue  # the item is gone or was restarted since: nothing to advance
-        item: dict[str, Any] = dict(row)
-        result = result or {}
         stage = stage_of(task.type)
-        outputs = dict(item["outputs"] or {})
-        changes: dict[str, Any] = {}
+        if stage is None:
+            continue
+        item: dict[str, Any] = dict(row)
+        a = Advance(conn, item, task, result or {}, dict(item["outputs"] or {}), {})
+        await _RECORDS[stage](a)
+        if a.waiting:
+            continue  # a fan-in waiting for the item's other tasks: nothing to write yet
         follow: list[TaskSpec] = []
-        if stage == "download":
-            outputs["source"] = result["path"]
-            meta = result.get("metadata") or {}
-            # What the item was added with (a feed's episode title and date) beats what the
-            # download found (a podcast's file is often just "talk.mp3"); the length measured
-            # from the file beats the feed's claim.
-            for key in ("title", "channel", "duration_s", "upload_date"):
-                if meta.get(key) is not None and (key == "duration_s" or item.get(key) is None):
-                    changes[key] = meta[key]
-            changes["metadata"] = Jsonb({**meta, **(item["metadata"] or {})})
-            follow = first_specs({**item, "outputs": outputs}, "extract_audio")
-        elif stage == "extract_audio":
-            outputs["audio"] = result["path"]
-            changes["duration_s"] = result.get("duration_s") or item["duration_s"]
-            follow = first_specs({**item, **changes, "outputs": outputs}, "transcribe")
-        elif stage == "transcribe":
-            params = {"media_id": item["id"], "generation": item["generation"]}
-            chunks = [dict(r["result"]) for r in await db.rows(conn, q("chunk_results"), params)]
-            if len(chunks) < int(task.payload.get("chunks", 1)):
-                continue  # other chunks still running
-            outputs["chunks"] = [
-                {"path": c["path"], "start_s": c["start_s"], "end_s": c["end_s"]} for c in chunks
-            ]
-            follow = first_specs({**item, "outputs": outputs}, "stitch")
-        elif stage == "stitch":
-            for key in ("transcript_json", "srt", "vtt", "txt"):
-                outputs[key] = result[key]
-            if result.get("language"):
-                changes["metadata"] = Jsonb(
-                    {**(item["metadata"] or {}), "language": result["language"]}
-                )
-            follow = first_specs({**item, "outputs": outputs}, "translate")
-        elif stage == "translate":
-            translations = dict(outputs.get("translations") or {})
-            translations[str(result["lang"])] = {
-                k: result[k] for k in ("json", "srt", "vtt", "txt") if k in result
-            }
-            outputs["translations"] = translations
-        changes["outputs"] = Jsonb(outputs)
-        await _update_item(queue, int(item["id"]), changes)
+        after = None if a.ends else next_stage(item, stage)
+        if after is not None:
+            follow = first_specs({**item, **a.changes, "outputs": a.outputs}, after)
+        a.changes["outputs"] = Jsonb(a.outputs)
+        await _update_item(queue, int(item["id"]), a.changes)
         if follow:
             await queue.enqueue(follow)
 
@@ -200,3 +305,6 @@ async def _update_item(queue: Queue, media_id: int, changes: dict[str, Any]) -> 
     params = {k: changes.get(k) for k in ("title", "channel", "duration_s", "upload_date")}
     params.update(id=media_id, metadata=changes.get("metadata"), outputs=changes.get("outputs"))
     await queue.conn.execute(q("update_media_item"), params)
+
+
+check(_stages.DECLARED, ALL_TYPES)

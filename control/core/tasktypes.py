@@ -5,19 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-PIPELINE_TYPES = (
-    "download_youtube",
-    "download_podcast",
-    "extract_audio",
-    "transcribe",
-    "stitch",
-    "translate",
-)
-INTAKE_TYPES = ("poll_source",)  # reads a source (a feed) and adds what is new
-DIAGNOSTIC_TYPES = ("noop", "sleep", "fail")
-ALL_TYPES = PIPELINE_TYPES + INTAKE_TYPES + DIAGNOSTIC_TYPES
-NO_STORAGE_TYPES = INTAKE_TYPES + DIAGNOSTIC_TYPES  # what runs while the NAS is away
-
 STATES = ("queued", "scheduled", "running", "succeeded", "failed", "cancelled")
 LIVE_STATES = ("queued", "scheduled", "running")
 FINISHED_STATES = ("succeeded", "failed", "cancelled")
@@ -41,15 +28,73 @@ class TypePolicy:
 
 
 DEFAULT_POLICY = TypePolicy()
-POLICIES: dict[str, TypePolicy] = {
-    "noop": TypePolicy(timeout_s=60),
-    "sleep": TypePolicy(timeout_s=None),
-    "fail": TypePolicy(timeout_s=60),
-    "download_youtube": TypePolicy(backoff_base_s=30, timeout_s=3 * 3600),
-    "download_podcast": TypePolicy(backoff_base_s=30, timeout_s=3 * 3600),
-    "transcribe": TypePolicy(timeout_s=6 * 3600),
-    "translate": TypePolicy(backoff_base_s=10),
-}
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A task type, declared once (DECLARED below): the queue's policy, the handler the agent
+    runs, whether it touches the storage root, whether its process is kept warm. The type
+    lists, the policies, the agent's handlers and warm processes, and `--help` read it."""
+
+    name: str
+    handler: str  # "module:function", imported in the agent's task process on first use
+    group: str  # "pipeline", "intake" or "diagnostic"
+    policy: TypePolicy = DEFAULT_POLICY
+    storage: bool = True  # reads or writes the storage root: waits while the NAS is away
+    warm: bool = False  # its process keeps a loaded model an hour between tasks
+
+
+DECLARED: tuple[TaskType, ...] = (
+    TaskType(
+        "download_youtube",
+        "agent.stages.download:download_youtube",
+        "pipeline",
+        TypePolicy(backoff_base_s=30, timeout_s=3 * 3600),
+    ),
+    TaskType(
+        "download_podcast",
+        "agent.stages.download:download_podcast",
+        "pipeline",
+        TypePolicy(backoff_base_s=30, timeout_s=3 * 3600),
+    ),
+    TaskType("extract_audio", "agent.stages.audio:extract_audio", "pipeline"),
+    TaskType(
+        "transcribe",
+        "agent.stages.transcribe:transcribe",
+        "pipeline",
+        TypePolicy(timeout_s=6 * 3600),
+        warm=True,
+    ),
+    TaskType("stitch", "agent.stages.stitch:stitch", "pipeline"),
+    TaskType(
+        "translate",
+        "agent.stages.translate:translate",
+        "pipeline",
+        TypePolicy(backoff_base_s=10),
+        warm=True,
+    ),
+    # reads a source (a feed) and adds what is new
+    TaskType("poll_source", "agent.stages.poll:poll_source", "intake", storage=False),
+    TaskType("noop", "agent.handlers:noop", "diagnostic", TypePolicy(timeout_s=60), storage=False),
+    TaskType(
+        "sleep", "agent.handlers:sleep", "diagnostic", TypePolicy(timeout_s=None), storage=False
+    ),
+    TaskType("fail", "agent.handlers:fail", "diagnostic", TypePolicy(timeout_s=60), storage=False),
+)
+
+
+def _of(group: str) -> tuple[str, ...]:
+    return tuple(t.name for t in DECLARED if t.group == group)
+
+
+PIPELINE_TYPES = _of("pipeline")
+INTAKE_TYPES = _of("intake")
+DIAGNOSTIC_TYPES = _of("diagnostic")
+ALL_TYPES = tuple(t.name for t in DECLARED)
+NO_STORAGE_TYPES = tuple(t.name for t in DECLARED if not t.storage)  # runs while the NAS is away
+WARM_TYPES = tuple(t.name for t in DECLARED if t.warm)
+HANDLERS = {t.name: t.handler for t in DECLARED}
+POLICIES: dict[str, TypePolicy] = {t.name: t.policy for t in DECLARED}
 
 
 def policy(task_type: str) -> TypePolicy:

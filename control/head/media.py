@@ -19,6 +19,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from control.core import db, feeds, pipeline, ytdlp
+from control.core import stages as declared
 from control.core.db import AsyncConn
 from control.core.errors import ContentctlError, UsageError
 from control.core.queue import Queue
@@ -221,29 +222,39 @@ def _aggregate(states: list[str]) -> str:
     return "succeeded"
 
 
+def _expected(stage: declared.Stage, tasks: list[dict[str, Any]], item: dict[str, Any]) -> int:
+    """How many tasks a stage runs for this item: one, or one per chunk or language."""
+    if stage.per == "chunk":
+        return max([int(t["payload"].get("chunks", 1)) for t in tasks] or [0])
+    if stage.per == "language":
+        return len((item.get("options") or {}).get("langs") or [])
+    return 1 if tasks else 0
+
+
 def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) -> dict[str, Any]:
     """One item as `contentctl media ID --json` shows it (docs/contract.md)."""
-    by_stage: dict[str, list[dict[str, Any]]] = {s: [] for s in pipeline.STAGES}
+    shown = [st for st in declared.DECLARED if st.wanted(item)]
+    by_stage: dict[str, list[dict[str, Any]]] = {st.name: [] for st in declared.DECLARED}
     for t in tasks:
-        by_stage[pipeline.stage_of(t["type"])].append(t)
-    langs = list((item.get("options") or {}).get("langs") or [])
-    stages = {s: _aggregate([t["state"] for t in by_stage[s]]) for s in pipeline.STAGES}
+        if (name := declared.stage_of(t["type"])) is not None:
+            by_stage[name].append(t)
+    stages = {st.name: _aggregate([t["state"] for t in by_stage[st.name]]) for st in shown}
     if item["kind"] == "file" and stages["download"] == "pending":
         stages["download"] = "succeeded"  # a local file needs no download
     kept = item.get("outputs") or {}
-    for s in pipeline.STAGES:  # kept from an earlier generation: no task ran it in this one
-        if stages[s] == "pending" and not by_stage[s] and kept.get(pipeline.PRODUCES[s]):
-            stages[s] = "succeeded"
+    for st in shown:  # kept from an earlier generation: no task ran it in this one
+        if stages[st.name] == "pending" and not by_stage[st.name] and kept.get(st.produces[0]):
+            stages[st.name] = "succeeded"
     transcribe = by_stage["transcribe"]
-    expected = max([int(t["payload"].get("chunks", 1)) for t in transcribe] or [0])
-    if transcribe and stages["transcribe"] == "succeeded" and len(transcribe) < expected:
-        stages["transcribe"] = "running"
-    if not langs:
-        stages.pop("translate")
-    final = "translate" if langs else "stitch"
+    for st in shown:  # a fan-out is done when all its tasks are
+        tasks_of = by_stage[st.name]
+        expected = _expected(st, tasks_of, item)
+        if tasks_of and stages[st.name] == "succeeded" and len(tasks_of) < expected:
+            stages[st.name] = "running"
+    final = shown[-1].name
     if any(v in ("failed", "cancelled") for v in stages.values()):
         state = "failed" if "failed" in stages.values() else "cancelled"
-    elif stages[final] == "succeeded" and (not langs or len(by_stage["translate"]) >= len(langs)):
+    elif stages[final] == "succeeded":
         state = "succeeded"
     elif any(v == "running" for v in stages.values()):
         state = "running"
@@ -321,14 +332,6 @@ async def item(conn: AsyncConn, storage_root: Path, media_id: int) -> dict[str, 
 
 
 # -- re-running -----------------------------------------------------------------------------
-# what a stage needs from the earlier ones
-NEEDS = {
-    "download": (),
-    "extract_audio": ("source",),
-    "transcribe": ("audio",),
-    "stitch": ("chunks",),
-    "translate": ("transcript_json",),
-}
 
 
 async def retry(conn: AsyncConn, media_id: int, stage: str | None) -> dict[str, Any]:
@@ -348,29 +351,22 @@ async def retry(conn: AsyncConn, media_id: int, stage: str | None) -> dict[str, 
                 raise UsageError(
                     f"media item {media_id} is done: name a stage with --from to re-run it"
                 )
-        if stage not in pipeline.STAGES:
-            raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(pipeline.STAGES)}")
+        names = declared.stages()
+        if stage not in names:
+            raise UsageError(f"unknown stage {stage!r}: use one of {', '.join(names)}")
         if stage == "download" and item["kind"] == "file":
             stage = "extract_audio"
         outputs = dict(item["outputs"] or {})
-        missing = [k for k in NEEDS[stage] if not outputs.get(k)]
+        missing = [k for k in declared.by_name(stage).needs if not outputs.get(k)]
         if missing:
-            earlier = pipeline.STAGES[max(0, pipeline.STAGES.index(stage) - 1)]
+            earlier = names[max(0, names.index(stage) - 1)]
             raise UsageError(
                 f"media item {media_id} has no {missing[0]} yet: retry --from {earlier}"
             )
         # forget what this stage and the later ones produced
-        later = pipeline.STAGES[pipeline.STAGES.index(stage) :]
-        drop = {
-            "download": ("source",),
-            "extract_audio": ("audio",),
-            "transcribe": ("chunks",),
-            "stitch": ("transcript_json", "srt", "vtt", "txt"),
-            "translate": ("translations",),
-        }
-        for s in later:
-            for k in drop[s]:
-                if not (s == "download" and item["kind"] == "file"):
+        for st in declared.DECLARED[names.index(stage) :]:
+            for k in st.produces:
+                if not (st.name == "download" and item["kind"] == "file"):
                     outputs.pop(k, None)
         live = await db.ids(conn, q("live_media_tasks"), {"id": media_id})
         queue = Queue(conn)

@@ -17,39 +17,37 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from control.core import db, pipeline
+from control.core import db
+from control.core import stages as declared
 from control.core.db import AsyncConn
 from control.core.queue import Queue
 from control.core.sql import q
 from control.core.storage import media_dir
 from control.head import media
 
-# output key -> the stage that writes it
-PRODUCED_BY = {
-    "source": "download",
-    "audio": "extract_audio",
-    "transcript_json": "stitch",
-    "srt": "stitch",
-    "vtt": "stitch",
-    "txt": "stitch",
-}
-FILES = {
-    "audio.wav": "audio",
-    "transcript.json": "transcript_json",
-    "transcript.srt": "srt",
-    "transcript.vtt": "vtt",
-    "transcript.txt": "txt",
-}
 TRANSLATION = re.compile(r"^transcript\.([a-z]+)\.(json|srt|vtt|txt)$")
 
 
 def _recorded(outputs: dict[str, Any]) -> list[tuple[str, str]]:
-    """(stage, relative path) of everything the item says it has."""
-    out = [(PRODUCED_BY[k], outputs[k]) for k in PRODUCED_BY if outputs.get(k)]
-    out += [("transcribe", c["path"]) for c in outputs.get("chunks") or []]
-    for paths in (outputs.get("translations") or {}).values():
-        out += [("translate", p) for p in (paths or {}).values()]
+    """(stage, relative path) of everything the item says it has: each declared stage's
+    outputs, a path each, or a list of chunks, or paths by language."""
+    out: list[tuple[str, str]] = []
+    for st in declared.DECLARED:
+        for key in st.produces:
+            value = outputs.get(key)
+            if isinstance(value, str) and value:
+                out.append((st.name, value))
+            elif isinstance(value, list):
+                out += [(st.name, c["path"]) for c in value if isinstance(c, dict)]
+            elif isinstance(value, dict):
+                for paths in value.values():
+                    out += [(st.name, p) for p in (paths or {}).values()]
     return out
+
+
+def _files() -> dict[str, str]:
+    """File name in an item's directory -> the output it stands for (declared by stages)."""
+    return {name: key for st in declared.DECLARED for name, key in st.files}
 
 
 def _on_disk(item_dir: Path, rel_dir: str) -> dict[str, Any]:
@@ -62,8 +60,8 @@ def _on_disk(item_dir: Path, rel_dir: str) -> dict[str, Any]:
             continue  # temporary (.part) files are never whole
         if p.name.startswith("source."):
             found["source"] = f"{rel_dir}/{p.name}"
-        elif p.name in FILES:
-            found[FILES[p.name]] = f"{rel_dir}/{p.name}"
+        elif p.name in (files := _files()):
+            found[files[p.name]] = f"{rel_dir}/{p.name}"
         elif m := TRANSLATION.match(p.name):
             found.setdefault("translations", {}).setdefault(m[1], {})[m[2]] = f"{rel_dir}/{p.name}"
     return found
@@ -96,7 +94,7 @@ async def run(conn: AsyncConn, root: Path, *, fix: bool) -> list[dict[str, Any]]
         missing = [(s, p) for s, p in _recorded(outputs) if not (root / p).is_file()]
         if missing:
             stages = [s for s, _ in missing]
-            first = min(stages, key=lambda s: pipeline.STAGES.index(s))
+            first = min(stages, key=declared.stages().index)
             finding = {
                 "kind": "missing_file",
                 "media_id": media_id,

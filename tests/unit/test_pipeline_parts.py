@@ -127,4 +127,4 @@ def test_every_task_type_has_a_handler_and_every_stage_a_type() -> None:
         assert callable(getattr(importlib.import_module(module), name)), task_type
     from control.core.tasktypes import PIPELINE_TYPES
 
-    assert {pipeline.stage_of(t) for t in PIPELINE_TYPES} == set(pipeline.STAGES)
+    assert {pipeline.stage_of(t) for t in PIPELINE_TYPES} == set(pipeline.stages())

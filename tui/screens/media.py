@@ -15,7 +15,7 @@ from textual.widgets import (
     Static,
 )
 
-from control.core import pipeline
+from control.core import stages as pipeline
 from tui import format as fmt
 from tui.screens.base import Base
 from tui.widgets.footer import Footer
@@ -23,8 +23,6 @@ from tui.widgets.live_table import selected_key, sync_rows
 
 
 class MediaScreen(Base):
-    STAGES = pipeline.STAGES  # one definition: control.core.pipeline
-
     BINDINGS: ClassVar[list[BindingType]] = [Binding("s", "cycle_source", "Source")]
 
     def __init__(self) -> None:
@@ -32,6 +30,8 @@ class MediaScreen(Base):
         self.source: dict[str, Any] | None = None  # show only this source's items
         self.items: dict[str, dict[str, Any]] = {}
         self.previews: dict[str, list[str]] = {}  # transcript path -> its first lines
+        # the columns: the declared stages (control.core.pipeline), read when the screen opens
+        self.stages = [(st.name, st.label) for st in pipeline.DECLARED]
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()
@@ -43,8 +43,11 @@ class MediaScreen(Base):
 
     def on_mount(self) -> None:
         table = self.query_one("#media", DataTable)
-        for key in ("id", "state", *self.STAGES, "title"):
-            table.add_column("extract" if key == "extract_audio" else key, key=key)
+        table.add_column("id", key="id")
+        table.add_column("state", key="state")
+        for name, label in self.stages:
+            table.add_column(label, key=name)
+        table.add_column("title", key="title")
         table.focus()
 
     def load(self) -> None:
@@ -60,7 +63,7 @@ class MediaScreen(Base):
         rows: dict[str, Sequence[Any]] = {}
         for i in items:
             cells: list[Any] = [str(i["id"]), fmt.state(i["state"])]
-            for s in self.STAGES:
+            for s, _ in self.stages:
                 st = i["stages"].get(s)
                 label = fmt.state(st) if st else Text("")
                 if s == "transcribe" and i["progress"]["chunks"] > 1:
