@@ -137,6 +137,9 @@ class Agent:
         self.outbox = Outbox(self.db)
         self.stop_event = asyncio.Event()
         self._wake = asyncio.Event()  # the claim loop: work may be there
+        # the last claim found nothing more of this agent's types, with no cap or limit in the
+        # way, and nothing was announced since: a task's end need not look again
+        self._quiet = False
         self._listening = False  # the listener is LISTENing: announced work wakes the loop
         self._poke = asyncio.Event()  # the heartbeat loop: renew/commands now
         # which announcements this agent answers, and when (one agent per task, not all)
@@ -273,7 +276,7 @@ class Agent:
         if not self.stop_event.is_set():
             log.info("stop requested: no new claims, %d task(s) running", len(self._running))
         self.stop_event.set()
-        self._wake.set()
+        self._look()
 
     async def _check_storage(self) -> None:
         """The storage root's health, off the event loop and bounded in time (a hung NAS
@@ -287,7 +290,7 @@ class Agent:
                 log.info("storage available again: %s", self.config.storage_root)
             else:
                 log.warning("storage unavailable: %s: claiming diagnostic tasks only", health.error)
-            self._wake.set()
+            self._look()
         self.storage = health
 
     async def _storage_health(self) -> storage_health.Health:
@@ -371,6 +374,15 @@ class Agent:
                         )
                     except DbDown:
                         continue
+                    # short of the limit with nothing capped or held back: this agent's types
+                    # had nothing more claimable at that moment (an announcement says when
+                    # that changes); only while listening, else nothing would say it
+                    self._quiet = (
+                        len(claimed) < limit
+                        and not decision.caps
+                        and not decision.blocked
+                        and self._listening
+                    )
                     if claimed:
                         self._on_claimed(claimed)
                         self._idle_reason = None
@@ -438,12 +450,26 @@ class Agent:
         if why is not None:
             self._idle_reason, self._idle_until = why
 
+    def _look(self) -> None:
+        """Wake the claim loop: work may be there (announced, handed back, a lease ran out, a
+        limit or the storage changed...)."""
+        self._quiet = False
+        self._wake.set()
+
+    def _task_ended(self) -> None:
+        """A task ended and its slot is free. Look for work, unless the last look found none
+        of this agent's types and nothing was announced since: every way a task becomes
+        claimable announces it, and a delayed one ends the claim loop's sleep when due. (Each
+        task cost an empty claim and a due-time read at its end.)"""
+        if not self._quiet or self.config.burst:
+            self._wake.set()
+
     def _on_claimed(self, claimed: list[ClaimedTask]) -> None:
         for task in claimed:
             self.limiter.claimed(task.type)
             job = asyncio.create_task(self._run_one(task), name=f"task-{task.id}")
             self._running[task.id] = _Running(task, job)
-            job.add_done_callback(lambda _: self._wake.set())
+            job.add_done_callback(lambda _: self._task_ended())
 
     # -- running --------------------------------------------------------------------------
     async def _run_one(self, task: ClaimedTask) -> None:
@@ -565,7 +591,7 @@ class Agent:
         if command == "undrain":
             self._draining = False
             self._drain_deadline = None
-            self._wake.set()
+            self._look()
             self._exit_commands.append(cid)
             return "online"
         if command == "restart":
@@ -597,7 +623,7 @@ class Agent:
                 return "ignored: max_concurrent_tasks must be at least 1"
             self.config.max_concurrent = int(conc)
         self._reregister = True
-        self._wake.set()
+        self._look()
         return (
             f"configured: {','.join(self.config.enabled_tasks)}; "
             f"max {self.config.max_concurrent} at once"
@@ -606,7 +632,7 @@ class Agent:
     def _start_drain(self, deadline_s: float | None) -> None:
         self._draining = True
         self._drain_deadline = time.monotonic() + float(deadline_s) if deadline_s else None
-        self._wake.set()
+        self._look()
 
     def _check_drain_deadline(self) -> None:
         if self._drain_deadline is None or time.monotonic() < self._drain_deadline:
@@ -665,7 +691,7 @@ class Agent:
                 self._answer_now(payload.split(" ", 2)[1])
             return
         if not payload.startswith("t "):  # an older head's announcement, or a retry
-            self._wake.set()
+            self._look()
             return
         heard = self._wakeups.heard(payload, self.config.enabled_tasks)
         if heard is None:
@@ -685,7 +711,7 @@ class Agent:
             self._side_jobs.add(job)
             job.add_done_callback(self._side_jobs.discard)
         else:
-            self._wake.set()
+            self._look()
 
     async def _pass_on(self, xid: str) -> None:
         with contextlib.suppress(DbDown):
@@ -693,11 +719,11 @@ class Agent:
 
     def _wake_if_pending(self, key: int) -> None:
         if self._wakeups.pending(key):  # nobody ahead answered it: this rank's turn
-            self._wake.set()
+            self._look()
 
     def _now_listening(self) -> None:
         self._listening = True
-        self._wake.set()
+        self._look()
         self._peers_changed()  # peers may have come and gone while it was not listening
 
     def _peers_changed(self) -> None:
@@ -734,7 +760,7 @@ class Agent:
                 if reply.sweep_due or self._resweep_due():
                     await self._sweep()
                 if reply.expired_claimable:
-                    self._wake.set()  # another host's lease ran out on work we run: take it
+                    self._look()  # another host's lease ran out on work we run: take it
                 if beats % REAP_EVERY == 1:
                     await self.executor.reap_idle()
             except DbDown:

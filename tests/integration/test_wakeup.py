@@ -135,3 +135,31 @@ def _is(conn: db.AsyncConn, task_id: int, *states: str) -> Callable[[], Awaitabl
         return (await fetch_task(conn, task_id))["state"] in states
 
     return probe
+
+
+async def test_a_task_that_ends_with_nothing_announced_since_does_not_look_again(
+    db_url: str, queue: Queue, conn: db.AsyncConn
+) -> None:
+    """Its claim took fewer than it had room for: nothing more was claimable, and whatever
+    comes is announced. The end of the task costs the completion and nothing else (before:
+    an empty claim and a due-time read per task); announced work still wakes it at once."""
+    agent = Agent(
+        AgentConfig(host="solo", enabled_tasks=("noop",), heartbeat_s=60, max_concurrent=2),
+        db_url,
+    )
+    runner = asyncio.create_task(agent.run())
+    try:
+        async def up() -> bool:
+            return "solo" in await _sessions(conn)
+
+        await wait_for(up, timeout_s=10)
+        for _ in range(3):
+            [e] = await queue.enqueue([TaskSpec("noop")])
+            await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
+            await asyncio.sleep(0.3)  # a look after the task's end would have been made by now
+            last = (await _sessions(conn))["solo"]["query"]
+            assert "Group commit" in last, last  # the completion was its last statement
+    finally:
+        agent.request_stop()
+        async with asyncio.timeout(15):
+            await runner
