@@ -151,6 +151,9 @@ def transcribe(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     start = float(payload.get("start_s") or 0.0)
     end = float(payload.get("end_s") or 0.0)
     config = dict(ctx.settings.get("transcribe") or {})
+    for key in ("language", "initial_prompt"):  # the item's own, over the host's settings
+        if isinstance(payload.get(key), str) and payload[key]:
+            config[key] = payload[key]
     ctx.progress(0.0, "loading model")
     audio = load_audio(str(audio_path), start, end)
     options = decoding_options(config, len(audio) / SAMPLE_RATE)

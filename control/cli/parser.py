@@ -65,6 +65,20 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (give YYYY-MM-DD)") from None
 
 
+def item_told_flags(sp: argparse.ArgumentParser) -> None:
+    """What an item's transcription is told (`add`, `source add`: each item it finds)."""
+    sp.add_argument(
+        "--language",
+        metavar="CODE",
+        help="the spoken language (Whisper's code, e.g. en, de): no detection, no guessing",
+    )
+    sp.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="an initial prompt for Whisper: the names, jargon and spelling the speech uses",
+    )
+
+
 def _duration(text: str) -> float:
     """90, 90s, 30m, 2h, 7d -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -521,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("source", metavar="SOURCE", help="a video URL, a feed URL, or a file")
     sp.add_argument("--podcast", action="store_true", help="SOURCE is a podcast feed")
     sp.add_argument("--lang", metavar="LANGS", help="translate into these, e.g. en,de,he")
+    item_told_flags(sp)
     sp.add_argument(
         "--priority",
         type=_whole("--priority", -PRIORITY_MAX, PRIORITY_MAX),
@@ -730,6 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     yt.add_argument("--match-title", metavar="REGEX", help="take only entries whose title matches")
     yt.add_argument("--reject-title", metavar="REGEX", help="skip entries whose title matches")
     sp.add_argument("--lang", metavar="LANGS", help="translate its items into these")
+    item_told_flags(sp)
     sp.add_argument(
         "--priority",
         type=_whole("--priority", -PRIORITY_MAX, PRIORITY_MAX),

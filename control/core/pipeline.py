@@ -170,6 +170,12 @@ def _start_transcribe(item: dict[str, Any]) -> list[TaskSpec]:
         float(options.get("chunk_s", DEFAULT_CHUNK_S)),
         float(options.get("overlap_s", DEFAULT_OVERLAP_S)),
     )
+    # what the item tells Whisper (over the host's settings): its language, its prompt
+    told = {
+        k: options[o]
+        for k, o in (("language", "language"), ("initial_prompt", "prompt"))
+        if options.get(o)
+    }
     return [
         _spec(
             item,
@@ -181,6 +187,7 @@ def _start_transcribe(item: dict[str, Any]) -> list[TaskSpec]:
             start_s=c.start_s,
             end_s=c.end_s,
             out=f"{base}/chunks/{c.index:04d}.json",
+            **told,
         )
         for c in chunks
     ]

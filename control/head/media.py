@@ -45,13 +45,49 @@ def classify(source: str, podcast: bool) -> str:
     return "file"
 
 
-def options(langs: list[str], pipeline_cfg: dict[str, Any], priority: int) -> dict[str, Any]:
-    return {
+PROMPT_MAX = 1000  # characters of an initial prompt (Whisper reads ~220 tokens of it)
+
+
+def options(
+    langs: list[str],
+    pipeline_cfg: dict[str, Any],
+    priority: int,
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+) -> dict[str, Any]:
+    """An item's options: translations, chunking, priority (its later stages inherit it), and
+    what its transcription is told: the spoken language and an initial prompt (names, jargon,
+    spelling), each over the host's `transcribe:` settings."""
+    opts: dict[str, Any] = {
         "langs": langs,
         "chunk_s": float(pipeline_cfg.get("chunk_s", pipeline.DEFAULT_CHUNK_S)),
         "overlap_s": float(pipeline_cfg.get("overlap_s", pipeline.DEFAULT_OVERLAP_S)),
         "priority": priority,
     }
+    if language is not None:
+        opts["language"] = checked_language(language)
+    if prompt is not None:
+        opts["prompt"] = checked_prompt(prompt)
+    return opts
+
+
+def checked_language(text: str) -> str:
+    code = text.strip().lower()
+    if not (2 <= len(code) <= 8 and code.isascii() and code.isalpha()):
+        raise UsageError(
+            f"--language: {text!r} is not a language code: use Whisper's, e.g. en, de, he"
+        )
+    return code
+
+
+def checked_prompt(text: str) -> str:
+    if "\x00" in text or len(text) > PROMPT_MAX:
+        raise UsageError(
+            f"--prompt holds a NUL byte or is over {PROMPT_MAX} characters: give the names and "
+            "words the speech uses, in a sentence or two"
+        )
+    return text
 
 
 async def _insert(

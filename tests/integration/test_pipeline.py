@@ -194,7 +194,22 @@ async def test_chunks_on_two_agents_stitch_without_seams_then_translate(
         "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
     }
     spawn_agent("--host", "b", env=env)
-    added = cli("add", str(FIXTURES / "speech.ogg"), "--lang", "he", "--json")
+    # the item's own language and prompt (quotes and a `$(...)` reach Whisper as text), and a
+    # priority every later stage inherits
+    prompt = 'A "control plane"; seven machines $(transcribe) podcasts.'
+    added = cli(
+        "add",
+        str(FIXTURES / "speech.ogg"),
+        "--lang",
+        "he",
+        "--language",
+        "en",
+        "--prompt",
+        prompt,
+        "--priority",
+        "5",
+        "--json",
+    )
     assert added.returncode == 0, added.stderr
     media_id = json.loads(added.stdout)[0]["id"]
     spawn_agent("--host", "a", env=env)
@@ -214,6 +229,8 @@ async def test_chunks_on_two_agents_stitch_without_seams_then_translate(
             Path(agent_env["CONTENTCTL_HOME"]) / "storage" / row["outputs"]["transcript_json"]
         ).read_text()
     )
+    assert doc["options"]["initial_prompt"] == prompt and doc["language"] == "en"
+    assert {t["priority"] for t in await tasks_of(conn, media_id)} == {5}
     seq = [w for s in doc["segments"] for w in words(s["text"])]
     starts = [s["start"] for s in doc["segments"]]
     assert starts == sorted(starts)

@@ -128,3 +128,33 @@ def test_every_task_type_has_a_handler_and_every_stage_a_type() -> None:
     from control.core.tasktypes import PIPELINE_TYPES
 
     assert {pipeline.stage_of(t) for t in PIPELINE_TYPES} == set(pipeline.stages())
+
+
+def test_an_items_language_and_prompt_reach_each_chunk_as_they_were_given() -> None:
+    from control.core import pipeline
+    from control.core.errors import UsageError
+    from control.head import media
+
+    hostile = 'Names: "Zoë" $(rm -rf ~) `id`\nand a second line; ok'
+    opts = media.options([], {"chunk_s": 10, "overlap_s": 2}, 3, language="DE", prompt=hostile)
+    item = {
+        "id": 4,
+        "generation": 1,
+        "kind": "file",
+        "duration_s": 25.0,
+        "options": opts,
+        "outputs": {"audio": "media/4/audio.wav"},
+    }
+    specs = pipeline.first_specs(item, "transcribe")
+    assert len(specs) == 3
+    for spec in specs:
+        assert spec.payload["language"] == "de" and spec.payload["initial_prompt"] == hostile
+        assert spec.priority == 3  # the item's priority, inherited by each later stage
+    plain = pipeline.first_specs({**item, "options": media.options([], {}, 0)}, "transcribe")
+    assert "language" not in plain[0].payload and "initial_prompt" not in plain[0].payload
+    for bad in ("e", "en-US", "1234", "englishspoken"):
+        with pytest.raises(UsageError, match="--language"):
+            media.options([], {}, 0, language=bad)
+    for bad in ("x" * 1001, "a\x00b"):
+        with pytest.raises(UsageError, match="--prompt"):
+            media.options([], {}, 0, prompt=bad)

@@ -39,6 +39,8 @@ async def cmd_add(args: argparse.Namespace) -> int:
         _langs(args.lang, list(s.inventory.pipeline.get("langs") or [])),
         s.inventory.pipeline,
         args.priority,
+        language=args.language,
+        prompt=args.prompt,
     )
     kind = media.classify(args.source, args.podcast)
     if kind != "file":

@@ -13,12 +13,21 @@ from control.cli.commands.media import _langs
 from control.core import db, feeds, intake, schedules, urls, ytdlp
 from control.core.errors import EXIT_OK, ContentctlError, UsageError
 from control.core.sql import q
+from control.head import media
 
 
 async def cmd_source_add(args: argparse.Namespace) -> int:
     urls.check_added(args.url, "the feed URL" if args.podcast else "the channel or playlist URL")
     if args.latest is not None and args.latest < 1:
         raise UsageError("--latest must be at least 1")
+    told = {  # what each item's transcription is told, checked before the URL is read
+        k: check(v)
+        for k, v, check in (
+            ("language", args.language, media.checked_language),
+            ("prompt", args.prompt, media.checked_prompt),
+        )
+        if v is not None
+    }
     given = {
         "format": args.format,
         "cookies": args.cookies,
@@ -44,6 +53,7 @@ async def cmd_source_add(args: argparse.Namespace) -> int:
         "priority": args.priority,
         "latest": args.latest or intake.DEFAULT_LATEST,
     }
+    options.update(told)
     if args.since:
         options["since"] = args.since
     if yt_options:
