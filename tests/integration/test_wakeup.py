@@ -149,6 +149,7 @@ async def test_a_task_that_ends_with_nothing_announced_since_does_not_look_again
     )
     runner = asyncio.create_task(agent.run())
     try:
+
         async def up() -> bool:
             return "solo" in await _sessions(conn)
 
