@@ -66,3 +66,27 @@ def test_a_scrubbed_json_log_line_is_still_json() -> None:
     assert back["api_key"] == "***" and back["nested"][0]["token"] == "***"
     assert "x y" not in line or "password=***" in back["message"]
     assert json.loads(scrub(json.dumps({"password": 'p\\"q'})))["password"] == "***"
+
+
+def test_shown_remembers_only_what_needed_nothing() -> None:
+    """The dashboard's memo of clean strings never keeps a secret, and a string shown twice
+    is masked and escaped the same way both times."""
+    from control.core import redact
+
+    row = {
+        "title": "Evil \x1b]52;c;SGVsbG8=\x07 title",
+        "url": "https://user:hunter2@example.org/feed?token=abc123",
+        "api_key": "sk-live-123",
+        "nested": {"password": "pw1", "plain": "online", "items": ["ok", "x\x1b[2J"]},
+        "postgresql://u:pw9@h/db": "a key that holds a secret",
+    }
+    first = redact.shown(row)
+    second = redact.shown(row)
+    assert first == second
+    text = repr(first)
+    for secret in ("hunter2", "abc123", "sk-live-123", "pw1", "pw9", "\x1b"):
+        assert secret not in text
+    remembered = " ".join(redact._CLEAN) + " ".join(redact._KEYS)
+    for secret in ("hunter2", "abc123", "sk-live-123", "pw1", "pw9", "\x1b"):
+        assert secret not in remembered
+    assert "online" in redact._CLEAN
