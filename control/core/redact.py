@@ -4,8 +4,10 @@ conninfo, logs and JSON), and one way to turn an exception into a line fit to sh
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
+import uuid
 from typing import Any
 
 # scheme://user:password@host -> scheme://user:***@host
@@ -112,24 +114,37 @@ def shown(value: Any) -> Any:
     verdict too (`_KEYS`), so a refresh costs a set lookup per string, not four regex passes
     (33 ms -> a few ms a refresh). Only strings that needed nothing are remembered: no secret
     is kept by the memo."""
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
+        return _shown_str(value)
+    if kind is dict:
+        out: dict[Any, Any] = {}
+        keys = _KEYS
+        for k, v in value.items():
+            known = keys.get(k)
+            if known is None:
+                known = _shown_key(k) if isinstance(k, str) else (k, False)
+            vk = type(v)
+            if vk is str:
+                out[known[0]] = MASK if known[1] else _shown_str(v)
+            elif vk in _PLAIN:
+                out[known[0]] = v
+            else:
+                out[known[0]] = shown(v)
+        return out
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, str):  # a subclass
         return _shown_str(value)
     if isinstance(value, dict):
-        out: dict[Any, Any] = {}
-        for k, v in value.items():
-            key, secret = _shown_key(k) if isinstance(k, str) else (k, False)
-            if isinstance(v, str):
-                out[key] = MASK if secret else _shown_str(v)
-            elif isinstance(v, dict | list | tuple):
-                out[key] = shown(v)
-            else:
-                out[key] = v
-        return out
+        return shown(dict(value))
     if isinstance(value, list | tuple):
         return type(value)([shown(v) for v in value])
     return value
 
 
+# values `shown` passes as they are: nothing in them is drawn as text of its own
+_PLAIN = frozenset({int, float, bool, type(None), datetime.datetime, datetime.date, uuid.UUID})
 _SECRET_KEY = re.compile(_SECRET_NAME, re.IGNORECASE)
 _CLEAN: set[str] = set()  # strings `shown` left as they were (no secret, no control)
 _CLEAN_MAX = 50_000  # then forgotten at once: timestamps and figures churn
@@ -140,7 +155,7 @@ _KEYS: dict[str, tuple[str, bool]] = {}  # key -> (shown, names a secret)
 def _shown_str(text: str) -> str:
     if text in _CLEAN:
         return text
-    out = scrub(text)
+    out = scrub(str(text))
     if not out.isprintable():
         out = _CONTROL.sub(_escape, out)
     if out == text and len(text) <= _CLEAN_LEN:
