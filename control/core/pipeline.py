@@ -23,12 +23,14 @@ from control.core import db
 from control.core import stages as _stages
 from control.core.queue import TaskSpec
 from control.core.sql import q
-from control.core.stages import Stage, by_name, stage_of, stages
+from control.core.stages import Stage, stage_of, stages
 from control.core.storage import media_dir
 from control.core.tasktypes import ALL_TYPES
 
 if TYPE_CHECKING:
     from control.core.queue import ClaimedTask, Queue, TaskSpec
+
+__all__ = ["Stage", "stage_of", "stages"]  # read here by older callers; declared in stages.py
 
 
 Starter = Callable[[dict[str, Any]], list["TaskSpec"]]
@@ -81,7 +83,6 @@ def check(stages: Sequence[Stage], types: Iterable[str]) -> None:
 
 
 DOWNLOAD_TYPES = {"youtube": "download_youtube", "podcast": "download_podcast"}
-__all__ = ["Stage", "by_name", "stage_of", "stages"]
 
 DEFAULT_CHUNK_S = 600.0
 DEFAULT_OVERLAP_S = 5.0

@@ -55,12 +55,13 @@ def _on_disk(item_dir: Path, rel_dir: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if not item_dir.is_dir():
         return found
+    files = _files()
     for p in sorted(item_dir.iterdir()):
         if p.name.startswith(".") or not p.is_file():
             continue  # temporary (.part) files are never whole
         if p.name.startswith("source."):
             found["source"] = f"{rel_dir}/{p.name}"
-        elif p.name in (files := _files()):
+        elif p.name in files:
             found[files[p.name]] = f"{rel_dir}/{p.name}"
         elif m := TRANSLATION.match(p.name):
             found.setdefault("translations", {}).setdefault(m[1], {})[m[2]] = f"{rel_dir}/{p.name}"
