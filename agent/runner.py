@@ -463,6 +463,10 @@ class Agent:
         task cost an empty claim and a due-time read at its end.)"""
         if not self._quiet or self.config.burst:
             self._wake.set()
+        elif not self._running:  # idle now, for the reason the look would have found
+            self._idle_reason = "no_work"
+            if not self.storage.ok:
+                self._idle_reason = f"storage unavailable: {self.storage.error}"
 
     def _on_claimed(self, claimed: list[ClaimedTask]) -> None:
         for task in claimed:

@@ -174,6 +174,9 @@ def test_cancel_and_retry(cli: Run, db_url: str) -> None:
         (("enqueue", "noop", "--delay", "-5"), "seconds must be between 0 and"),
         (("tasks", "--state", "done"), "invalid choice"),
         (("task", "abc"), "an id is a whole number"),
+        (("add", "https://example.org/v", "--language", "e$(id)"), "is not a language code"),
+        (("add", "https://example.org/v", "--prompt", "x" * 1001), "over 1000 characters"),
+        (("source", "add", "https://example.org/f", "--language", "1"), "not a language code"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

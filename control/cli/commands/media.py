@@ -33,14 +33,17 @@ def _langs(text: str | None, default: list[str]) -> list[str]:
 
 
 async def cmd_add(args: argparse.Namespace) -> int:
+    # what the item tells its transcription: checked before anything starts
+    language = None if args.language is None else media.checked_language(args.language)
+    prompt = None if args.prompt is None else media.checked_prompt(args.prompt)
     s = Session(args)
     root = storage_root(s.inventory.storage_root)
     opts = media.options(
         _langs(args.lang, list(s.inventory.pipeline.get("langs") or [])),
         s.inventory.pipeline,
         args.priority,
-        language=args.language,
-        prompt=args.prompt,
+        language=language,
+        prompt=prompt,
     )
     kind = media.classify(args.source, args.podcast)
     if kind != "file":
