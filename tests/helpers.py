@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import socket
 import subprocess
 import sys
 import threading
@@ -69,3 +70,19 @@ def loopback_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on at `address` right now."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def state_is(conn: db.AsyncConn, task_id: int, *states: str) -> Callable[[], Awaitable[bool]]:
+    """A probe for `wait_for`: the task is in one of `states`."""
+
+    async def probe() -> bool:
+        return (await fetch_task(conn, task_id))["state"] in states
+
+    return probe

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -52,12 +54,6 @@ class Sshd:
 
 def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_free(address: str, port: int) -> None:
@@ -106,7 +102,7 @@ def start_sshd(
     host_key = d / "hostkey"
     _keygen(host_key)
     (d / "authorized_keys").write_text(user_key.with_suffix(".pub").read_text())
-    port = _free_port(address)
+    port = free_port(address)
     tools = os.path.dirname(shutil.which("uv") or "/usr/local/bin/uv")
     (d / "sshd_config").write_text(
         f"ListenAddress {address}:{port}\n"

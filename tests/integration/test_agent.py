@@ -21,7 +21,7 @@ import pytest
 from control.core import db, fleet
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
-from tests.helpers import contentctl, fetch_task, wait_for
+from tests.helpers import contentctl, fetch_task, state_is, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ async def test_kill_9_mid_task_the_other_agent_finishes_it_exactly_once(
     os.kill(a.pid, signal.SIGKILL)  # nothing to hand back: the lease must do the work
     killed_at = await fleet.server_now(conn)
 
-    await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 20)
+    await wait_for(state_is(conn, e.id, "succeeded"), 20)
     row = await fetch_task(conn, e.id)
     assert row["host"] == "agent-b" and row["attempts"] == 2
     # claimed again once agent-b wrote a beat (a touch every 12 beats) that found the sweep's
@@ -106,7 +106,7 @@ async def test_a_killed_agents_long_lease_is_taken_over_in_seconds(
     # at held-b's first touch after the kill that finds the sweep's turn free (the second, if
     # held-a took the turn a moment before it died), not in the 150 s of the lease
     assert taken_s < 2 * fleet.LIVENESS_EVERY * 0.5 + 2, taken_s
-    await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 20)
+    await wait_for(state_is(conn, e.id, "succeeded"), 20)
     row = await fetch_task(conn, e.id)
     assert row["host"] == "held-b" and row["attempts"] == 2
     assert b.poll() is None
@@ -157,10 +157,6 @@ async def _running_on(conn: db.AsyncConn, task_id: int, host: str) -> bool:
     return row["state"] == "running" and row["host"] == host
 
 
-async def _state_is(conn: db.AsyncConn, task_id: int, state: str) -> bool:
-    return await _state(conn, task_id) == state
-
-
 async def _all_gone(pids: list[int]) -> bool:
     return not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
 
@@ -205,7 +201,7 @@ async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(
 
     res = cli(agent_env, "agent", "undrain", "obey-1")
     assert res.returncode == 0 and "obey-1: online" in res.stdout
-    await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 10)
+    await wait_for(state_is(conn, e.id, "succeeded"), 10)
 
     before = (await _host(conn, "obey-1"))["started_at"]
     res = cli(agent_env, "agent", "restart", "obey-1")
@@ -213,7 +209,7 @@ async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(
     await wait_for(lambda: _restarted(conn, "obey-1", before), 30)
     assert a.poll() is None  # the same process, re-executed, same host name
     [e2] = await queue.enqueue([TaskSpec("noop")])
-    await wait_for(lambda: _state_is(conn, e2.id, "succeeded"), 15)
+    await wait_for(state_is(conn, e2.id, "succeeded"), 15)
 
     res = cli(agent_env, "agent", "stop", "obey-1")
     assert res.returncode == 0 and "stopping" in res.stdout
@@ -281,7 +277,7 @@ async def test_drain_deadline_hands_running_tasks_back_and_stays_drained(
     await wait_for(lambda: _running_on(conn, e.id, "deadline-1"), 20)
     res = cli(agent_env, "agent", "drain", "deadline-1", "--deadline", "1s")
     assert res.returncode == 0, res.stderr
-    await wait_for(lambda: _state_is(conn, e.id, "queued"), 10)
+    await wait_for(state_is(conn, e.id, "queued"), 10)
     row = await fetch_task(conn, e.id)
     assert row["attempts"] == 0  # handed back, not failed
     await wait_for(lambda: _agent_state(conn, "deadline-1", "drained"), 5)

@@ -19,7 +19,7 @@ from agent.runner import Agent, AgentConfig
 from control.core import db
 from control.core.queue import Queue, TaskSpec
 from control.core.tasktypes import ALL_TYPES
-from tests.helpers import fetch_task, wait_for
+from tests.helpers import fetch_task, state_is, wait_for
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ async def test_notify_wakes_an_idle_agent_at_once(
         await asyncio.sleep(0.1)  # the agent is idle, waiting
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
-        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
+        await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
         assert time.monotonic() - t0 < 2.0
     finally:
         agent.request_stop()
@@ -110,12 +110,12 @@ async def test_an_idle_agent_sleeps_until_work_comes_due_and_wakes_for_retries_a
         await asyncio.sleep(0.3)  # idle, listening
         # delayed: announced when enqueued, then slept until it comes due
         [later] = await queue.enqueue([TaskSpec("noop", delay_s=1.5)])
-        await wait_for(lambda: _state_is(conn, later.id, "succeeded"), timeout_s=10)
+        await wait_for(state_is(conn, later.id, "succeeded"), timeout_s=10)
         assert await late_s(later.id) < 1.0
 
         # a retry: the failure is announced, the agent sleeps until the backoff ends (2-2.5 s)
         [flaky] = await queue.enqueue([TaskSpec("fail", {"retryable": True}, max_attempts=2)])
-        await wait_for(lambda: _state_is(conn, flaky.id, "failed"), timeout_s=15)
+        await wait_for(state_is(conn, flaky.id, "failed"), timeout_s=15)
         assert (await fetch_task(conn, flaky.id))["attempts"] == 2
         assert await late_s(flaky.id) < 1.0  # the second attempt against the retry's time
 
@@ -129,7 +129,7 @@ async def test_an_idle_agent_sleeps_until_work_comes_due_and_wakes_for_retries_a
             await asyncio.sleep(0.5)  # nothing for it: asleep for up to a minute
             t0 = time.monotonic()
             assert await Queue(other).release(held)
-            await wait_for(lambda: _state_is(conn, held.id, "succeeded"), timeout_s=5)
+            await wait_for(state_is(conn, held.id, "succeeded"), timeout_s=5)
             assert time.monotonic() - t0 < 2.0
         finally:
             await other.close()
@@ -146,7 +146,7 @@ async def test_polling_is_the_fallback_without_notifications(
     try:
         await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
         [e] = await queue.enqueue([TaskSpec("noop")])
-        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), timeout_s=5)
+        await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5)
     finally:
         agent.request_stop()
         await asyncio.wait_for(runner, 15)
@@ -157,7 +157,7 @@ async def test_sigterm_hands_the_running_task_back_without_burning_an_attempt(
 ) -> None:
     [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
     p = spawn_agent("--host", "term-me", "--grace", "0.5")
-    await wait_for(lambda: _state_is(conn, e.id, "running"), timeout_s=20)
+    await wait_for(state_is(conn, e.id, "running"), timeout_s=20)
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=20)
     assert p.returncode == 0
@@ -172,10 +172,10 @@ async def test_cancel_reaches_the_running_agent(
     runner = asyncio.create_task(agent.run())
     try:
         [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
-        await wait_for(lambda: _state_is(conn, e.id, "running"), timeout_s=10)
+        await wait_for(state_is(conn, e.id, "running"), timeout_s=10)
         t0 = time.monotonic()
         await queue.cancel([e.id])
-        await wait_for(lambda: _state_is(conn, e.id, "cancelled"), timeout_s=5)
+        await wait_for(state_is(conn, e.id, "cancelled"), timeout_s=5)
         assert time.monotonic() - t0 < 2.0
     finally:
         agent.request_stop()
@@ -185,10 +185,6 @@ async def test_cancel_reaches_the_running_agent(
 async def _host_seen(conn: db.AsyncConn, name: str) -> bool:
     cur = await conn.execute("SELECT 1 FROM hosts WHERE name = %s", (name,))
     return await cur.fetchone() is not None
-
-
-async def _state_is(conn: db.AsyncConn, task_id: int, state: str) -> bool:
-    return (await fetch_task(conn, task_id))["state"] == state
 
 
 class FakeClock:
@@ -225,7 +221,7 @@ async def test_window_closed_on_the_agents_clock_then_open(
         await wait_for(says_outside, 10)
         assert (await fetch_task(conn, e.id))["state"] == "queued"
         clock.now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
-        await wait_for(lambda: _state_is(conn, e.id, "succeeded"), 10)
+        await wait_for(state_is(conn, e.id, "succeeded"), 10)
     finally:
         agent.request_stop()
         await asyncio.wait_for(runner, 15)
@@ -249,7 +245,7 @@ async def test_max_concurrency_is_never_exceeded(
     await runner
     assert peak == 2
     assert saw_reason
-    assert all([await _state_is(conn, i, "succeeded") for i in ids])
+    assert all([await state_is(conn, i, "succeeded")() for i in ids])
 
 
 async def test_a_side_task_that_dies_is_started_again_and_results_arrive(

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from control.head.embedded import EmbeddedServer
+from tests.helpers import free_port
 from tui.launcher import main
 
 pytestmark = pytest.mark.slow
@@ -51,12 +52,6 @@ def _postmasters(home: Path) -> list[psutil.Process]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_two_commands_at_once_start_one_server(fresh_home: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from control.head.embedded import EmbeddedServer;"
@@ -79,7 +74,7 @@ def test_two_commands_at_once_start_one_server(fresh_home: Path) -> None:
 def test_db_serve_listens_with_scram_and_keeps_the_password_secret(
     fresh_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     assert main(["status"]) == 0  # first use: server started, schema created
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
     out = capsys.readouterr().out
@@ -127,7 +122,7 @@ def test_db_serve_retires_the_shared_all_data_role(
     """A fleet set up by an earlier version: its `contentctl` role read and wrote every table,
     bypassing row-level security, and logged in over TCP. `db serve` takes that away and says
     so; nothing with write-all logs in over TCP afterwards."""
-    port = _free_port()
+    port = free_port()
     assert main(["status"]) == 0
     admin = EmbeddedServer(fresh_home).ensure_running()
     with psycopg.connect(admin, autocommit=True) as c:  # as the old `db serve` made it
@@ -181,7 +176,7 @@ def test_the_embedded_server_allows_connections_for_a_fleet(fresh_home: Path) ->
     url = EmbeddedServer(fresh_home).ensure_running()
     with psycopg.connect(url) as c:
         assert c.execute("SHOW max_connections").fetchone() == ("500",)
-    port = _free_port()
+    port = free_port()
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
     url = EmbeddedServer(fresh_home).ensure_running()
     with psycopg.connect(url) as c:
@@ -198,7 +193,7 @@ def test_a_host_s_own_role_can_work_and_cannot_hurt_the_fleet(fresh_home: Path) 
     from control.core.settings import DatabaseTarget
     from control.head import dbserve
 
-    port = _free_port()
+    port = free_port()
     assert main(["status"]) == 0
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
 
@@ -309,7 +304,7 @@ def test_no_local_user_but_ours_reaches_the_database(own_pg_home: Path) -> None:
 
 
 def test_what_contentctl_writes_in_the_state_dir_is_private(fresh_home: Path) -> None:
-    port = _free_port()
+    port = free_port()
     assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
     for name in ("serve.json", "advertise.json", "pg_ctl.log"):
         mode = (fresh_home / name).stat().st_mode & 0o777
@@ -349,7 +344,7 @@ def test_a_local_agent_follows_the_server_to_its_new_port(fresh_home: Path) -> N
                 await conn.close()
 
         asyncio.run(wait_for(session_of_local1, 30))
-        port = _free_port()
+        port = free_port()
         assert main(["db", "serve", "--listen", "127.0.0.1", "--port", str(port)]) == 0
         asyncio.run(wait_for(session_of_local1, 30))  # reconnected, on the new socket
         assert agent.poll() is None

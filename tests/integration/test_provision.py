@@ -20,7 +20,7 @@ import pytest
 
 from provisioning.plan import local_files
 from tests.conftest import kill_tree
-from tests.helpers import contentctl
+from tests.helpers import contentctl, free_port
 from tests.sshd import Sshd, start_sshd
 from tests.sshd import sshd_factory as sshd_factory  # the fixture
 
@@ -93,7 +93,7 @@ def write_inventory(
 
 def serve_db(head: dict[str, str]) -> None:
     """The head's embedded database on loopback TCP, as `db serve` makes it for agents."""
-    port = str(_free_port())
+    port = str(free_port())
     served = run(
         head, "db", "serve", "--listen", "127.0.0.1", "--port", port, "--advertise", "127.0.0.1"
     )
@@ -224,7 +224,7 @@ def test_host_keys_unknown_refused_then_accepted_changed_refused_unreachable_fas
     user_key, servers = sshd_factory
     servers.append(start_sshd("127.0.0.2", tmp_path, user_key))
     dead = (
-        f"  dead:\n    address: 127.0.0.9\n    port: {_free_port()}\n    user: root\n"
+        f"  dead:\n    address: 127.0.0.9\n    port: {free_port()}\n    user: root\n"
         f"    identity_file: {user_key}\n    base_dir: {tmp_path / 'dead'}\n"
     )
     write_inventory(head, tmp_path, user_key, servers, extra_hosts=dead)
@@ -249,14 +249,6 @@ def test_host_keys_unknown_refused_then_accepted_changed_refused_unreachable_fas
     changed = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
     assert changed.returncode == 1
     assert "host key changed" in changed.stderr and "refusing" in changed.stderr
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_status(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from agent.runner import Agent, AgentConfig
 from control.core import db
 from control.core.queue import Queue, TaskSpec
-from tests.helpers import fetch_task, wait_for
+from tests.helpers import fetch_task, state_is, wait_for
 
 FLEET = 20
 
@@ -78,9 +78,9 @@ async def test_a_task_into_an_idle_fleet_is_claimed_by_one_agent_within_a_second
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
 
-        await wait_for(_is(conn, e.id, "running", "succeeded"), timeout_s=1.0, interval_s=0.01)
+        await wait_for(state_is(conn, e.id, "running", "succeeded"), timeout_s=1.0, interval_s=0.01)
         assert time.monotonic() - t0 < 1.0
-        await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5)
+        await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5)
         await asyncio.sleep(0.3)  # the ranks after the first would have claimed by now
         after = await _sessions(conn)
         moved = [
@@ -103,14 +103,14 @@ async def test_tasks_are_never_left_waiting_when_the_first_ranks_are_busy(
     starts within a second, the busy first ranks passing it on at once."""
     long = await queue.enqueue([TaskSpec("sleep", {"seconds": 60, "progress": False})] * 10)
     for e in long:
-        await wait_for(_is(conn, e.id, "running"), timeout_s=10)
+        await wait_for(state_is(conn, e.id, "running"), timeout_s=10)
     cur = await conn.execute("SELECT host FROM tasks WHERE type = 'sleep'")
     busy = {str(r["host"]) for r in await cur.fetchall()}
     for _ in range(10):
         before = await _sessions(conn)
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
-        await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5)
+        await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5)
         started = (await fetch_task(conn, e.id))["started_at"]
         assert started is not None and time.monotonic() - t0 < 5
         await asyncio.sleep(0.3)  # a rank woken for nothing would have claimed by now
@@ -128,13 +128,6 @@ async def test_tasks_are_never_left_waiting_when_the_first_ranks_are_busy(
     )
     row = await cur.fetchone()
     assert row is not None and row["worst"].total_seconds() < 1.0
-
-
-def _is(conn: db.AsyncConn, task_id: int, *states: str) -> Callable[[], Awaitable[bool]]:
-    async def probe() -> bool:
-        return (await fetch_task(conn, task_id))["state"] in states
-
-    return probe
 
 
 async def test_a_task_that_ends_with_nothing_announced_since_does_not_look_again(
@@ -156,7 +149,7 @@ async def test_a_task_that_ends_with_nothing_announced_since_does_not_look_again
         await wait_for(up, timeout_s=10)
         for _ in range(3):
             [e] = await queue.enqueue([TaskSpec("noop")])
-            await wait_for(_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
+            await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
             await asyncio.sleep(0.3)  # a look after the task's end would have been made by now
             last = (await _sessions(conn))["solo"]["query"]
             assert "Group commit" in last, last  # the completion was its last statement
