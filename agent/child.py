@@ -43,7 +43,8 @@ def run_one(msg: dict[str, Any], out: IO[str]) -> None:
     try:
         # outputs stay under temporary names: the agent publishes them once the queue accepts
         with staged() as files:
-            result = resolve(str(msg["type"]))(dict(msg.get("payload") or {}), ctx)
+            handler = resolve(str(msg["type"]), ctx.settings)
+            result = handler(dict(msg.get("payload") or {}), ctx)
         encoded = json.dumps(
             {
                 "event": "done",

@@ -95,8 +95,12 @@ def fail(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
 HANDLERS: dict[str, str] = tasktypes.HANDLERS
 
 
-def resolve(task_type: str) -> Handler:
+def resolve(task_type: str, settings: dict[str, Any] | None = None) -> Handler:
     target = HANDLERS.get(task_type)
+    if target is None and task_type in ((settings or {}).get("commands") or {}):
+        from agent.stages.command import run_command  # a `command` type of the inventory's
+
+        return lambda payload, ctx: run_command(task_type, payload, ctx)
     if target is None:
         raise TaskError(f"this agent has no handler for {task_type} tasks", retryable=True)
     module, _, name = target.partition(":")

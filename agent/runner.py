@@ -37,7 +37,7 @@ from agent.nas import Mounter, NasMount
 from agent.outbox import Outbox
 from agent.wakeup import Wakeups
 from control import __version__
-from control.core import codehash, db, fleet, schedules, storage_health
+from control.core import codehash, db, fleet, schedules, storage_health, tasktypes
 from control.core.errors import ContentctlError
 from control.core.queue import (
     CHANNEL,
@@ -48,7 +48,7 @@ from control.core.queue import (
     Queue,
 )
 from control.core.redact import first_line
-from control.core.tasktypes import ALL_TYPES, NO_STORAGE_TYPES, TypePolicy
+from control.core.tasktypes import TypePolicy, known
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,11 @@ class Agent:
         self.db.on_new_session = self._new_session
         self.limiter = Limiter(config.host, config.limits, config.clock)
         self.executor = Executor(
-            settings={**config.task_settings, "storage_root": str(config.storage_root)}
+            settings={
+                **config.task_settings,
+                "storage_root": str(config.storage_root),
+                "host": config.host,
+            }
         )
         self.outbox = Outbox(self.db)
         self.stop_event = asyncio.Event()
@@ -353,7 +357,7 @@ class Agent:
             else:
                 types = cfg.enabled_tasks
                 if not self.storage.ok:  # the NAS is gone: nothing that reads or writes it
-                    types = tuple(t for t in types if t in NO_STORAGE_TYPES)
+                    types = tuple(t for t in types if not tasktypes.needs_storage(t))
                 decision = self.limiter.decide(types)
                 self._idle_until = decision.until
                 if decision.reason is not None:
@@ -617,7 +621,7 @@ class Agent:
 
         tasks = args.get("enabled_tasks")
         if tasks is not None:
-            unknown = [t for t in tasks if t not in ALL_TYPES]
+            unknown = [t for t in tasks if not tasktypes.is_known(t)]
             if unknown:
                 return f"ignored: unknown task types {unknown}"
             self.config.enabled_tasks = tuple(tasks)
@@ -966,19 +970,24 @@ def config_from_inventory(
     overrides: dict[str, Any] | None = None,
     types: Iterable[str] | None = None,
 ) -> AgentConfig:
-    """The agent's settings from the inventory (its host entry and `worker_limits`)."""
+    """The agent's settings from the inventory (its host entry and `worker_limits`); its
+    `command` types and stages become the ones this process knows."""
 
+    inventory.use()
     spec = inventory.host(host)
     limits = {t: TypeLimits.from_config(raw) for t, raw in inventory.worker_limits.items()}
     cfg = AgentConfig(
         host=host,
-        enabled_tasks=tuple(types) if types else (spec.enabled_tasks if spec else ALL_TYPES),
+        enabled_tasks=tuple(types) if types else (spec.enabled_tasks if spec else known()),
         max_concurrent=spec.max_concurrent_tasks if spec else 1,
         address=spec.address if spec else None,
         declared=spec is not None,
         policies=dict(inventory.task_types),
         limits=limits,
-        task_settings=task_settings(inventory.pipeline, spec.transcribe if spec else {}),
+        task_settings={
+            **task_settings(inventory.pipeline, spec.transcribe if spec else {}),
+            "commands": {t.name: {"argv": list(t.command)} for t in inventory.custom_types},
+        },
     )
     for key, value in (overrides or {}).items():
         if value is not None:

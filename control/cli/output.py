@@ -241,7 +241,7 @@ def print_media_list(items: Sequence[dict[str, Any]]) -> None:
     if not items:
         print("no media items: add one with `contentctl add SOURCE`")
         return
-    stages = [(st.name, st.label) for st in pipeline_stages.DECLARED]  # the declared stages
+    stages = [(st.name, st.label) for st in pipeline_stages.current()]  # the declared stages
     rows = [
         [
             i["id"],
@@ -272,3 +272,6 @@ def print_media_item(item: dict[str, Any]) -> None:
             print(f"  {key + ':':16} {outs[key]}")
     for lang, p in (outs.get("translations") or {}).items():
         print(f"  {'translation ' + lang + ':':16} {p}")
+    for key in (k for st in pipeline_stages.current() if st.custom for _, k in st.files):
+        if outs.get(key):
+            print(f"  {key + ':':16} {outs[key]}")

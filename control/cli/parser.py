@@ -18,6 +18,9 @@ from control.core.fleet import LOG_LEVELS
 from control.core.stages import stages as stage_names
 from control.core.tasktypes import ALL_TYPES, STATES
 
+# the types a TYPE argument takes (checked once the inventory is read: see commands/common.py)
+TYPES_HELP = f"{', '.join(ALL_TYPES)}, or a command type the inventory declares"
+
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -254,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "add tasks to the queue",
         ("enqueue noop --count 100", "enqueue sleep --payload '{\"seconds\": 5}' --priority 10"),
     )
-    sp.add_argument("type", metavar="TYPE", help=f"one of: {', '.join(ALL_TYPES)}")
+    sp.add_argument("type", metavar="TYPE", help=f"one of: {TYPES_HELP}")
     sp.add_argument(
         "--payload",
         metavar="JSON",
@@ -302,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("tasks --state failed", "tasks --type transcribe --host mac-1 --limit 20 --json"),
     )
     sp.add_argument("--state", choices=STATES, help="only tasks in this state")
-    sp.add_argument("--type", choices=ALL_TYPES, help="only tasks of this type")
+    sp.add_argument("--type", metavar="TYPE", help=f"only tasks of this type ({TYPES_HELP})")
     sp.add_argument("--host", help="only tasks run (or running) on this host")
     sp.add_argument(
         "--limit", type=_positive("--limit"), default=50, help="at most this many (default 50)"
@@ -321,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("ids", type=task_id, nargs="*", metavar="ID", help="failed tasks' ids")
     sp.add_argument("--failed", action="store_true", help="every failed task")
-    sp.add_argument("--type", choices=ALL_TYPES, help="with --failed: only this type")
+    sp.add_argument("--type", metavar="TYPE", help="with --failed: only this type")
     json_flag(sp)
 
     sp = add(
@@ -333,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("ids", type=task_id, nargs="*", metavar="ID", help="tasks' ids")
     sp.add_argument(
         "--type",
-        choices=ALL_TYPES,
+        metavar="TYPE",
         action="append",
         help="every unfinished task of this type (repeat for several)",
     )
@@ -659,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("schedule add hourly-noop noop --every 1h", "schedule add n sleep --cron '*/5 * * * *'"),
     )
     sp.add_argument("name", metavar="NAME", help="the schedule's name (unique)")
-    sp.add_argument("type", metavar="TYPE", choices=ALL_TYPES, help="the task type it enqueues")
+    sp.add_argument("type", metavar="TYPE", help=f"the task type it enqueues: {TYPES_HELP}")
     when = sp.add_mutually_exclusive_group(required=True)
     when.add_argument("--every", type=_duration, metavar="DURATION", help="90s, 30m, 2h")
     when.add_argument(

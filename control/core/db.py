@@ -11,6 +11,7 @@ the migrated schema in agreement.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 from collections import deque
@@ -27,6 +28,8 @@ from psycopg.rows import AsyncRowFactory, dict_row, scalar_row
 
 from control.core.errors import DatabaseUnavailable, SchemaBehind, SchemaMismatch
 from control.core.tasktypes import ALL_TYPES
+
+log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x636F6E74  # "cont": pg_advisory_lock key for migrations
 TASK_TYPES_VERSION = 15  # the migration that made `task_types` (least privilege)
@@ -338,3 +341,17 @@ async def open_url(url: str, *, migrate_fresh: bool = True, agent: bool = False)
         await conn.close()
         raise
     return conn
+
+
+async def declare_types(conn: AsyncConn, names: list[str]) -> None:
+    """Add the inventory's `command` types to those agents may insert (`task_types`): an
+    agent enqueues an item's next stage itself. Needs the owner's rights; a head that
+    connects with fewer (an agent's URL) leaves it to the next one that can."""
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO task_types (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                (names,),
+            )
+    except psycopg.errors.InsufficientPrivilege:
+        log.debug("no right to declare task types %s", names)

@@ -7,6 +7,7 @@ gives every host its values unless the host says otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,10 +16,11 @@ from typing import Any
 
 import yaml
 
-from control.core import ytdlp
+from control.core import commands, stages, tasktypes, ytdlp
 from control.core.errors import UsageError
 from control.core.names import host_name_problem
-from control.core.tasktypes import ALL_TYPES, TypePolicy
+from control.core.stages import Match, Stage
+from control.core.tasktypes import ALL_TYPES, TaskType, TypePolicy
 from control.core.urls import literal_address_problem
 
 HOST_KEYS = {
@@ -49,6 +51,7 @@ TOP_KEYS = {
     "defaults": dict,
     "worker_limits": dict,
     "task_types": dict,
+    "stages": dict,
     "pipeline": dict,
     "retention": dict,
     "alerts": dict,
@@ -125,6 +128,13 @@ POLICY_KEYS = {
     "backoff_base_s": (int, float),
     "backoff_max_s": (int, float),
 }
+# a `command` task type, declared by the operator (control/core/commands.py: the template)
+COMMAND_KEYS = {**POLICY_KEYS, "command": list, "storage": bool}
+# a stage of the operator's, placed after a built-in (or an earlier such) stage
+STAGE_KEYS = {"after": str, "type": str, "match": dict, "label": str}
+MATCH_KEYS = {"kind": list, "language": list, "source": list}
+MEDIA_KINDS = ("youtube", "podcast", "file")
+_TYPE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 NAS_KEYS = {"url": str, "user": str, "mount_point": (str, dict)}
 NAS_PLATFORMS = ("darwin", "linux")
 ENV_KEYS = {"manager": str, "name": str}
@@ -199,9 +209,17 @@ class Inventory:
     pipeline: dict[str, Any] = field(default_factory=dict)
     retention: dict[str, Any] = field(default_factory=dict)
     alerts: dict[str, Any] = field(default_factory=dict)
+    custom_types: tuple[TaskType, ...] = ()  # `command` types the operator declared
+    stages: tuple[Stage, ...] = ()  # the operator's stages (each placed after another)
 
     def host(self, name: str) -> HostSpec | None:
         return self.hosts.get(name)
+
+    def use(self) -> Inventory:
+        """Make this inventory's task types and stages the ones in force in this process."""
+        tasktypes.use(self.custom_types)
+        stages.use(self.stages)
+        return self
 
 
 class _Marks:
@@ -291,6 +309,7 @@ class _Validator:
     def __init__(self, path: Path, marks: _Marks) -> None:
         self.path = path
         self.marks = marks
+        self.known: tuple[str, ...] = ALL_TYPES  # and the file's own `command` types
 
     def error(self, keypath: tuple[str, ...], message: str) -> UsageError:
         line = None
@@ -329,17 +348,17 @@ class _Validator:
 
     def task_types(self, value: list[Any], keypath: tuple[str, ...]) -> tuple[str, ...]:
         for i, item in enumerate(value):
-            if item not in ALL_TYPES:
+            if item not in self.known:
                 raise self.error(
                     (*keypath, str(i)),
-                    f"unknown task type {item!r}: use one of {', '.join(ALL_TYPES)}",
+                    f"unknown task type {item!r}: use one of {', '.join(self.known)}",
                 )
         return tuple(value)
 
     def limits(self, value: Any, keypath: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for task_type, limits in self.mapping(
-            value, keypath, dict.fromkeys(ALL_TYPES, dict)
+            value, keypath, dict.fromkeys(self.known, dict)
         ).items():
             kp = (*keypath, task_type)
             out[task_type] = self.mapping(limits, kp, LIMIT_KEYS)
@@ -364,6 +383,9 @@ class _Validator:
 
     def inventory(self, data: Any) -> Inventory:
         top = self.mapping(data, (), TOP_KEYS)
+        policies, custom = self.types(top.get("task_types"))
+        self.known = ALL_TYPES + tuple(t.name for t in custom)
+        declared_stages = self.stages(top.get("stages"), custom)
         defaults = self.mapping(top.get("defaults"), ("defaults",), HOST_KEYS)
         hosts: dict[str, HostSpec] = {}
         seen_addresses: dict[tuple[str, int], str] = {}
@@ -382,12 +404,6 @@ class _Validator:
                 )
             seen_addresses[addr] = name
             hosts[name] = host
-        policies = {
-            t: TypePolicy(**self.mapping(v, ("task_types", t), POLICY_KEYS))
-            for t, v in self.mapping(
-                top.get("task_types"), ("task_types",), dict.fromkeys(ALL_TYPES, dict)
-            ).items()
-        }
         nas = self.nas(top.get("nas"))
         pipeline = self.pipeline(top.get("pipeline"))
         retention = dict(self.mapping(top.get("retention"), ("retention",), RETENTION_KEYS))
@@ -404,7 +420,124 @@ class _Validator:
             pipeline=pipeline,
             retention=retention,
             alerts=alerts,
+            custom_types=custom,
+            stages=declared_stages,
         )
+
+    def types(self, value: Any) -> tuple[dict[str, TypePolicy], tuple[TaskType, ...]]:
+        """`task_types:`: policies of built-in types, and `command` types of the operator's."""
+        kp = ("task_types",)
+        policies: dict[str, TypePolicy] = {}
+        custom: list[TaskType] = []
+        for name, raw in self.mapping(value, kp, _AnyKeys(dict)).items():
+            if name in ALL_TYPES:
+                policies[name] = TypePolicy(**self.mapping(raw, (*kp, name), POLICY_KEYS))
+                continue
+            spec = dict(self.mapping(raw, (*kp, name), COMMAND_KEYS))
+            if "command" not in spec:
+                raise self.error(
+                    (*kp, name),
+                    f"unknown task type {name!r}: declare it with command: [program, args...], "
+                    f"or use one of {', '.join(ALL_TYPES)}",
+                )
+            if not _TYPE_NAME.fullmatch(name):
+                raise self.error((*kp, name), "a task type's name is lower-case letters, digits, _")
+            argv = spec.pop("command")
+            for i, word in enumerate(argv):
+                if not isinstance(word, str) or "\0" in word:
+                    raise self.error((*kp, name, "command", str(i)), "must be a string")
+                try:
+                    commands.parse_word(word)
+                except commands.BadTemplate as exc:
+                    raise self.error((*kp, name, "command", str(i)), str(exc)) from None
+            try:
+                commands.parse(tuple(argv))
+            except commands.BadTemplate as exc:
+                raise self.error((*kp, name, "command"), str(exc)) from None
+            storage = spec.pop("storage", True)
+            policy = TypePolicy(**spec)
+            policies[name] = policy
+            custom.append(tasktypes.command_type(name, tuple(argv), policy, storage))
+        return policies, tuple(custom)
+
+    def stages(self, value: Any, custom: tuple[TaskType, ...]) -> tuple[Stage, ...]:
+        """`stages:`: the operator's stages, each a `command` type placed after another stage,
+        reading files that earlier stages write."""
+        kp = ("stages",)
+        by_type = {t.name: t for t in custom}
+        declared: list[Stage] = []
+        for name, raw in self.mapping(value, kp, _AnyKeys(dict)).items():
+            at = (*kp, name)
+            spec = self.mapping(raw, at, STAGE_KEYS)
+            if not _TYPE_NAME.fullmatch(name):
+                raise self.error(at, "a stage's name is lower-case letters, digits, _")
+            if "after" not in spec:
+                raise self.error(at, f"a stage needs after: one of {', '.join(stages.stages())}")
+            ttype = spec.get("type", name)
+            if ttype not in by_type:
+                raise self.error(
+                    (*at, "type") if "type" in spec else at,
+                    f"runs {ttype!r}, which is not a command type: declare it under task_types "
+                    "with command: [...]",
+                )
+            argv = by_type[ttype].command
+            outs = commands.uses(argv, "out")
+            if not outs:
+                raise self.error(
+                    at, f"{ttype}'s command writes no {{out:NAME}}: a stage makes a file"
+                )
+            match = self.mapping(spec.get("match"), (*at, "match"), MATCH_KEYS)
+            for key, values in match.items():
+                if not all(isinstance(v, str) for v in values):
+                    raise self.error((*at, "match", key), "must be a list of strings")
+            if bad := [k for k in match.get("kind", []) if k not in MEDIA_KINDS]:
+                raise self.error((*at, "match", "kind"), f"unknown kinds {bad}: use {MEDIA_KINDS}")
+            declared.append(
+                Stage(
+                    name,
+                    (ttype,),
+                    (),
+                    tuple(f"{name}:{f}" for f in outs),
+                    str(spec.get("label", name)),
+                    files=tuple((f, f"{name}:{f}") for f in outs),
+                    after=str(spec["after"]),
+                    match=Match(**{k: tuple(v) for k, v in match.items()}),
+                    reads=tuple((f, "") for f in commands.uses(argv, "file")),
+                )
+            )
+        try:
+            order = stages.place(tuple(declared))
+        except ValueError as exc:
+            name = str(exc).split("'")[1]
+            raise self.error((*kp, name, "after"), str(exc)) from None
+        return self.wired(order, argv_of=by_type)
+
+    def wired(self, order: tuple[Stage, ...], argv_of: dict[str, TaskType]) -> tuple[Stage, ...]:
+        """The operator's stages with what each reads tied to the stage that writes it: a file
+        no earlier stage writes is refused with the stage's line."""
+        files: dict[str, str] = {}  # file name -> output key, of the stages placed so far
+        out: list[Stage] = []
+        for st in order:
+            if st.custom:
+                kp = ("stages", st.name)
+                reads = []
+                for fname, _ in st.reads:
+                    if fname not in files:
+                        raise self.error(
+                            kp,
+                            f"reads {{file:{fname}}}, which no stage before it writes "
+                            f"(before it: {', '.join(sorted(files)) or 'none'})",
+                        )
+                    reads.append((fname, files[fname]))
+                needs = [k for _, k in reads]
+                if "source" in commands.uses(argv_of[st.types[0]].command, "source"):
+                    needs.insert(0, "source")
+                if clash := [f for f, _ in st.files if f in files]:
+                    raise self.error(kp, f"writes {clash}, which an earlier stage writes")
+                st = dataclasses.replace(st, needs=tuple(needs), reads=tuple(reads))
+                out.append(st)
+            files.update(dict(st.files))
+        return tuple(out)
 
     def alerts(self, value: Any) -> dict[str, Any]:
         kp = ("alerts",)
@@ -505,7 +638,7 @@ class _Validator:
             port=raw.get("port", 22),
             identity_file=raw.get("identity_file"),
             enabled=raw.get("enabled", True),
-            enabled_tasks=ALL_TYPES
+            enabled_tasks=self.known
             if tasks is None
             else self.task_types(tasks, (*kp, "enabled_tasks")),
             max_concurrent_tasks=max_conc,

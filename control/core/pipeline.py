@@ -132,13 +132,60 @@ def first_specs(item: dict[str, Any], stage: str) -> list[TaskSpec]:
     """The tasks that (re)start an item at `stage`, from what earlier stages recorded."""
     if stage not in stages():
         raise ValueError(f"unknown stage {stage!r}: use one of {', '.join(stages())}")
-    return _STARTS[stage](item)
+    st = _stages.by_name(stage)
+    return _start_command(item, st) if st.custom else _STARTS[stage](item)
 
 
 def next_stage(item: dict[str, Any], after: str) -> str | None:
-    """The first stage after `after` that this item runs (translate only when it asks)."""
-    later = _stages.DECLARED[stages().index(after) + 1 :]
+    """The first stage after `after` that this item runs (translate only when it asks; an
+    inventory stage only for the items it matches)."""
+    later = _stages.current()[stages().index(after) + 1 :]
     return next((st.name for st in later if st.wanted(item)), None)
+
+
+def item_meta(item: dict[str, Any]) -> dict[str, Any]:
+    """What a command's `{meta:KEY}` reads (control/core/commands.py META_KEYS)."""
+    options = item.get("options") or {}
+    metadata = item.get("metadata") or {}
+    return {
+        "id": item["id"],
+        "kind": item.get("kind"),
+        "title": item.get("title"),
+        "channel": item.get("channel"),
+        "url": item.get("source") if item.get("kind") != "file" else None,
+        "upload_date": item.get("upload_date"),
+        "duration_s": item.get("duration_s"),
+        "language": options.get("language") or metadata.get("language"),
+        "prompt": options.get("prompt"),
+    }
+
+
+def _start_command(item: dict[str, Any], st: Stage) -> list[TaskSpec]:
+    """An inventory stage's one task: the item's files it reads, its directory, its values;
+    the command itself comes from the worker's own inventory, never from the payload."""
+    outputs = item.get("outputs") or {}
+    files = {name: outputs[key] for name, key in st.reads}
+    if "source" in st.needs:
+        files["source"] = outputs["source"]
+    return [
+        _spec(
+            item,
+            st.types[0],
+            "",
+            stage=st.name,
+            files=files,
+            out_dir=media_dir(item["id"]),
+            meta=item_meta(item),
+        )
+    ]
+
+
+def _record_command(a: Advance, st: Stage) -> None:
+    """An inventory stage's success: the files its command wrote, by their output keys."""
+    written = a.result.get("files") or {}
+    for name, key in st.files:
+        if isinstance(written.get(name), str):
+            a.outputs[key] = written[name]
 
 
 @starts("download")
@@ -296,13 +343,19 @@ async def advance(queue: Queue, done: list[tuple[ClaimedTask, dict[str, Any] | N
             continue
         item: dict[str, Any] = dict(row)
         a = Advance(conn, item, task, result or {}, dict(item["outputs"] or {}), {})
-        await _RECORDS[stage](a)
+        if (st := _stages.by_name(stage)).custom:
+            _record_command(a, st)
+        else:
+            await _RECORDS[stage](a)
         if a.waiting:
             continue  # a fan-in waiting for the item's other tasks: nothing to write yet
         follow: list[TaskSpec] = []
-        after = None if a.ends else next_stage(item, stage)
+        # the item as this success leaves it (a stage matching on the detected language sees it)
+        now = {k: v.obj if isinstance(v, Jsonb) else v for k, v in a.changes.items()}
+        now = {**item, **now, "outputs": a.outputs}
+        after = None if a.ends else next_stage(now, stage)
         if after is not None:
-            follow = first_specs({**item, **a.changes, "outputs": a.outputs}, after)
+            follow = first_specs(now, after)
         a.changes["outputs"] = Jsonb(a.outputs)
         await _update_item(queue, int(item["id"]), a.changes)
         if follow:

@@ -22,12 +22,11 @@ from psycopg import sql
 from psycopg.rows import class_row, scalar_row, tuple_row
 from psycopg.types.json import Jsonb
 
-from control.core import bounded, db
+from control.core import bounded, db, tasktypes
 from control.core.db import AsyncConn
 from control.core.errors import UsageError
 from control.core.sql import q
 from control.core.tasktypes import (
-    ALL_TYPES,
     FINISHED_STATES,
     INTAKE_TYPES,
     STATES,
@@ -76,7 +75,9 @@ class TaskSpec:
 
     def validate(self) -> None:
         if not is_known(self.type):
-            raise UsageError(f"unknown task type {self.type!r}: use one of {', '.join(ALL_TYPES)}")
+            raise UsageError(
+                f"unknown task type {self.type!r}: use one of {', '.join(tasktypes.known())}"
+            )
         if not isinstance(self.payload, dict):
             raise UsageError(f"the payload of a {self.type} task must be a JSON object")
         if self.delay_s < 0:

@@ -14,11 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from psycopg.types.json import Jsonb
 
-from control.core import db, names
+from control.core import db, names, tasktypes
 from control.core.errors import UsageError
 from control.core.queue import Queue
 from control.core.sql import q
-from control.core.tasktypes import ALL_TYPES
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,10 @@ def validate(s: Schedule) -> None:
         raise UsageError(
             f"unknown time zone {s.timezone!r}: give an IANA name such as Europe/Berlin or UTC"
         ) from None
-    if s.task_type not in ALL_TYPES:
-        raise UsageError(f"unknown task type {s.task_type!r}: use one of {', '.join(ALL_TYPES)}")
+    if not tasktypes.is_known(s.task_type):
+        raise UsageError(
+            f"unknown task type {s.task_type!r}: use one of {', '.join(tasktypes.known())}"
+        )
     if (s.cron is None) == (s.every_s is None):
         raise UsageError("a schedule has either --cron or --every, not both or neither")
     if s.cron is not None and (len(s.cron.split()) != 5 or not croniter.is_valid(s.cron)):

@@ -6,8 +6,35 @@ declared here has both."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which items run a stage (an inventory stage's `match:`): every given key must hold.
+    `kind`: youtube, podcast, file; `language`: the item's (asked, else detected) language;
+    `source`: shell-style patterns of the item's URL or feed URL."""
+
+    kind: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+
+    def holds(self, item: dict[str, Any]) -> bool:
+        if self.kind and item.get("kind") not in self.kind:
+            return False
+        if self.language:
+            lang = (item.get("options") or {}).get("language") or (item.get("metadata") or {}).get(
+                "language"
+            )
+            if lang not in self.language:
+                return False
+        if self.source:
+            urls = [str(u) for u in (item.get("source"), item.get("feed_url")) if u]
+            if not any(fnmatch.fnmatchcase(u, p) for u in urls for p in self.source):
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -26,10 +53,21 @@ class Stage:
     files: tuple[tuple[str, str], ...] = ()  # file in the item's directory -> output (reconcile)
     per: str | None = None  # fan-out: one task per chunk, per language...
     asks: str | None = None  # the item option that asks for it (translate: langs); else always
+    # an inventory stage (a `command` type): the built-in or earlier stage it follows, which
+    # items run it, and the item's files it reads (file name -> the output that records it)
+    after: str | None = None
+    match: Match = field(default_factory=Match)
+    reads: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def custom(self) -> bool:
+        return self.after is not None
 
     def wanted(self, item: dict[str, Any]) -> bool:
         """Whether this item runs the stage at all."""
-        return self.asks is None or bool((item.get("options") or {}).get(self.asks))
+        if self.asks is not None and not (item.get("options") or {}).get(self.asks):
+            return False
+        return self.match.holds(item)
 
 
 DECLARED: tuple[Stage, ...] = (
@@ -68,8 +106,50 @@ DECLARED: tuple[Stage, ...] = (
 )
 
 
+# The pipeline in force in this process: the built-in stages with the inventory's stages
+# placed after the ones they follow (set by `use`; read through `current`).
+_current: tuple[Stage, ...] = DECLARED
+
+
+def place(custom: tuple[Stage, ...], base: tuple[Stage, ...] = DECLARED) -> tuple[Stage, ...]:
+    """`base` with each custom stage right after the stage it follows (after that stage's
+    followers placed before it, in the order they are declared; a stage may follow one
+    declared later). Raises ValueError naming the stage when what it follows is no stage."""
+    order = list(base)
+    waiting = list(custom)
+    while waiting:
+        names = [s.name for s in order]
+        ready = [st for st in waiting if st.after in names]
+        if not ready:
+            st = waiting[0]
+            if st.name in names:
+                raise ValueError(f"stage {st.name!r} is declared twice")
+            raise ValueError(f"stage {st.name!r} follows {st.after!r}, which is not a stage")
+        st = ready[0]
+        if st.name in names:
+            raise ValueError(f"stage {st.name!r} is declared twice")
+        at = names.index(str(st.after)) + 1
+        while at < len(order) and order[at].custom:
+            at += 1  # after the followers already placed there
+        order.insert(at, st)
+        waiting.remove(st)
+    return tuple(order)
+
+
+def use(custom: tuple[Stage, ...]) -> None:
+    """Put the inventory's stages into this process's pipeline (the CLI, the dashboard and
+    each agent call it once with the inventory they loaded)."""
+    global _current
+    _current = place(custom)
+
+
+def current() -> tuple[Stage, ...]:
+    """Every stage in force, in order."""
+    return _current
+
+
 def by_name(name: str) -> Stage:
-    for st in DECLARED:
+    for st in _current:
         if st.name == name:
             return st
     raise KeyError(name)
@@ -77,12 +157,12 @@ def by_name(name: str) -> Stage:
 
 def stages() -> tuple[str, ...]:
     """The item's stages in order."""
-    return tuple(st.name for st in DECLARED)
+    return tuple(st.name for st in _current)
 
 
 def stage_of(task_type: str) -> str | None:
     """The stage a task type runs, if any (intake and diagnostic types run none)."""
-    for st in DECLARED:
+    for st in _current:
         if task_type in st.types:
             return st.name
     return None

@@ -42,6 +42,7 @@ class TaskType:
     policy: TypePolicy = DEFAULT_POLICY
     storage: bool = True  # reads or writes the storage root: waits while the NAS is away
     warm: bool = False  # its process keeps a loaded model an hour between tasks
+    command: tuple[str, ...] = ()  # a `command` type's argv template (declared in the inventory)
 
 
 DECLARED: tuple[TaskType, ...] = (
@@ -97,9 +98,54 @@ HANDLERS = {t.name: t.handler for t in DECLARED}
 POLICIES: dict[str, TypePolicy] = {t.name: t.policy for t in DECLARED}
 
 
+COMMAND_HANDLER = "agent.stages.command:run_command"
+
+# The task types the inventory this process loaded declares (`command` types): set by `use`,
+# read by the functions below. The module's constants above stay the built-in types.
+_custom: tuple[TaskType, ...] = ()
+
+
+def command_type(name: str, argv: tuple[str, ...], policy: TypePolicy, storage: bool) -> TaskType:
+    """A task type an operator declares in the inventory: runs `argv` (a template)."""
+    return TaskType(name, COMMAND_HANDLER, "custom", policy, storage=storage, command=argv)
+
+
+def use(custom: tuple[TaskType, ...]) -> None:
+    """Make the inventory's custom types known in this process (the CLI, the dashboard, an
+    agent each call it once with the inventory they loaded)."""
+    global _custom
+    clash = [t.name for t in custom if t.name in ALL_TYPES]
+    if clash:
+        raise ValueError(f"custom task types {clash} would replace built-in ones")
+    _custom = tuple(custom)
+
+
+def declared() -> tuple[TaskType, ...]:
+    """Every task type in force: the built-in ones, then the inventory's."""
+    return DECLARED + _custom
+
+
+def known() -> tuple[str, ...]:
+    return tuple(t.name for t in declared())
+
+
+def custom() -> tuple[TaskType, ...]:
+    return _custom
+
+
+def get(task_type: str) -> TaskType | None:
+    return next((t for t in declared() if t.name == task_type), None)
+
+
 def policy(task_type: str) -> TypePolicy:
-    return POLICIES.get(task_type, DEFAULT_POLICY)
+    t = get(task_type)
+    return t.policy if t is not None else DEFAULT_POLICY
+
+
+def needs_storage(task_type: str) -> bool:
+    t = get(task_type)
+    return t is None or t.storage
 
 
 def is_known(task_type: str) -> bool:
-    return task_type in ALL_TYPES
+    return get(task_type) is not None

@@ -69,7 +69,7 @@ BULK_MAX = 10_000  # tasks one dashboard bulk action may touch
 class ControlPlane:
     def __init__(self, target: DatabaseTarget, inventory: Inventory) -> None:
         self.target = target
-        self.inventory = inventory
+        self.inventory = inventory.use()  # its command types and stages: the dashboard's too
         self.storage_root: Path | None = None
         self._conn: db.AsyncConn | None = None
         self._lock = asyncio.Lock()
@@ -304,7 +304,7 @@ class ControlPlane:
                 max_concurrent_tasks=max_concurrent_tasks,
             )
 
-            self.inventory = await asyncio.to_thread(load, path)
+            self.inventory = (await asyncio.to_thread(load, path)).use()
             said.append(f"saved to {path.name}")
         result = await self._send(
             host,

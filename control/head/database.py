@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from control.core import db
+from control.core import db, tasktypes
 from control.core.settings import DatabaseTarget, state_dir
 from control.head.embedded import EmbeddedServer
 
@@ -19,6 +19,10 @@ def resolve_url(target: DatabaseTarget, *, start_stopped: bool = False) -> str:
 
 
 async def open_database(target: DatabaseTarget, *, migrate_fresh: bool = True) -> db.AsyncConn:
-    """Connect (starting the embedded server if that is the target) and check the schema."""
+    """Connect (starting the embedded server if that is the target) and check the schema;
+    the `command` types in force here (the inventory's) become ones agents may insert."""
     url = await asyncio.to_thread(resolve_url, target)
-    return await db.open_url(url, migrate_fresh=migrate_fresh)
+    conn = await db.open_url(url, migrate_fresh=migrate_fresh)
+    if custom := [t.name for t in tasktypes.custom()]:
+        await db.declare_types(conn, custom)
+    return conn

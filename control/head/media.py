@@ -269,8 +269,8 @@ def _expected(stage: declared.Stage, tasks: list[dict[str, Any]], item: dict[str
 
 def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) -> dict[str, Any]:
     """One item as `contentctl media ID --json` shows it (docs/contract.md)."""
-    shown = [st for st in declared.DECLARED if st.wanted(item)]
-    by_stage: dict[str, list[dict[str, Any]]] = {st.name: [] for st in declared.DECLARED}
+    shown = [st for st in declared.current() if st.wanted(item)]
+    by_stage: dict[str, list[dict[str, Any]]] = {st.name: [] for st in declared.current()}
     for t in tasks:
         if (name := declared.stage_of(t["type"])) is not None:
             by_stage[name].append(t)
@@ -299,6 +299,8 @@ def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) 
     outputs = item.get("outputs") or {}
     root = storage_root
     out: dict[str, Any] = {k: _abs(root, outputs.get(k)) for k in OUTPUT_KEYS}
+    for st in shown:  # an inventory stage's files, by their keys (`STAGE:FILE`)
+        out.update({key: _abs(root, outputs.get(key)) for _, key in st.files if st.custom})
     out["translations"] = {
         lang: _abs(root, (paths or {}).get("json"))
         for lang, paths in (outputs.get("translations") or {}).items()
@@ -400,7 +402,7 @@ async def retry(conn: AsyncConn, media_id: int, stage: str | None) -> dict[str, 
                 f"media item {media_id} has no {missing[0]} yet: retry --from {earlier}"
             )
         # forget what this stage and the later ones produced
-        for st in declared.DECLARED[names.index(stage) :]:
+        for st in declared.current()[names.index(stage) :]:
             for k in st.produces:
                 if not (st.name == "download" and item["kind"] == "file"):
                     outputs.pop(k, None)

@@ -32,7 +32,7 @@ def _recorded(outputs: dict[str, Any]) -> list[tuple[str, str]]:
     """(stage, relative path) of everything the item says it has: each declared stage's
     outputs, a path each, or a list of chunks, or paths by language."""
     out: list[tuple[str, str]] = []
-    for st in declared.DECLARED:
+    for st in declared.current():
         for key in st.produces:
             value = outputs.get(key)
             if isinstance(value, str) and value:
@@ -47,7 +47,7 @@ def _recorded(outputs: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _files() -> dict[str, str]:
     """File name in an item's directory -> the output it stands for (declared by stages)."""
-    return {name: key for st in declared.DECLARED for name, key in st.files}
+    return {name: key for st in declared.current() for name, key in st.files}
 
 
 def _on_disk(item_dir: Path, rel_dir: str) -> dict[str, Any]:
@@ -100,6 +100,7 @@ async def run(conn: AsyncConn, root: Path, *, fix: bool) -> list[dict[str, Any]]
                 "kind": "missing_file",
                 "media_id": media_id,
                 "path": missing[0][1],
+                "stage": first,
                 "detail": f"media {media_id}: {len(missing)} recorded file(s) missing, "
                 f"first {missing[0][1]} ({first})",
             }

@@ -31,7 +31,7 @@ class MediaScreen(Base):
         self.items: dict[str, dict[str, Any]] = {}
         self.previews: dict[str, list[str]] = {}  # transcript path -> its first lines
         # the columns: the declared stages (control.core.pipeline), read when the screen opens
-        self.stages = [(st.name, st.label) for st in pipeline.DECLARED]
+        self.stages = [(st.name, st.label) for st in pipeline.current()]
 
     def compose(self) -> ComposeResult:
         yield from self.compose_top()

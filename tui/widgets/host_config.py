@@ -17,7 +17,7 @@ from textual.widgets import (
     SelectionList,
 )
 
-from control.core.tasktypes import ALL_TYPES
+from control.core.tasktypes import known
 
 
 class HostConfig(ModalScreen[tuple[list[str], int] | None]):
@@ -42,7 +42,7 @@ class HostConfig(ModalScreen[tuple[list[str], int] | None]):
                 id="question",
                 markup=False,
             )
-            yield SelectionList[str](*((t, t, t in self.enabled) for t in ALL_TYPES), id="types")
+            yield SelectionList[str](*((t, t, t in self.enabled) for t in known()), id="types")
             yield Input(str(self.max_concurrent), type="integer", id="concurrency")
             with Horizontal(id="buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")

@@ -7,7 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from control.core import db
+from control.core import db, tasktypes
+from control.core.errors import UsageError
 from control.core.inventory import Inventory
 from control.core.inventory import load as load_inventory
 from control.core.settings import DatabaseTarget, database_target, inventory_path
@@ -21,7 +22,10 @@ class Session:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.inventory: Inventory = load_inventory(inventory_path(getattr(args, "inventory", None)))
+        self.inventory: Inventory = load_inventory(
+            inventory_path(getattr(args, "inventory", None))
+        ).use()
+        check_types(getattr(args, "type", None))
         self.target: DatabaseTarget = database_target(
             getattr(args, "db", None), self.inventory.database
         )
@@ -37,6 +41,15 @@ class Session:
             yield conn
         finally:
             await conn.close()
+
+
+def check_types(value: str | list[str] | None) -> None:
+    """A TYPE argument names a known type: built-in, or a command type of the inventory."""
+    for name in [value] if isinstance(value, str) else value or []:
+        if not tasktypes.is_known(name):
+            raise UsageError(
+                f"unknown task type {name!r}: use one of {', '.join(tasktypes.known())}"
+            )
 
 
 ID_MAX = 2**63 - 1  # ids are bigint

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from control.cli import output
 from control.cli.commands.common import Session
-from control.core import db, fleet
+from control.core import db, fleet, tasktypes
 from control.core import inventory as inv_mod
 from control.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 from control.core.inventory import HostSpec
 from control.core.inventory import load as load_inventory
 from control.core.redact import scrub
 from control.core.settings import inventory_path
-from control.core.tasktypes import ALL_TYPES
 from control.head import agents, dbserve, legacy
 from provisioning import session
 from provisioning.provision import HostReport, Step
@@ -56,7 +55,7 @@ async def cmd_inventory(args: argparse.Namespace) -> int:
         raise UsageError(
             "no inventory: create ./inventory.yaml, set CONTENTCTL_INVENTORY or give --inventory"
         )
-    inv = load_inventory(path)
+    inv = load_inventory(path).use()
     enabled = [h for h in inv.hosts.values() if h.enabled]
     by_type: dict[str, list[str]] = {}
     for h in enabled:
@@ -69,14 +68,14 @@ async def cmd_inventory(args: argparse.Namespace) -> int:
                 "ok": True,
                 "hosts": len(inv.hosts),
                 "enabled": len(enabled),
-                "by_type": {t: by_type.get(t, []) for t in ALL_TYPES},
+                "by_type": {t: by_type.get(t, []) for t in tasktypes.known()},
                 "database": scrub(inv.database) if inv.database else None,
                 "storage_root": inv.storage_root,
             }
         )
         return EXIT_OK
     print(f"{path}: ok, {len(inv.hosts)} host(s), {len(enabled)} enabled")
-    for t in ALL_TYPES:
+    for t in tasktypes.known():
         names = by_type.get(t, [])
         print(f"  {t:18} {len(names):3} host(s)" + (f": {', '.join(names[:6])}" if names else ""))
     print(f"  database: {scrub(inv.database) if inv.database else 'embedded'}")

@@ -37,6 +37,7 @@ async def cmd_schedule_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_schedule_add(args: argparse.Namespace) -> int:
+    s = Session(args)  # the inventory (no database yet): its command types are types too
     spec = schedules.Schedule(
         name=args.name,
         task_type=args.type,
@@ -46,7 +47,6 @@ async def cmd_schedule_add(args: argparse.Namespace) -> int:
         timezone=args.timezone,
     )
     schedules.validate(spec)  # before touching the database
-    s = Session(args)
     async with s.database() as conn:
         first = await schedules.put(conn, spec)
     if args.json:

@@ -27,6 +27,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 
 async def cmd_enqueue(args: argparse.Namespace) -> int:
+    s = Session(args)  # the inventory first: its command types are types too
     payload = parse_payload(args.payload)
     if args.unique_key and args.count > 1:
         raise UsageError(
@@ -42,7 +43,6 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     spec.validate()
-    s = Session(args)
     async with s.database() as conn:
         results = await Queue(conn, s.inventory.task_types).enqueue([spec] * args.count)
     if args.json:
