@@ -182,6 +182,12 @@ async def test_command_types_by_hand_hostile_values_missing_hanging_and_linking(
         " enabled_tasks: [echoargs, ghost, hang, linker]}\n",
     )
     hostile = 'a "quoted" $(touch pwned) `id`; rm -rf ~\nsecond line'
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("task_types:\n  s:\n    command: [x, '{file:../../etc/shadow}']\n")
+    checked = cli("inventory", "check", "--inventory", str(broken))
+    assert checked.returncode == 2 and checked.stdout == ""
+    assert checked.stderr.startswith(f"contentctl: error: {broken}:3: task_types.s.command.1: ")
+    assert len(checked.stderr.splitlines()) == 1, checked.stderr
     refused = cli("enqueue", "nosuch")
     assert refused.returncode == 2
     assert "unknown task type 'nosuch'" in refused.stderr and "echoargs" in refused.stderr

@@ -203,6 +203,9 @@ def test_an_inventory_stage_is_placed_checked_and_known_everywhere(
     assert reconcile._recorded({"summarize:summary.txt": "media/7/summary.txt"}) == [
         ("summarize", "media/7/summary.txt")
     ]
+    from tui.screens.media import MediaScreen
+
+    assert ("summarize", "summarize") in MediaScreen().stages  # the dashboard's columns
 
 
 @pytest.mark.parametrize(
