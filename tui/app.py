@@ -31,7 +31,7 @@ from tui.screens import (
     SourcesScreen,
     TasksScreen,
 )
-from tui.screens.base import Base
+from tui.screens.base import WRITES, Base
 from tui.widgets.command_line import CommandLine
 
 
@@ -116,18 +116,33 @@ class Dashboard(App[int]):
         if action is not None:
             action()
 
+    @property
+    def read_only(self) -> bool:
+        return bool(getattr(self.plane, "read_only", False))
+
+    def screen_modes(self) -> list[str]:
+        """The screens this session has: a read-only one has no Provision screen."""
+        return [m for m in self.MODES if not (self.read_only and m == "provision")]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        hidden = (
+            action == "switch_mode" and parameters[:1] and parameters[0] not in self.screen_modes()
+        )
+        return not hidden
+
     def action_command_line(self) -> None:
-        choices = [*self.MODES, "quit"]
+        modes = self.screen_modes()
+        choices = [*modes, "quit"]
 
         def go(command: str | None) -> None:
             if command is None:
                 return
             if command in ("q", "quit"):
                 self.call_later(self.run_action, "quit")  # as `q` does
-            elif command in self.MODES:
+            elif command in modes:
                 self.switch_mode(command)
             else:
-                matches = [m for m in self.MODES if m.startswith(command)]
+                matches = [m for m in modes if m.startswith(command)]
                 if len(matches) == 1:
                     self.switch_mode(matches[0])
                 else:
@@ -175,6 +190,8 @@ class Dashboard(App[int]):
             ("sources", "Sources"),
             ("audit", "Audit"),
         ):
+            if mode not in self.screen_modes():
+                continue
             yield SystemCommand(
                 f"Go to {title}",
                 f"the {title.lower()} screen",
@@ -182,6 +199,8 @@ class Dashboard(App[int]):
             )
         actions = getattr(screen, "PALETTE", ())
         for action, title, help_text in actions:
+            if self.read_only and action.split("(")[0] in WRITES:
+                continue  # a read-only session has no such action
             yield SystemCommand(title, help_text, lambda a=action: screen.run_action(a))
 
     async def on_unmount(self) -> None:

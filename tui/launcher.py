@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from control.cli import main as cli
 
@@ -16,8 +16,12 @@ if TYPE_CHECKING:  # imported when the dashboard opens: `agent run` must stay li
 
 # The flags the dashboard itself takes (as every command does); any other word is the CLI's.
 _DASHBOARD_VALUE_FLAGS = ("--inventory", "--db")
-_DASHBOARD_FLAGS = ("--debug",)
+_DASHBOARD_FLAGS = ("--debug", "--read-only")
 EXIT_USAGE = 2  # docs/contract.md (control.core.errors.EXIT_USAGE, not imported: startup time)
+HEAD_HINT = (
+    "the dashboard is not installed here (a worker's install): install the head extra, "
+    "`pip install 'contentctl[head]'` (or `uv sync` in a checkout)"
+)
 
 
 def _dashboard_args(args: list[str]) -> bool:
@@ -56,10 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         return dashboard(args)
     # the composition root: the CLI gets the dashboard as a value (control/ never imports tui/)
-    return cli.main(args, dashboard=_dashboard_for_demo)
+    return cli.main(args, dashboard=_dashboard_for_demo, web=_web)
 
 
-def _plane(args: list[str]) -> ControlPlane:
+def _plane(args: list[str], *, client: str | None = None) -> ControlPlane:
+    """The control plane for the dashboard's flags; `client`: a browser's session."""
     from control.core.inventory import load
     from control.core.settings import database_target, inventory_path
     from control.head.api import ControlPlane
@@ -73,11 +78,18 @@ def _plane(args: list[str]) -> ControlPlane:
         elif flag == "--db":
             db_url = value
     inventory = load(inventory_path(inv_path))
-    return ControlPlane(database_target(db_url, inventory.database), inventory)
+    return ControlPlane(
+        database_target(db_url, inventory.database),
+        inventory,
+        read_only="--read-only" in args,
+        via="dashboard" if client is None else "web",
+        client=client,
+    )
 
 
 def dashboard(args: list[str]) -> int:
-    """`contentctl` alone: the dashboard (`--inventory`, `--db` as for every command)."""
+    """`contentctl` alone: the dashboard (`--inventory`, `--db` as for every command;
+    `--read-only`: no actions, and the database role behind it cannot write)."""
     from control.core.errors import ContentctlError
     from tui.app import main as run
 
@@ -93,6 +105,28 @@ async def _dashboard_for_demo() -> int:
     from tui.app import run_dashboard
 
     return await run_dashboard(_plane(sys.argv[1:]))
+
+
+async def _web(args: Any, ready: Callable[[str], None]) -> int:
+    """`contentctl web`: the dashboard served to browsers (tui/web.py); `ready(url)` once
+    it listens."""
+    try:
+        from tui.web import WebOptions, serve
+    except ImportError as exc:
+        from control.core.errors import ContentctlError
+
+        raise ContentctlError(f"{HEAD_HINT} ({exc.name} is missing)") from None
+
+    options = WebOptions(
+        listen=args.listen,
+        port=args.port,
+        read_only=args.read_only,
+        max_sessions=args.max_sessions,
+        inventory=getattr(args, "inventory", None),
+        database_url=getattr(args, "db", None),
+        new_token=args.new_token,
+    )
+    return await serve(options, ready=ready)
 
 
 if __name__ == "__main__":

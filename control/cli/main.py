@@ -6,6 +6,7 @@ Errors are one line on stderr naming the thing and the fix; exit 1 when the oper
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -24,18 +25,25 @@ from control.core.redact import RedactingFormatter, first_line, scrub
 log = logging.getLogger("contentctl")
 
 Dashboard = Callable[[], Coroutine[Any, Any, int]]
+Web = Callable[[argparse.Namespace, Callable[[str], None]], Coroutine[Any, Any, int]]
 
 
-def main(argv: Sequence[str] | None = None, *, dashboard: Dashboard | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    dashboard: Dashboard | None = None,
+    web: Web | None = None,
+) -> int:
     """Run one command; nothing it prints (from workers, feeds, websites) can drive the
     terminal: control characters are dropped from stdout and stderr. `dashboard` opens the
-    dashboard (`demo` ends in it); the console script passes it, control/ never imports tui/."""
+    dashboard (`demo` ends in it), `web` serves it to browsers (`contentctl web`); the console
+    script passes them, control/ never imports tui/."""
     # Files contentctl makes (state, logs, serve.json) are the user's alone; media files in
     # the storage root set their own mode (they are shared with the fleet's other users).
     previous = os.umask(0o077)
     try:
         with clean_output():
-            return _main(argv, dashboard)
+            return _main(argv, dashboard, web)
     finally:
         os.umask(previous)
 
@@ -63,7 +71,9 @@ async def _audited(func: Command, args: Any) -> int:
         await audited.record(args, action, outcome)
 
 
-def _main(argv: Sequence[str] | None, dashboard: Dashboard | None = None) -> int:
+def _main(
+    argv: Sequence[str] | None, dashboard: Dashboard | None = None, web: Web | None = None
+) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:  # the shell asking for completions (then it exits)
         import argcomplete
@@ -71,6 +81,7 @@ def _main(argv: Sequence[str] | None, dashboard: Dashboard | None = None) -> int
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     args.dashboard = dashboard
+    args.web = web
     debug = bool(getattr(args, "debug", False))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -151,6 +151,7 @@ cmd_alerts = _lazy("operations:cmd_alerts")
 cmd_metrics_serve = _lazy("operations:cmd_metrics_serve")
 cmd_demo = _lazy("extras:cmd_demo")
 cmd_completion = _lazy("extras:cmd_completion")
+cmd_web = _lazy("extras:cmd_web")
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -879,6 +880,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--agents", type=_positive("--agents", 64), default=2, help="local agents (default 2)"
+    )
+
+    sp = add(
+        "web",
+        cmd_web,
+        "the dashboard in a browser (a token always; one dashboard process per tab)",
+        (
+            "web",
+            "web --read-only --port 8766",
+            "web --listen 0.0.0.0   # plain HTTP: on a trusted network only",
+        ),
+    )
+    sp.add_argument(
+        "--listen",
+        metavar="ADDRESS",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this machine only)",
+    )
+    sp.add_argument(
+        "--port", type=_positive("--port", 65535), default=8765, help="TCP port (default 8765)"
+    )
+    sp.add_argument(
+        "--read-only",
+        action="store_true",
+        help="sessions without actions (no drain, restart, cancel, retry, provision, "
+        "configure), as a database role that cannot write",
+    )
+    sp.add_argument(
+        "--max-sessions",
+        type=_positive("--max-sessions", 64),
+        default=4,
+        help="open tabs at once (each is a dashboard process, ~100 MB; default 4)",
+    )
+    sp.add_argument(
+        "--new-token",
+        action="store_true",
+        help="replace the token in the keychain (links printed before stop working)",
     )
 
     sp = add(

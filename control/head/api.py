@@ -66,14 +66,37 @@ T = TypeVar("T")
 BULK_MAX = 10_000  # tasks one dashboard bulk action may touch
 
 
+VIEWER_ROLE = "contentctl_viewer"  # migration 0020: reads everything, writes nothing
+
+
+class ReadOnly(ContentctlError):
+    """An action asked of a read-only session (the dashboard hides them: a bug if seen)."""
+
+
 class ControlPlane:
-    def __init__(self, target: DatabaseTarget, inventory: Inventory) -> None:
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        inventory: Inventory,
+        *,
+        read_only: bool = False,
+        via: str = "dashboard",
+        client: str | None = None,
+    ) -> None:
+        """`read_only`: no action at all, and the connection runs as the viewer role (the
+        database refuses any write too). `via` and `client` go into every action's audit row
+        (`web` and the browser's address for a session served by `contentctl web`)."""
+        self.read_only = read_only
+        self.via = via
+        self.client = client
         self.target = target
         self.inventory = inventory.use()  # its command types and stages: the dashboard's too
         self.storage_root: Path | None = None
         self._conn: db.AsyncConn | None = None
         self._lock = asyncio.Lock()
-        self.label = db.redact(target.url) if target.url else "embedded"
+        self.label = (db.redact(target.url) if target.url else "embedded") + (
+            " (read-only)" if read_only else ""
+        )
         self.code_hash: str | None = head_code_hash()
         self.hosts_view = status.HostsView()  # the fleet screen reads only what changed
         self._throughput: tuple[list[int], float] | None = None  # per minute, and when read
@@ -82,10 +105,24 @@ class ControlPlane:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
-            self._conn = await database.open_database(self.target)
+            conn = await database.open_database(self.target, declare=not self.read_only)
+            if self.read_only:
+                await self._become_viewer(conn)
         except (psycopg.Error, OSError, ContentctlError) as exc:
             raise Unavailable(f"database unreachable: {first_line(exc)}") from None
-        return self._conn
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    async def _become_viewer(conn: db.AsyncConn) -> None:
+        try:
+            await conn.execute(f"SET ROLE {VIEWER_ROLE}")
+        except psycopg.Error as exc:
+            await conn.close()
+            raise ContentctlError(
+                f"read-only session: cannot become {VIEWER_ROLE} ({first_line(exc)}): run "
+                "`contentctl db migrate` as a role that may create roles"
+            ) from None
 
     async def _run(
         self,
@@ -232,6 +269,10 @@ class ControlPlane:
     async def _acting(
         self, action: str, targets: Sequence[Any], **detail: Any
     ) -> AsyncIterator[None]:
+        if self.read_only:
+            raise ReadOnly(f"{action}: this is a read-only session")
+        if self.client is not None:
+            detail = {**detail, "client": self.client}
         outcome = "ok"
         try:
             yield
@@ -241,7 +282,7 @@ class ControlPlane:
         finally:
             with contextlib.suppress(Unavailable):
                 await self._run(
-                    audit.record, action, targets, outcome, via="dashboard", detail=detail
+                    audit.record, action, targets, outcome, via=self.via, detail=detail
                 )
 
     async def poll_source(self, name: str) -> int:
@@ -354,6 +395,8 @@ class ControlPlane:
         Uses its own database connection: a provisioning run takes minutes."""
 
         spec = self.inventory.host(host)
+        if self.read_only:
+            raise ReadOnly("provision: this is a read-only session")
         if spec is None or spec.transport != "ssh":
             raise ContentctlError(f"{host} is not an ssh host in the inventory")
         try:

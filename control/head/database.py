@@ -18,11 +18,14 @@ def resolve_url(target: DatabaseTarget, *, start_stopped: bool = False) -> str:
     return EmbeddedServer(state_dir()).ensure_running(start_stopped=start_stopped)
 
 
-async def open_database(target: DatabaseTarget, *, migrate_fresh: bool = True) -> db.AsyncConn:
+async def open_database(
+    target: DatabaseTarget, *, migrate_fresh: bool = True, declare: bool = True
+) -> db.AsyncConn:
     """Connect (starting the embedded server if that is the target) and check the schema;
-    the `command` types in force here (the inventory's) become ones agents may insert."""
+    the `command` types in force here (the inventory's) become ones agents may insert
+    (unless `declare` is false: a read-only session writes nothing)."""
     url = await asyncio.to_thread(resolve_url, target)
     conn = await db.open_url(url, migrate_fresh=migrate_fresh)
-    if custom := [t.name for t in tasktypes.custom()]:
+    if declare and (custom := [t.name for t in tasktypes.custom()]):
         await db.declare_types(conn, custom)
     return conn

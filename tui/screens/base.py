@@ -24,6 +24,26 @@ HISTORY = 12  # heartbeats of CPU/memory kept per host for the mini sparklines
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+# The actions that change something (drain, restart, cancel, retry, provision, configure...):
+# a read-only session has none of them, in the footer, the help, the palette or the keys.
+WRITES = frozenset(
+    {
+        "host",
+        "edit",
+        "ssh",
+        "retry",
+        "cancel",
+        "priority",
+        "retry_all",
+        "cancel_all",
+        "plan",
+        "apply",
+        "poll",
+        "toggle_pause",
+    }
+)
+
+
 class Plane(Protocol):
     """What the dashboard needs from `control.api.ControlPlane`."""
 
@@ -66,12 +86,18 @@ class HasPlane(Protocol):
     plane: Plane
     db_error: str | None
     refresh_s: float
+    read_only: bool  # the plane's: a session without actions
 
 
 class Base(Screen[None]):
     """Header, database banner, footer, and a refresh loop that runs while the screen shows."""
 
     PALETTE: ClassVar[Sequence[tuple[str, str, str]]] = ()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A read-only session's screens have no action that changes something: hidden, not
+        merely refused (False hides a binding from the footer and the keys)."""
+        return not (action in WRITES and cast("HasPlane", self.app).read_only)
 
     def compose_top(self) -> ComposeResult:
         yield Header()
