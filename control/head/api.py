@@ -281,9 +281,7 @@ class ControlPlane:
             raise
         finally:
             with contextlib.suppress(Unavailable):
-                await self._run(
-                    audit.record, action, targets, outcome, via=self.via, detail=detail
-                )
+                await self._run(audit.record, action, targets, outcome, via=self.via, detail=detail)
 
     async def poll_source(self, name: str) -> int:
         async with self._acting("source poll", [name]):
