@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from control.core.inventory import HostSpec
+from control.core.tasktypes import extras
 from provisioning import services
 from provisioning.layout import Layout as Layout  # re-exported: plans speak of it
 
@@ -84,14 +85,18 @@ def env_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> EnvPlan:
             cmds.append(f"{conda} install -y -n {name} python=3.11")
         else:
             cmds.append(f"{conda} create -y -n {name} python=3.11")
-        cmds.append(f"{conda} run -n {name} python -m pip install -q {app}")
+        wanted = extras(host.enabled_tasks)
+        target = shlex.quote(f"{layout.app}[{','.join(wanted)}]") if wanted else app
+        cmds.append(f"{conda} run -n {name} python -m pip install -q {target}")
         return EnvPlan("conda", cmds, python=f"{conda} run -n {name} python")
     uv = shlex.quote(facts["uv"]) if facts.get("uv") else '"$HOME"/.local/bin/uv'
     cmds = []
     if not facts.get("uv"):
         cmds.append("python3 -m pip install --user --quiet uv")
-    # platform markers in the lock pick mlx-whisper on Apple silicon, faster-whisper elsewhere
-    cmds.append(f"cd {app} && {uv} sync --locked --no-dev")
+    # the extras its task types need (a host that only downloads gets no Whisper); platform
+    # markers in the lock pick mlx-whisper on Apple silicon, faster-whisper elsewhere
+    flags = "".join(f" --extra {e}" for e in extras(host.enabled_tasks))
+    cmds.append(f"cd {app} && {uv} sync --locked --no-dev{flags}")
     return EnvPlan("uv", cmds, python=shlex.quote(f"{layout.app}/.venv/bin/python"))
 
 

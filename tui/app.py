@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+
+from tui import HEAD_HINT
+
+try:
+    import textual  # noqa: F401  (the head extra)
+except ImportError:  # a worker's install: say what to install, in one line
+    raise ImportError(HEAD_HINT, name="textual") from None
 from collections.abc import Iterable
 from typing import Any, ClassVar
 

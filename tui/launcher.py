@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from control.cli import main as cli
+from tui import HEAD_HINT
 
 if TYPE_CHECKING:  # imported when the dashboard opens: `agent run` must stay light
     from control.head.api import ControlPlane
@@ -18,10 +19,6 @@ if TYPE_CHECKING:  # imported when the dashboard opens: `agent run` must stay li
 _DASHBOARD_VALUE_FLAGS = ("--inventory", "--db")
 _DASHBOARD_FLAGS = ("--debug", "--read-only")
 EXIT_USAGE = 2  # docs/contract.md (control.core.errors.EXIT_USAGE, not imported: startup time)
-HEAD_HINT = (
-    "the dashboard is not installed here (a worker's install): install the head extra, "
-    "`pip install 'contentctl[head]'` (or `uv sync` in a checkout)"
-)
 
 
 def _dashboard_args(args: list[str]) -> bool:
@@ -58,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        return dashboard(args)
+        try:
+            return dashboard(args)
+        except ImportError as exc:  # a worker's install: no dashboard here
+            return _head_only(exc)
     # the composition root: the CLI gets the dashboard as a value (control/ never imports tui/)
     return cli.main(args, dashboard=_dashboard_for_demo, web=_web)
 
@@ -99,6 +99,11 @@ def dashboard(args: list[str]) -> int:
         print(f"contentctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return run(plane)
+
+
+def _head_only(exc: ImportError) -> int:
+    print(f"contentctl: error: {HEAD_HINT} ({exc.name or exc} is missing)", file=sys.stderr)
+    return EXIT_USAGE
 
 
 async def _dashboard_for_demo() -> int:

