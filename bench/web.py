@@ -114,7 +114,7 @@ def main() -> int:
                 "-qfc",
                 " ".join([*cli, "--inventory", str(REPO / "inventory.yaml")]),
                 "/dev/null",
-            ],  # fmt: skip
+            ],
             env={**env, "TERM": "xterm-256color", "COLUMNS": "142", "LINES": "44"},
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
