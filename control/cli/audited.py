@@ -12,50 +12,16 @@ from control.core import audit
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {
-    "add",
-    "enqueue",
-    "retry",
-    "cancel",
-    "prune",
-    "provision",
-    "rollout",
-    "agent drain",
-    "agent undrain",
-    "agent restart",
-    "agent stop",
-    "agent start",
-    "source add",
-    "source poll",
-    "source pause",
-    "source resume",
-    "source remove",
-    "schedule add",
-    "schedule pause",
-    "schedule resume",
-    "schedule remove",
-    "agent forget",
-    "storage init",
-    "db migrate",
-    "media retry",
-    "reconcile --fix",
-    "alerts test",
-}
 TARGETS = ("hosts", "ids", "name", "url", "sources", "id", "host")
 
 
 def action_of(args: argparse.Namespace) -> str | None:
-    """`agent drain`, `retry`, ...; None for a command that changes nothing."""
-    cmd = getattr(args, "command", None)
-    if not cmd or getattr(args, "dry_run", False):
+    """`agent drain`, `retry`, ...: what the command declared (`audit=` beside it, in
+    control/cli/groups/); None for a command that changes nothing, and for a dry run."""
+    declared = getattr(args, "audit_as", None)
+    if declared is None or getattr(args, "dry_run", False):
         return None
-    sub = getattr(args, f"{cmd}_command", None)
-    name = f"{cmd} {sub}" if sub else cmd
-    if cmd == "media":
-        name = "media retry" if (getattr(args, "words", None) or [""])[0] == "retry" else cmd
-    if cmd == "reconcile" and getattr(args, "fix", False):
-        name = "reconcile --fix"
-    return name if name in ACTIONS else None
+    return declared if isinstance(declared, str) else declared(args)
 
 
 def targets_of(args: argparse.Namespace) -> list[Any]:
