@@ -4,6 +4,7 @@ in a template database, and a fresh `CREATE DATABASE ... TEMPLATE` per test (pro
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import shutil
@@ -21,6 +22,7 @@ import pytest
 from control.core import db
 from control.core.queue import Queue
 from control.head.embedded import EmbeddedServer
+from tests.helpers import contentctl
 
 TEMPLATE = "contentctl_template"
 _counter = itertools.count()
@@ -199,3 +201,10 @@ def agent_role_url(admin_url: str, db_url: str) -> Callable[[str], str]:
         return as_role(db_url, role)
 
     return make
+
+
+@pytest.fixture
+def cli(agent_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`cli("media", "7", "--json")`: contentctl in a process of its own, with the test's
+    database, state dir and inventory (tests/helpers.py `contentctl`)."""
+    return functools.partial(contentctl, agent_env)

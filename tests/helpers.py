@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from control.core import db
@@ -70,6 +71,18 @@ def loopback_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def write_inventory(env: dict[str, str], text: str, *, storage: bool = False) -> Path:
+    """Write the test's inventory (`env`'s CONTENTCTL_INVENTORY). With `storage`, a storage
+    root under the test's CONTENTCTL_HOME comes first (made: a configured root is never made
+    for us). Returns the storage root."""
+    root = Path(env["CONTENTCTL_HOME"]) / "storage"
+    if storage:
+        root.mkdir(parents=True, exist_ok=True)
+        text = f"storage_root: {root}\n{text}"
+    Path(env["CONTENTCTL_INVENTORY"]).write_text(text)
+    return root
 
 
 def free_port(address: str = "127.0.0.1") -> int:

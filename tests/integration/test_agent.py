@@ -21,7 +21,7 @@ import pytest
 from control.core import db, fleet
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
-from tests.helpers import contentctl, fetch_task, state_is, wait_for
+from tests.helpers import contentctl, fetch_task, state_is, wait_for, write_inventory
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +48,6 @@ async def _heartbeating(conn: db.AsyncConn, name: str) -> bool:
     return bool(
         row and row["agent_state"] != "stopped" and row["age"] is not None and row["age"] < 2
     )
-
-
-def write_inventory(env: dict[str, str], text: str) -> None:
-    Path(env["CONTENTCTL_INVENTORY"]).write_text(text)
 
 
 async def test_kill_9_mid_task_the_other_agent_finishes_it_exactly_once(
@@ -178,40 +174,36 @@ async def test_sigterm_hands_back_and_the_next_agent_finishes_without_a_burned_a
     assert row["state"] == "succeeded" and row["attempts"] == 1 and row["host"] == "term-b"
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return contentctl(env, *args, timeout=60)
-
-
 async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(
     spawn_agent: Spawn, agent_env: dict[str, str], queue: Queue, conn: db.AsyncConn
 ) -> None:
     a = spawn_agent("--host", "obey-1", *FAST)
     await wait_for(lambda: _heartbeating(conn, "obey-1"), 20)
 
-    res = cli(agent_env, "agent", "drain", "obey-1")
+    res = contentctl(agent_env, "agent", "drain", "obey-1")
     assert res.returncode == 0, res.stderr
     assert "obey-1: draining" in res.stdout
     await wait_for(lambda: _agent_state(conn, "obey-1", "drained"), 10)
     [e] = await queue.enqueue([TaskSpec("noop")])
     await asyncio.sleep(1.5)  # three heartbeats: a drained agent claims nothing
     assert await _state(conn, e.id) == "queued"
-    status = json.loads(cli(agent_env, "status", "--json").stdout)
+    status = json.loads(contentctl(agent_env, "status", "--json").stdout)
     [h] = [h for h in status["hosts"] if h["name"] == "obey-1"]
     assert h["state"] == "drained" and h["idle_reason"] == "drained"
 
-    res = cli(agent_env, "agent", "undrain", "obey-1")
+    res = contentctl(agent_env, "agent", "undrain", "obey-1")
     assert res.returncode == 0 and "obey-1: online" in res.stdout
     await wait_for(state_is(conn, e.id, "succeeded"), 10)
 
     before = (await _host(conn, "obey-1"))["started_at"]
-    res = cli(agent_env, "agent", "restart", "obey-1")
+    res = contentctl(agent_env, "agent", "restart", "obey-1")
     assert res.returncode == 0 and "restarting" in res.stdout, res.stderr
     await wait_for(lambda: _restarted(conn, "obey-1", before), 30)
     assert a.poll() is None  # the same process, re-executed, same host name
     [e2] = await queue.enqueue([TaskSpec("noop")])
     await wait_for(state_is(conn, e2.id, "succeeded"), 15)
 
-    res = cli(agent_env, "agent", "stop", "obey-1")
+    res = contentctl(agent_env, "agent", "stop", "obey-1")
     assert res.returncode == 0 and "stopping" in res.stdout
     a.communicate(timeout=30)
     assert a.returncode == 0
@@ -237,11 +229,11 @@ async def test_status_shows_a_command_s_effect_as_soon_as_it_is_acknowledged(
     await wait_for(lambda: _heartbeating(conn, "slow-beat"), 20)
 
     def state() -> str:
-        status = json.loads(cli(agent_env, "status", "--json").stdout)
+        status = json.loads(contentctl(agent_env, "status", "--json").stdout)
         return str({h["name"]: h for h in status["hosts"]}["slow-beat"]["state"])
 
     for command, expected in (("drain", "drained"), ("undrain", "online")):
-        res = cli(agent_env, "agent", command, "slow-beat")
+        res = contentctl(agent_env, "agent", command, "slow-beat")
         assert res.returncode == 0, res.stderr
         assert state() == expected, command
 
@@ -262,10 +254,10 @@ async def test_commands_to_a_silent_agent_time_out_with_a_clear_message(
     # A host whose heartbeat is fresh but whose agent does not answer (it is wedged).
     await conn.execute("INSERT INTO hosts (name) VALUES ('wedged')")
     await conn.execute("INSERT INTO host_beats (name, agent_state) VALUES ('wedged', 'online')")
-    res = cli(agent_env, "agent", "drain", "wedged", "--timeout", "1")
+    res = contentctl(agent_env, "agent", "drain", "wedged", "--timeout", "1")
     assert res.returncode == 1
     assert "wedged: no acknowledgement within 1 s" in res.stderr
-    res = cli(agent_env, "agent", "stop", "no-such-host")
+    res = contentctl(agent_env, "agent", "stop", "no-such-host")
     assert res.returncode == 2 and "unknown host 'no-such-host'" in res.stderr
 
 
@@ -275,7 +267,7 @@ async def test_drain_deadline_hands_running_tasks_back_and_stays_drained(
     [e] = await queue.enqueue([TaskSpec("sleep", {"seconds": 60})])
     spawn_agent("--host", "deadline-1", *FAST)
     await wait_for(lambda: _running_on(conn, e.id, "deadline-1"), 20)
-    res = cli(agent_env, "agent", "drain", "deadline-1", "--deadline", "1s")
+    res = contentctl(agent_env, "agent", "drain", "deadline-1", "--deadline", "1s")
     assert res.returncode == 0, res.stderr
     await wait_for(state_is(conn, e.id, "queued"), 10)
     row = await fetch_task(conn, e.id)
@@ -398,7 +390,7 @@ async def test_progress_reaches_the_database_and_stalls_are_flagged(
     await wait_for(progressed, 15)
 
     async def flagged() -> bool:
-        res = cli(agent_env, "status", "--json")
+        res = contentctl(agent_env, "status", "--json")
         hosts = {h["name"]: h for h in json.loads(res.stdout)["hosts"]}
         running = {r["id"]: r for r in hosts.get("prog", {}).get("running", [])}
         return (
@@ -417,7 +409,7 @@ async def test_logs_reach_the_database_redacted_and_the_cli_shows_them(
     )
     agent = spawn_agent("--host", "talker", "--burst", *FAST)
     agent.communicate(timeout=60)
-    res = cli(agent_env, "logs", "talker", "--lines", "100")
+    res = contentctl(agent_env, "logs", "talker", "--lines", "100")
     assert res.returncode == 0
     assert "failed" in res.stdout and "password=***" in res.stdout
     assert "hunter2" not in res.stdout
@@ -484,7 +476,7 @@ async def test_add_wait_says_which_stage_waits_and_why(
 
     spawn_agent("--host", "sleepy", *FAST)
     await wait_for(lambda: _heartbeating(conn, "sleepy"), 20)
-    assert cli(agent_env, "agent", "drain", "sleepy").returncode == 0
+    assert contentctl(agent_env, "agent", "drain", "sleepy").returncode == 0
     await conn.execute("DELETE FROM media_items")  # the same URL adds a new item
     await conn.execute("DELETE FROM tasks")
     drained = add_and_wait()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from control.core import db
-from tests.helpers import contentctl, fetch_task, loopback_http, wait_for
+from tests.helpers import fetch_task, loopback_http, wait_for, write_inventory
 
 pytestmark = pytest.mark.slow
 
@@ -60,18 +60,6 @@ def site(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def inventory(env: dict[str, str], text: str) -> Path:
-    storage = Path(env["CONTENTCTL_HOME"]) / "storage"
-    storage.mkdir(parents=True, exist_ok=True)
-    Path(env["CONTENTCTL_INVENTORY"]).write_text(f"storage_root: {storage}\n{text}")
-    return storage
-
-
-@pytest.fixture
-def cli(agent_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    return functools.partial(contentctl, agent_env)
-
-
 async def _tasks(conn: db.AsyncConn, media_id: int) -> list[dict[str, Any]]:
     cur = await conn.execute("SELECT * FROM tasks WHERE media_id = %s ORDER BY id", (media_id,))
     return [dict(r) for r in await cur.fetchall()]
@@ -89,7 +77,7 @@ async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconci
     script = tmp_path / "summarize.py"
     script.write_text(SUMMARIZE)
     marker = tmp_path / "loaded"
-    storage = inventory(
+    storage = write_inventory(
         agent_env,
         "task_types:\n"
         "  summarize:\n"
@@ -98,6 +86,7 @@ async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconci
         "    max_attempts: 3\n    backoff_base_s: 0.2\n    timeout_s: 60\n"
         "stages:\n"
         "  summarize: {after: stitch, match: {kind: [youtube]}}\n",
+        storage=True,
     )
     added = cli("add", f"{site}/talk.ogg", "--json")
     assert added.returncode == 0, added.stderr
@@ -169,7 +158,7 @@ async def test_command_types_by_hand_hostile_values_missing_hanging_and_linking(
 ) -> None:
     script = tmp_path / "argv.py"
     script.write_text(ARGV)
-    storage = inventory(
+    storage = write_inventory(
         agent_env,
         "task_types:\n"
         f"  echoargs: {{command: [{sys.executable}, {script}, '{{out:argv.json}}',"
@@ -180,6 +169,7 @@ async def test_command_types_by_hand_hostile_values_missing_hanging_and_linking(
         "hosts:\n"
         "  w1: {transport: local, max_concurrent_tasks: 4,"
         " enabled_tasks: [echoargs, ghost, hang, linker]}\n",
+        storage=True,
     )
     hostile = 'a "quoted" $(touch pwned) `id`; rm -rf ~\nsecond line'
     broken = tmp_path / "broken.yaml"

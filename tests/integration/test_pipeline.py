@@ -24,7 +24,7 @@ import pytest
 
 from control.core import db
 from control.core.queue import Queue, TaskSpec
-from tests.helpers import contentctl, fetch_task, wait_for
+from tests.helpers import contentctl, fetch_task, wait_for, write_inventory
 
 pytestmark = pytest.mark.slow
 
@@ -68,21 +68,6 @@ def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     server.server_close()
 
 
-@pytest.fixture
-def cli(agent_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return contentctl(agent_env, *args, timeout=timeout)
-
-    return run
-
-
-def write_inventory(env: dict[str, str], text: str) -> Path:
-    storage = Path(env["CONTENTCTL_HOME"]) / "storage"
-    storage.mkdir(parents=True, exist_ok=True)  # a configured root is never created for us
-    Path(env["CONTENTCTL_INVENTORY"]).write_text(f"storage_root: {storage}\n{text}")
-    return storage
-
-
 async def media_row(conn: db.AsyncConn, media_id: int) -> dict[str, Any]:
     cur = await conn.execute("SELECT * FROM media_items WHERE id = %s", (media_id,))
     row = await cur.fetchone()
@@ -108,6 +93,7 @@ async def test_url_downloaded_extracted_transcribed_stitched(
     storage = write_inventory(
         agent_env,
         "pipeline: {chunk_s: 600, transcribe: {initial_prompt: 'A fox in a garden.'}}\n",
+        storage=True,
     )
     url = f"{web[0]}/talk.ogg"
     added = cli("add", url, "--json")
@@ -187,6 +173,7 @@ async def test_chunks_on_two_agents_stitch_without_seams_then_translate(
         "  a: {address: 127.0.0.2, max_concurrent_tasks: 1,"
         " enabled_tasks: [extract_audio, transcribe, stitch, translate]}\n"
         "  b: {address: 127.0.0.3, max_concurrent_tasks: 1, enabled_tasks: [transcribe]}\n",
+        storage=True,
     )
     env = {  # a keyring of its own, named on purpose (a plaintext file is never picked by itself)
         **agent_env,
@@ -257,7 +244,9 @@ async def test_podcast_feed_added_twice_makes_each_episode_once(
 ) -> None:
     base, root = web
     storage = write_inventory(
-        agent_env, "hosts:\n  dl: {address: 127.0.0.2, enabled_tasks: [download_podcast]}\n"
+        agent_env,
+        "hosts:\n  dl: {address: 127.0.0.2, enabled_tasks: [download_podcast]}\n",
+        storage=True,
     )
     shutil.copy(root / "talk.ogg", root / "ep2.ogg")
     (root / "feed.xml").write_text(
@@ -306,7 +295,7 @@ async def test_corrupt_media_fails_once_with_ffmpegs_reason(
     tmp_path: Path,
     conn: db.AsyncConn,
 ) -> None:
-    write_inventory(agent_env, "")
+    write_inventory(agent_env, "", storage=True)
     bad = tmp_path / "broken.mp3"
     bad.write_bytes(b"this is not audio at all\n" * 200)
     spawn_agent("--host", "w1")
@@ -330,7 +319,7 @@ async def test_payload_path_outside_the_storage_root_is_refused(
     queue: Queue,
     conn: db.AsyncConn,
 ) -> None:
-    storage = write_inventory(agent_env, "")
+    storage = write_inventory(agent_env, "", storage=True)
     storage.mkdir(parents=True, exist_ok=True)
     secret = storage.parent / "outside.txt"
     secret.write_text("not yours")
@@ -413,6 +402,7 @@ async def test_translation_keeps_timing_and_honours_429(
         agent_env,
         f"pipeline:\n  translate: {{backend: {backend}, url: '{url}'}}\n"
         "task_types:\n  translate: {backoff_base_s: 0.1}\n",
+        storage=True,
     )
     env = {
         **agent_env,

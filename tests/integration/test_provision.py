@@ -69,7 +69,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return contentctl(env, *args, timeout=600)
 
 
-def write_inventory(
+def write_ssh_inventory(
     env: dict[str, str],
     tmp_path: Path,
     user_key: Path,
@@ -140,7 +140,7 @@ def test_provision_two_hosts_then_nothing_changes_then_one_file_syncs(
     user_key, servers = sshd_factory
     for addr in ("127.0.0.2", "127.0.0.3"):
         servers.append(start_sshd(addr, tmp_path, user_key))
-    write_inventory(head, tmp_path, user_key, servers, nas=True)
+    write_ssh_inventory(head, tmp_path, user_key, servers, nas=True)
     serve_db(head)
     subprocess.run(
         [sys.executable, "-m", "keyring", "set", "contentctl", "nas_password"],
@@ -227,7 +227,7 @@ def test_host_keys_unknown_refused_then_accepted_changed_refused_unreachable_fas
         f"  dead:\n    address: 127.0.0.9\n    port: {free_port()}\n    user: root\n"
         f"    identity_file: {user_key}\n    base_dir: {tmp_path / 'dead'}\n"
     )
-    write_inventory(head, tmp_path, user_key, servers, extra_hosts=dead)
+    write_ssh_inventory(head, tmp_path, user_key, servers, extra_hosts=dead)
     serve_db(head)
 
     refused = run(head, "provision", "h1", "--dry-run")
@@ -282,7 +282,7 @@ async def test_provision_from_the_dashboard_plan_then_apply(
 
     user_key, servers = sshd_factory
     servers.append(start_sshd("127.0.0.4", tmp_path, user_key))
-    write_inventory(head, tmp_path, user_key, servers)
+    write_ssh_inventory(head, tmp_path, user_key, servers)
     serve_db(head)
     known = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
     assert known.returncode == 0, known.stderr  # the host key is recorded; nothing changed
@@ -373,7 +373,7 @@ def test_a_dry_run_plans_before_db_serve_and_all_says_what_is_missing(
     with no SSH host said "...or give --all"."""
     user_key, servers = sshd_factory
     servers.append(start_sshd("127.0.0.2", tmp_path, user_key))
-    write_inventory(head, tmp_path, user_key, servers)
+    write_ssh_inventory(head, tmp_path, user_key, servers)
     plan = run(head, "provision", "h1", "--dry-run", "--accept-new-host-keys")
     assert plan.returncode in (0, 1), plan.stderr  # a plan (changes to make), not a refusal
     assert "db serve` first" in plan.stderr and "h1: would change" in plan.stdout

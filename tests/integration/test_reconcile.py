@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from psycopg.types.json import Jsonb
@@ -11,10 +10,6 @@ from psycopg.types.json import Jsonb
 from control.core import db
 from control.core.queue import Queue, TaskSpec
 from tests.helpers import contentctl, fetch_task
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return contentctl(env, *args, timeout=60)
 
 
 async def test_reconcile_reports_then_fixes(
@@ -58,7 +53,7 @@ async def test_reconcile_reports_then_fixes(
             (Jsonb(outputs), Jsonb({"langs": ["de"]})),
         )
 
-    report = _cli(agent_env, "reconcile", "--json")
+    report = contentctl(agent_env, "reconcile", "--json")
     assert report.returncode == 1, report.stderr
     found = {(f["kind"], f.get("media_id")) for f in json.loads(report.stdout)}
     assert found == {
@@ -69,7 +64,7 @@ async def test_reconcile_reports_then_fixes(
     }
     assert (await fetch_task(conn, stuck.id))["state"] == "running"  # a report changes nothing
 
-    fixed = _cli(agent_env, "reconcile", "--fix")
+    fixed = contentctl(agent_env, "reconcile", "--fix")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "re-running from stitch" in fixed.stdout
     row = await fetch_task(conn, stuck.id)
@@ -82,7 +77,7 @@ async def test_reconcile_reports_then_fixes(
     assert outputs2["translations"] == {"de": {"json": "media/2/transcript.de.json"}}
     assert (storage / "media/9/junk").exists()  # never deleted
 
-    again = _cli(agent_env, "reconcile")
+    again = contentctl(agent_env, "reconcile")
     assert again.returncode == 0, again.stdout
     assert "orphan_dir" in again.stdout and "missing_file" not in again.stdout
     # no promise --fix will not keep (before: "`reconcile --fix` repairs them", then it left it)

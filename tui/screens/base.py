@@ -20,7 +20,6 @@ from tui.messages import DatabaseState
 from tui.widgets.confirm import Confirm
 
 STATES = tasktypes.STATES  # one definition: control.core.tasktypes
-HISTORY = 12  # heartbeats of CPU/memory kept per host for the mini sparklines
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
