@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.server
 import itertools
 import os
 import shutil
@@ -14,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -22,7 +24,7 @@ import pytest
 from control.core import db
 from control.core.queue import Queue
 from control.head.embedded import EmbeddedServer
-from tests.helpers import contentctl
+from tests.helpers import contentctl, loopback_http
 
 TEMPLATE = "contentctl_template"
 _counter = itertools.count()
@@ -208,3 +210,22 @@ def cli(agent_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[
     """`cli("media", "7", "--json")`: contentctl in a process of its own, with the test's
     database, state dir and inventory (tests/helpers.py `contentctl`)."""
     return functools.partial(contentctl, agent_env)
+
+
+ASSETS = Path(__file__).parent.parent / "control" / "head" / "assets"
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def media_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A loopback HTTP server over a fresh directory holding the speech sample as `talk.ogg`
+    (yt-dlp downloads it from there): its base URL and the directory. Stopped at the end."""
+    root = tmp_path / "www"
+    root.mkdir()
+    shutil.copy(ASSETS / "speech.ogg", root / "talk.ogg")
+    with loopback_http(functools.partial(_QuietFiles, directory=str(root))) as url:
+        yield url, root

@@ -3,21 +3,18 @@ argv template): real agents run real programs (small scripts this test writes) o
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from control.core import db
-from tests.helpers import fetch_task, loopback_http, wait_for, write_inventory
+from tests.helpers import fetch_task, wait_for, write_inventory
 
 pytestmark = pytest.mark.slow
 
@@ -45,28 +42,13 @@ pathlib.Path(sys.argv[1]).write_text(json.dumps(sys.argv[2:]))
 """
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[str]:
-    """The speech sample on a loopback web server (yt-dlp downloads it from there)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    shutil.copy(ASSETS / "speech.ogg", root / "talk.ogg")
-    with loopback_http(functools.partial(_Quiet, directory=str(root))) as url:
-        yield url
-
-
 async def _tasks(conn: db.AsyncConn, media_id: int) -> list[dict[str, Any]]:
     cur = await conn.execute("SELECT * FROM tasks WHERE media_id = %s ORDER BY id", (media_id,))
     return [dict(r) for r in await cur.fetchall()]
 
 
 async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconciled(
-    site: str,
+    media_site: tuple[str, Path],
     cli: Callable[..., subprocess.CompletedProcess[str]],
     spawn_agent: Callable[..., subprocess.Popen[str]],
     agent_env: dict[str, str],
@@ -88,7 +70,7 @@ async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconci
         "  summarize: {after: stitch, match: {kind: [youtube]}}\n",
         storage=True,
     )
-    added = cli("add", f"{site}/talk.ogg", "--json")
+    added = cli("add", f"{media_site[0]}/talk.ogg", "--json")
     assert added.returncode == 0, added.stderr
     media_id = json.loads(added.stdout)[0]["id"]
     local = cli("add", str(ASSETS / "speech.ogg"), "--json")  # a file: the stage does not match

@@ -3,20 +3,16 @@ in a fresh venv runs an agent that does a noop and a real download, and has no d
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from control.core import db
-from tests.helpers import contentctl, fetch_task, loopback_http
+from tests.helpers import contentctl, fetch_task
 
 pytestmark = pytest.mark.slow
 
@@ -45,22 +41,8 @@ def worker_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "venv"
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[str]:
-    root = tmp_path / "www"
-    root.mkdir()
-    shutil.copy(ASSETS / "speech.ogg", root / "talk.ogg")
-    with loopback_http(functools.partial(_Quiet, directory=str(root))) as url:
-        yield url
-
-
 async def test_a_worker_install_runs_an_agent_and_has_no_dashboard(
-    worker_venv: Path, agent_env: dict[str, str], conn: db.AsyncConn, site: str
+    worker_venv: Path, agent_env: dict[str, str], conn: db.AsyncConn, media_site: tuple[str, Path]
 ) -> None:
     python = worker_venv / "bin" / "python"
     # what the base install holds: no dashboard, SSH, ORM, embedded server or Whisper
@@ -109,7 +91,7 @@ async def test_a_worker_install_runs_an_agent_and_has_no_dashboard(
         f"storage_root: {storage}\n"
         "hosts:\n  dl-1: {transport: local, enabled_tasks: [download_youtube, noop]}\n"
     )
-    added = contentctl(agent_env, "add", f"{site}/talk.ogg", "--json")
+    added = contentctl(agent_env, "add", f"{media_site[0]}/talk.ogg", "--json")
     assert added.returncode == 0, added.stderr
     noop = contentctl(agent_env, "enqueue", "noop", "--json")
     noop_id = json.loads(noop.stdout)[0]["id"]

@@ -44,30 +44,6 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, words(a), words(b)).ratio()
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A loopback HTTP server over a fresh directory (holding the speech sample); stopped at
-    the end of the test."""
-    root = tmp_path / "www"
-    root.mkdir()
-    shutil.copy(FIXTURES / "speech.ogg", root / "talk.ogg")
-
-    def handler(*a: Any, **kw: Any) -> _Quiet:
-        return _Quiet(*a, directory=str(root), **kw)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
-    server.server_close()
-
-
 async def media_row(conn: db.AsyncConn, media_id: int) -> dict[str, Any]:
     cur = await conn.execute("SELECT * FROM media_items WHERE id = %s", (media_id,))
     row = await cur.fetchone()
@@ -81,7 +57,7 @@ async def tasks_of(conn: db.AsyncConn, media_id: int) -> list[dict[str, Any]]:
 
 
 async def test_url_downloaded_extracted_transcribed_stitched(
-    web: tuple[str, Path],
+    media_site: tuple[str, Path],
     cli: Callable[..., subprocess.CompletedProcess[str]],
     spawn_agent: Callable[..., subprocess.Popen[str]],
     agent_env: dict[str, str],
@@ -95,7 +71,7 @@ async def test_url_downloaded_extracted_transcribed_stitched(
         "pipeline: {chunk_s: 600, transcribe: {initial_prompt: 'A fox in a garden.'}}\n",
         storage=True,
     )
-    url = f"{web[0]}/talk.ogg"
+    url = f"{media_site[0]}/talk.ogg"
     added = cli("add", url, "--json")
     assert added.returncode == 0, added.stderr
     [item] = json.loads(added.stdout)
@@ -236,13 +212,13 @@ async def test_chunks_on_two_agents_stitch_without_seams_then_translate(
 
 
 async def test_podcast_feed_added_twice_makes_each_episode_once(
-    web: tuple[str, Path],
+    media_site: tuple[str, Path],
     cli: Callable[..., subprocess.CompletedProcess[str]],
     spawn_agent: Callable[..., subprocess.Popen[str]],
     agent_env: dict[str, str],
     conn: db.AsyncConn,
 ) -> None:
-    base, root = web
+    base, root = media_site
     storage = write_inventory(
         agent_env,
         "hosts:\n  dl: {address: 127.0.0.2, enabled_tasks: [download_podcast]}\n",
