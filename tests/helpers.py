@@ -40,6 +40,12 @@ async def fetch_task(conn: db.AsyncConn, task_id: int) -> dict[str, Any]:
     return dict(row)
 
 
+async def tasks_of(conn: db.AsyncConn, media_id: int) -> list[dict[str, Any]]:
+    """A media item's tasks, oldest first."""
+    cur = await conn.execute("SELECT * FROM tasks WHERE media_id = %s ORDER BY id", (media_id,))
+    return [dict(r) for r in await cur.fetchall()]
+
+
 async def make_due(conn: db.AsyncConn, task_id: int) -> None:
     """Time passes: a scheduled task's run_at arrives."""
     await conn.execute("UPDATE tasks SET run_at = now() WHERE id = %s", (task_id,))

@@ -160,6 +160,11 @@ class Commands:
         """A top-level command; `handler` None for a group of its own (`db`, `agent`...)."""
         return self._parser(self.sub, name, handler, help_text, examples, audit, **kw)
 
+    def group(self, name: str, help_text: str, examples: tuple[str, ...]) -> Any:
+        """A command group (`db`, `agent`...): its verbs are added with `action`."""
+        gp = self.add(name, None, help_text, examples)
+        return gp.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
     def action(
         self,
         group: Any,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from control.core import db
-from tests.helpers import fetch_task, wait_for, write_inventory
+from tests.helpers import fetch_task, tasks_of, wait_for, write_inventory
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +40,6 @@ ARGV = """\
 import json, pathlib, sys
 pathlib.Path(sys.argv[1]).write_text(json.dumps(sys.argv[2:]))
 """
-
-
-async def _tasks(conn: db.AsyncConn, media_id: int) -> list[dict[str, Any]]:
-    cur = await conn.execute("SELECT * FROM tasks WHERE media_id = %s ORDER BY id", (media_id,))
-    return [dict(r) for r in await cur.fetchall()]
 
 
 async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconciled(
@@ -103,7 +98,7 @@ async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconci
     summary = Path(item["outputs"]["summarize:summary.txt"])
     assert summary.parent == Path(item["outputs"]["txt"]).parent  # next to the transcript
     assert summary.read_text().startswith("talk: ")  # the title from the download
-    [task] = [t for t in await _tasks(conn, media_id) if t["type"] == "summarize"]
+    [task] = [t for t in await tasks_of(conn, media_id) if t["type"] == "summarize"]
     assert task["attempts"] == 2 and task["progress"] == 1.0  # failed once, then retried
     assert not list(storage.rglob("*.part"))
 
@@ -126,7 +121,7 @@ async def test_a_summarize_stage_after_stitch_is_retried_rerun_alone_and_reconci
 
     await wait_for(regenerated, timeout_s=60, interval_s=0.5)
     assert summary.read_text().startswith("talk: ")
-    types = [t["type"] for t in await _tasks(conn, media_id)]
+    types = [t["type"] for t in await tasks_of(conn, media_id)]
     assert types.count("summarize") == 2
     assert types.count("stitch") == 1 and types.count("transcribe") == 1
 

@@ -24,7 +24,7 @@ import pytest
 
 from control.core import db
 from control.core.queue import Queue, TaskSpec
-from tests.helpers import contentctl, fetch_task, wait_for, write_inventory
+from tests.helpers import contentctl, fetch_task, tasks_of, wait_for, write_inventory
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,6 @@ async def media_row(conn: db.AsyncConn, media_id: int) -> dict[str, Any]:
     row = await cur.fetchone()
     assert row is not None
     return dict(row)
-
-
-async def tasks_of(conn: db.AsyncConn, media_id: int) -> list[dict[str, Any]]:
-    cur = await conn.execute("SELECT * FROM tasks WHERE media_id = %s ORDER BY id", (media_id,))
-    return [dict(r) for r in await cur.fetchall()]
 
 
 async def test_url_downloaded_extracted_transcribed_stitched(

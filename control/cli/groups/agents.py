@@ -15,13 +15,11 @@ from control.core.fleet import LOG_LEVELS
 
 
 def configure(c: Commands) -> None:
-    ap = c.add(
+    ags = c.group(
         "agent",
-        None,
         "run or control worker agents",
         ("agent run --host mac-1", "agent drain mac-1 --deadline 30m", "agent restart --all"),
     )
-    ags = ap.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     sp = c.action(
         ags,
         "run",

@@ -6,8 +6,7 @@ from control.cli.declare import Commands, _positive
 
 
 def configure(c: Commands) -> None:
-    dbp = c.add("db", None, "the database: serve, url, migrate, stop", ("db url", "db migrate"))
-    dbs = dbp.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    dbs = c.group("db", "the database: serve, url, migrate, stop", ("db url", "db migrate"))
     c.action(
         dbs,
         "migrate",

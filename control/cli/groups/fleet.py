@@ -6,13 +6,11 @@ from control.cli.declare import Commands, _seconds, hosts_flags, json_flag, para
 
 
 def configure(c: Commands) -> None:
-    ip = c.add(
+    ips = c.group(
         "inventory",
-        None,
         "validate or import the inventory",
         ("inventory check", "inventory import old/config.yaml -o inventory.yaml"),
     )
-    ips = ip.add_subparsers(dest="inventory_command", metavar="ACTION", required=True)
     sp = c.action(
         ips, "check", "fleet:cmd_inventory", "validate and summarise", ("inventory check --json",)
     )

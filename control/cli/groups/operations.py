@@ -35,13 +35,11 @@ def configure(c: Commands) -> None:
     limit_flag(sp, 200)
     json_flag(sp)
 
-    mp = c.add(
+    mps = c.group(
         "metrics",
-        None,
         "Prometheus metrics of the fleet (and the head's alerts and daily prune)",
         ("metrics serve", "metrics serve --listen 0.0.0.0 --port 9464"),
     )
-    mps = mp.add_subparsers(dest="metrics_command", metavar="ACTION", required=True)
     sp = c.action(
         mps,
         "serve",
@@ -58,13 +56,11 @@ def configure(c: Commands) -> None:
     sp.add_argument("--no-alerts", action="store_true", help="do not evaluate alert rules here")
     sp.add_argument("--no-prune", action="store_true", help="do not run the daily prune here")
 
-    alp = c.add(
+    als = c.group(
         "alerts",
-        None,
         "alert incidents and webhooks (rules: the inventory's alerts block)",
         ("alerts test", "alerts list --json"),
     )
-    als = alp.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
     sp = c.action(
         als,
         "test",

@@ -6,13 +6,11 @@ from control.cli.declare import TYPES_HELP, Commands, _duration, json_flag
 
 
 def configure(c: Commands) -> None:
-    scp = c.add(
+    scs = c.group(
         "schedule",
-        None,
         "recurring work: one task per tick, fleet-wide",
         ("schedule list", "schedule add nightly-noop noop --cron '0 3 * * *'"),
     )
-    scs = scp.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
     sp = c.action(
         scs, "list", "schedules:cmd_schedule_list", "every schedule", ("schedule list --json",)
     )

@@ -15,9 +15,8 @@ from control.cli.declare import (
 
 
 def configure(c: Commands) -> None:
-    srp = c.add(
+    srs = c.group(
         "source",
-        None,
         "feeds, channels and playlists the fleet polls by itself; each new entry becomes an "
         "item once",
         (
@@ -26,7 +25,6 @@ def configure(c: Commands) -> None:
             "source list",
         ),
     )
-    srs = srp.add_subparsers(dest="source_command", metavar="ACTION", required=True)
     sp = c.action(
         srs,
         "add",

@@ -6,13 +6,11 @@ from control.cli.declare import Commands, json_flag
 
 
 def configure(c: Commands) -> None:
-    stp = c.add(
+    sts = c.group(
         "storage",
-        None,
         "the fleet's shared storage root (a NAS mount): mark it, check every host's view",
         ("storage init", "storage check --json"),
     )
-    sts = stp.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
     sp = c.action(
         sts,
         "init",
