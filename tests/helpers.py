@@ -51,6 +51,18 @@ async def make_due(conn: db.AsyncConn, task_id: int) -> None:
     await conn.execute("UPDATE tasks SET run_at = now() WHERE id = %s", (task_id,))
 
 
+# Debian's chromium headless as root on a machine with no network but loopback: no sandbox,
+# no GPU, and none of its background connections (each refused, many at a time)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 def contentctl(
     env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

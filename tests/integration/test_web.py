@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from control.core import db
-from tests.helpers import free_port
+from tests.helpers import CHROMIUM_ARGS, free_port
 
 pyte = pytest.importorskip("pyte")
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -38,14 +38,6 @@ pytestmark = [
 ARTIFACTS = Path(
     os.environ.get("CONTENTCTL_TEST_ARTIFACTS") or Path(__file__).parents[2] / ".artifacts"
 )
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 class Web:
