@@ -214,6 +214,15 @@ def hosts_flags(
     sp.add_argument("--all", action="store_true", help=every)
 
 
+def host_keys_flag(sp: argparse.ArgumentParser) -> None:
+    """Commands that reach hosts over SSH: trust a host key seen for the first time."""
+    sp.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="record host keys seen for the first time (changed keys: never)",
+    )
+
+
 def limit_flag(sp: argparse.ArgumentParser, default: int = 50) -> None:
     sp.add_argument(
         "--limit",

@@ -7,6 +7,7 @@ from control.cli.declare import (
     _duration,
     _positive,
     _seconds,
+    host_keys_flag,
     hosts_flags,
     json_flag,
     parallel_flag,
@@ -115,11 +116,7 @@ def configure(c: Commands) -> None:
         audit="agent start",
     )
     hosts_flags(sp, "hosts to start", "every enabled ssh host")
-    sp.add_argument(
-        "--accept-new-host-keys",
-        action="store_true",
-        help="record host keys seen for the first time (changed keys: never)",
-    )
+    host_keys_flag(sp)
     parallel_flag(sp, 10)
     json_flag(sp, "one JSON object per host: host, ok, outcome")
 

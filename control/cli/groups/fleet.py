@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from control.cli.declare import Commands, _seconds, hosts_flags, json_flag, parallel_flag
+from control.cli.declare import (
+    Commands,
+    _seconds,
+    host_keys_flag,
+    hosts_flags,
+    json_flag,
+    parallel_flag,
+)
 
 
 def configure(c: Commands) -> None:
@@ -36,11 +43,7 @@ def configure(c: Commands) -> None:
     hosts_flags(sp, "hosts to provision", "every enabled ssh host")
     sp.add_argument("--dry-run", action="store_true", help="show what would change")
     sp.add_argument("--yes", "-y", action="store_true", help="no confirmation (for scripts)")
-    sp.add_argument(
-        "--accept-new-host-keys",
-        action="store_true",
-        help="record host keys seen for the first time (changed keys: never)",
-    )
+    host_keys_flag(sp)
     parallel_flag(sp, 10)
     sp.add_argument(
         "--source", metavar="DIR", help="the code tree to ship (default: this installation's)"
@@ -63,10 +66,6 @@ def configure(c: Commands) -> None:
         metavar="SECONDS",
         help="how long a host may take to finish its running tasks (default 1800)",
     )
-    sp.add_argument(
-        "--accept-new-host-keys",
-        action="store_true",
-        help="record host keys seen for the first time (changed keys: never)",
-    )
+    host_keys_flag(sp)
     sp.add_argument("--source", metavar="DIR", help="the code tree to ship")
     json_flag(sp, "one JSON object per host with its steps")
