@@ -27,6 +27,7 @@ from agent.wakeup import Wakeups
 from control import __version__
 from control.core import codehash, fleet, schedules, storage_health
 from control.core.queue import LeaseState, Queue
+from control.core.readmodels import HeartbeatBody, RunningTask
 
 log = logging.getLogger("agent.runner")
 
@@ -169,29 +170,25 @@ class Beat:
         s, cfg = self.s, self.s.config
         now = time.monotonic()
         idle = s.idle_reason
-        body: dict[str, Any] = {
-            "load": load,
-            "counters": {"done_this_run": s.done_this_run, "done_today": s.done_today},
-            "idle_reason": None if s.running and idle == "no_work" else idle,
-            "idle_until": s.idle_until.isoformat() if s.idle_until else None,
-            "storage": s.storage.doc(),
-            "uptime_s": round(now - s.started),
-            "running": [
-                {
-                    "id": e.task.id,
-                    "type": e.task.type,
-                    "progress": e.progress,
-                    "stage": e.stage,
-                    "stalled": self._stalled(e, now),
-                }
+        body = HeartbeatBody(
+            load=load,
+            counters={"done_this_run": s.done_this_run, "done_today": s.done_today},
+            idle_reason=None if s.running and idle == "no_work" else idle,
+            idle_until=s.idle_until.isoformat() if s.idle_until else None,
+            storage=s.storage,
+            running=tuple(
+                RunningTask(e.task.id, e.task.type, e.progress, e.stage, self._stalled(e, now))
                 for e in s.running.values()
-            ],
-            "outbox": len(self.outbox),
-            "task_processes": len(self.executor.children()),
-            "db_outages": self.db.outages,
-            "last_restart": s.last_restart,
-            "peers": len(self.wakeups.peers),  # the live agents it ranks itself among
-        }
+            ),
+            last_restart=s.last_restart or None,
+            extra={
+                "uptime_s": round(now - s.started),
+                "outbox": len(self.outbox),
+                "task_processes": len(self.executor.children()),
+                "db_outages": self.db.outages,
+                "peers": len(self.wakeups.peers),  # the live agents it ranks itself among
+            },
+        )
         return fleet.Heartbeat(
             name=cfg.host,
             address=cfg.address,

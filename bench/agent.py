@@ -47,6 +47,7 @@ from agent.load import LoadSampler
 from agent.runner import LEASE_S
 from control.core import db, fleet, schedules
 from control.core.queue import Queue, TaskSpec
+from control.core.readmodels import HeartbeatBody
 from control.head.embedded import EmbeddedServer
 
 ROUND_TRIPS = [0]  # the simulated agents' round trips to the server after start-up
@@ -170,30 +171,32 @@ async def fake_agent(url: str, name: str, offset: float, until: float, interval:
             enabled_tasks=["noop"],
             declared=True,
             session_key=key,
-            body={  # as an agent's (agent/runner.py, _heartbeat)
-                "load": sampler.sample(),
-                "counters": {"done_this_run": 0, "done_today": 0},
-                "idle_reason": None,
-                "idle_until": None,
-                "storage": {
-                    "ok": True,
-                    "error": None,
-                    "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-                "uptime_s": round(time.monotonic() - t_start),
-                "running": [
-                    {
-                        "id": task.id,
-                        "type": "noop",
-                        "progress": 0.5,
-                        "stage": None,
-                        "stalled": False,
-                    }
-                ],
-                "outbox": 0,
-                "task_processes": 1,
-                "db_outages": 0,
-            },
+            body=HeartbeatBody.from_json(
+                {  # as an agent's (agent/beat.py, heartbeat)
+                    "load": sampler.sample(),
+                    "counters": {"done_this_run": 0, "done_today": 0},
+                    "idle_reason": None,
+                    "idle_until": None,
+                    "storage": {
+                        "ok": True,
+                        "error": None,
+                        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    },
+                    "uptime_s": round(time.monotonic() - t_start),
+                    "running": [
+                        {
+                            "id": task.id,
+                            "type": "noop",
+                            "progress": 0.5,
+                            "stage": None,
+                            "stalled": False,
+                        }
+                    ],
+                    "outbox": 0,
+                    "task_processes": 1,
+                    "db_outages": 0,
+                }
+            ),
         )
         # as the agent does (agent/runner.py, _heartbeat_once and _heartbeat_loop): written
         # when the content moved, every second beat, or when a lease must be renewed; the

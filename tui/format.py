@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
-from control.core import fleet
+from control.core.readmodels import HostEntry
 
 TICKS = "▁▂▃▄▅▆▇█"
 IDLE_WIDTH = 32  # an idle reason's width in the hosts table (the detail says it whole)
@@ -56,23 +56,13 @@ def age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-# An idle agent writes its beat every LIVENESS_EVERY-th heartbeat (control/core/fleet.py):
-# a beat younger than that gap and a little slack is simply fresh, unless the host is stale or
-# offline (its agent's session ended: its age is the news).
-BEAT_FRESH_S = fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY + 2.0
-LATE_STATES = ("stale", "offline")
-
-
-def beat_fresh(seconds: float | None, state: str | None = None) -> bool:
-    return seconds is not None and seconds < BEAT_FRESH_S and state not in LATE_STATES
-
-
-def beat_age(seconds: float | None, state: str | None = None) -> Text:
+def beat_age(host: HostEntry) -> Text:
     """Fresh heartbeats read `ok` (the column stays still while all is well); late ones show
     their age, in yellow, then red."""
+    seconds = host.heartbeat_age_s
     if seconds is None:
         return Text("-", style="dim")
-    if beat_fresh(seconds, state):
+    if host.fresh:
         return Text("ok", style="green")
     return Text(age(seconds), style="yellow" if seconds < 60 else "bold red")
 
@@ -108,28 +98,28 @@ def progress(value: float | None, width: int = 10) -> str:
     return "━" * filled + "╌" * (width - filled) + f" {p * 100:3.0f}%"
 
 
-def idle(host: dict[str, Any]) -> str:
-    reason = host.get("idle_reason")
+def idle(host: HostEntry) -> str:
+    reason = host.idle_reason
     if not reason:
         return ""
     text = str(IDLE_TEXT.get(reason, reason))
     if len(text) > IDLE_WIDTH:  # one long reason (a storage path) must not widen the table
         text = text[: IDLE_WIDTH - 1] + "…"
-    until = host.get("idle_until")
+    until = host.idle_until
     if until:
         with contextlib.suppress(ValueError):
             text += f" until {datetime.fromisoformat(until).strftime('%H:%M')}"
     return text
 
 
-def running(host: dict[str, Any]) -> Text:
-    tasks = host.get("running") or []
+def running(host: HostEntry) -> Text:
+    tasks = host.running
     if not tasks:
         return Text("")
     t = tasks[0]
-    out = Text(f"{t['type']} ")
-    out.append(progress(t.get("progress"), 4), style="cyan")
-    if t.get("stalled"):
+    out = Text(f"{t.type} ")
+    out.append(progress(t.progress, 4), style="cyan")
+    if t.stalled:
         out.append(" STALLED", style="bold red")
     if len(tasks) > 1:
         out.append(f" +{len(tasks) - 1}")

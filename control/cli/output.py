@@ -15,6 +15,7 @@ from control.core.tasktypes import STATES
 from control.head.media import media_line, short_state
 
 if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads it
+    from control.core.readmodels import FleetSnapshot
     from control.head.models import Task
 
 
@@ -121,7 +122,20 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def document(value: Any) -> Any:
+    """`value` as JSON holds it: a read model (control/core/readmodels.py) by its `to_json()`,
+    in lists and dicts too."""
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    if isinstance(value, list | tuple):
+        return [document(v) for v in value]
+    if isinstance(value, dict):
+        return {k: document(v) for k, v in value.items()}
+    return value
+
+
 def emit_json(value: Any) -> None:
+    value = document(value)
     # secrets masked in every string and secret-named field, then written past the text filter
     # (which would mask inside the JSON text, `"max_tokens": 5` and all); the encoder escapes
     # control characters itself
@@ -143,35 +157,32 @@ def id_list(ids: Sequence[int], most: int = 20) -> str:
     return shown + (f" (+{len(ids) - most} more)" if len(ids) > most else "")
 
 
-def print_status(snap: dict[str, Any]) -> None:
-    q = snap["queue"]
-    rows = [[t, *(c[s] for s in STATES)] for t, c in q["by_type"].items()]
-    rows.append(["total", *(q["totals"][s] for s in STATES)])
-    print(f"database: schema v{snap['database']['schema_version']}   at {snap['generated_at']}")
+def print_status(snap: FleetSnapshot) -> None:
+    rows = [[t, *(c[s] for s in STATES)] for t, c in snap.by_type.items()]
+    rows.append(["total", *(snap.totals[s] for s in STATES)])
+    print(f"database: schema v{snap.schema_version}   at {snap.generated_at}")
     print()
     print(table(["type", *STATES], rows))
     print()
-    hosts = snap["hosts"]
-    if not hosts:
+    if not snap.hosts:
         print("no hosts: declare them in inventory.yaml, or run `contentctl agent run`")
         return
     hrows = []
-    for h in hosts:
+    for h in snap.hosts:
         running = ", ".join(
-            f"{r['type']}#{r['id']}"
-            + (f" {r['progress'] * 100:.0f}%" if r["progress"] is not None else "")
-            for r in h["running"]
+            f"{r.type}#{r.id}" + (f" {r.progress * 100:.0f}%" if r.progress is not None else "")
+            for r in h.running
         )
-        load = h["load"] or {}
+        load = h.load
         hrows.append(
             [
-                h["name"] + ("" if h["declared"] else " (undeclared)"),
-                h["state"],
-                "" if h["heartbeat_age_s"] is None else f"{h['heartbeat_age_s']:.0f}s",
+                h.name + ("" if h.declared else " (undeclared)"),
+                h.state,
+                "" if h.heartbeat_age_s is None else f"{h.heartbeat_age_s:.0f}s",
                 "" if "cpu_percent" not in load else f"{load['cpu_percent']:.0f}%",
                 "" if "mem_percent" not in load else f"{load['mem_percent']:.0f}%",
                 running,
-                h["idle_reason"] or "",
+                h.idle_reason or "",
             ]
         )
     print(table(["host", "state", "heartbeat", "cpu", "mem", "running", "idle"], hrows))

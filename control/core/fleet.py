@@ -14,23 +14,32 @@ from psycopg.types.json import Jsonb
 from control.core import db
 from control.core.db import AsyncConn
 from control.core.queue import SWEEP_TURN_S, LeaseState, lease_states
+from control.core.readmodels import (  # how a host's state is read from its beats
+    HEARTBEAT_INTERVAL_S,
+    HOST_STATES,
+    HUNG_AFTER_S,
+    LIVENESS_EVERY,
+    OFFLINE_AFTER_S,
+    STALE_AFTER_S,
+    TOUCH_S,
+    HeartbeatBody,
+    host_state,
+)
 from control.core.sql import q
 
-HEARTBEAT_INTERVAL_S = 5.0
-STALE_AFTER_S = 3 * HEARTBEAT_INTERVAL_S  # three missed heartbeats
-OFFLINE_AFTER_S = 60.0
+__all__ = [
+    "HEARTBEAT_INTERVAL_S",
+    "HOST_STATES",
+    "HUNG_AFTER_S",
+    "LIVENESS_EVERY",
+    "OFFLINE_AFTER_S",
+    "STALE_AFTER_S",
+    "TOUCH_S",
+    "host_state",
+]
+
 AGENT_STATES = ("online", "draining", "drained", "stopped")
 COMMAND_CHANNEL = "contentctl_commands"
-HOST_STATES = ("online", "stale", "offline", "draining", "drained", "disabled")
-# An agent looks at what it reports every HEARTBEAT_INTERVAL_S and writes its beat when that
-# changed; an unchanged beat is written every LIVENESS_EVERY-th look (a touch, once a minute).
-# Between two, the agent's database session says it is alive (its session key, migration
-# 0014): a host whose session ended is stale three beats after its last write (at once if that
-# was longer ago), offline after a minute; one whose session lives but that wrote nothing for
-# three touches (a hung agent) is stale.
-LIVENESS_EVERY = 12
-TOUCH_S = HEARTBEAT_INTERVAL_S * LIVENESS_EVERY
-HUNG_AFTER_S = 3 * TOUCH_S
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 PROGRESS_STEP = 0.05  # progress moves below this ride along with the next write
@@ -58,13 +67,19 @@ class BeatGate:
 
 
 def _fingerprint(hb: Heartbeat) -> str:
-    body = {k: v for k, v in hb.body.items() if k not in ("load", "uptime_s")}
-    if isinstance(body.get("storage"), dict):  # when it was checked rides along; what it found
-        body["storage"] = {k: v for k, v in body["storage"].items() if k != "checked_at"}
-    body["running"] = [
-        {**r, "progress": round(float(r.get("progress") or 0) / PROGRESS_STEP)}
-        for r in body.get("running") or []
-    ]
+    b = hb.body
+    body = {k: v for k, v in b.extra.items() if k != "uptime_s"}
+    body.update(
+        counters=b.counters,
+        idle=(b.idle_reason, b.idle_until),
+        # when the storage was checked rides along; what the check found does not
+        storage=None if b.storage is None else (b.storage.ok, b.storage.error),
+        running=[
+            (t.id, t.type, t.stage, t.stalled, round((t.progress or 0) / PROGRESS_STEP))
+            for t in b.running
+        ],
+        last_restart=b.last_restart,
+    )
     return json.dumps([hb.agent_state, hb.session_key, body], sort_keys=True, default=str)
 
 
@@ -79,7 +94,7 @@ class Heartbeat:
     started_at: datetime
     enabled_tasks: list[str]
     declared: bool
-    body: dict[str, Any] = field(default_factory=dict)  # load, counters, idle_reason
+    body: HeartbeatBody = field(default_factory=HeartbeatBody)
     session_key: int | None = None  # the session key of the connection it is written on
 
 
@@ -171,34 +186,10 @@ def _heartbeat_params(hb: Heartbeat) -> dict[str, Any]:
         "started_at": hb.started_at,
         "enabled_tasks": hb.enabled_tasks,
         "declared": hb.declared,
-        "heartbeat": Jsonb(hb.body),
+        "heartbeat": Jsonb(hb.body.to_json()),
         "session_key": hb.session_key,
         "sweep_turn_s": SWEEP_TURN_S,
     }
-
-
-def host_state(
-    agent_state: str | None,
-    heartbeat_age_s: float | None,
-    enabled: bool = True,
-    *,
-    session_alive: bool | None = None,
-) -> str:
-    """What the operator sees: disabled beats all; silence makes a host stale, then offline.
-    `session_alive`: whether the agent's database session lives (None: the agent keeps no
-    session key, its beats' age alone tells). A living session is an agent that is there: it
-    is stale only when it wrote nothing for HUNG_AFTER_S (its loop is stuck)."""
-    if not enabled:
-        return "disabled"
-    if agent_state is None or heartbeat_age_s is None or agent_state == "stopped":
-        return "offline"
-    if session_alive:
-        return "stale" if heartbeat_age_s > HUNG_AFTER_S else agent_state
-    if heartbeat_age_s > OFFLINE_AFTER_S:
-        return "offline"
-    if heartbeat_age_s > STALE_AFTER_S:
-        return "stale"
-    return agent_state
 
 
 def row_state(row: dict[str, Any] | None, enabled: bool = True) -> str:

@@ -4,6 +4,7 @@ conninfo, logs and JSON), and one way to turn an exception into a line fit to sh
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import re
@@ -140,7 +141,30 @@ def shown(value: Any) -> Any:
         return shown(dict(value))
     if isinstance(value, list | tuple):
         return type(value)([shown(v) for v in value])
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _shown_model(value)
     return value
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _shown_model(value: Any) -> Any:
+    """A frozen read model (control/core/readmodels.py) with its fields `shown`: the same
+    object when none needed anything (a reader may tell an unchanged host by identity)."""
+    kind = type(value)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value))
+    changed = {}
+    for name in names:
+        v = getattr(value, name)
+        if type(v) in _PLAIN:
+            continue
+        s = shown(v)
+        if s is not v and s != v:
+            changed[name] = s
+    return dataclasses.replace(value, **changed) if changed else value
 
 
 # values `shown` passes as they are: nothing in them is drawn as text of its own

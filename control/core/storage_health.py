@@ -30,7 +30,7 @@ class Health:
     error: str | None
     checked_at: str
 
-    def doc(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, object]:
         return {"ok": self.ok, "error": self.error, "checked_at": self.checked_at}
 
 

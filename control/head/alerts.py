@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 
 from control.core import db, fleet
 from control.core.inventory import Inventory
+from control.core.readmodels import HeartbeatBody
 from control.core.redact import scrub, scrub_value
 from control.core.sql import q
 from control.core.urls import open_checked
+from control.head import status
 
 log = logging.getLogger(__name__)
 
@@ -67,39 +69,34 @@ async def conditions(conn: db.AsyncConn, inventory: Inventory) -> list[Condition
     cfg = config(inventory)
     found: list[Condition] = []
     offline_s = float(cfg["host_offline_minutes"]) * 60
-    for row in await fleet.hosts_rows(conn):
-        name = str(row["name"])
-        spec = inventory.host(name)
-        if spec is not None and not spec.enabled:
+    beats = {str(r["name"]): r for r in await fleet.hosts_rows(conn)}
+    for h in status.entries(beats, {}, inventory):
+        name = h.name
+        if name not in beats or h.state == "disabled":  # never beat, or switched off
             continue
-        age = row["heartbeat_age_s"]
-        stopped = row["agent_state"] == "stopped"  # told to stop: not an incident
-        # an agent whose database session lives is there: silent only when it is hung
-        there = bool(row.get("session_alive")) and age is not None and age <= fleet.HUNG_AFTER_S
-        if age is not None and float(age) > offline_s and not stopped and not there:
+        if h.silent_for(offline_s):
+            age = h.heartbeat_age_s or 0.0
             found.append(
-                Condition("host_offline", name, f"host {name} silent for {float(age) / 60:.1f} min")
+                Condition("host_offline", name, f"host {name} silent for {age / 60:.1f} min")
             )
             continue
-        beat = dict(row["heartbeat"] or {})
+        beat = HeartbeatBody.from_json(beats[name]["heartbeat"])
         if cfg["task_stalled"]:
-            for task in beat.get("running") or []:
-                if task.get("stalled"):
+            for task in beat.running:
+                if task.stalled:
                     found.append(
                         Condition(
                             "task_stalled",
-                            str(task.get("id")),
-                            f"task {task.get('id')} ({task.get('type')}) on {name} "
-                            "has made no progress",
+                            str(task.id),
+                            f"task {task.id} ({task.type}) on {name} has made no progress",
                         )
                     )
-        storage = beat.get("storage") or {}
-        if cfg["storage_unavailable"] and storage and storage.get("ok") is False:
+        if cfg["storage_unavailable"] and beat.storage is not None and not beat.storage.ok:
             found.append(
                 Condition(
                     "storage_unavailable",
                     name,
-                    f"storage unavailable on {name}: {storage.get('error') or 'unknown'}",
+                    f"storage unavailable on {name}: {beat.storage.error or 'unknown'}",
                 )
             )
     if cfg["media_failed"]:

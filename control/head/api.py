@@ -24,6 +24,7 @@ from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
 from control.core.inventory import HostSpec, Inventory, load
 from control.core.queue import Queue
+from control.core.readmodels import FleetSnapshot
 from control.core.redact import first_line, shown
 from control.core.settings import DatabaseTarget, storage_root
 from control.core.sql import q
@@ -160,10 +161,10 @@ class ControlPlane:
             await self._drop()
 
     # -- reading -------------------------------------------------------------------------
-    async def fleet(self) -> dict[str, Any]:
+    async def fleet(self) -> FleetSnapshot:
         """The fleet screen: status snapshot plus throughput per minute (oldest first)."""
 
-        async def read(conn: db.AsyncConn) -> dict[str, Any]:
+        async def read(conn: db.AsyncConn) -> FleetSnapshot:
             snap = await status.snapshot(conn, self.inventory, self.hosts_view)
             clock = time.monotonic()
             if self._throughput is None or clock - self._throughput[1] >= THROUGHPUT_EVERY_S:
@@ -173,11 +174,9 @@ class ControlPlane:
                     [per_minute.get(m, 0) for m in range(THROUGHPUT_MINUTES - 1, -1, -1)],
                     clock,
                 )
-            snap["throughput"] = list(self._throughput[0])
-            return snap
+            return dataclasses.replace(snap, throughput=tuple(self._throughput[0]))
 
-        result: dict[str, Any] = await self._run(read)
-        return result
+        return await self._run(read)
 
     async def tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
         async def read(conn: db.AsyncConn) -> list[dict[str, Any]]:

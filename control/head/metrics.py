@@ -30,13 +30,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from psycopg.rows import dict_row
 
-from control.core import fleet
 from control.core.inventory import Inventory
+from control.core.readmodels import HeartbeatBody
 from control.core.sql import q
+from control.head import status
 
 BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, float("inf"))
 LAG = timedelta(seconds=2)  # rows finished this recently may still be committing: next scrape
-UP_STATES = ("online", "draining", "drained")
 
 
 class FleetCollector(Collector):
@@ -145,17 +145,13 @@ class FleetCollector(Collector):
         stalled = gauge("contentctl_host_tasks_stalled", "running tasks making no progress")
         storage = gauge("contentctl_host_storage_ok", "1 when the host sees the storage root")
         rows = {r["name"]: r for r in conn.execute(q("hosts_snapshot")).fetchall()}
-        for name in sorted(set(rows) | set(self.inventory.hosts)):
-            row = rows.get(name)
-            spec = self.inventory.host(name)
-            hb_age = row["heartbeat_age_s"] if row else None
-            st = fleet.row_state(row, enabled=spec.enabled if spec else True)
-            state.add_metric([name, st], 1)
-            up.add_metric([name], 1 if st in UP_STATES else 0)
-            if hb_age is not None:
-                age.add_metric([name], float(hb_age))
-            beat: dict[str, Any] = dict(row["heartbeat"] or {}) if row else {}
-            load = beat.get("load") or {}
+        for h in status.entries(rows, {}, self.inventory):
+            name = h.name
+            state.add_metric([name, h.state], 1)
+            up.add_metric([name], 1 if h.up else 0)
+            if h.heartbeat_age_s is not None:
+                age.add_metric([name], h.heartbeat_age_s)
+            load = h.load
             for fam, key, scale in (
                 (cpu, "cpu_percent", 1.0),
                 (mem, "mem_percent", 1.0),
@@ -164,11 +160,11 @@ class FleetCollector(Collector):
             ):
                 if isinstance(load.get(key), int | float):
                     fam.add_metric([name], float(load[key]) * scale)
-            if st in UP_STATES:
-                running = beat.get("running") or []
-                stalled.add_metric([name], sum(1 for t in running if t.get("stalled")))
-                if beat.get("storage"):
-                    storage.add_metric([name], 1 if beat["storage"].get("ok") else 0)
+            if h.up:
+                beat = HeartbeatBody.from_json(rows[name]["heartbeat"])
+                stalled.add_metric([name], beat.stalled)
+                if h.storage is not None:
+                    storage.add_metric([name], 1 if h.storage.ok else 0)
         yield from (state, up, age, cpu, mem, disk, gpu, stalled, storage)
 
     def close(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,30 +12,29 @@ from control.core import fleet
 from control.core.db import AsyncConn, schema_version
 from control.core.inventory import HostSpec, Inventory
 from control.core.queue import Queue, StatsMark
+from control.core.readmodels import FleetSnapshot, HeartbeatBody, HostEntry, RunningTask
 from control.core.tasktypes import STATES
 
 
 async def snapshot(
     conn: AsyncConn, inventory: Inventory, view: HostsView | None = None
-) -> dict[str, Any]:
+) -> FleetSnapshot:
     """The status snapshot; with a `view`, the hosts are read incrementally (the dashboard)."""
     by_type = await Queue(conn).stats(view.stats_mark if view else None)
     totals = dict.fromkeys(STATES, 0)
     for counts in by_type.values():
         for state, n in counts.items():
             totals[state] += n
-    return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "database": {
-            "reachable": True,
-            "schema_version": str(await (view.schema(conn) if view else schema_version(conn))),
-        },
-        "queue": {"by_type": dict(sorted(by_type.items())), "totals": totals},
-        "hosts": await (view.hosts(conn, inventory) if view else hosts(conn, inventory)),
-    }
+    return FleetSnapshot(
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        schema_version=str(await (view.schema(conn) if view else schema_version(conn))),
+        by_type=dict(sorted(by_type.items())),
+        totals=totals,
+        hosts=tuple(await (view.hosts(conn, inventory) if view else hosts(conn, inventory))),
+    )
 
 
-async def hosts(conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
+async def hosts(conn: AsyncConn, inventory: Inventory) -> list[HostEntry]:
     """Every host the inventory declares plus every host that has heartbeated, by name."""
     rows = {r["name"]: r for r in await fleet.hosts_rows(conn)}
     return entries(rows, _by_host(await fleet.running_rows(conn)), inventory)
@@ -59,7 +60,7 @@ class HostsView:
 
     def __init__(self) -> None:
         self._rows: dict[str, dict[str, Any]] = {}
-        self._running: dict[str, list[dict[str, Any]]] = {}
+        self._running: dict[str, tuple[RunningTask, ...]] = {}
         self._newest: datetime | None = None
         self._full_at = -self.FULL_EVERY_S
         self._server_at = (datetime.now(UTC), time.monotonic())
@@ -67,7 +68,7 @@ class HostsView:
         self.stats_mark = StatsMark()  # the queue's counts in one round trip after the first
         # each host's last entry and what it was built from (its row, its running tasks, its
         # inventory entry): an unchanged host's entry gets its new age in place, not rebuilt
-        self._entries: dict[str, tuple[Any, Any, HostSpec | None, dict[str, Any]]] = {}
+        self._entries: dict[str, tuple[Any, Any, HostSpec | None, HostEntry]] = {}
         # for tests and benches: reads, and rows of hosts and of running tasks read
         self.reads = {"full": 0, "incremental": 0, "hosts_read": 0, "tasks_read": 0}
 
@@ -78,7 +79,7 @@ class HostsView:
             self._schema = (await schema_version(conn), clock)
         return self._schema[0]
 
-    async def hosts(self, conn: AsyncConn, inventory: Inventory) -> list[dict[str, Any]]:
+    async def hosts(self, conn: AsyncConn, inventory: Inventory) -> list[HostEntry]:
         clock = time.monotonic()
         if self._newest is None or clock - self._full_at >= self.FULL_EVERY_S:
             found = await fleet.hosts_rows(conn)
@@ -113,7 +114,7 @@ class HostsView:
                 self.reads["tasks_read"] += len(tasks)
                 running = _by_host(tasks)
                 for name in moved:
-                    self._running[name] = running.get(name, [])
+                    self._running[name] = running.get(name, ())
             self._rows.update((r["name"], r) for r in found)
             # an agent whose session ended wrote nothing: ask which sessions are gone
             ended = await fleet.sessions_gone(conn)
@@ -146,10 +147,10 @@ class HostsView:
             if kept is not None and kept[0] is row and kept[1] is read and kept[2] is spec:
                 entry = _aged(kept[3], row, spec)
             if entry is None:
-                entry = _entry(name, row, read or [], spec)
+                entry = _entry(name, row, read or (), spec)
             self._entries[name] = (row, read, spec, entry)
             out.append(entry)
-        for gone in set(self._entries) - {e["name"] for e in out}:
+        for gone in set(self._entries) - {e.name for e in out}:
             del self._entries[gone]
         return out
 
@@ -164,99 +165,94 @@ def _reported(row: dict[str, Any] | None) -> Any:
     return (row["heartbeat"] or {}).get("running")
 
 
-def _aged(
-    entry: dict[str, Any], row: dict[str, Any] | None, spec: HostSpec | None
-) -> dict[str, Any] | None:
-    """The entry of an unchanged host with its new heartbeat age, set in place: the same object
-    as at the last read, so that a reader can tell an unchanged host by identity (the fleet
-    screen skips it). None when the age moved it to another state (stale, offline), which
-    changes more than the age."""
+def _aged(entry: HostEntry, row: dict[str, Any] | None, spec: HostSpec | None) -> HostEntry | None:
+    """The entry of an unchanged host with its new heartbeat age (the same entry when its age,
+    to a tenth of a second, has not moved). None when the age moved it to another state
+    (stale, offline), which changes more than the age."""
     age = row["heartbeat_age_s"] if row else None
     state = fleet.row_state(row, enabled=spec.enabled if spec else True)
-    if state != entry["state"]:
+    if state != entry.state:
         return None
-    entry["heartbeat_age_s"] = None if age is None else round(float(age), 1)
-    return entry
+    aged = None if age is None else round(float(age), 1)
+    return entry if aged == entry.heartbeat_age_s else replace(entry, heartbeat_age_s=aged)
 
 
-def _by_host(running: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    by_host: dict[str, list[dict[str, Any]]] = {}
+def _by_host(running: list[dict[str, Any]]) -> dict[str, tuple[RunningTask, ...]]:
+    by_host: dict[str, list[RunningTask]] = {}
     for t in running:
         by_host.setdefault(str(t["host"]), []).append(
-            {
-                "id": t["id"],
-                "type": t["type"],
-                "progress": t["progress"],
-                "stage": t["progress_stage"],
-                "stalled": False,  # unless the host's beat says so (_entry)
-            }
+            # not stalled, unless the host's beat says so (_entry)
+            RunningTask(int(t["id"]), str(t["type"]), t["progress"], t["progress_stage"])
         )
-    return by_host
+    return {host: tuple(tasks) for host, tasks in by_host.items()}
 
 
 def entries(
     rows: dict[str, dict[str, Any]],
-    running: dict[str, list[dict[str, Any]]],
+    running: dict[str, tuple[RunningTask, ...]],
     inventory: Inventory,
-) -> list[dict[str, Any]]:
+) -> list[HostEntry]:
     """The hosts' entries of the snapshot (docs/contract.md) from their rows and running
     tasks; the inventory's hosts that never beat are there too."""
     return [
-        _entry(name, rows.get(name), running.get(name, []), inventory.hosts.get(name))
+        _entry(name, rows.get(name), running.get(name, ()), inventory.hosts.get(name))
         for name in sorted(set(rows) | set(inventory.hosts))
     ]
 
 
 def _entry(
-    name: str, row: dict[str, Any] | None, running: list[dict[str, Any]], spec: HostSpec | None
-) -> dict[str, Any]:
-    """One host's entry. Its running tasks (from `_by_host`, not stalled) are shared with the
-    entries before it; those its beat reports stalled are marked on copies."""
-    body: dict[str, Any] = (row["heartbeat"] or {}) if row else {}
-    stalled = {r.get("id") for r in body.get("running") or [] if r.get("stalled")}
+    name: str,
+    row: dict[str, Any] | None,
+    running: tuple[RunningTask, ...],
+    spec: HostSpec | None,
+) -> HostEntry:
+    """One host's entry: the one place a host's row, its running tasks (from the tasks table;
+    those its beat reports stalled are marked) and its inventory entry meet."""
+    body = HeartbeatBody.from_json(row["heartbeat"] if row else None)
+    stalled = body.stalled_ids
     if stalled:
-        running = [{**t, "stalled": t["id"] in stalled} for t in running]
+        running = tuple(replace(t, stalled=t.id in stalled) for t in running)
     age = row["heartbeat_age_s"] if row else None
     state = fleet.row_state(row, enabled=spec.enabled if spec else True)
     if spec is not None:
-        enabled_tasks = list(spec.enabled_tasks)
+        enabled_tasks = tuple(spec.enabled_tasks)
     else:
-        enabled_tasks = list(row["enabled_tasks"]) if row else []
-    return {
-        "name": name,
-        "address": spec.address if spec else (row["address"] if row else None),
-        "state": state,
-        "declared": spec is not None,
-        "heartbeat_age_s": None if age is None else round(float(age), 1),
-        "last_heartbeat_at": _iso(row["last_heartbeat_at"]) if row else None,
+        enabled_tasks = tuple(row["enabled_tasks"]) if row else ()
+    return HostEntry(
+        name=name,
+        address=spec.address if spec else (row["address"] if row else None),
+        state=state,
+        declared=spec is not None,
+        heartbeat_age_s=None if age is None else round(float(age), 1),
+        last_heartbeat_at=_iso(row["last_heartbeat_at"]) if row else None,
         # the agent's database session lives (None: it keeps no session key, or never beat)
-        "session_alive": row.get("session_alive") if row else None,
-        "load": body.get("load", {}),
-        "running": running,
-        "enabled_tasks": enabled_tasks,
-        "max_concurrent_tasks": spec.max_concurrent_tasks if spec else None,
-        "idle_reason": _idle_reason(state, body),
-        "idle_until": body.get("idle_until") if state == "online" else None,
-        "counters": body.get("counters", {}),
+        session_alive=row.get("session_alive") if row else None,
+        load=body.load,
+        running=running,
+        enabled_tasks=enabled_tasks,
+        max_concurrent_tasks=spec.max_concurrent_tasks if spec else None,
+        idle_reason=_idle_reason(state, body),
+        idle_until=body.idle_until if state == "online" else None,
+        counters=body.counters,
         # the agent's view of the storage root (NAS mounted, marker, writable)
-        "storage": body.get("storage") if state not in ("offline", "disabled") else None,
-        "agent_version": row["agent_version"] if row else None,
-        "code_hash": row["code_hash"] if row else None,
+        storage=body.storage if state not in ("offline", "disabled") else None,
+        agent_version=row["agent_version"] if row else None,
+        code_hash=row["code_hash"] if row else None,
         # how its agent's previous run ended: start, operator, crash or reboot (agent/restarts)
-        "last_restart": body.get("last_restart") or None,
-    }
+        last_restart=body.last_restart,
+        agent_state=row["agent_state"] if row else None,
+    )
 
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def _idle_reason(state: str, body: dict[str, Any]) -> str | None:
+def _idle_reason(state: str, body: HeartbeatBody) -> str | None:
     if state in ("draining", "drained"):
         return state
     if state == "online":
-        reason = body.get("idle_reason")
-        return str(reason) if reason else None
+        return body.idle_reason or None
     return None
 
 
@@ -271,10 +267,10 @@ IDLE_WORDS = {
 }
 
 
-def why_waiting(task_type: str, hosts: list[dict[str, Any]]) -> str | None:
+def why_waiting(task_type: str, hosts: Sequence[HostEntry]) -> str | None:
     """Why claimable work of `task_type` is not being picked up, from `hosts()`; None when an
     online host that runs the type is idle or busy (it is on its way)."""
-    able = [h for h in hosts if task_type in h["enabled_tasks"] and h["state"] != "disabled"]
+    able = [h for h in hosts if task_type in h.enabled_tasks and h.state != "disabled"]
     if not able:
         return (
             f"no host has {task_type} enabled: add it to a host's enabled_tasks in the "
@@ -282,13 +278,13 @@ def why_waiting(task_type: str, hosts: list[dict[str, Any]]) -> str | None:
         )
     said = []
     for h in able:
-        reason = h["idle_reason"]
-        if h["state"] == "online" and reason in (None, "no_work", "max_concurrency"):
+        reason = h.idle_reason
+        if h.state == "online" and reason in (None, "no_work", "max_concurrency"):
             return None
-        if h["state"] == "online":
+        if h.state == "online":
             words = IDLE_WORDS.get(str(reason), str(reason))
-            until = f" until {h['idle_until'][11:16]}" if h.get("idle_until") else ""
-            said.append(f"{h['name']} {words}{until}")
+            until = f" until {h.idle_until[11:16]}" if h.idle_until else ""
+            said.append(f"{h.name} {words}{until}")
         else:
-            said.append(f"{h['name']} {h['state']}")
+            said.append(f"{h.name} {h.state}")
     return f"no online host can run {task_type} now: " + ", ".join(said)

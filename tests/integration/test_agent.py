@@ -18,7 +18,7 @@ import psutil
 import psycopg
 import pytest
 
-from control.core import db, fleet
+from control.core import db, fleet, readmodels
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
 from tests.helpers import contentctl, fetch_task, state_is, wait_for, write_inventory
@@ -117,20 +117,20 @@ async def test_a_quiet_agent_is_online_while_its_session_lives_and_stale_once_it
     from control.core.inventory import Inventory
     from control.head.status import HostsView
 
-    monkeypatch.setattr(fleet, "STALE_AFTER_S", 1.5)  # three beats of 0.5 s
+    monkeypatch.setattr(readmodels, "STALE_AFTER_S", 1.5)  # three beats of 0.5 s
     a = spawn_agent("--host", "quiet-a", "--heartbeat", "0.5")
     await wait_for(lambda: _heartbeating(conn, "quiet-a"), 20)
     view = HostsView()
     inventory = Inventory(path=None)
 
     async def state() -> tuple[str, float]:
-        [entry] = [h for h in await view.hosts(conn, inventory) if h["name"] == "quiet-a"]
-        return entry["state"], entry["heartbeat_age_s"]
+        [entry] = [h for h in await view.hosts(conn, inventory) if h.name == "quiet-a"]
+        return entry.state, entry.heartbeat_age_s
 
     async def quiet_for_a_while() -> bool:
         st, age = await state()
         assert st == "online", (st, age)
-        return age > 2 * fleet.STALE_AFTER_S
+        return age > 2 * readmodels.STALE_AFTER_S
 
     await wait_for(quiet_for_a_while, fleet.LIVENESS_EVERY * 0.5 + 3, interval_s=0.2)
     [row] = [r for r in await fleet.hosts_rows(conn) if r["name"] == "quiet-a"]

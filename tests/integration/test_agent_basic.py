@@ -51,9 +51,9 @@ async def test_burst_agent_runs_everything_and_exits(
     from control.head import status
 
     snap = await status.hosts(conn, Inventory(path=None))
-    [host] = [h for h in snap if h["name"] == "worker-x"]
-    assert host["declared"] is False and host["state"] == "offline"  # it stopped
-    assert set(host["enabled_tasks"]) == set(ALL_TYPES)
+    [host] = [h for h in snap if h.name == "worker-x"]
+    assert host.declared is False and host.state == "offline"  # it stopped
+    assert set(host.enabled_tasks) == set(ALL_TYPES)
 
 
 async def test_declared_host_claims_only_its_types(

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 
-from control.core import db, fleet
+from control.core import db, readmodels
 from control.core.inventory import Inventory
 from control.core.queue import Failure, Queue, TaskSpec
 from control.core.settings import DatabaseTarget
@@ -397,7 +397,7 @@ async def test_a_host_that_falls_silent_turns_stale_on_screen_without_a_read_of_
 ) -> None:
     """Between full reads the dashboard re-reads only the hosts that beat; the others' entries
     and cells are kept and aged. Silence must still show: the state moves with the age alone."""
-    monkeypatch.setattr(fleet, "STALE_AFTER_S", 2.0)
+    monkeypatch.setattr(readmodels, "STALE_AFTER_S", 2.0)  # where a host's state is decided
     await a_host_that_beat(conn, "quiet")
     app = app_for(db_url)
     async with app.run_test(size=(140, 30)) as pilot:
@@ -413,7 +413,6 @@ async def test_a_beat_behind_a_filter_and_a_late_beat_show_on_screen(
     """The fleet screen passes over a host whose entry is the one its row was drawn from: a
     beat that came while a filter hid the host must show once the filter is cleared, and a
     beat growing late (no read, no new entry) must still show its age."""
-    from tui import format as fmt
 
     await a_host_that_beat(conn, "late")
     await a_host_that_beat(conn, "hidden")
@@ -432,7 +431,7 @@ async def test_a_beat_behind_a_filter_and_a_late_beat_show_on_screen(
         await until(pilot, lambda: hosts.row_count == 2)
         # at the next refreshes, not at the next full read (every 30 s)
         await until(pilot, lambda: "88%" in cell_text(hosts, "hidden", "cpu"), timeout=3)
-        monkeypatch.setattr(fmt, "BEAT_FRESH_S", 1.5)  # `late` has not beaten since
+        monkeypatch.setattr(readmodels, "BEAT_FRESH_S", 1.5)  # `late` has not beaten since
         await until(pilot, lambda: cell_text(hosts, "late", "beat").endswith("s"), timeout=10)
 
 
@@ -482,7 +481,7 @@ async def test_a_beat_that_reports_the_same_tasks_costs_no_read_of_them(
 
     async def shown() -> list[float | None]:
         [entry] = await view.hosts(conn, Inventory(path=None))
-        return [t["progress"] for t in entry["running"]]
+        return [t.progress for t in entry.running]
 
     view = HostsView()
     await beat(0.0)
@@ -525,8 +524,8 @@ async def test_a_beat_committed_after_a_newer_one_was_read_is_read_once(
         await slow.commit()
     finally:
         await slow.close()
-    entries = {e["name"]: e for e in await view.hosts(conn, Inventory(path=None))}
-    assert entries["early"]["load"] == {"cpu_percent": 42.0}
+    entries = {e.name: e for e in await view.hosts(conn, Inventory(path=None))}
+    assert entries["early"].load == {"cpu_percent": 42.0}
     assert view.reads["hosts_read"] == 3 + 1  # `early`, and not `later` again
     await view.hosts(conn, Inventory(path=None))
     assert view.reads["hosts_read"] == 4  # nothing new: nothing read

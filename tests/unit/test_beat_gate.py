@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from control.core import fleet
+from control.core.readmodels import HeartbeatBody, HostEntry
 
 
 def beat(cpu: float, progress: float = 0.5, state: str = "online", **extra: Any) -> fleet.Heartbeat:
@@ -21,13 +22,15 @@ def beat(cpu: float, progress: float = 0.5, state: str = "online", **extra: Any)
         started_at=datetime.now(UTC),
         enabled_tasks=["noop"],
         declared=True,
-        body={
-            "load": {"cpu_percent": cpu},
-            "uptime_s": cpu * 10,
-            "running": [{"id": 7, "type": "transcribe", "progress": progress}],
-            "idle_reason": None,
-            **extra,
-        },
+        body=HeartbeatBody.from_json(
+            {
+                "load": {"cpu_percent": cpu},
+                "uptime_s": cpu * 10,
+                "running": [{"id": 7, "type": "transcribe", "progress": progress}],
+                "idle_reason": None,
+                **extra,
+            }
+        ),
     )
 
 
@@ -63,7 +66,11 @@ def test_the_dashboard_reads_an_idle_hosts_beat_as_fresh_until_the_next_write_is
     minute old: the dashboard says `ok` for it, and its age only when late."""
     from tui import format as fmt
 
+    def aged(age: float, state: str = "online") -> str:
+        return fmt.beat_age(HostEntry("w1", state, heartbeat_age_s=age)).plain
+
     gap = fleet.HEARTBEAT_INTERVAL_S * fleet.LIVENESS_EVERY
-    assert fmt.beat_age(gap + 1.0).plain == "ok"
-    assert fmt.beat_age(gap + 5.0).plain == "1m"
-    assert fmt.beat_age(fleet.HUNG_AFTER_S).plain == "3m"
+    assert aged(gap + 1.0) == "ok"
+    assert aged(gap + 5.0) == "1m"
+    assert aged(fleet.HUNG_AFTER_S) == "3m"
+    assert aged(2.0, "stale") == "2s"  # a late host's age is the news, however young

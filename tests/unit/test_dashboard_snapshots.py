@@ -9,6 +9,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from control.core.readmodels import FleetSnapshot
 from control.head.agents import CommandResult
 from tui.app import Dashboard
 
@@ -43,7 +44,11 @@ class FixedPlane:
     label = "postgresql://contentctl@head.local/contentctl"
     code_hash = "abc"
 
-    async def fleet(self) -> dict[str, Any]:
+    async def fleet(self) -> FleetSnapshot:
+        doc = self.document()
+        return FleetSnapshot.from_json(doc, throughput=doc["throughput"])
+
+    def document(self) -> dict[str, Any]:
         return {
             "generated_at": T0.isoformat(),
             "database": {"reachable": True, "schema_version": "3"},
@@ -348,8 +353,8 @@ async def test_changed_cells_show_and_the_rest_stays() -> None:
     class Changing(FixedPlane):
         calls = 0
 
-        async def fleet(self) -> dict[str, Any]:
-            snap = await super().fleet()
+        def document(self) -> dict[str, Any]:
+            snap = super().document()
             Changing.calls += 1
             if Changing.calls > 5:  # after the table has settled (sizes, layout)
                 snap["hosts"][1]["load"]["cpu_percent"] = 99  # mac-2: 12% -> 99%
@@ -375,7 +380,7 @@ async def test_a_database_slower_than_the_refresh_still_paints() -> None:
     import asyncio
 
     class Slow(FixedPlane):
-        async def fleet(self) -> dict[str, Any]:
+        async def fleet(self) -> FleetSnapshot:
             await asyncio.sleep(0.5)
             return await super().fleet()
 

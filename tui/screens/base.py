@@ -15,6 +15,7 @@ from textual.widgets import (
 )
 
 from control.core import tasktypes
+from control.core.readmodels import FleetSnapshot
 from control.head.api import Unavailable
 from tui.messages import DatabaseState
 from tui.widgets.confirm import Confirm
@@ -49,7 +50,7 @@ class Plane(Protocol):
     label: str
     code_hash: str | None  # the head's code: hosts reporting another one run stale code
 
-    async def fleet(self) -> dict[str, Any]: ...
+    async def fleet(self) -> FleetSnapshot: ...
     async def tasks(self, query: Any) -> list[dict[str, Any]]: ...
     async def task(self, task_id: int) -> dict[str, Any] | None: ...
     async def matching_ids(self, query: Any, states: tuple[str, ...]) -> list[int]: ...

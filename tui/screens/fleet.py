@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -17,6 +17,7 @@ from textual.widgets import (
 from textual.worker import Worker
 
 from control.core.errors import ContentctlError
+from control.core.readmodels import FleetSnapshot, HostEntry
 from tui import format as fmt
 from tui.messages import ProvisionHost
 from tui.screens.base import Base
@@ -51,9 +52,9 @@ class FleetScreen(Base):
     def __init__(self) -> None:
         super().__init__()
         self.last_summary = ""
-        self.hosts_by_name: dict[str, dict[str, Any]] = {}
+        self.hosts_by_name: dict[str, HostEntry] = {}
         self.host_filter = ""
-        self.last_snap: dict[str, Any] | None = None
+        self.last_snap: FleetSnapshot | None = None
         self._due = asyncio.Event()  # a read is asked for (the refresh tick, an action)
         self._reader: Worker[None] | None = None
 
@@ -88,7 +89,7 @@ class FleetScreen(Base):
             if snap is not None:
                 self.show(snap)
 
-    def show(self, snap: dict[str, Any]) -> None:
+    def show(self, snap: FleetSnapshot) -> None:
         self.last_snap = snap
         with self.app.batch_update():  # one repaint for the whole refresh
             self._show(snap)
@@ -98,17 +99,15 @@ class FleetScreen(Base):
         if self.query_one(HostsTable).offscreen_stale and self.last_snap is not None:
             self.show(self.last_snap)
 
-    def _show(self, snap: dict[str, Any]) -> None:
-        hosts = snap["hosts"]
-        self.hosts_by_name = {h["name"]: h for h in hosts}
-        by_state: dict[str, int] = {}
-        for h in hosts:
-            by_state[h["state"]] = by_state.get(h["state"], 0) + 1
-        per_min = snap.get("throughput") or []
-        totals = snap["queue"]["totals"]
+    def _show(self, snap: FleetSnapshot) -> None:
+        hosts = snap.hosts
+        self.hosts_by_name = {h.name: h for h in hosts}
+        by_state = snap.by_state()
+        per_min = snap.throughput
+        totals = snap.totals
         label = self.plane.label if len(self.plane.label) <= 32 else self.plane.label[:31] + "…"
         summary = Text(no_wrap=True, overflow="ellipsis")
-        summary.append(f"{label} v{snap['database']['schema_version']}", style="dim")
+        summary.append(f"{label} v{snap.schema_version}", style="dim")
         summary.append(f"  {len(hosts)} hosts ")
         for s in ("online", "draining", "drained", "stale", "offline", "disabled"):
             if by_state.get(s):
@@ -125,7 +124,7 @@ class FleetScreen(Base):
             # every few seconds
             self.query_one("#summary", Static).update(summary, layout=False)
 
-        self.query_one(QueueTable).show(snap["queue"]["by_type"])
+        self.query_one(QueueTable).show(snap.by_type)
         self.query_one(HostsTable).show(hosts, self.host_filter)
 
     def selected_host(self) -> str | None:
@@ -151,14 +150,18 @@ class FleetScreen(Base):
         if host is None:
             self.notify("no host selected", severity="warning")
             return
-        info = self.hosts_by_name.get(host, {})
+        info = self.hosts_by_name.get(host)
 
         def done(answer: tuple[list[str], int] | None) -> None:
             if answer is not None:
                 self.configure(host, *answer)
 
         self.app.push_screen(
-            HostConfig(host, info.get("enabled_tasks") or [], info.get("max_concurrent_tasks")),
+            HostConfig(
+                host,
+                list(info.enabled_tasks) if info else [],
+                info.max_concurrent_tasks if info else None,
+            ),
             done,
         )
 

@@ -64,7 +64,7 @@ class LogsScreen(Base):
         if not self.hosts or self.fetches % HOSTS_EVERY == 0:  # hosts that started since
             snap = await self.guarded(self.plane.fleet(), refresh=True)
             if snap is not None:
-                self.learn_hosts(h["name"] for h in snap["hosts"])
+                self.learn_hosts(h.name for h in snap.hosts)
         rows = await self.guarded(
             self.plane.logs(self.host, after_id=self.last_id, limit=1000), refresh=True
         )

@@ -35,20 +35,20 @@ async def cmd_storage_check(args: argparse.Namespace) -> int:
     here = storage_health.check(root, expected)
     rows = [
         {
-            "host": h["name"],
-            "state": h["state"],
-            "storage": h.get("storage"),
-            "disk_free_gb": (h.get("load") or {}).get("disk_free_gb"),
+            "host": h.name,
+            "state": h.state,
+            "storage": None if h.storage is None else h.storage.to_json(),
+            "disk_free_gb": h.load.get("disk_free_gb"),
         }
         for h in hosts
     ]
-    bad = [r for r in rows if r["storage"] and not r["storage"]["ok"]]
+    bad = [h for h in hosts if h.storage_failing]
     if args.json:
         output.emit_json(
             {
                 "root": str(root),
                 "storage_id": expected,
-                "here": here.doc(),
+                "here": here.to_json(),
                 "hosts": rows,
             }
         )
@@ -57,13 +57,13 @@ async def cmd_storage_check(args: argparse.Namespace) -> int:
         print(f"fleet storage id: {expected or 'none (run `contentctl storage init`)'}")
         table_rows = [
             [
-                r["host"],
-                r["state"],
-                "-" if not r["storage"] else ("ok" if r["storage"]["ok"] else "UNAVAILABLE"),
+                h.name,
+                h.state,
+                "-" if h.storage is None else ("ok" if h.storage.ok else "UNAVAILABLE"),
                 "" if r["disk_free_gb"] is None else f"{r['disk_free_gb']:.1f} GB",
-                (r["storage"] or {}).get("error") or "",
+                (h.storage and h.storage.error) or "",
             ]
-            for r in rows
+            for h, r in zip(hosts, rows, strict=True)
         ]
         print(output.table(["host", "state", "storage", "free", "why"], table_rows))
     if bad and not args.json:
