@@ -125,7 +125,7 @@ async def test_a_quiet_agent_is_online_while_its_session_lives_and_stale_once_it
 
     async def state() -> tuple[str, float]:
         [entry] = [h for h in await view.hosts(conn, inventory) if h.name == "quiet-a"]
-        return entry.state, entry.heartbeat_age_s
+        return entry.state, entry.heartbeat_age_s or 0.0
 
     async def quiet_for_a_while() -> bool:
         st, age = await state()
