@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from control.core.readmodels import FleetSnapshot
+
 
 class DatabaseState(Message):
     """A screen's call to the control plane ended: `error` is None when the database
@@ -12,6 +14,14 @@ class DatabaseState(Message):
     def __init__(self, error: str | None) -> None:
         super().__init__()
         self.error = error
+
+
+class FleetRead(Message):
+    """The fleet screen's reader has a new snapshot (its worker reads; the screen draws)."""
+
+    def __init__(self, snapshot: FleetSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
 
 
 class ProvisionHost(Message):

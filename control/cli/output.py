@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -142,6 +142,38 @@ def emit_json(value: Any) -> None:
     raw = sys.stdout.raw if isinstance(sys.stdout, CleanStream) else sys.stdout
     raw.write(json.dumps(scrub_value(value), indent=2, default=_json_default) + "\n")
     raw.flush()
+
+
+Column = tuple[str, Callable[[Any], Any]]  # a table's header, and its cell of a row
+
+
+def render(
+    args: Any,
+    doc: Any,
+    columns: Sequence[Column] = (),
+    *,
+    text: str | Callable[[Any], None] | None = None,
+    empty: str = "",
+    rows: Iterable[Any] | None = None,
+) -> None:
+    """How a command reports, both ways at once: with `--json`, `doc` is the one JSON document
+    on stdout (read models by their `to_json()`); else `text` (a line, or a function that
+    prints `doc`), or a table of `columns` over `doc`'s rows (`rows`: the rows the table shows,
+    when not `doc`'s own, or in another order), `empty` when there are none."""
+    if getattr(args, "json", False):
+        emit_json(doc)
+    elif text is not None:
+        if callable(text):
+            text(doc)
+        else:
+            print(text)
+    else:
+        shown = list(doc if rows is None else rows)
+        if not shown:
+            print(empty)
+        else:
+            headers = [h for h, _ in columns]
+            print(table(headers, [[cell(r) for _, cell in columns] for r in shown]))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -19,7 +19,7 @@ from textual.worker import Worker
 from control.core.errors import ContentctlError
 from control.core.readmodels import FleetSnapshot, HostEntry
 from tui import format as fmt
-from tui.messages import ProvisionHost
+from tui.messages import FleetRead, ProvisionHost
 from tui.screens.base import Base
 from tui.widgets.fleet_tables import HostsTable, QueueTable
 from tui.widgets.footer import Footer
@@ -70,7 +70,6 @@ class FleetScreen(Base):
         hosts = self.query_one(HostsTable)
         self.query_one("#filter", Input).display = False
         hosts.focus()
-        self.watch(hosts, "scroll_y", self._scrolled, init=False)
         hosts.head_hash = self.plane.code_hash
 
     def load(self) -> None:
@@ -87,16 +86,23 @@ class FleetScreen(Base):
             self._due.clear()
             snap = await self.guarded(self.plane.fleet(), refresh=True)
             if snap is not None:
-                self.show(snap)
+                self.post_message(FleetRead(snap))
+
+    @on(FleetRead)
+    def fleet_read(self, message: FleetRead) -> None:
+        message.stop()
+        self.show(message.snapshot)
 
     def show(self, snap: FleetSnapshot) -> None:
         self.last_snap = snap
         with self.app.batch_update():  # one repaint for the whole refresh
             self._show(snap)
 
-    def _scrolled(self) -> None:
-        """Rows coming on screen may hold news that was not drawn while they were off it."""
-        if self.query_one(HostsTable).offscreen_stale and self.last_snap is not None:
+    @on(HostsTable.RowsDue)
+    def rows_due(self, message: HostsTable.RowsDue) -> None:
+        """Rows scrolled on screen hold news that was not drawn while they were off it."""
+        message.stop()
+        if self.last_snap is not None:
             self.show(self.last_snap)
 
     def _show(self, snap: FleetSnapshot) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.message import Message
 from textual.widgets import DataTable
 
 from control.core.readmodels import HostEntry
@@ -51,7 +52,12 @@ class QueueTable(DataTable[Any]):
 
 
 class HostsTable(LiveTable):
-    """The hosts: state, beat, load, running task, idle reason, done today, code."""
+    """The hosts: state, beat, load, running task, idle reason, done today, code. Scrolled to
+    rows whose news waits (`offscreen_stale`), it asks its screen for the hosts again
+    (`RowsDue`)."""
+
+    class RowsDue(Message):
+        """Rows came on screen whose cells are older than what the last snapshot says."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -70,6 +76,11 @@ class HostsTable(LiveTable):
     def on_mount(self) -> None:
         for key, label in HOST_COLUMNS:
             self.add_column(label, key=key)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self.offscreen_stale:
+            self.post_message(self.RowsDue())
 
     def show(self, hosts: Sequence[HostEntry], needle: str = "") -> None:
         """The hosts of a snapshot, filtered by `needle` (name, state or a task type)."""

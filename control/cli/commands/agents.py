@@ -191,8 +191,9 @@ async def cmd_agent_forget(args: argparse.Namespace) -> int:
     s = Session(args)
     async with s.database() as conn:
         await agents.forget(conn, s.inventory, args.host)
-    if args.json:
-        output.emit_json({"host": args.host, "forgotten": True})
-    else:
-        print(f"{args.host}: forgotten (its finished tasks keep its name)")
+    output.render(
+        args,
+        {"host": args.host, "forgotten": True},
+        text=f"{args.host}: forgotten (its finished tasks keep its name)",
+    )
     return EXIT_OK

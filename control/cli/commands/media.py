@@ -63,14 +63,17 @@ async def cmd_add(args: argparse.Namespace) -> int:
             added = [await media.add_file(conn, Path(args.source).expanduser(), root, opts)]
         if args.wait:
             return await _wait_media(conn, root, [a.id for a in added], args.json, s.inventory)
-    if args.json:
-        output.emit_json([{"id": a.id, "created": a.created, "title": a.title} for a in added])
-    else:
+
+    def said(_: object) -> None:
         for a in added:
             what = "added" if a.created else "already known"
             print(f"media {a.id} {what}{f': {a.title}' if a.title else ''}")
         if kind == "podcast" and not added:
             print(f"no episodes with audio in {args.source}")
+
+    output.render(
+        args, [{"id": a.id, "created": a.created, "title": a.title} for a in added], text=said
+    )
     return EXIT_OK
 
 
@@ -146,29 +149,22 @@ async def cmd_media(args: argparse.Namespace) -> int:
         if retry:
             assert media_id is not None
             done = await media.retry(conn, media_id, args.from_stage)
-            if args.json:
-                output.emit_json(done)
-            else:
-                print(
-                    f"media {media_id}: re-running from {done['from']} "
-                    f"(generation {done['generation']}, {done['tasks']} task(s))"
-                )
+            output.render(
+                args,
+                done,
+                text=f"media {media_id}: re-running from {done['from']} "
+                f"(generation {done['generation']}, {done['tasks']} task(s))",
+            )
             return EXIT_OK
         if media_id is not None:
             one = await media.item(conn, root, media_id)
-            if args.json:
-                output.emit_json(one)
-            else:
-                output.print_media_item(one)
+            output.render(args, one, text=output.print_media_item)
             return EXIT_OK
         source_id = None
         if args.source:
             source_id = int((await intake.by_name(conn, args.source))["id"])
         many = await media.items(conn, root, limit=args.limit, source_id=source_id)
-    if args.json:
-        output.emit_json(many)
-    else:
-        output.print_media_list(many)
+    output.render(args, many, text=output.print_media_list)
     return EXIT_OK
 
 

@@ -61,24 +61,20 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         }
         for r in rows
     ]
-    if args.json:
-        output.emit_json(docs)
-        return EXIT_OK
-    if not docs:
-        print("no actions recorded" + (" in that time" if since else ""))
-        return EXIT_OK
-    table = [
+    output.render(
+        args,
+        docs,
         [
-            d["at"][:19].replace("T", " "),
-            d["actor"],
-            d["via"],
-            d["action"],
-            " ".join(map(str, d["targets"]))[:40],
-            d["outcome"][:50],
-        ]
-        for d in reversed(docs)
-    ]
-    print(output.table(["when (UTC)", "who", "via", "action", "on", "outcome"], table))
+            ("when (UTC)", lambda d: d["at"][:19].replace("T", " ")),
+            ("who", lambda d: d["actor"]),
+            ("via", lambda d: d["via"]),
+            ("action", lambda d: d["action"]),
+            ("on", lambda d: " ".join(map(str, d["targets"]))[:40]),
+            ("outcome", lambda d: d["outcome"][:50]),
+        ],
+        empty="no actions recorded" + (" in that time" if since else ""),
+        rows=reversed(docs),  # oldest first: the newest ends next to the prompt
+    )
     return EXIT_OK
 
 
@@ -103,24 +99,19 @@ async def cmd_alerts(args: argparse.Namespace) -> int:
     docs = [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows
     ]
-    if args.json:
-        output.emit_json(docs)
-        return EXIT_OK
-    if not docs:
-        print("no incidents")
-        return EXIT_OK
-    table = [
+    output.render(
+        args,
+        docs,
         [
-            d["id"],
-            "open" if d["closed_at"] is None else "closed",
-            d["rule"],
-            d["subject"],
-            (d["opened_at"] or "")[:19].replace("T", " "),
-            d["message"][:60],
-        ]
-        for d in docs
-    ]
-    print(output.table(["id", "state", "rule", "subject", "opened (UTC)", "message"], table))
+            ("id", lambda d: d["id"]),
+            ("state", lambda d: "open" if d["closed_at"] is None else "closed"),
+            ("rule", lambda d: d["rule"]),
+            ("subject", lambda d: d["subject"]),
+            ("opened (UTC)", lambda d: (d["opened_at"] or "")[:19].replace("T", " ")),
+            ("message", lambda d: d["message"][:60]),
+        ],
+        empty="no incidents",
+    )
     return EXIT_OK
 
 

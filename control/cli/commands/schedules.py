@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 
 from control.cli import output
 from control.cli.commands.common import Session
@@ -15,25 +16,34 @@ async def cmd_schedule_list(args: argparse.Namespace) -> int:
     s = Session(args)
     async with s.database() as conn:
         rows = await schedules.all_schedules(conn)
-    if args.json:
-        output.emit_json(rows)
-        return EXIT_OK
-    if not rows:
-        print("no schedules: `contentctl schedule add NAME TYPE --every 1h`")
-        return EXIT_OK
-    table = [
+    output.render(
+        args,
+        rows,
         [
-            r["name"],
-            r["task_type"],
-            f"{r['cron']} ({r['timezone']})" if r["cron"] else f"every {r['every_s']:g} s",
-            "paused" if r["paused"] else r["next_run_at"].isoformat(timespec="seconds"),
-            r["last_run_at"].isoformat(timespec="seconds") if r["last_run_at"] else "-",
-            r["last_task_id"] or "-",
-        ]
-        for r in rows
-    ]
-    print(output.table(["name", "type", "when", "next", "last", "last task"], table))
+            ("name", lambda r: r["name"]),
+            ("type", lambda r: r["task_type"]),
+            (
+                "when",
+                lambda r: (
+                    f"{r['cron']} ({r['timezone']})" if r["cron"] else f"every {r['every_s']:g} s"
+                ),
+            ),
+            (
+                "next",
+                lambda r: (
+                    "paused" if r["paused"] else r["next_run_at"].isoformat(timespec="seconds")
+                ),
+            ),
+            ("last", lambda r: _at(r["last_run_at"])),
+            ("last task", lambda r: r["last_task_id"] or "-"),
+        ],
+        empty="no schedules: `contentctl schedule add NAME TYPE --every 1h`",
+    )
     return EXIT_OK
+
+
+def _at(when: datetime | None) -> str:
+    return when.isoformat(timespec="seconds") if when else "-"
 
 
 async def cmd_schedule_add(args: argparse.Namespace) -> int:
@@ -49,10 +59,11 @@ async def cmd_schedule_add(args: argparse.Namespace) -> int:
     schedules.validate(spec)  # before touching the database
     async with s.database() as conn:
         first = await schedules.put(conn, spec)
-    if args.json:
-        output.emit_json({"name": spec.name, "next_run_at": first.isoformat()})
-    else:
-        print(f"schedule {spec.name}: first run at {first.isoformat(timespec='seconds')}")
+    output.render(
+        args,
+        {"name": spec.name, "next_run_at": first.isoformat()},
+        text=f"schedule {spec.name}: first run at {first.isoformat(timespec='seconds')}",
+    )
     return EXIT_OK
 
 
@@ -66,8 +77,5 @@ async def cmd_schedule_pause(args: argparse.Namespace) -> int:
         else:
             await schedules.pause(conn, args.name, action == "pause")
     done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[action]
-    if args.json:
-        output.emit_json({"name": args.name, "action": action})
-    else:
-        print(f"schedule {args.name}: {done}")
+    output.render(args, {"name": args.name, "action": action}, text=f"schedule {args.name}: {done}")
     return EXIT_OK

@@ -67,10 +67,11 @@ async def cmd_source_add(args: argparse.Namespace) -> int:
             options=options,
             spec=spec,
         )
-    if args.json:
-        output.emit_json({"id": sid, "name": name, "url": args.url, "kind": kind})
-    else:
-        print(f"source {sid} ({name}: {found}) added; polling it now")
+    output.render(
+        args,
+        {"id": sid, "name": name, "url": args.url, "kind": kind},
+        text=f"source {sid} ({name}: {found}) added; polling it now",
+    )
     return EXIT_OK
 
 
@@ -123,24 +124,26 @@ async def cmd_source_list(args: argparse.Namespace) -> int:
         }
         for r in rows
     ]
-    if args.json:
-        output.emit_json(docs)
-        return EXIT_OK
-    if not docs:
-        print("no sources: `contentctl source add FEED_URL --podcast` or a channel's URL")
-        return EXIT_OK
-    table = [
+    output.render(
+        args,
+        docs,
         [
-            d["id"],
-            d["name"],
-            "paused" if d["paused"] else "active",
-            d["items_found"],
-            d["last_polled_at"].isoformat(timespec="seconds") if d["last_polled_at"] else "-",
-            d["last_error"] or "",
-        ]
-        for d in docs
-    ]
-    print(output.table(["id", "name", "state", "items", "last poll", "last error"], table))
+            ("id", lambda d: d["id"]),
+            ("name", lambda d: d["name"]),
+            ("state", lambda d: "paused" if d["paused"] else "active"),
+            ("items", lambda d: d["items_found"]),
+            (
+                "last poll",
+                lambda d: (
+                    d["last_polled_at"].isoformat(timespec="seconds")
+                    if d["last_polled_at"]
+                    else "-"
+                ),
+            ),
+            ("last error", lambda d: d["last_error"] or ""),
+        ],
+        empty="no sources: `contentctl source add FEED_URL --podcast` or a channel's URL",
+    )
     return EXIT_OK
 
 
@@ -159,8 +162,5 @@ async def cmd_source_action(args: argparse.Namespace) -> int:
         else:
             await schedules.pause(conn, intake.schedule_name(src["name"]), action == "pause")
             said = f"{action}d"
-    if args.json:
-        output.emit_json(doc)
-    else:
-        print(f"source {src['name']}: {said}")
+    output.render(args, doc, text=f"source {src['name']}: {said}")
     return EXIT_OK

@@ -18,10 +18,11 @@ async def cmd_storage_init(args: argparse.Namespace) -> int:
     root = storage_root(s.inventory.storage_root)
     async with s.database() as conn:
         storage_id = await storage_health.init(conn, root, force=args.force)
-    if args.json:
-        output.emit_json({"root": str(root), "storage_id": storage_id})
-    else:
-        print(f"{root}: marked as the fleet's storage ({storage_id})")
+    output.render(
+        args,
+        {"root": str(root), "storage_id": storage_id},
+        text=f"{root}: marked as the fleet's storage ({storage_id})",
+    )
     return EXIT_OK
 
 

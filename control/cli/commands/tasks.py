@@ -19,10 +19,7 @@ async def cmd_status(args: argparse.Namespace) -> int:
     s = Session(args)
     async with s.database() as conn:
         snap = await status.snapshot(conn, s.inventory)
-    if args.json:
-        output.emit_json(snap)
-    else:
-        output.print_status(snap)
+    output.render(args, snap, text=output.print_status)
     return EXIT_OK
 
 
@@ -45,13 +42,15 @@ async def cmd_enqueue(args: argparse.Namespace) -> int:
     spec.validate()
     async with s.database() as conn:
         results = await Queue(conn, s.inventory.task_types).enqueue([spec] * args.count)
-    if args.json:
-        output.emit_json([{"id": r.id, "created": r.created} for r in results])
-    elif len(results) == 1:
-        r = results[0]
-        print(f"{'enqueued' if r.created else 'already queued (same unique key)'}: task {r.id}")
-    else:
-        print(f"enqueued {len(results)} {args.type} tasks: {results[0].id}..{results[-1].id}")
+    first, last = results[0], results[-1]
+    one = "enqueued" if first.created else "already queued (same unique key)"
+    output.render(
+        args,
+        [{"id": r.id, "created": r.created} for r in results],
+        text=f"enqueued {len(results)} {args.type} tasks: {first.id}..{last.id}"
+        if len(results) > 1
+        else f"{one}: task {first.id}",
+    )
     return EXIT_OK
 
 
@@ -63,10 +62,7 @@ async def cmd_tasks(args: argparse.Namespace) -> int:
         rows = await views.tasks(
             conn, state=args.state, task_type=args.type, host=args.host, limit=args.limit
         )
-    if args.json:
-        output.emit_json([t.public() for t in rows])
-    else:
-        output.print_tasks(rows)
+    output.render(args, [t.public() for t in rows], text=lambda _: output.print_tasks(rows))
     return EXIT_OK
 
 
@@ -78,10 +74,7 @@ async def cmd_task(args: argparse.Namespace) -> int:
         t = await views.task(conn, args.id)
     if t is None:
         raise UsageError(f"no task {args.id}: see `contentctl tasks` for the list")
-    if args.json:
-        output.emit_json(t.public())
-    else:
-        output.print_task(t)
+    output.render(args, t.public(), text=lambda _: output.print_task(t))
     return EXIT_OK
 
 
