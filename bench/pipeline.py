@@ -120,12 +120,12 @@ async def through_pipeline(url: str, root: Path, source: str, chunk_s: float) ->
             added = await media.add_file(conn, Path(source), root, opts)
         while True:
             view = await media.item(conn, root, added.id)
-            if view["state"] in ("succeeded", "failed", "cancelled"):
+            if view.finished:
                 break
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - t0
-        if view["state"] != "succeeded":
-            raise SystemExit(f"bench: media {added.id} {view['state']}: {view['error']}")
+        if view.state != "succeeded":
+            raise SystemExit(f"bench: media {added.id} {view.state}: {view.error}")
         return elapsed
     finally:
         await conn.close()

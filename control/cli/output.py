@@ -15,7 +15,7 @@ from control.core.tasktypes import STATES
 from control.head.media import media_line, short_state
 
 if TYPE_CHECKING:  # the ORM only where rows are typed: `agent run` never loads it
-    from control.core.readmodels import FleetSnapshot
+    from control.core.readmodels import FleetSnapshot, MediaView
     from control.head.models import Task
 
 
@@ -280,36 +280,34 @@ def print_log(row: dict[str, Any], *, with_host: bool) -> None:
     print(f"{ts} {host}{row['level']:<7} {task}{row['message']}")
 
 
-def print_media_list(items: Sequence[dict[str, Any]]) -> None:
+def print_media_list(items: Sequence[MediaView]) -> None:
     if not items:
         print("no media items: add one with `contentctl add SOURCE`")
         return
     stages = [(st.name, st.label) for st in pipeline_stages.current()]  # the declared stages
     rows = [
         [
-            i["id"],
-            i["state"],
-            *(short_state(i["stages"].get(s, "")) or "" for s, _ in stages),
-            (i["title"] or i["source"])[:50],
+            i.id,
+            i.state,
+            *(short_state(i.stages.get(s, "")) or "" for s, _ in stages),
+            i.name[:50],
         ]
         for i in items
     ]
     print(table(["id", "state", *(label for _, label in stages), "title"], rows))
 
 
-def print_media_item(item: dict[str, Any]) -> None:
-    print(f"media {item['id']}  {item['state']}  ({item['kind']}, generation {item['generation']})")
-    print(f"  source: {item['source']}")
-    if item.get("title"):
-        print(
-            f"  title:  {item['title']}" + (f"  ({item['channel']})" if item.get("channel") else "")
-        )
-    if item.get("duration_s"):
-        print(f"  length: {item['duration_s']:.1f} s")
+def print_media_item(item: MediaView) -> None:
+    print(f"media {item.id}  {item.state}  ({item.kind}, generation {item.generation})")
+    print(f"  source: {item.source}")
+    if item.title:
+        print(f"  title:  {item.title}" + (f"  ({item.channel})" if item.channel else ""))
+    if item.duration_s:
+        print(f"  length: {item.duration_s:.1f} s")
     print("  stages: " + media_line(item).split(": ", 1)[1])
-    if item.get("error"):
-        print(f"  error:  {item['error']}")
-    outs = item["outputs"]
+    if item.error:
+        print(f"  error:  {item.error}")
+    outs = item.outputs
     for key in ("audio", "transcript_json", "srt", "vtt", "txt"):
         if outs.get(key):
             print(f"  {key + ':':16} {outs[key]}")

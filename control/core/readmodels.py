@@ -337,3 +337,120 @@ class FleetSnapshot:
 
 def names(hosts: Iterable[HostEntry]) -> list[str]:
     return [h.name for h in hosts]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTask:
+    """A running task of a media item, with the host that runs it."""
+
+    id: int
+    type: str
+    host: str | None
+    progress: float | None
+    stage: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "host": self.host,
+            "progress": self.progress,
+            "stage": self.stage,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MediaView:
+    """One media item as `contentctl media ID --json` shows it (docs/contract.md): its state
+    and each stage's, its files (absolute paths under the storage root), its transcription's
+    chunks and running tasks. Made in control/head/media.py (`view`)."""
+
+    id: int
+    source: str
+    kind: str
+    state: str
+    generation: int
+    stages: Mapping[str, str]
+    outputs: Mapping[str, Any]
+    chunks_done: int = 0
+    chunks: int = 0
+    running: tuple[MediaTask, ...] = ()
+    title: str | None = None
+    channel: str | None = None
+    duration_s: float | None = None
+    source_id: int | None = None
+    error: str | None = None
+    created_at: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+    @property
+    def name(self) -> str:
+        """Its title, or its source when it has none yet."""
+        return self.title or self.source
+
+    @property
+    def transcript(self) -> str | None:
+        """The plain-text transcript's path, once there is one."""
+        txt = self.outputs.get("txt")
+        return str(txt) if txt else None
+
+    def chunk_count(self, stage: str) -> str:
+        """` 3/8` beside a stage that runs in chunks (transcribe), else nothing."""
+        return (
+            f" {self.chunks_done}/{self.chunks}"
+            if stage == "transcribe" and self.chunks > 1
+            else ""
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "kind": self.kind,
+            "title": self.title,
+            "channel": self.channel,
+            "duration_s": self.duration_s,
+            "source_id": self.source_id,
+            "state": self.state,
+            "generation": self.generation,
+            "stages": dict(self.stages),
+            "outputs": dict(self.outputs),
+            "progress": {
+                "chunks_done": self.chunks_done,
+                "chunks": self.chunks,
+                "running": [t.to_json() for t in self.running],
+            },
+            "error": self.error,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> MediaView:
+        """An item from its document (a saved `media ID --json`, a test's fixture)."""
+        progress = _mapping(doc.get("progress"))
+        return cls(
+            id=int(doc["id"]),
+            source=str(doc["source"]),
+            kind=str(doc["kind"]),
+            state=str(doc["state"]),
+            generation=int(doc.get("generation") or 1),
+            stages=_mapping(doc.get("stages")),
+            outputs=_mapping(doc.get("outputs")),
+            chunks_done=int(progress.get("chunks_done") or 0),
+            chunks=int(progress.get("chunks") or 0),
+            running=tuple(
+                MediaTask(
+                    int(t["id"]), str(t["type"]), t.get("host"), t.get("progress"), t.get("stage")
+                )
+                for t in progress.get("running") or ()
+            ),
+            title=_text(doc.get("title")),
+            channel=_text(doc.get("channel")),
+            duration_s=doc.get("duration_s"),
+            source_id=doc.get("source_id"),
+            error=_text(doc.get("error")),
+            created_at=_text(doc.get("created_at")),
+        )

@@ -24,7 +24,7 @@ from control.core.codehash import code_hash
 from control.core.errors import ContentctlError
 from control.core.inventory import HostSpec, Inventory, load
 from control.core.queue import Queue
-from control.core.readmodels import FleetSnapshot
+from control.core.readmodels import FleetSnapshot, MediaView
 from control.core.redact import first_line, shown
 from control.core.settings import DatabaseTarget, storage_root
 from control.core.sql import q
@@ -229,18 +229,15 @@ class ControlPlane:
         )
         return rows
 
-    async def media(self, limit: int = 200, source_id: int | None = None) -> list[dict[str, Any]]:
+    async def media(self, limit: int = 200, source_id: int | None = None) -> list[MediaView]:
         """The latest items (of one source when given), with their stages."""
         root = self.storage_root or storage_root(self.inventory.storage_root)
         self.storage_root = root
-        items: list[dict[str, Any]] = await self._run(
-            media.items, root, limit=limit, source_id=source_id
-        )
-        return items
+        return await self._run(media.items, root, limit=limit, source_id=source_id)
 
-    async def transcript_head(self, item: dict[str, Any], lines: int = 8) -> list[str]:
+    async def transcript_head(self, item: MediaView, lines: int = 8) -> list[str]:
         """The first lines of an item's plain-text transcript (empty when there is none yet)."""
-        path = (item.get("outputs") or {}).get("txt")
+        path = item.transcript
         if not path:
             return []
 

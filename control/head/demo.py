@@ -138,7 +138,7 @@ async def _follow(conn: db.AsyncConn, root: Path, media_id: int) -> int:
         if line != last:
             print(f"  {time.monotonic() - start:5.1f}s  {line}", flush=True)
             last = line
-        if view["state"] in ("succeeded", "failed", "cancelled"):
+        if view.finished:
             break
         if time.monotonic() - start > DEMO_TIMEOUT_S:
             print(
@@ -148,10 +148,10 @@ async def _follow(conn: db.AsyncConn, root: Path, media_id: int) -> int:
             )
             return 1
         await asyncio.sleep(0.5)
-    if view["state"] != "succeeded":
-        print(f"demo: media {media_id} {view['state']}: {view['error']}", file=sys.stderr)
+    if view.state != "succeeded" or view.transcript is None:
+        print(f"demo: media {media_id} {view.state}: {view.error}", file=sys.stderr)
         return 1
-    txt = view["outputs"]["txt"]
+    txt = view.transcript
     print(f"done in {time.monotonic() - start:.1f}s")
     print(f"transcript: {txt}")
     print(Path(txt).read_text().strip())

@@ -23,6 +23,7 @@ from control.core import stages as declared
 from control.core.db import AsyncConn
 from control.core.errors import ContentctlError, UsageError
 from control.core.queue import Queue
+from control.core.readmodels import MediaTask, MediaView
 from control.core.sql import q
 from control.core.storage import media_dir, resolve
 
@@ -267,7 +268,7 @@ def _expected(stage: declared.Stage, tasks: list[dict[str, Any]], item: dict[str
     return 1 if tasks else 0
 
 
-def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) -> dict[str, Any]:
+def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) -> MediaView:
     """One item as `contentctl media ID --json` shows it (docs/contract.md)."""
     shown = [st for st in declared.current() if st.wanted(item)]
     by_stage: dict[str, list[dict[str, Any]]] = {st.name: [] for st in declared.current()}
@@ -306,37 +307,28 @@ def view(item: dict[str, Any], tasks: list[dict[str, Any]], storage_root: Path) 
         for lang, paths in (outputs.get("translations") or {}).items()
     }
     errors = [t for t in tasks if t["state"] == "failed"]
-    running = [t for t in tasks if t["state"] == "running"]
-    progress = {
-        "chunks_done": sum(1 for t in transcribe if t["state"] == "succeeded"),
-        "chunks": expected,
-        "running": [
-            {
-                "id": t["id"],
-                "type": t["type"],
-                "host": t["host"],
-                "progress": t["progress"],
-                "stage": t["progress_stage"],
-            }
-            for t in running
-        ],
-    }
-    return {
-        "id": item["id"],
-        "source": item["source"],
-        "kind": item["kind"],
-        "title": item.get("title"),
-        "channel": item.get("channel"),
-        "duration_s": item.get("duration_s"),
-        "source_id": item.get("source_id"),
-        "state": state,
-        "generation": item["generation"],
-        "stages": stages,
-        "outputs": out,
-        "progress": progress,
-        "error": errors[0]["error_message"] if errors else None,
-        "created_at": item["created_at"].isoformat() if item.get("created_at") else None,
-    }
+    return MediaView(
+        id=int(item["id"]),
+        source=str(item["source"]),
+        kind=str(item["kind"]),
+        title=item.get("title"),
+        channel=item.get("channel"),
+        duration_s=item.get("duration_s"),
+        source_id=item.get("source_id"),
+        state=state,
+        generation=int(item["generation"]),
+        stages=stages,
+        outputs=out,
+        chunks_done=sum(1 for t in transcribe if t["state"] == "succeeded"),
+        chunks=expected,
+        running=tuple(
+            MediaTask(t["id"], t["type"], t["host"], t["progress"], t["progress_stage"])
+            for t in tasks
+            if t["state"] == "running"
+        ),
+        error=errors[0]["error_message"] if errors else None,
+        created_at=item["created_at"].isoformat() if item.get("created_at") else None,
+    )
 
 
 def _abs(root: Path, rel: str | None) -> str | None:
@@ -349,7 +341,7 @@ async def items(
     media_id: int | None = None,
     limit: int = 50,
     source_id: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[MediaView]:
     cur = await conn.execute(
         q("media_items"), {"id": media_id, "limit": limit, "source_id": source_id}
     )
@@ -362,7 +354,7 @@ async def items(
     return [view(r, tasks.get(int(r["id"]), []), storage_root) for r in rows]
 
 
-async def item(conn: AsyncConn, storage_root: Path, media_id: int) -> dict[str, Any]:
+async def item(conn: AsyncConn, storage_root: Path, media_id: int) -> MediaView:
     found = await items(conn, storage_root, media_id, limit=1)
     if not found:
         raise UsageError(f"no media item {media_id}: see `contentctl media` for the list")
@@ -384,7 +376,7 @@ async def retry(conn: AsyncConn, media_id: int, stage: str | None) -> dict[str, 
         cur = await conn.execute(q("media_tasks"), {"ids": [media_id]})
         current = view(item, [dict(t) for t in await cur.fetchall()], Path("/"))
         if stage is None:
-            stage = next((s for s, st in current["stages"].items() if st != "succeeded"), None)
+            stage = next((s for s, st in current.stages.items() if st != "succeeded"), None)
             if stage is None:
                 raise UsageError(
                     f"media item {media_id} is done: name a stage with --from to re-run it"
@@ -424,16 +416,13 @@ def short_state(state: str) -> str:
     return {"succeeded": "done", "pending": "-", "scheduled": "queued"}.get(state, state)
 
 
-def media_line(item: dict[str, Any]) -> str:
+def media_line(item: MediaView) -> str:
     """One line per item: its stages in order, for `add --wait` and `media`."""
-    stages = []
-    for stage, state in item["stages"].items():
-        label = short_state(state)
-        if stage == "transcribe" and item["progress"]["chunks"] > 1:
-            label += f" {item['progress']['chunks_done']}/{item['progress']['chunks']}"
-        stages.append(f"{stage}:{label}")
-    running = item["progress"]["running"]
-    if running and running[0].get("progress") is not None:
-        r = running[0]
-        stages.append(f"[{r['type']} {round(100 * float(r['progress']))}% on {r['host']}]")
-    return f"media {item['id']} {item['state']}: " + " ".join(stages)
+    stages = [
+        f"{stage}:{short_state(state)}{item.chunk_count(stage)}"
+        for stage, state in item.stages.items()
+    ]
+    if item.running and item.running[0].progress is not None:
+        r = item.running[0]
+        stages.append(f"[{r.type} {round(100 * float(r.progress or 0))}% on {r.host}]")
+    return f"media {item.id} {item.state}: " + " ".join(stages)

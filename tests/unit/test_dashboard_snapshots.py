@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from control.core.readmodels import FleetSnapshot
+from control.core.readmodels import FleetSnapshot, MediaView
 from control.head.agents import CommandResult
 from tui.app import Dashboard
 
@@ -191,48 +191,47 @@ class FixedPlane:
             },
         ]
 
-    async def media(self, limit: int = 200, source_id: int | None = None) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": 7,
-                "source": "https://www.youtube.com/watch?v=abc",
-                "kind": "youtube",
-                "title": "Fleet operations, episode 12",
-                "channel": "Ops",
-                "duration_s": 3605.0,
-                "state": "running",
-                "generation": 1,
-                "stages": {
-                    "download": "succeeded",
-                    "extract_audio": "succeeded",
-                    "transcribe": "running",
-                    "stitch": "pending",
-                    "translate": "pending",
-                },
-                "outputs": {
-                    "audio": "/nas/media/7/audio.wav",
-                    "transcript_json": None,
-                    "srt": None,
-                    "vtt": None,
-                    "txt": None,
-                    "translations": {},
-                },
-                "progress": {
-                    "chunks_done": 4,
-                    "chunks": 7,
-                    "running": [
-                        {
-                            "id": 4411,
-                            "type": "transcribe",
-                            "host": "mac-1",
-                            "progress": 0.4,
-                            "stage": "transcribing",
-                        }
-                    ],
-                },
-                "error": None,
-            }
-        ]
+    async def media(self, limit: int = 200, source_id: int | None = None) -> list[MediaView]:
+        doc: dict[str, Any] = {
+            "id": 7,
+            "source": "https://www.youtube.com/watch?v=abc",
+            "kind": "youtube",
+            "title": "Fleet operations, episode 12",
+            "channel": "Ops",
+            "duration_s": 3605.0,
+            "state": "running",
+            "generation": 1,
+            "stages": {
+                "download": "succeeded",
+                "extract_audio": "succeeded",
+                "transcribe": "running",
+                "stitch": "pending",
+                "translate": "pending",
+            },
+            "outputs": {
+                "audio": "/nas/media/7/audio.wav",
+                "transcript_json": None,
+                "srt": None,
+                "vtt": None,
+                "txt": None,
+                "translations": {},
+            },
+            "progress": {
+                "chunks_done": 4,
+                "chunks": 7,
+                "running": [
+                    {
+                        "id": 4411,
+                        "type": "transcribe",
+                        "host": "mac-1",
+                        "progress": 0.4,
+                        "stage": "transcribing",
+                    }
+                ],
+            },
+            "error": None,
+        }
+        return [MediaView.from_json(doc)]
 
     async def retry(self, ids: list[int]) -> list[int]:
         return ids

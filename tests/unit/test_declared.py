@@ -84,16 +84,16 @@ def test_a_stage_declared_once_shows_in_media_retry_reconcile_the_cli_and_the_da
         _task("stitch", "succeeded"),
     ]
     view = media.view(_item(), [*done, _task("noop", "running")], Path("/"))
-    assert list(view["stages"]) == [
+    assert list(view.stages) == [
         "download",
         "extract_audio",
         "transcribe",
         "stitch",
         "summarize",
     ]
-    assert view["stages"]["summarize"] == "running" and view["state"] == "running"
+    assert view.stages["summarize"] == "running" and view.state == "running"
     view = media.view(_item(), [*done, _task("noop", "succeeded")], Path("/"))
-    assert view["state"] == "succeeded"  # the last stage the item runs is the new one
+    assert view.state == "succeeded"  # the last stage the item runs is the new one
 
     output.print_media_list([view])
     header = capsys.readouterr().out.splitlines()[0].lower().split()
@@ -193,7 +193,7 @@ def test_an_inventory_stage_is_placed_checked_and_known_everywhere(
 
     # media's view, the CLI's columns, reconcile's files, retry's list of stages
     view = media.view(_item(), [], Path("/"))
-    assert list(view["stages"])[-1] == "summarize"  # index: only for English items
+    assert list(view.stages)[-1] == "summarize"  # index: only for English items
     output.print_media_list([view])
     header = capsys.readouterr().out.splitlines()[0].lower().split()
     assert header[2:-1] == [

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.core.readmodels import FleetSnapshot, HeartbeatBody, HostEntry, host_state
+from control.core.readmodels import (
+    FleetSnapshot,
+    HeartbeatBody,
+    HostEntry,
+    MediaView,
+    host_state,
+)
 from control.core.redact import shown
 
 HOST: dict[str, Any] = {
@@ -96,3 +102,32 @@ def test_a_screen_gets_hostile_text_harmless_and_a_clean_entry_as_it_was() -> No
     assert seen.idle_reason is not None and "\x1b" not in seen.idle_reason
     assert "hunter2" not in str(seen.load)
     assert seen.running is hostile.running  # what needed nothing is shared
+
+
+def test_a_media_items_document_is_the_contracts_both_ways() -> None:
+    doc: dict[str, Any] = {
+        "id": 7,
+        "source": "https://www.youtube.com/watch?v=abc",
+        "kind": "youtube",
+        "title": "t",
+        "channel": None,
+        "duration_s": 3.5,
+        "source_id": None,
+        "state": "running",
+        "generation": 2,
+        "stages": {"download": "succeeded", "transcribe": "running"},
+        "outputs": {"audio": "/nas/media/7/audio.wav", "txt": None, "translations": {}},
+        "progress": {
+            "chunks_done": 1,
+            "chunks": 3,
+            "running": [
+                {"id": 9, "type": "transcribe", "host": "w1", "progress": 0.5, "stage": None}
+            ],
+        },
+        "error": None,
+        "created_at": "2026-01-01T12:00:00+00:00",
+    }
+    view = MediaView.from_json(doc)
+    assert view.to_json() == doc and list(view.to_json()) == list(doc)
+    assert view.chunk_count("transcribe") == " 1/3" and view.chunk_count("download") == ""
+    assert not view.finished and view.transcript is None and view.name == "t"

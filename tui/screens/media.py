@@ -16,6 +16,7 @@ from textual.widgets import (
 )
 
 from control.core import stages as pipeline
+from control.core.readmodels import MediaView
 from tui import format as fmt
 from tui.screens.base import Base
 from tui.widgets.footer import Footer
@@ -28,7 +29,7 @@ class MediaScreen(Base):
     def __init__(self) -> None:
         super().__init__()
         self.source: dict[str, Any] | None = None  # show only this source's items
-        self.items: dict[str, dict[str, Any]] = {}
+        self.items: dict[str, MediaView] = {}
         self.previews: dict[str, list[str]] = {}  # transcript path -> its first lines
         # the columns: the declared stages (control.core.pipeline), read when the screen opens
         self.stages = [(st.name, st.label) for st in pipeline.current()]
@@ -59,18 +60,17 @@ class MediaScreen(Base):
         items = await self.guarded(self.plane.media(source_id=source_id), refresh=True)
         if items is None:
             return
-        self.items = {str(i["id"]): i for i in items}
+        self.items = {str(i.id): i for i in items}
         rows: dict[str, Sequence[Any]] = {}
         for i in items:
-            cells: list[Any] = [str(i["id"]), fmt.state(i["state"])]
+            cells: list[Any] = [str(i.id), fmt.state(i.state)]
             for s, _ in self.stages:
-                st = i["stages"].get(s)
+                st = i.stages.get(s)
                 label = fmt.state(st) if st else Text("")
-                if s == "transcribe" and i["progress"]["chunks"] > 1:
-                    label.append(f" {i['progress']['chunks_done']}/{i['progress']['chunks']}")
+                label.append(i.chunk_count(s))
                 cells.append(label)
-            cells.append((i.get("title") or i["source"])[:40])
-            rows[str(i["id"])] = cells
+            cells.append(i.name[:40])
+            rows[str(i.id)] = cells
         sync_rows(self.query_one("#media", DataTable), rows)
         self.show_detail()
 
@@ -94,24 +94,22 @@ class MediaScreen(Base):
             self.query_one("#detail", Static).update("no media items: `contentctl add SOURCE`")
             return
         text = Text()
-        text.append(f"media {item['id']}  ", style="bold")
-        text.append_text(fmt.state(item["state"]))
-        text.append(f"\n{item.get('title') or ''}\n{item['source']}\n")
-        if item.get("duration_s"):
-            text.append(f"length {item['duration_s']:.0f} s   generation {item['generation']}\n")
-        for r in item["progress"]["running"]:
-            text.append(
-                f"running: {r['type']} on {r['host']} {fmt.progress(r['progress'])}\n", style="cyan"
-            )
-        if item.get("error"):
-            text.append(f"error: {item['error']}\n", style="red")
-        outs = item["outputs"]
+        text.append(f"media {item.id}  ", style="bold")
+        text.append_text(fmt.state(item.state))
+        text.append(f"\n{item.title or ''}\n{item.source}\n")
+        if item.duration_s:
+            text.append(f"length {item.duration_s:.0f} s   generation {item.generation}\n")
+        for r in item.running:
+            text.append(f"running: {r.type} on {r.host} {fmt.progress(r.progress)}\n", style="cyan")
+        if item.error:
+            text.append(f"error: {item.error}\n", style="red")
+        outs = item.outputs
         for key2 in ("audio", "transcript_json", "srt", "vtt", "txt"):
             if outs.get(key2):
                 text.append(f"{key2}: {outs[key2]}\n", style="dim")
         for lang, p in (outs.get("translations") or {}).items():
             text.append(f"{lang}: {p}\n", style="dim")
-        txt = outs.get("txt")
+        txt = item.transcript
         if txt and txt in self.previews:
             text.append("\ntranscript:\n", style="bold")
             text.append("\n".join(self.previews[txt]) + "\n")
@@ -120,10 +118,10 @@ class MediaScreen(Base):
         self.query_one("#detail", Static).update(text)
 
     @work(exclusive=True, group="media-preview")
-    async def preview(self, item: dict[str, Any]) -> None:
+    async def preview(self, item: MediaView) -> None:
         """Read the transcript's first lines off the screen's thread, then show them."""
         lines = await self.guarded(self.plane.transcript_head(item))
-        if lines is None:
+        if lines is None or item.transcript is None:
             return
-        self.previews[item["outputs"]["txt"]] = lines
+        self.previews[item.transcript] = lines
         self.show_detail()

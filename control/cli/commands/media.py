@@ -8,7 +8,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from control.cli import output
 from control.cli.commands.common import Session, task_id
@@ -16,6 +15,7 @@ from control.core import db, intake, storage_health, urls
 from control.core.errors import EXIT_FAILED, EXIT_OK, ContentctlError, UsageError
 from control.core.inventory import Inventory
 from control.core.queue import Queue
+from control.core.readmodels import MediaView
 from control.core.settings import storage_root
 from control.head import media, reconcile, status
 
@@ -88,11 +88,9 @@ async def _wait_media(
         views = await _watch(conn, root, ids, inventory, bars)
     if as_json:
         output.emit_json(views)
-    failed = [v for v in views if v["state"] != "succeeded"]
+    failed = [v for v in views if v.state != "succeeded"]
     for v in failed:
-        print(
-            f"media {v['id']} {v['state']}: {v['error'] or 'see contentctl media'}", file=sys.stderr
-        )
+        print(f"media {v.id} {v.state}: {v.error or 'see contentctl media'}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -102,7 +100,7 @@ async def _watch(
     ids: list[int],
     inventory: Inventory,
     bars: output.LiveProgress,
-) -> list[dict[str, Any]]:
+) -> list[MediaView]:
     """Follow the items until each is done: a bar (or a line) per item as its stages move,
     and after EXPLAIN_AFTER_S without change, why the waiting stage is not taken."""
     shown: dict[int, str] = {}
@@ -112,13 +110,13 @@ async def _watch(
         views = [await media.item(conn, root, i) for i in ids]
         for v in views:
             line = media.media_line(v)
-            stages = list(v["stages"].values())
+            stages = list(v.stages.values())
             done = sum(s == "succeeded" for s in stages)
-            bars.update(str(v["id"]), line, done, max(1, len(stages)))
-            if shown.get(v["id"]) != line:
-                shown[v["id"]] = line
+            bars.update(str(v.id), line, done, max(1, len(stages)))
+            if shown.get(v.id) != line:
+                shown[v.id] = line
                 changed_at = time.monotonic()
-        if all(v["state"] in ("succeeded", "failed", "cancelled") for v in views):
+        if all(v.finished for v in views):
             return views
         if time.monotonic() - changed_at > EXPLAIN_AFTER_S:
             hosts = await status.hosts(conn, inventory)
