@@ -10,11 +10,11 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from control.core.inventory import HostSpec
 from control.core.tasktypes import extras
 from provisioning import services
+from provisioning.facts import HostFacts
 from provisioning.layout import Layout as Layout  # re-exported: plans speak of it
 
 # What the head ships to a worker (relative to the repository root).
@@ -65,23 +65,21 @@ def lock_stamp(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def env_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> EnvPlan:
+def env_plan(facts: HostFacts, host: HostSpec, layout: Layout) -> EnvPlan:
     """The commands that make the host's Python environment (uv, or conda by name)."""
     manager = host.env.get("manager", "uv")
     app = shlex.quote(layout.app)
     if manager == "conda":
         name = shlex.quote(host.env["name"])
         # a path the host reported is quoted; the default is ours and needs $HOME expanded
-        conda = (
-            shlex.quote(facts["conda"]) if facts.get("conda") else '"$HOME"/miniforge3/bin/conda'
-        )
+        conda = shlex.quote(facts.conda) if facts.conda else '"$HOME"/miniforge3/bin/conda'
         cmds = []
-        if not facts.get("conda"):
+        if not facts.conda:
             cmds += [
                 f"curl -fsSL -o /tmp/miniforge.sh {MINIFORGE}",
                 'bash /tmp/miniforge.sh -b -p "$HOME"/miniforge3',
             ]
-        if host.env["name"] in (facts.get("conda_envs") or []):
+        if host.env["name"] in facts.conda_envs:
             cmds.append(f"{conda} install -y -n {name} python=3.11")
         else:
             cmds.append(f"{conda} create -y -n {name} python=3.11")
@@ -89,9 +87,9 @@ def env_plan(facts: dict[str, Any], host: HostSpec, layout: Layout) -> EnvPlan:
         target = shlex.quote(f"{layout.app}[{','.join(wanted)}]") if wanted else app
         cmds.append(f"{conda} run -n {name} python -m pip install -q {target}")
         return EnvPlan("conda", cmds, python=f"{conda} run -n {name} python")
-    uv = shlex.quote(facts["uv"]) if facts.get("uv") else '"$HOME"/.local/bin/uv'
+    uv = shlex.quote(facts.uv) if facts.uv else '"$HOME"/.local/bin/uv'
     cmds = []
-    if not facts.get("uv"):
+    if not facts.uv:
         cmds.append("python3 -m pip install --user --quiet uv")
     # the extras its task types need (a host that only downloads gets no Whisper); platform
     # markers in the lock pick mlx-whisper on Apple silicon, faster-whisper elsewhere
@@ -164,14 +162,14 @@ rm -f supervisor.pid
 SERVICE_KINDS = ("launchd", "systemd-user", "systemd-system", "supervisor")
 
 
-def service_kind(facts: dict[str, Any], host: HostSpec) -> str:
+def service_kind(facts: HostFacts, host: HostSpec) -> str:
     """How the agent is kept running: the inventory's `service:`, else launchd on macOS, a
     systemd user unit where the user's systemd answers, else the supervisor script."""
     if host.service != "auto":
         return host.service
-    if facts.get("os") == "Darwin":
+    if facts.os == "Darwin":
         return "launchd"
-    if facts.get("systemd_user"):
+    if facts.systemd_user:
         return "systemd-user"
     return "supervisor"
 
@@ -183,25 +181,25 @@ class ServiceFile:
 
 
 def service_file(
-    kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout, env: dict[str, str]
+    kind: str, facts: HostFacts, host: HostSpec, layout: Layout, env: dict[str, str]
 ) -> ServiceFile:
     """The file that makes the agent a service of `kind`, and where it goes."""
     paths = layout
-    home = str(facts.get("home") or "~")
+    home = facts.home or "~"
     if kind == "launchd":
         plist = services.launchd_plist(host, paths, env).decode()
         return ServiceFile(services.plist_path(home, host), plist)
     if kind in ("systemd-user", "systemd-system"):
         system = kind == "systemd-system"
-        unit = services.systemd_unit(host, paths, system=system, user=facts.get("user"))
+        unit = services.systemd_unit(host, paths, system=system, user=facts.user)
         return ServiceFile(services.unit_path(home, host, system), unit)
     return ServiceFile(layout.runner, runner_script(host, layout))
 
 
-def start_commands(kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout) -> list[str]:
+def start_commands(kind: str, facts: HostFacts, host: HostSpec, layout: Layout) -> list[str]:
     """Install (load, enable) and (re)start the agent's service of `kind`."""
     if kind == "launchd":
-        plist = services.plist_path(str(facts.get("home")), host)
+        plist = services.plist_path(str(facts.home), host)
         return services.launchd_install(host, facts, plist)
     if kind in ("systemd-user", "systemd-system"):
         return services.systemd_install(host, facts, kind == "systemd-system")
@@ -214,11 +212,11 @@ def start_commands(kind: str, facts: dict[str, Any], host: HostSpec, layout: Lay
 
 
 def control_commands(
-    kind: str, facts: dict[str, Any], host: HostSpec, layout: Layout, action: str
+    kind: str, facts: HostFacts, host: HostSpec, layout: Layout, action: str
 ) -> list[str]:
     """`agent start|stop|restart` through the installed manager."""
     if kind == "launchd":
-        plist = services.plist_path(str(facts.get("home")), host)
+        plist = services.plist_path(str(facts.home), host)
         return services.launchd_control(host, facts, plist, action)
     if kind in ("systemd-user", "systemd-system"):
         return services.systemd_control(host, kind == "systemd-system", action)

@@ -23,6 +23,7 @@ import plistlib
 import shlex
 
 from control.core.inventory import HostSpec
+from provisioning.facts import HostFacts
 from provisioning.layout import Layout
 
 LABEL_PREFIX = "com.contentctl.agent"
@@ -126,14 +127,13 @@ def systemd_unit(host: HostSpec, paths: Layout, *, system: bool, user: str | Non
 
 
 # -- commands ---------------------------------------------------------------------------------
-def launchd_domain(facts: dict[str, object]) -> str:
+def launchd_domain(facts: HostFacts) -> str:
     """`gui/<uid>` when the user has a GUI session (the launchd domain exists), else
     `user/<uid>`: the domain that exists on a headless Mac reached over SSH."""
-    uid = facts.get("uid")
-    return f"{'gui' if facts.get('gui_session') else 'user'}/{uid}"
+    return f"{'gui' if facts.gui_session else 'user'}/{facts.uid}"
 
 
-def launchd_install(host: HostSpec, facts: dict[str, object], plist: str) -> list[str]:
+def launchd_install(host: HostSpec, facts: HostFacts, plist: str) -> list[str]:
     """Load the (new) plist and start it, idempotently: bootout what may be loaded, bootstrap
     the file, kickstart the job."""
     domain = launchd_domain(facts)
@@ -145,7 +145,7 @@ def launchd_install(host: HostSpec, facts: dict[str, object], plist: str) -> lis
     ]
 
 
-def launchd_control(host: HostSpec, facts: dict[str, object], plist: str, action: str) -> list[str]:
+def launchd_control(host: HostSpec, facts: HostFacts, plist: str, action: str) -> list[str]:
     """`agent start|stop|restart` through launchd. Stop is a bootout (KeepAlive would not
     restart a clean exit anyway, and the job stays unloaded until started)."""
     domain = launchd_domain(facts)
@@ -165,11 +165,11 @@ def systemctl(system: bool) -> str:
     return "systemctl" if system else "systemctl --user"
 
 
-def systemd_install(host: HostSpec, facts: dict[str, object], system: bool) -> list[str]:
+def systemd_install(host: HostSpec, facts: HostFacts, system: bool) -> list[str]:
     unit = shlex.quote(unit_name(host))
     cmds = []
-    if not system and not facts.get("linger"):
-        cmds.append(f"loginctl enable-linger {shlex.quote(str(facts.get('user') or ''))}")
+    if not system and not facts.linger:
+        cmds.append(f"loginctl enable-linger {shlex.quote(facts.user or '')}")
     return [
         *cmds,
         f"{systemctl(system)} daemon-reload",

@@ -77,18 +77,18 @@ async def agent_over_ssh(ssh: SSH, host: HostSpec, action: str) -> str:
     running, or not answering through the database). Returns what happened."""
 
     facts = await read_facts(ssh, host)
-    layout = plan.Layout(str(facts["base_dir"]))
-    if not facts.get("code_present"):
+    layout = plan.Layout(facts.base_dir)
+    if not facts.code_present:
         raise ContentctlError(
             f"{host.name}: not provisioned: run `contentctl provision {host.name}`"
         )
-    kind = facts.get("service") or "supervisor"  # the manager provisioning installed
+    kind = facts.service or "supervisor"  # the manager provisioning installed
     if kind == "supervisor":
-        running = bool(facts.get("supervisor_pid"))
+        running = bool(facts.supervisor_pid)
         if action == "start" and running:
-            return f"already running (supervisor pid {facts['supervisor_pid']})"
+            return f"already running (supervisor pid {facts.supervisor_pid})"
     else:
-        running = bool(facts.get("service_running"))
+        running = facts.service_running
     if action == "stop" and not running:
         return f"not running ({kind})"
     for cmd in plan.control_commands(kind, facts, host, layout, action):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from control.core import db
+from provisioning.facts import HostFacts
 
 T = TypeVar("T")
 
@@ -117,3 +118,8 @@ def state_is(conn: db.AsyncConn, task_id: int, *states: str) -> Callable[[], Awa
         return (await fetch_task(conn, task_id))["state"] in states
 
     return probe
+
+
+def host_facts(**found: object) -> HostFacts:
+    """A host's facts as the facts script reports them (what it does not say: its default)."""
+    return HostFacts.from_json({"base_dir": "/b", **found})

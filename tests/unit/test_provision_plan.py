@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from control.core.inventory import HostSpec
+from provisioning.facts import HostFacts
 from provisioning.plan import (
     Layout,
     agent_env,
@@ -14,6 +15,7 @@ from provisioning.plan import (
     service_kind,
     start_commands,
 )
+from tests.helpers import host_facts
 
 LAYOUT = Layout("/home/signal4/contentctl")
 
@@ -23,13 +25,13 @@ def _host(**kw: object) -> HostSpec:
 
 
 def test_uv_installed_if_missing_then_synced_against_the_lock() -> None:
-    plan = env_plan({"uv": None}, _host(), LAYOUT)
+    plan = env_plan(host_facts(uv=None), _host(), LAYOUT)
     assert plan.commands == [
         "python3 -m pip install --user --quiet uv",
         'cd /home/signal4/contentctl/app && "$HOME"/.local/bin/uv sync --locked --no-dev'
         " --extra audio --extra transcribe",
     ]
-    present = env_plan({"uv": "/usr/bin/uv"}, _host(), LAYOUT)
+    present = env_plan(host_facts(uv="/usr/bin/uv"), _host(), LAYOUT)
     assert present.commands == [
         "cd /home/signal4/contentctl/app && /usr/bin/uv sync --locked --no-dev"
         " --extra audio --extra transcribe"
@@ -38,13 +40,13 @@ def test_uv_installed_if_missing_then_synced_against_the_lock() -> None:
 
 def test_a_host_gets_the_extras_of_its_task_types_only() -> None:
     """A downloader gets no Whisper and no bundled ffmpeg; a transcriber gets Whisper."""
-    sync = {"uv": "/usr/bin/uv"}
+    sync = host_facts(uv="/usr/bin/uv")
     downloader = env_plan(sync, _host(enabled_tasks=("download_youtube", "noop")), LAYOUT)
     assert downloader.commands[-1].endswith("sync --locked --no-dev")
     transcriber = env_plan(sync, _host(enabled_tasks=("transcribe", "stitch")), LAYOUT)
     assert transcriber.commands[-1].endswith("sync --locked --no-dev --extra transcribe")
     conda = env_plan(
-        {"conda": "/opt/conda"},
+        host_facts(conda="/opt/conda"),
         _host(env={"manager": "conda", "name": "e"}, enabled_tasks=("extract_audio",)),
         LAYOUT,
     )
@@ -53,7 +55,7 @@ def test_a_host_gets_the_extras_of_its_task_types_only() -> None:
 
 def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_env() -> None:
     host = _host(env={"manager": "conda", "name": "content-processing"})
-    fresh = env_plan({"conda": None}, host, LAYOUT)
+    fresh = env_plan(host_facts(conda=None), host, LAYOUT)
     assert fresh.commands[0].startswith(
         "curl -fsSL -o /tmp/miniforge.sh https://github.com/conda-forge/miniforge"
     )
@@ -62,7 +64,7 @@ def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_
         '"$HOME"/miniforge3/bin/conda create -y -n content-processing python=3.11' in fresh.commands
     )
     existing = env_plan(
-        {"conda": "/opt/conda/bin/conda", "conda_envs": ["content-processing"]}, host, LAYOUT
+        host_facts(conda="/opt/conda/bin/conda", conda_envs=["content-processing"]), host, LAYOUT
     )
     assert not any("miniforge" in c for c in existing.commands)
     assert "/opt/conda/bin/conda install -y -n content-processing python=3.11" in existing.commands
@@ -70,14 +72,14 @@ def test_conda_installs_miniforge_when_missing_and_creates_or_updates_the_named_
 
 
 def test_service_manager_follows_the_platform_unless_the_inventory_says() -> None:
-    assert service_kind({"os": "Darwin"}, _host()) == "launchd"
-    assert service_kind({"os": "Linux", "systemd_user": True}, _host()) == "systemd-user"
-    linux = {"os": "Linux", "systemd_user": False}
+    assert service_kind(host_facts(os="Darwin"), _host()) == "launchd"
+    assert service_kind(host_facts(os="Linux", systemd_user=True), _host()) == "systemd-user"
+    linux = host_facts(os="Linux", systemd_user=False)
     assert service_kind(linux, _host()) == "supervisor"
     assert service_kind(linux, _host(service="systemd-system")) == "systemd-system"
     cmds = start_commands("supervisor", linux, _host(), LAYOUT)
     assert "setsid nohup sh /home/signal4/contentctl/run-agent.sh" in cmds[0]
-    facts = {"os": "Linux", "user": "signal4", "linger": False}
+    facts = HostFacts("/b", os="Linux", user="signal4", linger=False)
     user = start_commands("systemd-user", facts, _host(), LAYOUT)
     assert user == [
         "loginctl enable-linger signal4",
@@ -88,7 +90,7 @@ def test_service_manager_follows_the_platform_unless_the_inventory_says() -> Non
     assert control_commands("systemd-system", facts, _host(), LAYOUT, "stop") == [
         "systemctl stop contentctl-agent-mac-7.service"
     ]
-    mac = {"os": "Darwin", "uid": 501, "gui_session": False, "home": "/Users/signal4"}
+    mac = host_facts(os="Darwin", uid=501, gui_session=False, home="/Users/signal4")
     assert control_commands("launchd", mac, _host(), LAYOUT, "restart") == [
         "launchctl kickstart -k user/501/com.contentctl.agent.mac-7"
     ]
@@ -114,16 +116,16 @@ def test_every_command_keeps_a_hostile_base_dir_one_quoted_word() -> None:
     carries it as one word, so the shell runs none of it."""
     import shlex
 
+    from provisioning.facts import parse_facts
     from provisioning.plan import stop_command
-    from provisioning.provision import parse_facts
 
     layout = Layout(HOSTILE_BASE)
     host = _host(base_dir=HOSTILE_BASE, env={"manager": "conda", "name": "e; id"})
     commands = [
-        *env_plan({"uv": "/opt/my uv/uv"}, _host(), layout).commands,
-        *env_plan({"conda": "/opt/$(x)/conda"}, host, layout).commands,
-        env_plan({}, _host(), layout).python,
-        *start_commands("supervisor", {"os": "Linux"}, host, layout),
+        *env_plan(host_facts(uv="/opt/my uv/uv"), _host(), layout).commands,
+        *env_plan(host_facts(conda="/opt/$(x)/conda"), host, layout).commands,
+        env_plan(host_facts(), _host(), layout).python,
+        *start_commands("supervisor", host_facts(os="Linux"), host, layout),
         stop_command(layout),
         runner_script(host, layout),
     ]

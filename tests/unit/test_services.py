@@ -14,6 +14,7 @@ import pytest
 from control.core.inventory import HostSpec
 from provisioning import services
 from provisioning.layout import Layout
+from tests.helpers import host_facts
 
 HOSTILE_BASE = "/srv/con tent/$(touch PWNED)`id`;%h"
 
@@ -48,9 +49,9 @@ def test_the_launch_agent_has_what_launchd_needs_and_no_secret() -> None:
 
 
 def test_the_domain_is_gui_with_a_session_else_user() -> None:
-    assert services.launchd_domain({"uid": 501, "gui_session": True}) == "gui/501"
-    assert services.launchd_domain({"uid": 501, "gui_session": False}) == "user/501"
-    cmds = services.launchd_install(_host(), {"uid": 501}, "/Users/a b/x.plist")
+    assert services.launchd_domain(host_facts(uid=501, gui_session=True)) == "gui/501"
+    assert services.launchd_domain(host_facts(uid=501, gui_session=False)) == "user/501"
+    cmds = services.launchd_install(_host(), host_facts(uid=501), "/Users/a b/x.plist")
     assert cmds[1] == "launchctl bootstrap user/501 '/Users/a b/x.plist'"
 
 
