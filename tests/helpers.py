@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import inspect
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,21 +19,69 @@ from control.core import db
 from provisioning.facts import HostFacts
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.05
+    probe: Callable[[], Awaitable[T] | T], timeout_s: float = 10.0, interval_s: float = 0.05
 ) -> T:
-    """Call `probe` until it returns something truthy; fail the test at the deadline."""
+    """Call `probe` (async or not) until it returns something truthy; fail the test at the
+    deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        value = await probe()
+        value = await _value(probe)
         if value:
             return value
         if loop.time() >= deadline:
             raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
         await asyncio.sleep(interval_s)
+
+
+async def holds(probe: Callable[[], Awaitable[T] | T], for_s: float, interval_s: float = 0.05) -> T:
+    """A negative wait ("nothing happens for a while"): call `probe` for `for_s` seconds and
+    fail the test the first time it is falsy. Unlike a sleep that looks once at its end, it
+    fails at the moment the thing that must not happen does, and sees a state that came and
+    went."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + for_s
+    while True:
+        value = await _value(probe)
+        if not value:
+            raise AssertionError(f"condition broken within {for_s} s (got: {value!r})")
+        if loop.time() >= until:
+            return value
+        await asyncio.sleep(interval_s)
+
+
+async def _value(probe: Callable[[], Awaitable[T] | T]) -> T:
+    value = probe()
+    return await value if inspect.isawaitable(value) else value
+
+
+def wait_until(what: str, probe: Callable[[], T], timeout: float, interval: float = 0.25) -> T:
+    """`wait_for` for code without an event loop: poll `probe` until truthy, else fail naming
+    `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
+        time.sleep(interval)
+
+
+def holds_sync(what: str, probe: Callable[[], T], for_s: float, interval: float = 0.25) -> T:
+    """`holds` for code without an event loop."""
+    until = time.monotonic() + for_s
+    while True:
+        value = probe()
+        if not value:
+            raise AssertionError(f"{what}: broken within {for_s} s (got: {value!r})")
+        if time.monotonic() >= until:
+            return value
+        time.sleep(interval)
 
 
 async def fetch_task(conn: db.AsyncConn, task_id: int) -> dict[str, Any]:
@@ -65,12 +115,15 @@ CHROMIUM_ARGS = [
 
 
 def contentctl(
-    env: dict[str, str], *args: str, timeout: float = 120
+    env: dict[str, str], *args: str, timeout: float = 120, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
-    """Run `contentctl ARGS...` as a user would, in its own process, with `env`."""
+    """Run `contentctl ARGS...` as a script would, in its own process, with `env` and no
+    terminal (stdin /dev/null), from the repository."""
     return subprocess.run(
         [sys.executable, "-m", "tui.launcher", *args],
         env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -18,11 +18,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests import helpers
 
 # the code tree the fleet runs (bench/network.py --tree runs an older checkout side by side)
 REPO = Path(os.environ.get("CONTENTCTL_FLEET_TREE") or Path(__file__).resolve().parents[1])
@@ -208,20 +209,6 @@ def cli_env(home: Path, inventory: Path) -> dict[str, str]:
     return env
 
 
-def contentctl(
-    env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tui.launcher", *args],
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @dataclass
 class Head:
     fleet: NetFleet
@@ -279,15 +266,9 @@ def worker_env(head: Head, host: str) -> dict[str, str]:
     return env
 
 
-def wait_until(what: str, probe: Any, timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
+def contentctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI of the tree under test (CONTENTCTL_FLEET_TREE: a bench's other tree)."""
+    return helpers.contentctl(env, *args, cwd=REPO)
 
 
 def start_sshd_in(fleet: NetFleet, name: str, address: str, root: Path, user_key: Path) -> Path:

@@ -9,14 +9,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 SSHD = "/usr/sbin/sshd"
 
@@ -56,24 +55,26 @@ def _keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
 
 
+def _answers(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((address, port)) == 0
+
+
 def _wait_free(address: str, port: int) -> None:
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex((address, port)) != 0:
-                return
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # still taken after 5 s: the start will say so
+        wait_until("port free", lambda: not _answers(address, port), 5, interval=0.05)
 
 
 def _start(server: Sshd) -> None:
     subprocess.run(
         [SSHD, "-f", str(server.dir / "sshd_config"), "-E", str(server.dir / "log")], check=True
     )
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex((server.address, server.port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"sshd on {server.address}:{server.port} did not start")
+    wait_until(
+        f"sshd on {server.address}:{server.port} started",
+        lambda: _answers(server.address, server.port),
+        5,
+        interval=0.05,
+    )
 
 
 def _tls_env() -> str:

@@ -21,7 +21,15 @@ import pytest
 from control.core import db, fleet, readmodels
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
-from tests.helpers import contentctl, fetch_task, state_is, wait_for, write_inventory
+from tests.helpers import (
+    contentctl,
+    fetch_task,
+    holds,
+    state_is,
+    wait_for,
+    wait_until,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -185,8 +193,7 @@ async def test_drain_undrain_restart_stop_reach_the_agent_and_are_acknowledged(
     assert "obey-1: draining" in res.stdout
     await wait_for(lambda: _agent_state(conn, "obey-1", "drained"), 10)
     [e] = await queue.enqueue([TaskSpec("noop")])
-    await asyncio.sleep(1.5)  # three heartbeats: a drained agent claims nothing
-    assert await _state(conn, e.id) == "queued"
+    await holds(state_is(conn, e.id, "queued"), 1.5)  # three heartbeats: it claims nothing
     status = json.loads(contentctl(agent_env, "status", "--json").stdout)
     [h] = [h for h in status["hosts"] if h["name"] == "obey-1"]
     assert h["state"] == "drained" and h["idle_reason"] == "drained"
@@ -273,8 +280,7 @@ async def test_drain_deadline_hands_running_tasks_back_and_stays_drained(
     row = await fetch_task(conn, e.id)
     assert row["attempts"] == 0  # handed back, not failed
     await wait_for(lambda: _agent_state(conn, "deadline-1", "drained"), 5)
-    await asyncio.sleep(1.0)
-    assert await _state(conn, e.id) == "queued"  # and it does not take it again
+    await holds(state_is(conn, e.id, "queued"), 1.0)  # and it does not take it again
 
 
 async def test_postgres_restarted_under_a_running_agent_loses_nothing(
@@ -303,10 +309,7 @@ async def test_postgres_restarted_under_a_running_agent_loses_nothing(
                 row = c.execute("SELECT count(*) FROM tasks WHERE state = 'running'").fetchone()
                 return int(row[0]) if row else 0
 
-        deadline = time.monotonic() + 20
-        while running() < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert running() == 3
+        wait_until("three tasks running", lambda: running() == 3, 20, interval=0.05)
         server.stop()  # under the agent, tasks in flight
         time.sleep(2.0)
         server.ensure_running()
@@ -502,8 +505,17 @@ async def test_an_agent_whose_stderr_nobody_reads_keeps_working(
         return (await cur.fetchone() or {})["n"] == 2000
 
     await wait_for(all_done, 90, interval_s=0.5)
+
     # it still writes its beat (its minute's touch, every 12 beats): the loop is not stuck
-    await asyncio.sleep(1.5)  # three beats after the last task, whose write told its counters
+    async def counted() -> bool:  # the beat after the last task wrote its counters
+        row = await db.row(
+            conn,
+            "SELECT heartbeat->'counters'->>'done_this_run' AS n FROM host_beats"
+            " WHERE name = 'chatty'",
+        )
+        return bool(row and row["n"] == "2000")
+
+    await wait_for(counted, 10)
     quiet_from = time.monotonic()
 
     async def beat_since() -> bool:

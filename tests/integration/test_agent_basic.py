@@ -78,7 +78,7 @@ async def test_notify_wakes_an_idle_agent_at_once(
     runner = asyncio.create_task(agent.run())
     try:
         await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
-        await asyncio.sleep(0.1)  # the agent is idle, waiting
+        await wait_for(lambda: agent.state.listening)  # idle, listening
         t0 = time.monotonic()
         [e] = await queue.enqueue([TaskSpec("noop")])
         await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
@@ -107,7 +107,7 @@ async def test_an_idle_agent_sleeps_until_work_comes_due_and_wakes_for_retries_a
 
     try:
         await wait_for(lambda: _host_seen(conn, "inproc"), timeout_s=10)
-        await asyncio.sleep(0.3)  # idle, listening
+        await wait_for(lambda: agent.state.listening)  # idle, listening
         # delayed: announced when enqueued, then slept until it comes due
         [later] = await queue.enqueue([TaskSpec("noop", delay_s=1.5)])
         await wait_for(state_is(conn, later.id, "succeeded"), timeout_s=10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from control.core import db
 from control.core.queue import Queue, TaskSpec
 from control.head.embedded import EmbeddedServer
-from tests.helpers import contentctl
+from tests.helpers import contentctl, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -90,9 +89,22 @@ async def test_a_database_lost_under_logs_follow_is_one_line_exit_2(
         stderr=subprocess.PIPE,
         text=True,
     )
+    watch = await db.open_url(url)
+
+    async def following() -> bool:  # it has read the logs once and waits for more
+        assert follow.poll() is None, follow.communicate()[1]
+        row = await db.row(
+            watch,
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            " AND state = 'idle' AND query LIKE '%%agent_logs%%'",
+        )
+        return bool(row and row["n"])
+
     try:
-        time.sleep(2)
-        assert follow.poll() is None
+        try:
+            await wait_for(following, 30, interval_s=0.1)
+        finally:
+            await watch.close()
         server.stop()
         _, err = follow.communicate(timeout=30)
     finally:

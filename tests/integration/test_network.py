@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import wait_until
 from tests.netfleet import (
     Head,
     NetFleet,
@@ -27,7 +28,6 @@ from tests.netfleet import (
     net_fleet,
     sshfs_then,
     start_nas,
-    wait_until,
     worker_env,
 )
 

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from control.core import db, retention
 from control.core.queue import Queue, TaskSpec
 from tests.conftest import kill_tree
-from tests.helpers import contentctl, loopback_http, wait_for
+from tests.helpers import contentctl, holds, loopback_http, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -181,10 +181,17 @@ async def test_metrics_serve_reports_the_database_s_queue_depth(
     q = Queue(conn)
     await q.enqueue([TaskSpec("noop")] * 7 + [TaskSpec("sleep", payload={"seconds": 1})] * 3)
     [running] = await q.claim("w1", ["sleep"], limit=1)
-    await q.complete(running, {})
     _, url = head("--no-alerts", "--no-prune")
     await wait_for(lambda: _scrape_ok(url), 10)
-    time.sleep(2.5)  # the finished counter reads rows finished more than 2 s ago
+    await q.complete(running, {})
+
+    def finished() -> float:  # rows finished more than 2 s ago are counted: a later scrape
+        families = text_string_to_metric_families(_get(url))
+        [f] = [f for f in families if f.name == "contentctl_tasks_finished"]
+        key = {"type": "sleep", "host": "w1", "state": "succeeded"}
+        return sum(s.value for s in f.samples if s.labels == key and s.name.endswith("_total"))
+
+    assert await wait_for(finished, 10, interval_s=0.25) == 1.0
     families = {f.name: f for f in text_string_to_metric_families(_get(url))}
     depth = {
         (s.labels["type"], s.labels["state"]): s.value
@@ -272,8 +279,13 @@ async def test_an_offline_host_alerts_once_and_recovers_once(
     await wait_for(lambda: said("firing"), 30)
     spawn_agent("--host", "w1", "--heartbeat", "0.3")
     await wait_for(lambda: said("resolved"), 30)
-    time.sleep(3)  # both evaluators keep running: nothing more may arrive
-    offline = [m for m in got.got if m["rule"] == "host_offline"]
+
+    def offline_alerts() -> list[dict[str, Any]]:
+        return [m for m in got.got if m["rule"] == "host_offline"]
+
+    # both evaluators keep running (every second): nothing more may arrive
+    await holds(lambda: len(offline_alerts()) == 2, 3)
+    offline = offline_alerts()
     assert [(m["status"], m["subject"]) for m in offline] == [
         ("firing", "w1"),
         ("resolved", "w1"),

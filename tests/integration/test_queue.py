@@ -436,8 +436,18 @@ async def test_a_lease_whose_session_ended_runs_out_at_the_next_sweep(
         assert await queue.sweep_expired() == 0  # the fleet's turn to look, taken: all alive
         assert not (await fleet.beat(live, hb)).sweep_due  # the next look is a turn away
 
+        dead_pid = dead.info.backend_pid
         await dead.close()  # what kill -9 does to the agent's socket
-        await asyncio.sleep(0.5)
+
+        async def ended() -> bool:  # its server process gone: its session has ended
+            row = await db.row(
+                live,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = %(p)s",
+                {"p": dead_pid},
+            )
+            return bool(row and row["n"] == 0)
+
+        await wait_for(ended, 5)
         assert await queue.sweep_expired() == 0  # not a turn yet: nobody looks
 
         async def lapsed() -> bool:  # the server ends the session as the socket closes

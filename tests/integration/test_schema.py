@@ -14,7 +14,7 @@ import pytest
 from control.core import db
 from control.head.models import Host, Task
 from tests.conftest import _counter, _with_database, kill_tree
-from tests.helpers import contentctl, wait_for
+from tests.helpers import contentctl, holds, wait_for
 
 
 @pytest.mark.parametrize("model", [Task, Host])
@@ -74,7 +74,18 @@ async def test_a_schema_check_waits_for_a_migration_under_way(empty_db: str) -> 
         await migrator.execute("SELECT pg_advisory_lock(%s)", (db.MIGRATION_LOCK,))
         await _apply(migrator, 1)  # half-way through, still holding the lock
         check = asyncio.create_task(db.check_schema(starter))
-        await asyncio.sleep(0.5)
+        pid = starter.info.backend_pid
+
+        async def waits_on_the_lock() -> bool:
+            row = await db.row(
+                migrator,
+                "SELECT count(*) AS n FROM pg_locks WHERE pid = %(p)s AND locktype = 'advisory'"
+                " AND NOT granted",
+                {"p": pid},
+            )
+            return bool(row and row["n"])
+
+        await wait_for(waits_on_the_lock, 10)
         assert not check.done()  # it waits on the lock instead of judging version 1
         await db.migrate(migrator)
         await migrator.execute("SELECT pg_advisory_unlock(%s)", (db.MIGRATION_LOCK,))
@@ -102,8 +113,10 @@ async def test_an_agent_meeting_an_older_schema_waits_for_the_migration(
         start_new_session=True,
     )
     try:
-        await asyncio.sleep(2)
-        assert agent.poll() is None, agent.communicate()[1]  # not exited into a restart loop
+        try:
+            await holds(lambda: agent.poll() is None, 2)  # not exited into a restart loop
+        except AssertionError:
+            raise AssertionError(agent.communicate()[1]) from None
         migrated = contentctl(env, "db", "migrate")
         assert migrated.returncode == 0, migrated.stderr
         conn = await db.connect(empty_db)

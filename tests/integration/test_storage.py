@@ -5,7 +5,6 @@ again and the waiting pipeline work runs. Nothing fails, nothing is lost."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ import pytest
 from control.core import db
 from control.core.queue import Queue, TaskSpec
 from control.core.storage_health import is_mount_point
-from tests.helpers import contentctl, wait_for
+from tests.helpers import contentctl, holds, wait_for
 
 pytestmark = pytest.mark.slow
 FAST = ("--heartbeat", "0.5", "--lease", "5")
@@ -97,8 +96,7 @@ async def test_nas_lost_then_back_under_two_agents(
         return str((await cur.fetchone() or {})["state"])
 
     await wait_for(lambda: _is(state(noop.id), "succeeded"), 15)
-    await asyncio.sleep(1.5)  # three heartbeats
-    assert await state(audio.id) == "queued"
+    await holds(lambda: _is(state(audio.id), "queued"), 1.5)  # three heartbeats
     status = json.loads(contentctl(agent_env, "status", "--json").stdout)
     reasons = {h["name"]: h["idle_reason"] for h in status["hosts"]}
     assert all(str(r).startswith("storage unavailable:") for r in reasons.values()), reasons

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from agent.runner import Agent, AgentConfig
 from control.core import db
 from control.core.queue import Queue, TaskSpec
-from tests.helpers import fetch_task, state_is, wait_for
+from tests.helpers import fetch_task, holds, state_is, wait_for
 
 FLEET = 20
 
@@ -81,13 +82,10 @@ async def test_a_task_into_an_idle_fleet_is_claimed_by_one_agent_within_a_second
         await wait_for(state_is(conn, e.id, "running", "succeeded"), timeout_s=1.0, interval_s=0.01)
         assert time.monotonic() - t0 < 1.0
         await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5)
-        await asyncio.sleep(0.3)  # the ranks after the first would have claimed by now
-        after = await _sessions(conn)
-        moved = [
-            h
-            for h, s in after.items()
-            if h in before and s["state_change"] != before[h]["state_change"]
-        ]
+
+        # the ranks after the first would have claimed by now
+        await holds(functools.partial(_few_woken, conn, before), 0.3)
+        moved = await _woken(conn, before)
         winner = (await fetch_task(conn, e.id))["host"]
         # the winner, and at most one more: a rank whose step ran out before the answer came
         # (a heartbeat written in between counts here too)
@@ -113,16 +111,11 @@ async def test_tasks_are_never_left_waiting_when_the_first_ranks_are_busy(
         await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5)
         started = (await fetch_task(conn, e.id))["started_at"]
         assert started is not None and time.monotonic() - t0 < 5
-        await asyncio.sleep(0.3)  # a rank woken for nothing would have claimed by now
-        after = await _sessions(conn)
-        moved = [
-            h
-            for h, st in after.items()
-            if h not in busy and h in before and st["state_change"] != before[h]["state_change"]
-        ]
+
         # the busy first ranks passed it on: the idle agent after them took it, and the
-        # others stayed asleep (a pass woke every idle agent once: 10 of them)
-        assert len(moved) <= 3, moved
+        # others stayed asleep (a pass woke every idle agent once: 10 of them); a rank woken
+        # for nothing would have claimed by now
+        await holds(functools.partial(_few_woken, conn, before, busy), 0.3)
     cur = await conn.execute(
         "SELECT max(started_at - created_at) AS worst FROM tasks WHERE type = 'noop'"
     )
@@ -150,10 +143,32 @@ async def test_a_task_that_ends_with_nothing_announced_since_does_not_look_again
         for _ in range(3):
             [e] = await queue.enqueue([TaskSpec("noop")])
             await wait_for(state_is(conn, e.id, "succeeded"), timeout_s=5, interval_s=0.01)
-            await asyncio.sleep(0.3)  # a look after the task's end would have been made by now
-            last = (await _sessions(conn))["solo"]["query"]
-            assert "Group commit" in last, last  # the completion was its last statement
+
+            async def completion_last() -> bool:  # the completion was its last statement
+                return "Group commit" in (await _sessions(conn))["solo"]["query"]
+
+            await holds(completion_last, 0.3)  # a look after the end would be made by now
     finally:
         agent.request_stop()
         async with asyncio.timeout(15):
             await runner
+
+
+async def _woken(
+    conn: db.AsyncConn, before: dict[str, Any], busy: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
+    """The hosts (not busy) whose session changed state since `before`: woken."""
+    after = await _sessions(conn)
+    return [
+        h
+        for h, st in after.items()
+        if h not in busy and h in before and st["state_change"] != before[h]["state_change"]
+    ]
+
+
+async def _few_woken(
+    conn: db.AsyncConn, before: dict[str, Any], busy: frozenset[str] | set[str] = frozenset()
+) -> bool:
+    moved = await _woken(conn, before, busy)
+    assert len(moved) <= 3, moved
+    return True

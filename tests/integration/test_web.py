@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from control.core import db
-from tests.helpers import CHROMIUM_ARGS, free_port
+from tests.helpers import CHROMIUM_ARGS, free_port, wait_until
 
 pyte = pytest.importorskip("pyte")
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -238,10 +238,12 @@ def test_the_dashboard_in_a_browser_token_keys_actions_audit_and_stop(
 
     # closing the tab ends its dashboard process
     tab.page.close()
-    deadline = time.monotonic() + 15
-    while session.is_running() and session.status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the tab's process outlived the tab"
-        time.sleep(0.1)
+    wait_until(
+        "the tab's process ended with the tab",
+        lambda: not session.is_running() or session.status() == psutil.STATUS_ZOMBIE,
+        15,
+        interval=0.1,
+    )
 
     # SIGTERM: the server and every open tab's process stop
     second = Tab(browser, web.url)

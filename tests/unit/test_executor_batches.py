@@ -93,14 +93,31 @@ async def test_a_batched_task_stopped_while_running_kills_only_its_own_run(
     executor: Executor,
 ) -> None:
     await run(executor, task("sleep", seconds=0, progress=False))
-    slow = task("sleep", seconds=30, progress=False)
+    slow = task("sleep", seconds=30)
+    running = asyncio.Event()
+
+    async def reported(fraction: float, stage: str | None) -> None:
+        running.set()
+
     jobs = [
-        asyncio.create_task(executor.run(t, timeout_s=30, rss_limit_mb=None, on_progress=nothing))
+        asyncio.create_task(
+            executor.run(
+                t,
+                timeout_s=30,
+                rss_limit_mb=None,
+                on_progress=reported if t is slow else nothing,
+            )
+        )
         for t in (task("sleep", seconds=0, progress=False), slow, task("sleep", seconds=0))
     ]
-    await asyncio.sleep(1.0)
-    jobs[1].cancel()  # the operator's cancel, a lost lease: the task's job is cancelled
-    done = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), 20)
+    try:
+        await asyncio.wait_for(running.wait(), 20)  # its first progress: it runs
+        jobs[1].cancel()  # the operator's cancel, a lost lease: the task's job is cancelled
+        done = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), 20)
+    finally:  # a failure above leaves no job running into the fixture's close
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
     assert isinstance(done[1], asyncio.CancelledError)
     assert isinstance(done[0], Outcome) and done[0].kind == "done"
     assert isinstance(done[2], Outcome) and done[2].kind == "done"
