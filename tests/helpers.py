@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from control.core import db
 from provisioning.facts import HostFacts
@@ -22,9 +22,15 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@overload
 async def wait_for(
-    probe: Callable[[], Awaitable[T] | T], timeout_s: float = 10.0, interval_s: float = 0.05
-) -> T:
+    probe: Callable[[], Awaitable[T]], timeout_s: float = ..., interval_s: float = ...
+) -> T: ...
+@overload
+async def wait_for(
+    probe: Callable[[], T], timeout_s: float = ..., interval_s: float = ...
+) -> T: ...
+async def wait_for(probe: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
     """Call `probe` (async or not) until it returns something truthy; fail the test at the
     deadline."""
     loop = asyncio.get_running_loop()
@@ -38,7 +44,11 @@ async def wait_for(
         await asyncio.sleep(interval_s)
 
 
-async def holds(probe: Callable[[], Awaitable[T] | T], for_s: float, interval_s: float = 0.05) -> T:
+@overload
+async def holds(probe: Callable[[], Awaitable[T]], for_s: float, interval_s: float = ...) -> T: ...
+@overload
+async def holds(probe: Callable[[], T], for_s: float, interval_s: float = ...) -> T: ...
+async def holds(probe: Any, for_s: float, interval_s: float = 0.05) -> Any:
     """A negative wait ("nothing happens for a while"): call `probe` for `for_s` seconds and
     fail the test the first time it is falsy. Unlike a sleep that looks once at its end, it
     fails at the moment the thing that must not happen does, and sees a state that came and
@@ -54,7 +64,7 @@ async def holds(probe: Callable[[], Awaitable[T] | T], for_s: float, interval_s:
         await asyncio.sleep(interval_s)
 
 
-async def _value(probe: Callable[[], Awaitable[T] | T]) -> T:
+async def _value(probe: Callable[[], Any]) -> Any:
     value = probe()
     return await value if inspect.isawaitable(value) else value
 
