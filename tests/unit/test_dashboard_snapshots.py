@@ -11,6 +11,7 @@ from typing import Any
 
 from control.core.readmodels import FleetSnapshot, MediaView
 from control.head.agents import CommandResult
+from control.head.api import TaskQuery
 from tui.app import Dashboard
 
 T0 = datetime(2026, 11, 22, 14, 5, 0)
@@ -111,7 +112,7 @@ class FixedPlane:
             ],
         }
 
-    async def tasks(self, query: Any) -> list[dict[str, Any]]:
+    async def tasks(self, query: TaskQuery) -> list[dict[str, Any]]:
         rows = []
         for i, (t, st, host, err) in enumerate(
             [
