@@ -249,9 +249,9 @@ async def status_time(
         t0 = time.perf_counter()
         snap = await status.snapshot(conn, inv)
         times.append((time.perf_counter() - t0) * 1000)
-    total = sum(snap["queue"]["totals"].values())
+    total = sum(snap.totals.values())
     assert total == n, f"status counted {total} tasks of {n}"
-    assert len(snap["hosts"]) == hosts
+    assert len(snap.hosts) == hosts
     await conn.close()
     times.sort()
     return {
