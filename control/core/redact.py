@@ -9,6 +9,7 @@ import datetime
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 # scheme://user:password@host -> scheme://user:***@host
@@ -143,6 +144,8 @@ def shown(value: Any) -> Any:
         return type(value)([shown(v) for v in value])
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _shown_model(value)
+    if isinstance(value, Mapping):  # a read-only one (a read model's empty mapping, say)
+        return shown(dict(value)) if value else value
     return value
 
 

@@ -179,10 +179,10 @@ def _aged(entry: HostEntry, row: dict[str, Any] | None, spec: HostSpec | None) -
 
 def _by_host(running: list[dict[str, Any]]) -> dict[str, tuple[RunningTask, ...]]:
     by_host: dict[str, list[RunningTask]] = {}
-    for t in running:
-        by_host.setdefault(str(t["host"]), []).append(
+    for t in running:  # typed by their columns (bigint, text, real, text)
+        by_host.setdefault(t["host"], []).append(
             # not stalled, unless the host's beat says so (_entry)
-            RunningTask(int(t["id"]), str(t["type"]), t["progress"], t["progress_stage"])
+            RunningTask(t["id"], t["type"], t["progress"], t["progress_stage"])
         )
     return {host: tuple(tasks) for host, tasks in by_host.items()}
 
