@@ -82,18 +82,6 @@ def wait_until(what: str, probe: Callable[[], T], timeout: float, interval: floa
         time.sleep(interval)
 
 
-def holds_sync(what: str, probe: Callable[[], T], for_s: float, interval: float = 0.25) -> T:
-    """`holds` for code without an event loop."""
-    until = time.monotonic() + for_s
-    while True:
-        value = probe()
-        if not value:
-            raise AssertionError(f"{what}: broken within {for_s} s (got: {value!r})")
-        if time.monotonic() >= until:
-            return value
-        time.sleep(interval)
-
-
 async def fetch_task(conn: db.AsyncConn, task_id: int) -> dict[str, Any]:
     cur = await conn.execute("SELECT * FROM tasks WHERE id = %s", (task_id,))
     row = await cur.fetchone()
